@@ -1,0 +1,211 @@
+//! Loading configuration: defaults, layering, environment overrides and located errors.
+
+use std::collections::BTreeMap;
+
+use outpost_config::{
+    ConfigError, ConfigFile, EdgeConfig, HubConfig, Location, LogFormat, SimConfig, load_file,
+    load_str,
+};
+
+fn no_env() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn problems<T: ConfigFile + std::fmt::Debug>(
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Vec<outpost_config::Problem> {
+    match load_str::<T>("site.toml", text, env) {
+        Ok(c) => panic!("expected problems, loaded {c:?}"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn every_embedded_default_loads_and_validates() {
+    let edge: EdgeConfig = load_str("default", EdgeConfig::DEFAULT_TOML, &no_env()).unwrap();
+    assert_eq!(edge.edge.id, "edge-01");
+    let hub: HubConfig = load_str("default", HubConfig::DEFAULT_TOML, &no_env()).unwrap();
+    assert_eq!(hub.admin.listen.port(), 9100);
+    let sim: SimConfig = load_str("default", SimConfig::DEFAULT_TOML, &no_env()).unwrap();
+    assert_eq!(sim.admin.listen.port(), 9102);
+}
+
+#[test]
+fn an_empty_file_means_all_defaults() {
+    let edge: EdgeConfig = load_str("empty.toml", "", &no_env()).unwrap();
+    assert_eq!(edge.supervision.max_restarts, 10);
+    assert_eq!(edge.log.format, LogFormat::Human);
+}
+
+#[test]
+fn user_keys_are_laid_over_defaults_table_by_table() {
+    let edge: EdgeConfig = load_str("site.toml", "[edge]\nid = \"metro-07\"\n", &no_env()).unwrap();
+    assert_eq!(edge.edge.id, "metro-07");
+    // The other key of the same section keeps its default.
+    assert_eq!(
+        edge.edge.data_dir,
+        std::path::PathBuf::from("/var/lib/outpost-edge")
+    );
+}
+
+#[test]
+fn unknown_key_is_reported_with_file_line_and_the_keys_that_exist() {
+    let found = problems::<EdgeConfig>(
+        "[edge]\nid = \"a\"\n\n[admin]\nlisten_addr = \"x\"\n",
+        &no_env(),
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "admin.listen_addr");
+    assert_eq!(
+        found[0].location,
+        Location::File {
+            path: "site.toml".into(),
+            line: 5,
+            column: 1
+        }
+    );
+    assert!(
+        found[0].message.contains("expected one of: listen"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn every_unknown_key_is_reported_not_just_the_first() {
+    let found = problems::<HubConfig>("typo = 1\n[log]\nlevle = \"info\"\n", &no_env());
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["log.levle", "typo"]);
+}
+
+#[test]
+fn wrong_type_names_the_key_and_what_was_expected() {
+    let found = problems::<EdgeConfig>("[supervision]\nmax_restarts = \"many\"\n", &no_env());
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].key, "supervision.max_restarts");
+    assert!(matches!(found[0].location, Location::File { line: 2, .. }));
+    assert!(
+        found[0].message.contains("expected u32"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn bad_enum_value_lists_the_accepted_ones() {
+    let found = problems::<EdgeConfig>("[log]\nformat = \"xml\"\n", &no_env());
+    assert_eq!(found[0].key, "log.format");
+    assert!(found[0].message.contains("human"), "{}", found[0].message);
+    assert!(found[0].message.contains("json"), "{}", found[0].message);
+}
+
+#[test]
+fn out_of_range_values_are_all_reported_with_the_value_found() {
+    let text = "[supervision]\njitter = 1.5\nbackoff_initial_ms = 500\nbackoff_max_ms = 100\n";
+    let found = problems::<EdgeConfig>(text, &no_env());
+    let rendered: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 2, "{rendered:?}");
+    assert_eq!(
+        rendered[0],
+        "site.toml:4:1: key `supervision.backoff_max_ms`: expected at least backoff_initial_ms (500), found 100"
+    );
+    assert_eq!(
+        rendered[1],
+        "site.toml:2:1: key `supervision.jitter`: expected a fraction from 0.0 to 1.0, found 1.5"
+    );
+}
+
+#[test]
+fn invalid_edge_id_is_refused() {
+    let found = problems::<EdgeConfig>("[edge]\nid = \"Edge_01\"\n", &no_env());
+    assert_eq!(found[0].key, "edge.id");
+    assert!(matches!(found[0].location, Location::File { line: 2, .. }));
+}
+
+#[test]
+fn syntax_error_points_at_line_and_column() {
+    let found = problems::<EdgeConfig>("[edge]\nid = \"unterminated\n", &no_env());
+    assert_eq!(found.len(), 1);
+    assert!(
+        matches!(found[0].location, Location::File { line: 2, .. }),
+        "{:?}",
+        found[0]
+    );
+    assert!(found[0].message.starts_with("not valid TOML"));
+}
+
+#[test]
+fn environment_overrides_file_and_defaults() {
+    let e = env(&[
+        ("OUTPOST_ADMIN__LISTEN", "0.0.0.0:9999"),
+        ("OUTPOST_SUPERVISION__MAX_RESTARTS", "3"),
+        ("OUTPOST_EDGE__ID", "42"),
+    ]);
+    let edge: EdgeConfig =
+        load_str("site.toml", "[admin]\nlisten = \"127.0.0.1:1\"\n", &e).unwrap();
+    assert_eq!(edge.admin.listen.to_string(), "0.0.0.0:9999");
+    assert_eq!(edge.supervision.max_restarts, 3);
+    // A string key takes the variable's text as is, even when it looks like a number.
+    assert_eq!(edge.edge.id, "42");
+}
+
+#[test]
+fn environment_problem_names_the_variable() {
+    let e = env(&[("OUTPOST_SUPERVISION__MAX_RESTARTS", "lots")]);
+    let found = problems::<EdgeConfig>("", &e);
+    assert_eq!(
+        found[0].location,
+        Location::Env {
+            var: "OUTPOST_SUPERVISION__MAX_RESTARTS".into()
+        }
+    );
+}
+
+#[test]
+fn unknown_key_from_environment_is_an_error() {
+    let e = env(&[("OUTPOST_ADMIN__LISTN", "1")]);
+    let found = problems::<EdgeConfig>("", &e);
+    assert_eq!(found[0].key, "admin.listn");
+    assert_eq!(
+        found[0].location,
+        Location::Env {
+            var: "OUTPOST_ADMIN__LISTN".into()
+        }
+    );
+}
+
+#[test]
+fn environment_for_another_binarys_section_is_ignored() {
+    // OUTPOST_HUB__* is the hub's; the edge does not have a [hub] section.
+    let e = env(&[("OUTPOST_HUB__DATA_DIR", "/tmp/x")]);
+    assert!(load_str::<EdgeConfig>("site.toml", "", &e).is_ok());
+}
+
+#[test]
+fn unreadable_file_says_which_file() {
+    let err = load_file::<EdgeConfig>(std::path::Path::new("/nonexistent/edge.toml"), &no_env())
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::Unreadable { .. }));
+    assert!(err.to_string().contains("/nonexistent/edge.toml"));
+}
+
+#[test]
+fn a_file_on_disk_is_located_by_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.toml");
+    std::fs::write(&path, "[pki]\ndir = 7\n").unwrap();
+    let err = load_file::<HubConfig>(&path, &no_env()).unwrap_err();
+    let line = err.to_string();
+    assert!(
+        line.starts_with(&format!("{}:2:1: key `pki.dir`", path.display())),
+        "{line}"
+    );
+}

@@ -1,0 +1,84 @@
+//! Process-wide metrics. Every Outpost metric is registered in the prometheus default registry,
+//! named `outpost_*`, with units in the name.
+
+use std::sync::LazyLock;
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The registry `/metrics` serves.
+pub fn registry() -> &'static Registry {
+    prometheus::default_registry()
+}
+
+/// Registers `collector` in the process registry. Registration fails only for a duplicate name,
+/// which is a programming error caught by tests; it is logged rather than fatal.
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(collector: C) -> C {
+    if let Err(err) = registry().register(Box::new(collector.clone())) {
+        tracing::error!(%err, "metric registration failed");
+    }
+    collector
+}
+
+/// `outpost_actor_restarts_total{actor}`: restarts performed by supervisors, per child.
+pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_actor_restarts_total",
+                "Restarts of a supervised actor after it failed.",
+            ),
+            &["actor"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
+/// `outpost_actor_up{actor}`: 1 while a supervised actor runs, 0 while it is down or backing off.
+pub static ACTOR_UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "outpost_actor_up",
+                "Whether a supervised actor is running (1) or down (0).",
+            ),
+            &["actor"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
+static PROCESS_METRICS: std::sync::Once = std::sync::Once::new();
+
+/// Registers `outpost_build_info{binary,version}` and the process collector
+/// (`outpost_process_resident_memory_bytes`, CPU seconds, open fds). Idempotent.
+pub fn register_process_metrics(binary: &str) {
+    PROCESS_METRICS.call_once(|| {
+        let info = register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "outpost_build_info",
+                    "Build of this Outpost process; always 1.",
+                ),
+                &["binary", "version"],
+            )
+            .expect("static metric definition is valid"),
+        );
+        info.with_label_values(&[binary, env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let collector = prometheus::process_collector::ProcessCollector::new(
+            std::process::id() as i32,
+            "outpost",
+        );
+        if let Err(err) = registry().register(Box::new(collector)) {
+            tracing::error!(%err, "process metrics registration failed");
+        }
+    });
+}
+
+/// The registry in Prometheus text format.
+pub fn render() -> String {
+    let families = registry().gather();
+    prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_else(|err| format!("# metrics encoding failed: {err}\n"))
+}

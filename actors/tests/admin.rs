@@ -1,0 +1,92 @@
+//! The admin HTTP server: metrics, liveness and readiness over real HTTP.
+
+use std::time::Duration;
+
+use outpost_actors::Readiness;
+use outpost_actors::admin::{AdminArgs, AdminServer};
+use ractor::Actor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn admin_server_serves_metrics_health_and_readiness() {
+    outpost_actors::metrics::register_process_metrics("admin-test");
+    let readiness = Readiness::new();
+    let listen = free_port();
+    let (admin, _) = Actor::spawn(
+        None,
+        AdminServer,
+        AdminArgs {
+            listen,
+            readiness: readiness.clone(),
+            extra: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let (status, body) = get(listen, "/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "ok\n");
+
+    let (status, body) = get(listen, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("outpost_build_info{binary=\"admin-test\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("outpost_process_resident_memory_bytes"),
+        "{body}"
+    );
+
+    // Nothing registered yet: not ready.
+    let (status, _) = get(listen, "/readyz").await;
+    assert_eq!(status, 503);
+    readiness.set("edge/outbox", false);
+    let (status, body) = get(listen, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("\"edge/outbox\":false"), "{body}");
+    readiness.set("edge/outbox", true);
+    let (status, body) = get(listen, "/readyz").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"ready\":true"), "{body}");
+
+    admin
+        .stop_and_wait(None, Some(Duration::from_secs(2)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn admin_server_fails_to_start_when_its_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap();
+    let result = Actor::spawn(
+        None,
+        AdminServer,
+        AdminArgs {
+            listen,
+            readiness: Readiness::new(),
+            extra: None,
+        },
+    )
+    .await;
+    let err = result.err().expect("start fails").to_string();
+    assert!(err.contains(&format!("cannot listen on {listen}")), "{err}");
+}

@@ -1,13 +1,16 @@
-//! Process-wide metrics. Every Outpost metric is registered in the prometheus default registry,
+//! Process-wide metrics. Every Outpost metric is registered in one process registry,
 //! named `outpost_*`, with units in the name.
 
 use std::sync::LazyLock;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-/// The registry `/metrics` serves.
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// The registry `/metrics` serves. Not prometheus's default registry: that one adds un-prefixed
+/// `process_*` metrics of its own; ours are `outpost_process_*`.
 pub fn registry() -> &'static Registry {
-    prometheus::default_registry()
+    &REGISTRY
 }
 
 /// Registers `collector` in the process registry. Registration fails only for a duplicate name,

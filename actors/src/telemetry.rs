@@ -15,7 +15,8 @@ pub fn init_logging(level: &str, style: LogStyle) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match style {
         LogStyle::Human => builder.try_init(),
         LogStyle::Json => builder.json().flatten_event(true).try_init(),

@@ -1,21 +1,15 @@
 //! The admin HTTP server: metrics, liveness and readiness over real HTTP.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
 use std::time::Duration;
 
 use outpost_actors::Readiness;
 use outpost_actors::admin::{AdminArgs, AdminServer};
 use ractor::Actor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    outpost_actors::admin::get(addr, path).await.unwrap()
 }
 
 fn free_port() -> std::net::SocketAddr {
@@ -87,6 +81,9 @@ async fn admin_server_fails_to_start_when_its_port_is_taken() {
         },
     )
     .await;
-    let err = result.err().expect("start fails").to_string();
+    let Err(err) = result else {
+        panic!("admin server started on a taken port");
+    };
+    let err = err.to_string();
     assert!(err.contains(&format!("cannot listen on {listen}")), "{err}");
 }

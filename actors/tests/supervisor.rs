@@ -1,5 +1,7 @@
 //! Supervisor behaviour: restarts with backoff, escalation, strategies, clean stops, shutdown.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

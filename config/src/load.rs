@@ -103,10 +103,14 @@ pub fn load_str<T: ConfigFile>(
         Ok(config) => config,
         Err(err) => {
             let key = KeyPath::from_serde(err.path());
+            let found = match key.lookup(&merged) {
+                Some(value) if !value.is_table() => format!(" (found {value})"),
+                _ => String::new(),
+            };
             problems.push(Problem {
                 location: locator.locate(&key),
                 key: key.to_string(),
-                message: err.inner().message().trim_end().to_owned(),
+                message: format!("{}{found}", err.inner().message().trim_end()),
             });
             return Err(invalid(problems));
         }

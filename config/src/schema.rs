@@ -50,6 +50,7 @@ pub struct PkiConfig {
 pub struct SimConfig {
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub supervision: SupervisionConfig,
 }
 
 /// The admin HTTP server every process runs.
@@ -196,5 +197,7 @@ impl ConfigFile for SimConfig {
     const KIND: &'static str = "sim";
     const DEFAULT_TOML: &'static str = include_str!("../defaults/sim.toml");
 
-    fn validate(&self, _v: &mut Validation) {}
+    fn validate(&self, v: &mut Validation) {
+        self.supervision.validate(v);
+    }
 }

@@ -1,5 +1,7 @@
 //! Loading configuration: defaults, layering, environment overrides and located errors.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
 use std::collections::BTreeMap;
 
 use outpost_config::{

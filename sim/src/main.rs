@@ -1,1 +1,5 @@
-fn main() {}
+//! `outpost-sim`: see `outpost_sim::cli`.
+
+fn main() -> std::process::ExitCode {
+    outpost_sim::cli::main(std::env::args_os())
+}

@@ -1,0 +1,114 @@
+//! `outpost-sim` command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use outpost_config::{ConfigCommand, LogFormat, ProcessEnvironment, SimConfig};
+
+/// Outpost simulators and the demo site.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-sim", version)]
+struct Cli {
+    /// Log format; overrides `[log] format` of the config file.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a whole site on this machine (hub and edge with a fresh PKI) and print where to look.
+    Demo(crate::demo::DemoArgs),
+    /// Run the simulators a configuration file describes.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the default configuration, or check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run `outpost-hub` with the given arguments (the demo starts the hub this way).
+    #[command(disable_help_flag = true)]
+    Hub {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Run `outpost-edge` with the given arguments (the demo starts edges this way).
+    #[command(disable_help_flag = true)]
+    Edge {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+/// Parses `args` (program name first) and runs the command.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = Cli::parse_from(args);
+    match cli.command {
+        Command::Hub { args } => {
+            outpost_hub::cli::main(std::iter::once(OsString::from("outpost-hub")).chain(args))
+        }
+        Command::Edge { args } => {
+            outpost_edge::cli::main(std::iter::once(OsString::from("outpost-edge")).chain(args))
+        }
+        Command::Config(cmd) => cmd.execute::<SimConfig>(&ProcessEnvironment),
+        Command::Run { config } => outpost_actors::process::run_main(
+            "outpost-sim",
+            &config,
+            cli.log_format,
+            |c: &SimConfig| &c.log,
+            serve,
+        ),
+        Command::Demo(args) => {
+            outpost_actors::process::install_crypto_provider();
+            outpost_actors::telemetry::init_logging(
+                "warn",
+                outpost_actors::telemetry::LogStyle::Human,
+            );
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("error: cannot start the async runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(crate::demo::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("demo failed: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `outpost-sim run`: the simulator process's supervision tree (the admin server; simulated
+/// devices join it as they are built).
+async fn serve(
+    config: SimConfig,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> Result<(), outpost_actors::process::RootError> {
+    use outpost_actors::admin::{AdminArgs, AdminServer};
+    use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
+    let readiness = Readiness::new();
+    let admin = AdminArgs {
+        listen: config.admin.listen,
+        readiness: readiness.clone(),
+        extra: None,
+    };
+    let spec = SupervisorSpec {
+        name: "sim".into(),
+        strategy: Strategy::OneForOne,
+        policy: outpost_actors::process::restart_policy(&config.supervision),
+        children: vec![
+            ChildSpec::new("admin", move || (AdminServer, admin.clone()))
+                .restart(Restart::Permanent),
+        ],
+        readiness,
+    };
+    outpost_actors::process::run_root(spec, shutdown).await
+}

@@ -1,0 +1,173 @@
+//! Running Outpost processes as real child processes: start, wait until ready, terminate politely
+//! or `kill -9`. Used by the demo, the integration tests and the chaos scenarios.
+//!
+//! Invariant: a [`SiteProcess`] never outlives its owner by accident: dropping it kills the child.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// What went wrong with a child process.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("cannot start {name}: {source}")]
+    Spawn {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} exited with {status} before it was ready; its log: {log}")]
+    ExitedEarly {
+        name: String,
+        status: ExitStatus,
+        log: PathBuf,
+    },
+    #[error("{name} was not ready within {waited:?} (last /readyz answer: {last}); its log: {log}")]
+    NotReady {
+        name: String,
+        waited: Duration,
+        last: String,
+        log: PathBuf,
+    },
+    #[error("cannot signal {name}: {source}")]
+    Signal {
+        name: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("waiting for {name}: {source}")]
+    Wait {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running Outpost process with an admin address.
+#[derive(Debug)]
+pub struct SiteProcess {
+    pub name: String,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl SiteProcess {
+    /// Starts `exe args...`, its stdout and stderr appended to `log`.
+    pub fn spawn(
+        name: &str,
+        exe: &Path,
+        args: &[OsString],
+        admin: SocketAddr,
+        log: &Path,
+    ) -> Result<Self, HarnessError> {
+        let spawn_err = |source| HarnessError::Spawn {
+            name: name.to_owned(),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(spawn_err)?;
+        let err = out.try_clone().map_err(spawn_err)?;
+        let child = tokio::process::Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_err)?;
+        Ok(Self {
+            name: name.to_owned(),
+            admin,
+            log: log.to_owned(),
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Polls `GET /readyz` until it answers 200, the process exits, or `timeout` passes.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), HarnessError> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|source| HarnessError::Wait {
+                name: self.name.clone(),
+                source,
+            })? {
+                return Err(HarnessError::ExitedEarly {
+                    name: self.name.clone(),
+                    status,
+                    log: self.log.clone(),
+                });
+            }
+            let last = match outpost_actors::admin::get(self.admin, "/readyz").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => format!("{status} {}", body.trim()),
+                Err(err) => err.to_string(),
+            };
+            if started.elapsed() > timeout {
+                return Err(HarnessError::NotReady {
+                    name: self.name.clone(),
+                    waited: timeout,
+                    last,
+                    log: self.log.clone(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Resolves when the process exits on its own.
+    pub async fn exited(&mut self) -> Result<ExitStatus, HarnessError> {
+        self.child
+            .wait()
+            .await
+            .map_err(|source| HarnessError::Wait {
+                name: self.name.clone(),
+                source,
+            })
+    }
+
+    /// SIGTERM, then up to `grace` for a clean exit, then SIGKILL.
+    pub async fn terminate(mut self, grace: Duration) -> Result<ExitStatus, HarnessError> {
+        if let Some(pid) = self.child.id() {
+            let pid = Pid::from_raw(pid as i32);
+            kill(pid, Signal::SIGTERM).map_err(|source| HarnessError::Signal {
+                name: self.name.clone(),
+                source,
+            })?;
+            if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+                return status.map_err(|source| HarnessError::Wait {
+                    name: self.name.clone(),
+                    source,
+                });
+            }
+            tracing::warn!(process = %self.name, "did not stop within {grace:?}; killing");
+        }
+        self.kill9().await
+    }
+
+    /// `kill -9`: no chance to clean up, as in a power cut of the process.
+    pub async fn kill9(&mut self) -> Result<ExitStatus, HarnessError> {
+        let name = self.name.clone();
+        let wait_err = move |source| HarnessError::Wait { name, source };
+        self.child.start_kill().map_err(wait_err.clone())?;
+        self.child.wait().await.map_err(wait_err)
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_local_addr() -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.local_addr()
+}

@@ -1,0 +1,10 @@
+//! `outpost-sim`: simulators, the demo site and the process harness tests and chaos scenarios use.
+//!
+//! The binary embeds `outpost-hub` and `outpost-edge` (`outpost-sim hub ...`, `outpost-sim edge
+//! ...` run exactly their command lines), so `cargo run --bin outpost-sim -- demo` can start a
+//! whole site as separate processes from one build.
+
+pub mod cli;
+pub mod demo;
+pub mod harness;
+pub mod site;

@@ -1,0 +1,147 @@
+//! Real processes: hub and edge started the way the demo starts them, probed over HTTP, stopped
+//! with SIGTERM; and the demo itself.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_sim::harness::SiteProcess;
+use outpost_sim::site::SiteLayout;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+fn run_args(kind: &str, config: &Path) -> Vec<OsString> {
+    vec![kind.into(), "run".into(), "--config".into(), config.into()]
+}
+
+#[tokio::test]
+async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = SiteLayout::prepare(tmp.path(), "edge-07").unwrap();
+    let mut hub = SiteProcess::spawn(
+        "hub",
+        exe(),
+        &run_args("hub", &site.hub_config),
+        site.hub_admin,
+        &tmp.path().join("hub.log"),
+    )
+    .unwrap();
+    let mut edge = SiteProcess::spawn(
+        "edge",
+        exe(),
+        &run_args("edge", &site.edge_config),
+        site.edge_admin,
+        &tmp.path().join("edge.log"),
+    )
+    .unwrap();
+    hub.wait_ready(Duration::from_secs(20)).await.unwrap();
+    edge.wait_ready(Duration::from_secs(20)).await.unwrap();
+
+    for (process, binary, component) in [
+        (&hub, "outpost-hub", "hub/admin"),
+        (&edge, "outpost-edge", "edge/admin"),
+    ] {
+        let (status, body) = outpost_actors::admin::get(process.admin, "/healthz")
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        let (status, body) = outpost_actors::admin::get(process.admin, "/readyz")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains(&format!("\"{component}\":true")), "{body}");
+        let (status, body) = outpost_actors::admin::get(process.admin, "/metrics")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            body.contains(&format!("outpost_build_info{{binary=\"{binary}\"")),
+            "{body}"
+        );
+        assert!(body.contains("outpost_process_resident_memory_bytes"));
+        let unprefixed: Vec<&str> = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("outpost_"))
+            .collect();
+        assert!(
+            unprefixed.is_empty(),
+            "metrics without the outpost_ prefix: {unprefixed:?}"
+        );
+    }
+
+    let edge_status = edge.terminate(Duration::from_secs(10)).await.unwrap();
+    let hub_status = hub.terminate(Duration::from_secs(10)).await.unwrap();
+    assert!(edge_status.success(), "edge exit: {edge_status}");
+    assert!(hub_status.success(), "hub exit: {hub_status}");
+    let log = std::fs::read_to_string(tmp.path().join("edge.log")).unwrap();
+    assert!(log.contains("SIGTERM received"), "{log}");
+}
+
+#[tokio::test]
+async fn json_log_format_writes_one_json_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = SiteLayout::prepare(tmp.path(), "edge-01").unwrap();
+    let mut args = run_args("edge", &site.edge_config);
+    args.push("--log-format".into());
+    args.push("json".into());
+    let log = tmp.path().join("edge.log");
+    let mut edge = SiteProcess::spawn("edge", exe(), &args, site.edge_admin, &log).unwrap();
+    edge.wait_ready(Duration::from_secs(20)).await.unwrap();
+    assert!(
+        edge.terminate(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .success()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() >= 2, "{text}");
+    for line in text.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+        assert!(line.contains("\"level\":"), "{line}");
+    }
+    assert!(
+        text.contains("\"edge\":\"edge-01\""),
+        "edge id is a field: {text}"
+    );
+}
+
+#[test]
+fn demo_starts_a_site_reports_where_to_look_and_stops_cleanly() {
+    let out = std::process::Command::new(exe())
+        .args(["demo", "--duration", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Outpost demo site is up"), "{stdout}");
+    assert!(stdout.contains("/metrics"), "{stdout}");
+    assert!(stdout.contains("Demo stopped cleanly."), "{stdout}");
+}
+
+#[test]
+fn sim_config_default_and_check_agree() {
+    let out = std::process::Command::new(exe())
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("sim.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = std::process::Command::new(exe())
+        .args(["config", "check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+}

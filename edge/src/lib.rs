@@ -5,6 +5,8 @@
 //! what runs now).
 
 pub mod cli;
+pub mod metrics;
+pub mod outbox;
 
 use outpost_actors::admin::{AdminArgs, AdminServer};
 use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};

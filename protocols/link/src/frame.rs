@@ -141,3 +141,13 @@ pub struct BulkHeader {
     /// SHA-256 of the payload, lowercase hex; the receiver checks it.
     pub sha256: String,
 }
+
+/// Length of the frame body (version byte and bincode) `message` encodes to; what the edge outbox
+/// stores per event.
+pub fn encode_len<T: Serialize>(message: &T) -> usize {
+    let mut bytes = Vec::new();
+    match encode(message, &mut bytes) {
+        Ok(()) => bytes.len() - 4,
+        Err(_) => 0,
+    }
+}

@@ -22,7 +22,9 @@ mod frame;
 pub use command::{CommandOutcome, CommandRequest, CommandResult};
 pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};
 pub use events::{Event, EventBatch, EventBody, EventClass, EventFrame};
-pub use frame::{BulkHeader, FrameDecoder, FrameError, MAX_FRAME_BYTES, decode_one, encode};
+pub use frame::{
+    BulkHeader, FrameDecoder, FrameError, MAX_FRAME_BYTES, decode_one, encode, encode_len,
+};
 
 /// ALPN of protocol version 1. A hub that does not speak it refuses the connection in the TLS
 /// handshake, before any frame is exchanged.

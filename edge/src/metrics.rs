@@ -1,0 +1,95 @@
+//! The edge's metrics (names are a contract: dashboards and alerts use them).
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use outpost_actors::metrics::register;
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge};
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    register(IntGauge::new(name, help).expect("static metric definition is valid"))
+}
+
+pub static OUTBOX_LAST_SEQ: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("outpost_outbox_last_seq", "Highest sequence number assigned by the outbox."));
+pub static OUTBOX_ACKED_SEQ: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge("outpost_outbox_acked_seq", "Highest sequence number the hub acknowledged as committed.")
+});
+pub static OUTBOX_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge("outpost_outbox_depth_events", "Events stored and not yet acknowledged by the hub.")
+});
+pub static OUTBOX_BYTES: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("outpost_outbox_bytes", "Encoded bytes of the events stored in the outbox."));
+pub static OUTBOX_WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "outpost_outbox_waiting_appends",
+        "Money and audit appends waiting for the outbox to have room.",
+    )
+});
+pub static OUTBOX_OLDEST_UNACKED: LazyLock<Gauge> = LazyLock::new(|| {
+    register(
+        Gauge::new(
+            "outpost_outbox_oldest_unacked_seconds",
+            "Age of the oldest event not yet acknowledged by the hub (0 when none).",
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static OUTBOX_FLUSH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "outpost_outbox_flush_seconds",
+                "Time of one group commit: sled flush plus fdatasync.",
+            )
+            .buckets(vec![0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]),
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static OUTBOX_SHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "outpost_outbox_shed_total",
+            "Telemetry events replaced by tombstones because the outbox was full.",
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static UPLINK_CONNECTED: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("outpost_uplink_connected", "1 while the edge has a session with the hub."));
+pub static UPLINK_RTT: LazyLock<Gauge> = LazyLock::new(|| {
+    register(
+        Gauge::new("outpost_uplink_rtt_seconds", "Round-trip time to the hub, as QUIC measures it.")
+            .expect("static metric definition is valid"),
+    )
+});
+pub static UPLINK_RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "outpost_uplink_reconnects_total",
+            "Sessions with the hub that were lost and attempted again.",
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
+/// Wall ms of the oldest unacknowledged event, or i64::MIN for none.
+static OLDEST_WALL_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+
+pub(crate) fn set_oldest_unacked(wall_ms: Option<i64>) {
+    OLDEST_WALL_MS.store(wall_ms.unwrap_or(i64::MIN), Ordering::Relaxed);
+    refresh_oldest_unacked();
+}
+
+/// Recomputes the age gauge from the stored wall time (called on a timer, so the age grows while
+/// nothing is acknowledged).
+pub fn refresh_oldest_unacked() {
+    let oldest = OLDEST_WALL_MS.load(Ordering::Relaxed);
+    let age = if oldest == i64::MIN {
+        0.0
+    } else {
+        ((crate::outbox::wall_now_ms() - oldest).max(0) as f64) / 1000.0
+    };
+    OUTBOX_OLDEST_UNACKED.set(age);
+}

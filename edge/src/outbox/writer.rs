@@ -1,0 +1,405 @@
+//! The outbox's single writer thread: assigns sequence numbers, applies the budget, group-commits,
+//! trims. Everything that changes the outbox goes through here, in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use outpost_link::{Event, EventBody, EventClass};
+use outpost_storage::{DurableDb, key_seq, recv_batch, seq_key};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{OutboxError, OutboxLimits, Recovered};
+use crate::metrics;
+
+pub(crate) const EVENT: u8 = b'e';
+const COMMAND: u8 = b'c';
+const META_LAST: &[u8] = b"mlast";
+const META_ACKED: &[u8] = b"macked";
+
+/// What the edge has recorded about a command id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandMark {
+    /// Accepted and about to run (or running). Found at start-up, it means the edge restarted
+    /// while it ran: the outcome is unknown and it is never run again.
+    Started,
+    /// Its result is in the outbox.
+    Finished,
+}
+
+impl CommandMark {
+    fn to_byte(self) -> u8 {
+        match self {
+            CommandMark::Started => 1,
+            CommandMark::Finished => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(CommandMark::Started),
+            2 => Some(CommandMark::Finished),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) enum WriterMsg {
+    Append {
+        device: String,
+        class: EventClass,
+        body: EventBody,
+        reply: oneshot::Sender<Result<u64, OutboxError>>,
+    },
+    Trim {
+        through: u64,
+    },
+    MarkCommand {
+        id: String,
+        mark: CommandMark,
+        reply: oneshot::Sender<Result<Option<CommandMark>, OutboxError>>,
+    },
+}
+
+struct PendingAppend {
+    device: String,
+    class: EventClass,
+    body: EventBody,
+    reply: oneshot::Sender<Result<u64, OutboxError>>,
+}
+
+type AppendReply = (oneshot::Sender<Result<u64, OutboxError>>, u64);
+type MarkReply = (
+    oneshot::Sender<Result<Option<CommandMark>, OutboxError>>,
+    Option<CommandMark>,
+);
+
+pub(crate) struct Writer {
+    durable: DurableDb,
+    limits: OutboxLimits,
+    last_seq: u64,
+    acked_seq: u64,
+    stored_bytes: u64,
+    boot_id: u128,
+    /// Money and audit appends waiting for space, in arrival order.
+    parked: VecDeque<PendingAppend>,
+    /// Below this sequence there is no unshed telemetry left to shed.
+    shed_cursor: u64,
+}
+
+fn read_u64(db: &sled::Db, key: &[u8]) -> Result<u64, OutboxError> {
+    Ok(match db.get(key)? {
+        Some(v) => {
+            let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                OutboxError::Storage(format!("meta key {key:?} holds {} bytes, not 8", v.len()))
+            })?;
+            u64::from_be_bytes(bytes)
+        }
+        None => 0,
+    })
+}
+
+impl Writer {
+    pub(crate) fn recover(durable: DurableDb, limits: OutboxLimits) -> Result<Self, OutboxError> {
+        let db = durable.db();
+        let mut last_seq = read_u64(db, META_LAST)?;
+        let acked_seq = read_u64(db, META_ACKED)?;
+        let mut stored_bytes = 0u64;
+        for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, u64::MAX)) {
+            let (key, value) = entry?;
+            stored_bytes += value.len() as u64;
+            if let Some(seq) = key_seq(&key) {
+                last_seq = last_seq.max(seq);
+            }
+        }
+        let writer = Self {
+            limits,
+            last_seq,
+            acked_seq,
+            stored_bytes,
+            boot_id: rand::random(),
+            parked: VecDeque::new(),
+            shed_cursor: acked_seq + 1,
+            durable,
+        };
+        writer.publish_gauges();
+        Ok(writer)
+    }
+
+    pub(crate) fn recovered(&self) -> Recovered {
+        Recovered {
+            last_seq: self.last_seq,
+            acked_seq: self.acked_seq,
+            stored_bytes: self.stored_bytes,
+        }
+    }
+
+    pub(crate) fn run(
+        mut self,
+        mut rx: mpsc::Receiver<WriterMsg>,
+        durable_seq: watch::Sender<u64>,
+        acked_shared: Arc<AtomicU64>,
+        commits: Arc<AtomicU64>,
+    ) -> Result<(), OutboxError> {
+        while let Some(messages) = recv_batch(&mut rx, self.limits.max_batch) {
+            let mut batch = sled::Batch::default();
+            let mut appended: Vec<AppendReply> = Vec::new();
+            let mut marked: Vec<MarkReply> = Vec::new();
+            let mut marks_in_batch: HashMap<String, CommandMark> = HashMap::new();
+            for message in messages {
+                match message {
+                    WriterMsg::Trim { through } => {
+                        if self.trim(through)? {
+                            acked_shared.store(self.acked_seq, Ordering::Release);
+                            self.admit_parked(&mut batch, &mut appended)?;
+                        }
+                    }
+                    WriterMsg::Append {
+                        device,
+                        class,
+                        body,
+                        reply,
+                    } => {
+                        let pending = PendingAppend {
+                            device,
+                            class,
+                            body,
+                            reply,
+                        };
+                        if !self.parked.is_empty() && pending.class != EventClass::Telemetry {
+                            self.parked.push_back(pending);
+                        } else {
+                            self.admit(pending, &mut batch, &mut appended)?;
+                        }
+                    }
+                    WriterMsg::MarkCommand { id, mark, reply } => {
+                        let key = [&[COMMAND][..], id.as_bytes()].concat();
+                        let previous = match marks_in_batch.get(&id) {
+                            Some(m) => Some(*m),
+                            None => self
+                                .durable
+                                .db()
+                                .get(&key)?
+                                .and_then(|v| v.first().copied())
+                                .and_then(CommandMark::from_byte),
+                        };
+                        let keep = match (previous, mark) {
+                            (Some(CommandMark::Finished), _) => CommandMark::Finished,
+                            (_, new) => new,
+                        };
+                        let mut value = vec![keep.to_byte()];
+                        value.extend_from_slice(&wall_ms().to_be_bytes());
+                        batch.insert(key, value);
+                        marks_in_batch.insert(id, keep);
+                        marked.push((reply, previous));
+                    }
+                }
+            }
+            metrics::OUTBOX_WAITING.set(self.parked.len() as i64);
+            if appended.is_empty() && marked.is_empty() {
+                self.publish_gauges();
+                continue;
+            }
+            batch.insert(META_LAST, &self.last_seq.to_be_bytes()[..]);
+            let committed = self
+                .durable
+                .db()
+                .apply_batch(batch)
+                .map_err(OutboxError::from)
+                .and_then(|()| self.durable.commit().map_err(OutboxError::from));
+            match committed {
+                Ok(took) => {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    metrics::OUTBOX_FLUSH_SECONDS.observe(took.as_secs_f64());
+                    durable_seq.send_replace(self.last_seq);
+                    for (reply, seq) in appended {
+                        // A producer that gave up waiting is fine: the event is stored anyway.
+                        let _ = reply.send(Ok(seq));
+                    }
+                    for (reply, previous) in marked {
+                        let _ = reply.send(Ok(previous));
+                    }
+                    self.publish_gauges();
+                }
+                Err(err) => {
+                    tracing::error!(%err, "outbox commit failed; failing every append of the batch");
+                    for (reply, _) in appended {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    for (reply, _) in marked {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    for pending in self.parked.drain(..) {
+                        let _ = pending.reply.send(Err(err.clone()));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&self, seq: u64, device: &str, class: EventClass, body: EventBody) -> Result<Vec<u8>, OutboxError> {
+        let event = Event {
+            seq,
+            device: device.to_owned(),
+            class,
+            wall_ms: wall_ms(),
+            mono_us: super::mono_us(),
+            boot_id: self.boot_id,
+            body,
+        };
+        let mut bytes = Vec::with_capacity(256);
+        outpost_link::encode(&event, &mut bytes)
+            .map_err(|e| OutboxError::Storage(format!("cannot encode event: {e}")))?;
+        // Stored without the 4-byte length: sled knows the value's length.
+        bytes.drain(..4);
+        Ok(bytes)
+    }
+
+    fn admit(
+        &mut self,
+        pending: PendingAppend,
+        batch: &mut sled::Batch,
+        appended: &mut Vec<AppendReply>,
+    ) -> Result<(), OutboxError> {
+        let seq = self.last_seq + 1;
+        let mut bytes = self.encode(seq, &pending.device, pending.class, pending.body.clone())?;
+        let budget = self.limits.budget_bytes;
+        if bytes.len() as u64 > budget {
+            let _ = pending.reply.send(Err(OutboxError::TooLarge {
+                size: bytes.len(),
+                budget,
+            }));
+            return Ok(());
+        }
+        if self.stored_bytes + bytes.len() as u64 > budget {
+            match pending.class {
+                EventClass::Money | EventClass::Audit => {
+                    self.parked.push_back(pending);
+                    return Ok(());
+                }
+                EventClass::Telemetry => {
+                    self.shed_until(bytes.len() as u64)?;
+                    if self.stored_bytes + bytes.len() as u64 > budget {
+                        bytes = self.encode(seq, &pending.device, pending.class, EventBody::Shed)?;
+                        metrics::OUTBOX_SHED.inc();
+                    }
+                }
+            }
+        }
+        self.last_seq = seq;
+        self.stored_bytes += bytes.len() as u64;
+        batch.insert(&seq_key(EVENT, seq)[..], bytes);
+        appended.push((pending.reply, seq));
+        Ok(())
+    }
+
+    fn admit_parked(
+        &mut self,
+        batch: &mut sled::Batch,
+        appended: &mut Vec<AppendReply>,
+    ) -> Result<(), OutboxError> {
+        while let Some(pending) = self.parked.pop_front() {
+            let before = self.parked.len();
+            self.admit(pending, batch, appended)?;
+            if self.parked.len() > before {
+                // It went back to the queue (to the end): put it first again and wait for more acks.
+                if let Some(back) = self.parked.pop_back() {
+                    self.parked.push_front(back);
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the oldest stored telemetry by tombstones until `need` more bytes fit.
+    fn shed_until(&mut self, need: u64) -> Result<(), OutboxError> {
+        let budget = self.limits.budget_bytes;
+        let db = self.durable.db().clone();
+        let from = self.shed_cursor.max(self.acked_seq + 1);
+        for entry in db.range(seq_key(EVENT, from)..seq_key(EVENT, u64::MAX)) {
+            if self.stored_bytes + need <= budget {
+                break;
+            }
+            let (key, value) = entry?;
+            let seq = key_seq(&key).unwrap_or_default();
+            self.shed_cursor = seq + 1;
+            let event: Event = outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
+                seq,
+                reason: e.to_string(),
+            })?;
+            if event.class != EventClass::Telemetry || event.body == EventBody::Shed {
+                continue;
+            }
+            let tombstone = Event {
+                body: EventBody::Shed,
+                ..event
+            };
+            let mut bytes = Vec::new();
+            outpost_link::encode(&tombstone, &mut bytes)
+                .map_err(|e| OutboxError::Storage(format!("cannot encode tombstone: {e}")))?;
+            bytes.drain(..4);
+            self.stored_bytes = self.stored_bytes - value.len() as u64 + bytes.len() as u64;
+            db.insert(key, bytes)?;
+            metrics::OUTBOX_SHED.inc();
+        }
+        Ok(())
+    }
+
+    /// Removes events up to `through`. Returns whether anything changed.
+    fn trim(&mut self, through: u64) -> Result<bool, OutboxError> {
+        let through = if through > self.last_seq {
+            tracing::warn!(acked = through, last_seq = self.last_seq, "hub acknowledged beyond the last sequence; clamped");
+            self.last_seq
+        } else {
+            through
+        };
+        if through <= self.acked_seq {
+            return Ok(false);
+        }
+        let db = self.durable.db();
+        let mut batch = sled::Batch::default();
+        let mut freed = 0u64;
+        for entry in db.range(seq_key(EVENT, self.acked_seq + 1)..=seq_key(EVENT, through)) {
+            let (key, value) = entry?;
+            freed += value.len() as u64;
+            batch.remove(key);
+        }
+        batch.insert(META_ACKED, &through.to_be_bytes()[..]);
+        db.apply_batch(batch)?;
+        self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+        self.acked_seq = through;
+        self.shed_cursor = self.shed_cursor.max(through + 1);
+        self.publish_gauges();
+        Ok(true)
+    }
+
+    fn publish_gauges(&self) {
+        metrics::OUTBOX_LAST_SEQ.set(self.last_seq as i64);
+        metrics::OUTBOX_ACKED_SEQ.set(self.acked_seq as i64);
+        metrics::OUTBOX_DEPTH.set(self.last_seq.saturating_sub(self.acked_seq) as i64);
+        metrics::OUTBOX_BYTES.set(self.stored_bytes as i64);
+        let oldest = if self.last_seq > self.acked_seq {
+            self.durable
+                .db()
+                .get(seq_key(EVENT, self.acked_seq + 1))
+                .ok()
+                .flatten()
+                .and_then(|v| outpost_link::decode_one::<Event>(&v).ok())
+                .map(|e| e.wall_ms)
+        } else {
+            None
+        };
+        metrics::set_oldest_unacked(oldest);
+    }
+}
+
+/// Wall clock, Unix ms (0 if the clock is before 1970).
+pub(crate) fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,163 @@
+//! `outpost-storage`: sled made durable, and the group-commit batching both the edge outbox and the
+//! hub event log use.
+//!
+//! Why it exists: sled's own `flush` ends in `sync_file_range` on Linux, which survives `kill -9`
+//! but neither flushes the drive's cache nor file metadata, so it does not survive a power cut.
+//! [`DurableDb::commit`] follows sled's flush with `fdatasync` of sled's data file; that is the only
+//! point after which Outpost calls anything "durable".
+//!
+//! Invariants: the database directory and its parent are fsynced when created, so the files exist
+//! after a power cut; `commit` returns only after both the flush and the fdatasync succeeded, and an
+//! error from either is returned, never swallowed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What went wrong with durable storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Sled {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+}
+
+/// A sled database whose commits are durable across power cuts.
+#[derive(Debug)]
+pub struct DurableDb {
+    db: sled::Db,
+    data_file: File,
+    path: PathBuf,
+}
+
+impl DurableDb {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| StorageError::Io { path: p, source }
+        };
+        let created = !path.exists();
+        std::fs::create_dir_all(path).map_err(io(path))?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            // Our commits flush explicitly; sled's timer flush would only add I/O.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| StorageError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let data_path = path.join("db");
+        let data_file = File::open(&data_path).map_err(io(&data_path))?;
+        if created {
+            sync_dir(path)?;
+            if let Some(parent) = path.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(Self {
+            db,
+            data_file,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes everything written so far durable: sled's flush, then `fdatasync` of its data file.
+    /// Returns how long it took.
+    pub fn commit(&self) -> Result<Duration, StorageError> {
+        let started = Instant::now();
+        self.db.flush().map_err(|source| StorageError::Sled {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.data_file
+            .sync_data()
+            .map_err(|source| StorageError::Io {
+                path: self.path.join("db"),
+                source,
+            })?;
+        Ok(started.elapsed())
+    }
+
+    /// Bytes the database occupies on disk (all files in its directory).
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| match e.metadata() {
+                            Ok(m) if m.is_dir() => walk(&e.path()),
+                            Ok(m) => m.len(),
+                            Err(_) => 0,
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.path)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StorageError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Blocks for the next message, then takes whatever else is already queued, up to `max` in all:
+/// the batch one commit will cover. `None` when every sender is gone.
+pub fn recv_batch<M>(rx: &mut tokio::sync::mpsc::Receiver<M>, max: usize) -> Option<Vec<M>> {
+    let first = rx.blocking_recv()?;
+    let mut batch = Vec::with_capacity(max.min(1024));
+    batch.push(first);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(message) => batch.push(message),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// `u64` as a big-endian key, so that sled's byte order is numeric order.
+pub fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = prefix;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence number of a key made by [`seq_key`], if it is one.
+pub fn key_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}

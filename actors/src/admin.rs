@@ -1,7 +1,8 @@
 //! The admin HTTP server every Outpost process runs: `GET /metrics`, `/healthz`, `/readyz`.
 //!
-//! It is a supervised actor: it binds in `pre_start` (a port in use fails the start, and the
-//! supervisor retries with backoff) and fails if the server task ends, so it comes back.
+//! [`HttpServer`] serves any axum router as a supervised actor (the admin routes, or a process's
+//! API): it binds in `pre_start` (a port in use fails the start, and the supervisor retries with
+//! backoff) and fails if the server task ends, so it comes back.
 
 use std::net::SocketAddr;
 
@@ -15,18 +16,29 @@ use tokio::task::JoinHandle;
 
 use crate::readiness::Readiness;
 
-/// Arguments of the admin server.
+/// Arguments of an HTTP server actor.
 #[derive(Debug, Clone)]
-pub struct AdminArgs {
+pub struct HttpArgs {
+    /// What it serves, for logs ("admin", "api").
+    pub name: &'static str,
     pub listen: SocketAddr,
-    pub readiness: Readiness,
-    /// Extra routes a process adds (the hub's API, for example).
-    pub extra: Option<Router>,
+    pub router: Router,
 }
 
-/// The admin server actor.
+impl HttpArgs {
+    /// The admin server of a process.
+    pub fn admin(listen: SocketAddr, readiness: Readiness) -> Self {
+        Self {
+            name: "admin",
+            listen,
+            router: router(readiness),
+        }
+    }
+}
+
+/// An HTTP server as a supervised actor.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AdminServer;
+pub struct HttpServer;
 
 #[derive(Debug)]
 pub enum AdminMsg {
@@ -74,24 +86,21 @@ async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-impl Actor for AdminServer {
+impl Actor for HttpServer {
     type Msg = AdminMsg;
     type State = AdminState;
-    type Arguments = AdminArgs;
+    type Arguments = HttpArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: AdminArgs,
+        args: HttpArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .map_err(|e| format!("admin server cannot listen on {}: {e}", args.listen))?;
-        let mut app = router(args.readiness);
-        if let Some(extra) = args.extra {
-            app = app.merge(extra);
-        }
-        tracing::info!(listen = %args.listen, "admin server listening");
+            .map_err(|e| format!("{} server cannot listen on {}: {e}", args.name, args.listen))?;
+        let app = args.router;
+        tracing::info!(listen = %args.listen, server = args.name, "HTTP server listening");
         let server = tokio::spawn(async move {
             let ended = match axum::serve(listener, app).await {
                 Ok(()) => "server stopped".to_owned(),
@@ -109,8 +118,18 @@ impl Actor for AdminServer {
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            AdminMsg::ServerEnded(why) => Err(format!("admin server ended: {why}").into()),
+            AdminMsg::ServerEnded(why) => Err(format!("HTTP server ended: {why}").into()),
         }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // On a clean stop ractor hands the state to the supervisor instead of dropping it here.
+        state.server.abort();
+        Ok(())
     }
 }
 

@@ -16,6 +16,11 @@
 //!   `outpost_actor_restarts_total{actor}`; `outpost_actor_up{actor}` and [`Readiness`] follow each
 //!   child.
 //!
+//! A note for child authors: on a clean stop ractor does not drop the child's state; it hands it
+//! to the supervisor inside the `ActorTerminated` event, which the supervisor may handle only
+//! after it finished stopping the other children. Release shared resources (tasks, handles to the
+//! outbox, listeners) in `post_stop`, and in `Drop` for the failure path, where ractor drops it.
+//!
 //! What it never does: restart a child while an older timer for it is pending (each scheduled
 //! restart carries a generation; stale ones are ignored), or act on events of a child it no longer
 //! tracks.

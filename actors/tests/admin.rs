@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use outpost_actors::Readiness;
-use outpost_actors::admin::{AdminArgs, AdminServer};
+use outpost_actors::admin::{HttpArgs, HttpServer};
 use ractor::Actor;
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -22,17 +22,9 @@ async fn admin_server_serves_metrics_health_and_readiness() {
     outpost_actors::metrics::register_process_metrics("admin-test");
     let readiness = Readiness::new();
     let listen = free_port();
-    let (admin, _) = Actor::spawn(
-        None,
-        AdminServer,
-        AdminArgs {
-            listen,
-            readiness: readiness.clone(),
-            extra: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (admin, _) = Actor::spawn(None, HttpServer, HttpArgs::admin(listen, readiness.clone()))
+        .await
+        .unwrap();
 
     let (status, body) = get(listen, "/healthz").await;
     assert_eq!(status, 200);
@@ -71,16 +63,7 @@ async fn admin_server_serves_metrics_health_and_readiness() {
 async fn admin_server_fails_to_start_when_its_port_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap();
-    let result = Actor::spawn(
-        None,
-        AdminServer,
-        AdminArgs {
-            listen,
-            readiness: Readiness::new(),
-            extra: None,
-        },
-    )
-    .await;
+    let result = Actor::spawn(None, HttpServer, HttpArgs::admin(listen, Readiness::new())).await;
     let Err(err) = result else {
         panic!("admin server started on a taken port");
     };

@@ -22,8 +22,9 @@ pub use env::{Environment, ProcessEnvironment};
 pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
-    AdminConfig, EdgeConfig, EdgeSection, HubConfig, HubSection, LogConfig, LogFormat, LogLevel,
-    PkiConfig, SimConfig, SupervisionConfig, validate_edge_id,
+    AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EventClassConfig,
+    HubConfig, HubSection, LinkConfig, LogConfig, LogFormat, LogLevel, OutboxConfig, PkiConfig,
+    Role, SimConfig, SupervisionConfig, SyntheticDeviceConfig, UplinkConfig, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.

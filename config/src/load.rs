@@ -122,6 +122,7 @@ pub fn load_str<T: ConfigFile>(
     let mut validation = Validation::default();
     config.validate(&mut validation);
     for (key, expected) in validation.problems {
+        // `devices.2.id`: numeric segments are array indices.
         let path = KeyPath::from_dotted(&key);
         let found = path
             .lookup(&merged)
@@ -129,7 +130,7 @@ pub fn load_str<T: ConfigFile>(
             .unwrap_or_default();
         problems.push(Problem {
             location: locator.locate(&path),
-            key,
+            key: path.to_string(),
             message: format!("expected {expected}{found}"),
         });
     }
@@ -235,7 +236,10 @@ impl KeyPath {
             dotted
                 .split('.')
                 .filter(|s| !s.is_empty())
-                .map(|s| Segment::Key(s.to_owned()))
+                .map(|s| match s.parse::<usize>() {
+                    Ok(index) => Segment::Index(index),
+                    Err(_) => Segment::Key(s.to_owned()),
+                })
                 .collect(),
         )
     }

@@ -14,9 +14,76 @@ use crate::{ConfigFile, Validation};
 #[derive(Debug, Clone, Deserialize)]
 pub struct EdgeConfig {
     pub edge: EdgeSection,
+    pub outbox: OutboxConfig,
+    pub uplink: UplinkConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxConfig {
+    pub budget_bytes: u64,
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UplinkConfig {
+    pub hub: SocketAddr,
+    pub server_name: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+    pub batch_max_events: usize,
+    pub window_events: u64,
+    pub keepalive_ms: u64,
+    pub idle_timeout_ms: u64,
+}
+
+/// One device the edge supervises.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DeviceConfig {
+    Synthetic(SyntheticDeviceConfig),
+}
+
+impl DeviceConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            DeviceConfig::Synthetic(d) => &d.id,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceConfig::Synthetic(_) => "synthetic",
+        }
+    }
+}
+
+/// A device that emits events at a rate: the whole delivery path, and load, without hardware.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticDeviceConfig {
+    pub id: String,
+    pub rate_per_second: f64,
+    pub payload_bytes: usize,
+    pub class: EventClassConfig,
+    #[serde(default)]
+    pub count: u64,
+}
+
+/// Event class as written in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventClassConfig {
+    Money,
+    Audit,
+    Telemetry,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +97,8 @@ pub struct EdgeSection {
 pub struct HubConfig {
     pub hub: HubSection,
     pub pki: PkiConfig,
+    pub link: LinkConfig,
+    pub api: ApiConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
@@ -43,6 +112,50 @@ pub struct HubSection {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PkiConfig {
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LinkConfig {
+    pub listen: SocketAddr,
+    pub max_batch: usize,
+    pub keepalive_ms: u64,
+    pub idle_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub default_command_deadline_seconds: u64,
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+}
+
+/// A bearer token and what it may do.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiToken {
+    // The token is a secret: never in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// API roles, each allowed what the one before it may do and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
 }
 
 /// `outpost-sim` configuration.
@@ -174,6 +287,59 @@ impl ConfigFile for EdgeConfig {
         if self.edge.data_dir.as_os_str().is_empty() {
             v.invalid("edge.data_dir", "a directory path");
         }
+        if self.outbox.budget_bytes < 64 * 1024 {
+            v.invalid("outbox.budget_bytes", "at least 65536 (bytes)");
+        }
+        if !(1..=65536).contains(&self.outbox.max_batch) {
+            v.invalid("outbox.max_batch", "1 to 65536");
+        }
+        let u = &self.uplink;
+        if u.reconnect_initial_ms == 0 || u.reconnect_max_ms < u.reconnect_initial_ms {
+            v.invalid(
+                "uplink.reconnect_max_ms",
+                "reconnect_initial_ms at least 1 and reconnect_max_ms at least reconnect_initial_ms",
+            );
+        }
+        if !(1..=16384).contains(&u.batch_max_events) {
+            v.invalid("uplink.batch_max_events", "1 to 16384");
+        }
+        if u.window_events < u.batch_max_events as u64 {
+            v.invalid("uplink.window_events", "at least batch_max_events");
+        }
+        if u.keepalive_ms == 0 || u.idle_timeout_ms <= u.keepalive_ms {
+            v.invalid(
+                "uplink.idle_timeout_ms",
+                "more than keepalive_ms (and keepalive_ms at least 1)",
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, device) in self.devices.iter().enumerate() {
+            if !is_valid_edge_id(device.id()) {
+                v.invalid(
+                    &format!("devices.{i}.id"),
+                    "1 to 63 lowercase letters, digits and '-', not starting with '-'",
+                );
+            }
+            if !seen.insert(device.id()) {
+                v.invalid(
+                    &format!("devices.{i}.id"),
+                    "an id no other device of this edge has",
+                );
+            }
+            match device {
+                DeviceConfig::Synthetic(s) => {
+                    if !(s.rate_per_second > 0.0 && s.rate_per_second <= 1_000_000.0) {
+                        v.invalid(
+                            &format!("devices.{i}.rate_per_second"),
+                            "more than 0 and at most 1000000",
+                        );
+                    }
+                    if s.payload_bytes > 1024 * 1024 {
+                        v.invalid(&format!("devices.{i}.payload_bytes"), "at most 1048576");
+                    }
+                }
+            }
+        }
         self.supervision.validate(v);
     }
 }
@@ -188,6 +354,23 @@ impl ConfigFile for HubConfig {
         }
         if self.pki.dir.as_os_str().is_empty() {
             v.invalid("pki.dir", "a directory path");
+        }
+        if !(1..=65536).contains(&self.link.max_batch) {
+            v.invalid("link.max_batch", "1 to 65536");
+        }
+        if self.link.keepalive_ms == 0 || self.link.idle_timeout_ms <= self.link.keepalive_ms {
+            v.invalid(
+                "link.idle_timeout_ms",
+                "more than keepalive_ms (and keepalive_ms at least 1)",
+            );
+        }
+        if self.api.default_command_deadline_seconds == 0 {
+            v.invalid("api.default_command_deadline_seconds", "at least 1");
+        }
+        for (i, token) in self.api.tokens.iter().enumerate() {
+            if token.token.len() < 16 {
+                v.invalid(&format!("api.tokens.{i}.token"), "at least 16 characters");
+            }
         }
         self.supervision.validate(v);
     }

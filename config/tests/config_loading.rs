@@ -211,3 +211,61 @@ fn a_file_on_disk_is_located_by_its_path() {
         "{line}"
     );
 }
+
+#[test]
+fn devices_are_read_by_kind_and_checked_one_by_one() {
+    let text = r#"
+[[devices]]
+kind = "synthetic"
+id = "syn-1"
+rate_per_second = 10.0
+payload_bytes = 200
+class = "money"
+
+[[devices]]
+kind = "synthetic"
+id = "syn-1"
+rate_per_second = 0.0
+payload_bytes = 200
+class = "telemetry"
+"#;
+    let found = problems::<EdgeConfig>(text, &no_env());
+    let rendered: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        [
+            "site.toml:11:1: key `devices[1].id`: expected an id no other device of this edge has, found \"syn-1\"",
+            "site.toml:12:1: key `devices[1].rate_per_second`: expected more than 0 and at most 1000000, found 0.0",
+        ]
+    );
+}
+
+#[test]
+fn unknown_device_field_and_kind_are_errors() {
+    let found = problems::<EdgeConfig>(
+        "[[devices]]\nkind = \"synthetic\"\nid = \"a\"\nrate_per_second = 1.0\npayload_bytes = 1\nclass = \"money\"\nrate = 5\n",
+        &no_env(),
+    );
+    assert!(
+        found[0].message.contains("unknown field `rate`"),
+        "{found:?}"
+    );
+    let found = problems::<EdgeConfig>("[[devices]]\nkind = \"toaster\"\nid = \"a\"\n", &no_env());
+    assert!(found[0].message.contains("toaster"), "{found:?}");
+    assert!(
+        matches!(found[0].location, Location::File { line: 2, .. }),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn api_tokens_never_show_in_debug_output() {
+    let text =
+        "[[api.tokens]]\nname = \"ops\"\ntoken = \"s3cr3t-s3cr3t-s3cr3t\"\nrole = \"operator\"\n";
+    let hub: HubConfig = load_str("hub.toml", text, &no_env()).unwrap();
+    let shown = format!("{hub:?}");
+    assert!(
+        shown.contains("ops") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+}

@@ -1,31 +1,78 @@
 //! `outpost-edge`: the supervised runtime on each site's board.
 //!
-//! Today it runs its supervision tree with the admin server. The outbox, the uplink, the command
-//! router and the device actors join the tree as they are built (see the repository README for
-//! what runs now).
+//! Supervision tree (root is rest-for-one, so everything started after a restarted child restarts
+//! with it and picks up its new handles):
+//! `edge → {admin, outbox, uplink, devices → {<device>…}}`.
 
 pub mod cli;
+pub mod commands;
+pub mod devices;
 pub mod metrics;
 pub mod outbox;
+pub mod shared;
+pub mod uplink;
 
-use outpost_actors::admin::{AdminArgs, AdminServer};
+use outpost_actors::admin::{HttpArgs, HttpServer};
 use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
 use outpost_config::EdgeConfig;
+use outpost_link::DeviceInfo;
 
-/// The edge's supervision tree: `edge → {admin}`.
-pub fn root_spec(config: &EdgeConfig, readiness: &Readiness) -> SupervisorSpec {
-    let admin = AdminArgs {
-        listen: config.admin.listen,
+use crate::outbox::OutboxLimits;
+use crate::outbox::actor::{OutboxActor, OutboxArgs};
+use crate::shared::EdgeShared;
+use crate::uplink::{Uplink, UplinkArgs};
+
+/// The edge's supervision tree.
+pub fn root_spec(
+    config: &EdgeConfig,
+    readiness: &Readiness,
+    shared: &EdgeShared,
+) -> SupervisorSpec {
+    let policy = outpost_actors::process::restart_policy(&config.supervision);
+    let admin = HttpArgs::admin(config.admin.listen, readiness.clone());
+    let outbox = OutboxArgs {
+        dir: config.edge.data_dir.join("outbox"),
+        limits: OutboxLimits {
+            budget_bytes: config.outbox.budget_bytes,
+            max_batch: config.outbox.max_batch,
+        },
+        shared: shared.clone(),
+    };
+    let uplink = UplinkArgs {
+        edge_id: config.edge.id.clone(),
+        config: config.uplink.clone(),
+        devices: config
+            .devices
+            .iter()
+            .map(|d| DeviceInfo {
+                id: d.id().to_owned(),
+                kind: d.kind().to_owned(),
+            })
+            .collect(),
+        shared: shared.clone(),
+    };
+    let devices = SupervisorSpec {
+        name: "edge/devices".into(),
+        strategy: Strategy::OneForOne,
+        policy,
+        children: config
+            .devices
+            .iter()
+            .map(|d| devices::child_spec(d, shared))
+            .collect(),
         readiness: readiness.clone(),
-        extra: None,
     };
     SupervisorSpec {
         name: "edge".into(),
         strategy: Strategy::RestForOne,
-        policy: outpost_actors::process::restart_policy(&config.supervision),
+        policy,
         children: vec![
-            ChildSpec::new("admin", move || (AdminServer, admin.clone()))
+            ChildSpec::new("admin", move || (HttpServer, admin.clone()))
                 .restart(Restart::Permanent),
+            ChildSpec::new("outbox", move || (OutboxActor, outbox.clone()))
+                .restart(Restart::Permanent),
+            ChildSpec::new("uplink", move || (Uplink, uplink.clone())).restart(Restart::Permanent),
+            ChildSpec::supervisor(devices),
         ],
         readiness: readiness.clone(),
     }
@@ -43,7 +90,14 @@ pub async fn run(
         )
     })?;
     let readiness = Readiness::new();
-    tracing::info!(edge = %config.edge.id, admin = %config.admin.listen, "edge starting");
-    outpost_actors::process::run_root(root_spec(&config, &readiness), shutdown).await?;
+    let shared = EdgeShared::default();
+    tracing::info!(
+        edge = %config.edge.id,
+        admin = %config.admin.listen,
+        hub = %config.uplink.hub,
+        devices = config.devices.len(),
+        "edge starting"
+    );
+    outpost_actors::process::run_root(root_spec(&config, &readiness, &shared), shutdown).await?;
     Ok(())
 }

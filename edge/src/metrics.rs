@@ -10,16 +10,30 @@ fn gauge(name: &str, help: &str) -> IntGauge {
     register(IntGauge::new(name, help).expect("static metric definition is valid"))
 }
 
-pub static OUTBOX_LAST_SEQ: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("outpost_outbox_last_seq", "Highest sequence number assigned by the outbox."));
+pub static OUTBOX_LAST_SEQ: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "outpost_outbox_last_seq",
+        "Highest sequence number assigned by the outbox.",
+    )
+});
 pub static OUTBOX_ACKED_SEQ: LazyLock<IntGauge> = LazyLock::new(|| {
-    gauge("outpost_outbox_acked_seq", "Highest sequence number the hub acknowledged as committed.")
+    gauge(
+        "outpost_outbox_acked_seq",
+        "Highest sequence number the hub acknowledged as committed.",
+    )
 });
 pub static OUTBOX_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
-    gauge("outpost_outbox_depth_events", "Events stored and not yet acknowledged by the hub.")
+    gauge(
+        "outpost_outbox_depth_events",
+        "Events stored and not yet acknowledged by the hub.",
+    )
 });
-pub static OUTBOX_BYTES: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("outpost_outbox_bytes", "Encoded bytes of the events stored in the outbox."));
+pub static OUTBOX_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "outpost_outbox_bytes",
+        "Encoded bytes of the events stored in the outbox.",
+    )
+});
 pub static OUTBOX_WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "outpost_outbox_waiting_appends",
@@ -42,7 +56,9 @@ pub static OUTBOX_FLUSH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
                 "outpost_outbox_flush_seconds",
                 "Time of one group commit: sled flush plus fdatasync.",
             )
-            .buckets(vec![0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]),
+            .buckets(vec![
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0,
+            ]),
         )
         .expect("static metric definition is valid"),
     )
@@ -56,12 +72,19 @@ pub static OUTBOX_SHED: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("static metric definition is valid"),
     )
 });
-pub static UPLINK_CONNECTED: LazyLock<IntGauge> =
-    LazyLock::new(|| gauge("outpost_uplink_connected", "1 while the edge has a session with the hub."));
+pub static UPLINK_CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "outpost_uplink_connected",
+        "1 while the edge has a session with the hub.",
+    )
+});
 pub static UPLINK_RTT: LazyLock<Gauge> = LazyLock::new(|| {
     register(
-        Gauge::new("outpost_uplink_rtt_seconds", "Round-trip time to the hub, as QUIC measures it.")
-            .expect("static metric definition is valid"),
+        Gauge::new(
+            "outpost_uplink_rtt_seconds",
+            "Round-trip time to the hub, as QUIC measures it.",
+        )
+        .expect("static metric definition is valid"),
     )
 });
 pub static UPLINK_RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {

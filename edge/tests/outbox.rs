@@ -10,13 +10,18 @@ use outpost_edge::outbox::{CommandMark, Outbox, OutboxLimits, OutboxWriter};
 use outpost_link::{EventBody, EventClass};
 
 fn open(dir: &Path, budget_bytes: u64) -> (Outbox, OutboxWriter) {
-    let limits = OutboxLimits { budget_bytes, max_batch: 1024 };
+    let limits = OutboxLimits {
+        budget_bytes,
+        max_batch: 1024,
+    };
     let (outbox, writer, _) = Outbox::open(dir, limits, |_| {}).unwrap();
     (outbox, writer)
 }
 
 fn synthetic(n: usize) -> EventBody {
-    EventBody::Synthetic { payload: vec![7; n] }
+    EventBody::Synthetic {
+        payload: vec![7; n],
+    }
 }
 
 #[tokio::test]
@@ -24,7 +29,10 @@ async fn appends_get_consecutive_sequence_numbers_from_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);
     for expected in 1..=5 {
-        let seq = outbox.append("syn-1", EventClass::Telemetry, synthetic(10)).await.unwrap();
+        let seq = outbox
+            .append("syn-1", EventClass::Telemetry, synthetic(10))
+            .await
+            .unwrap();
         assert_eq!(seq, expected);
     }
     assert_eq!(outbox.durable_seq(), 5);
@@ -37,7 +45,11 @@ async fn concurrent_appends_share_commits() {
     let appends: Vec<_> = (0..2000)
         .map(|_| {
             let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.append("syn-1", EventClass::Money, synthetic(200)).await })
+            tokio::spawn(async move {
+                outbox
+                    .append("syn-1", EventClass::Money, synthetic(200))
+                    .await
+            })
         })
         .collect();
     let mut seqs: Vec<u64> = Vec::new();
@@ -45,8 +57,16 @@ async fn concurrent_appends_share_commits() {
         seqs.push(handle.await.unwrap().unwrap());
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=2000).collect::<Vec<u64>>(), "every append got its own sequence");
-    assert!(outbox.commits() < 1000, "{} commits for 2000 appends", outbox.commits());
+    assert_eq!(
+        seqs,
+        (1..=2000).collect::<Vec<u64>>(),
+        "every append got its own sequence"
+    );
+    assert!(
+        outbox.commits() < 1000,
+        "{} commits for 2000 appends",
+        outbox.commits()
+    );
 }
 
 #[tokio::test]
@@ -55,18 +75,35 @@ async fn events_and_sequence_survive_reopening() {
     {
         let (outbox, writer) = open(tmp.path(), 1 << 30);
         for _ in 0..3 {
-            outbox.append("egm-1", EventClass::Money, synthetic(50)).await.unwrap();
+            outbox
+                .append("egm-1", EventClass::Money, synthetic(50))
+                .await
+                .unwrap();
         }
         outbox.ack(1).await.unwrap();
         drop(outbox);
         writer.join().unwrap();
     }
-    let limits = OutboxLimits { budget_bytes: 1 << 30, max_batch: 64 };
+    let limits = OutboxLimits {
+        budget_bytes: 1 << 30,
+        max_batch: 64,
+    };
     let (outbox, _writer, recovered) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
     assert_eq!((recovered.last_seq, recovered.acked_seq), (3, 1));
-    let stored: Vec<u64> = outbox.read_from(1, 100, 1 << 20).unwrap().iter().map(|e| e.seq).collect();
+    let stored: Vec<u64> = outbox
+        .read_from(1, 100, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(stored, [2, 3], "acked events are gone, the others remain");
-    assert_eq!(outbox.append("egm-1", EventClass::Money, synthetic(1)).await.unwrap(), 4);
+    assert_eq!(
+        outbox
+            .append("egm-1", EventClass::Money, synthetic(1))
+            .await
+            .unwrap(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -74,15 +111,26 @@ async fn ack_trims_and_never_goes_backwards_or_past_the_end() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);
     for _ in 0..10 {
-        outbox.append("syn-1", EventClass::Telemetry, synthetic(10)).await.unwrap();
+        outbox
+            .append("syn-1", EventClass::Telemetry, synthetic(10))
+            .await
+            .unwrap();
     }
     outbox.ack(6).await.unwrap();
     outbox.ack(4).await.unwrap();
     outbox.ack(1000).await.unwrap();
     // Acks are applied in order by the writer; a later append proves they were processed.
-    outbox.append("syn-1", EventClass::Telemetry, synthetic(10)).await.unwrap();
+    outbox
+        .append("syn-1", EventClass::Telemetry, synthetic(10))
+        .await
+        .unwrap();
     assert_eq!(outbox.acked_seq(), 10);
-    let left: Vec<u64> = outbox.read_from(0, 100, 1 << 20).unwrap().iter().map(|e| e.seq).collect();
+    let left: Vec<u64> = outbox
+        .read_from(0, 100, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(left, [11]);
 }
 
@@ -91,30 +139,56 @@ async fn read_from_respects_event_and_byte_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);
     for _ in 0..10 {
-        outbox.append("syn-1", EventClass::Telemetry, synthetic(100)).await.unwrap();
+        outbox
+            .append("syn-1", EventClass::Telemetry, synthetic(100))
+            .await
+            .unwrap();
     }
     assert_eq!(outbox.read_from(3, 4, 1 << 20).unwrap().len(), 4);
     assert_eq!(outbox.read_from(3, 100, 250).unwrap().len(), 2);
-    assert_eq!(outbox.read_from(3, 100, 1).unwrap().len(), 1, "at least one event");
+    assert_eq!(
+        outbox.read_from(3, 100, 1).unwrap().len(),
+        1,
+        "at least one event"
+    );
 }
 
 #[tokio::test]
 async fn full_outbox_sheds_oldest_telemetry_as_tombstones_without_gaps() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 3_000);
-    let money = outbox.append("egm-1", EventClass::Money, synthetic(200)).await.unwrap();
+    let money = outbox
+        .append("egm-1", EventClass::Money, synthetic(200))
+        .await
+        .unwrap();
     for _ in 0..40 {
-        outbox.append("tv-1", EventClass::Telemetry, synthetic(200)).await.unwrap();
+        outbox
+            .append("tv-1", EventClass::Telemetry, synthetic(200))
+            .await
+            .unwrap();
     }
     let events = outbox.read_from(0, 1000, 1 << 20).unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=41).collect::<Vec<u64>>(), "no gaps");
     assert_eq!(events[0].seq, money);
-    assert!(matches!(events[0].body, EventBody::Synthetic { .. }), "money is never shed");
-    assert_eq!(events[1].body, EventBody::Shed, "the oldest telemetry went first");
-    assert!(matches!(events[40].body, EventBody::Synthetic { .. }), "the newest is kept");
+    assert!(
+        matches!(events[0].body, EventBody::Synthetic { .. }),
+        "money is never shed"
+    );
+    assert_eq!(
+        events[1].body,
+        EventBody::Shed,
+        "the oldest telemetry went first"
+    );
+    assert!(
+        matches!(events[40].body, EventBody::Synthetic { .. }),
+        "the newest is kept"
+    );
     let stored: usize = events.iter().map(|e| outpost_link::encode_len(e)).sum();
-    assert!(stored <= 3_000, "{stored} bytes stored over a 3000-byte budget");
+    assert!(
+        stored <= 3_000,
+        "{stored} bytes stored over a 3000-byte budget"
+    );
 }
 
 #[tokio::test]
@@ -123,16 +197,30 @@ async fn full_outbox_makes_money_wait_until_the_hub_acknowledges() {
     let (outbox, _writer) = open(tmp.path(), 1_000);
     let mut last = 0;
     for _ in 0..4 {
-        last = outbox.append("egm-1", EventClass::Money, synthetic(200)).await.unwrap();
+        last = outbox
+            .append("egm-1", EventClass::Money, synthetic(200))
+            .await
+            .unwrap();
     }
     let waiting = {
         let outbox = outbox.clone();
-        tokio::spawn(async move { outbox.append("egm-1", EventClass::Money, synthetic(200)).await })
+        tokio::spawn(async move {
+            outbox
+                .append("egm-1", EventClass::Money, synthetic(200))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "a money append was accepted over the budget");
+    assert!(
+        !waiting.is_finished(),
+        "a money append was accepted over the budget"
+    );
     outbox.ack(last).await.unwrap();
-    let seq = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
+    let seq = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(seq, last + 1);
 }
 
@@ -140,14 +228,29 @@ async fn full_outbox_makes_money_wait_until_the_hub_acknowledges() {
 async fn command_marks_remember_the_first_sighting() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 20);
-    assert_eq!(outbox.mark_command("cmd-1", CommandMark::Started).await.unwrap(), None);
     assert_eq!(
-        outbox.mark_command("cmd-1", CommandMark::Started).await.unwrap(),
+        outbox
+            .mark_command("cmd-1", CommandMark::Started)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        outbox
+            .mark_command("cmd-1", CommandMark::Started)
+            .await
+            .unwrap(),
         Some(CommandMark::Started)
     );
-    outbox.mark_command("cmd-1", CommandMark::Finished).await.unwrap();
+    outbox
+        .mark_command("cmd-1", CommandMark::Finished)
+        .await
+        .unwrap();
     assert_eq!(
-        outbox.mark_command("cmd-1", CommandMark::Started).await.unwrap(),
+        outbox
+            .mark_command("cmd-1", CommandMark::Started)
+            .await
+            .unwrap(),
         Some(CommandMark::Finished),
         "finished stays finished"
     );

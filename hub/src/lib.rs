@@ -1,30 +1,53 @@
 //! `outpost-hub`: the site-independent side of Outpost.
 //!
-//! Today it runs its supervision tree with the admin server and manages the PKI that identifies
-//! edges. Ingest, the event log, projections, sinks and the API join the tree as they are built
-//! (see the repository README for what runs now).
+//! Supervision tree: `hub → {admin, link, api}`. The event log and the command log live in one
+//! durable sled database (`<data_dir>/db`) opened before the tree starts; if the event log cannot
+//! commit, the hub exits non-zero (systemd restarts it) rather than acknowledge what it could not
+//! store.
 
+pub mod api;
 pub mod cli;
+pub mod commands;
+pub mod edges;
+pub mod eventlog;
+pub mod link;
+pub mod metrics;
 pub mod pki;
 
-use outpost_actors::admin::{AdminArgs, AdminServer};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_actors::admin::{HttpArgs, HttpServer};
 use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
 use outpost_config::HubConfig;
+use outpost_storage::DurableDb;
 
-/// The hub's supervision tree: `hub → {admin}`.
-pub fn root_spec(config: &HubConfig, readiness: &Readiness) -> SupervisorSpec {
-    let admin = AdminArgs {
-        listen: config.admin.listen,
-        readiness: readiness.clone(),
-        extra: None,
+use crate::link::{LinkContext, LinkServer, LinkServerArgs, Sessions};
+
+/// Everything the hub's actors share, opened before the tree starts.
+pub struct HubParts {
+    pub link: LinkServerArgs,
+    pub api: Arc<api::ApiContext>,
+}
+
+/// The hub's supervision tree: `hub → {admin, link, api}`.
+pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) -> SupervisorSpec {
+    let admin = HttpArgs::admin(config.admin.listen, readiness.clone());
+    let link = parts.link.clone();
+    let api = HttpArgs {
+        name: "api",
+        listen: config.api.listen,
+        router: api::router(parts.api.clone()),
     };
     SupervisorSpec {
         name: "hub".into(),
         strategy: Strategy::OneForOne,
         policy: outpost_actors::process::restart_policy(&config.supervision),
         children: vec![
-            ChildSpec::new("admin", move || (AdminServer, admin.clone()))
+            ChildSpec::new("admin", move || (HttpServer, admin.clone()))
                 .restart(Restart::Permanent),
+            ChildSpec::new("link", move || (LinkServer, link.clone())).restart(Restart::Permanent),
+            ChildSpec::new("api", move || (HttpServer, api.clone())).restart(Restart::Permanent),
         ],
         readiness: readiness.clone(),
     }
@@ -35,14 +58,64 @@ pub async fn run(
     config: HubConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.hub.data_dir).map_err(|e| {
+    let data_dir = &config.hub.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create hub data_dir {}: {e}", data_dir.display()))?;
+    let durable = Arc::new(DurableDb::open(&data_dir.join("db"))?);
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
+    let eventlog = eventlog::EventLog::start(durable.clone(), config.link.max_batch, move |err| {
+        let _ = fatal_tx.send(err);
+    })?;
+    let commands = commands::CommandLog::open(durable.clone())?;
+    let edges = edges::EdgeDirectory::open(durable.db())?;
+    let sessions = Arc::new(Sessions::default());
+    let pki = &config.pki.dir;
+    let server_config = outpost_link::io::server_config(
+        &pki.join("ca.pem"),
+        &pki.join("hub.pem"),
+        &pki.join("hub.key"),
+        Duration::from_millis(config.link.keepalive_ms),
+        Duration::from_millis(config.link.idle_timeout_ms),
+    )
+    .map_err(|e| {
         anyhow::anyhow!(
-            "cannot create hub data_dir {}: {e}",
-            config.hub.data_dir.display()
+            "hub TLS from {}: {e} (did you run `outpost-hub pki init`?)",
+            pki.display()
         )
     })?;
+    let parts = HubParts {
+        link: LinkServerArgs {
+            listen: config.link.listen,
+            server_config,
+            context: Arc::new(LinkContext {
+                eventlog: eventlog.clone(),
+                commands: commands.clone(),
+                edges: edges.clone(),
+                sessions: sessions.clone(),
+                pki_dir: pki.clone(),
+            }),
+        },
+        api: Arc::new(api::ApiContext {
+            tokens: config.api.tokens.clone(),
+            commands,
+            edges,
+            sessions,
+            eventlog,
+            default_deadline_seconds: config.api.default_command_deadline_seconds,
+        }),
+    };
     let readiness = Readiness::new();
-    tracing::info!(admin = %config.admin.listen, data_dir = %config.hub.data_dir.display(), "hub starting");
-    outpost_actors::process::run_root(root_spec(&config, &readiness), shutdown).await?;
+    tracing::info!(
+        admin = %config.admin.listen,
+        link = %config.link.listen,
+        api = %config.api.listen,
+        data_dir = %data_dir.display(),
+        "hub starting"
+    );
+    let root = outpost_actors::process::run_root(root_spec(&config, &readiness, &parts), shutdown);
+    tokio::select! {
+        result = root => result?,
+        Ok(err) = fatal_rx => anyhow::bail!("event log failed, stopping the hub: {err}"),
+    }
     Ok(())
 }

@@ -92,20 +92,16 @@ async fn serve(
     config: SimConfig,
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) -> Result<(), outpost_actors::process::RootError> {
-    use outpost_actors::admin::{AdminArgs, AdminServer};
+    use outpost_actors::admin::{HttpArgs, HttpServer};
     use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
     let readiness = Readiness::new();
-    let admin = AdminArgs {
-        listen: config.admin.listen,
-        readiness: readiness.clone(),
-        extra: None,
-    };
+    let admin = HttpArgs::admin(config.admin.listen, readiness.clone());
     let spec = SupervisorSpec {
         name: "sim".into(),
         strategy: Strategy::OneForOne,
         policy: outpost_actors::process::restart_policy(&config.supervision),
         children: vec![
-            ChildSpec::new("admin", move || (AdminServer, admin.clone()))
+            ChildSpec::new("admin", move || (HttpServer, admin.clone()))
                 .restart(Restart::Permanent),
         ],
         readiness,

@@ -9,7 +9,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::harness::SiteProcess;
-use crate::site::SiteLayout;
+use crate::site::{SiteLayout, SiteSpec};
+
+/// What the demo edge runs: a money stream and a telemetry stream.
+const DEMO_DEVICES: &str = r#"
+[[devices]]
+kind = "synthetic"
+id = "meter-stream"
+rate_per_second = 20.0
+payload_bytes = 200
+class = "money"
+
+[[devices]]
+kind = "synthetic"
+id = "telemetry"
+rate_per_second = 200.0
+payload_bytes = 200
+class = "telemetry"
+"#;
 
 /// Options of the demo.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,7 +57,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
-    let site = SiteLayout::prepare(&dir, "edge-01")?;
+    let spec = SiteSpec::single("edge-01", DEMO_DEVICES);
+    let site = SiteLayout::prepare(&dir, &spec)?;
+    let edge_layout = &site.edges[0];
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
 
@@ -57,21 +76,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut edge = SiteProcess::spawn(
         "outpost-edge",
         &exe,
-        &run_args("edge", &site.edge_config),
-        site.edge_admin,
+        &run_args("edge", &edge_layout.config),
+        edge_layout.admin,
         &logs.join("edge.log"),
     )?;
     hub.wait_ready(Duration::from_secs(20)).await?;
     edge.wait_ready(Duration::from_secs(20)).await?;
 
     println!("Outpost demo site is up (site directory {})", dir.display());
+    let edge_id = &edge_layout.id;
     println!(
-        "  hub   metrics  http://{}/metrics   ready: http://{}/readyz",
-        site.hub_admin, site.hub_admin
+        "  hub   metrics  http://{0}/metrics   ready: http://{0}/readyz",
+        site.hub_admin
     );
     println!(
-        "  edge  metrics  http://{}/metrics   ready: http://{}/readyz   id: {}",
-        site.edge_admin, site.edge_admin, site.edge_id
+        "  hub   API      http://{}/api/v1/   token: {}",
+        site.hub_api, site.api_token
+    );
+    println!(
+        "  edge  metrics  http://{0}/metrics   ready: http://{0}/readyz   id: {edge_id}",
+        edge_layout.admin
+    );
+    println!("  devices on {edge_id}: meter-stream (money, 20 events/s), telemetry (200 events/s)");
+    println!(
+        "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"meter-stream\",\"op\":\"ping\"}}' http://{}/api/v1/commands",
+        site.api_token, site.hub_api
     );
     println!(
         "  PKI   {}  (CA, hub and edge certificates)",

@@ -1,10 +1,20 @@
-//! A whole site laid out on disk: a fresh PKI, a hub and an edge with their configs, data
-//! directories and free loopback ports. The demo and the process tests start from one.
+//! A whole site laid out on disk: a fresh PKI, a hub and edges with their configs, data
+//! directories and free loopback ports. The demo, the process tests and the chaos scenarios start
+//! from one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::harness::free_local_addr;
+
+/// One edge of a site.
+#[derive(Debug, Clone)]
+pub struct EdgeLayout {
+    pub id: String,
+    pub config: PathBuf,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+}
 
 /// Where everything of one site lives.
 #[derive(Debug, Clone)]
@@ -12,10 +22,34 @@ pub struct SiteLayout {
     pub dir: PathBuf,
     pub pki_dir: PathBuf,
     pub hub_config: PathBuf,
-    pub edge_config: PathBuf,
     pub hub_admin: SocketAddr,
-    pub edge_admin: SocketAddr,
-    pub edge_id: String,
+    pub hub_link: SocketAddr,
+    pub hub_api: SocketAddr,
+    pub hub_data_dir: PathBuf,
+    /// Bearer token of the site's operator (role operator).
+    pub api_token: String,
+    pub edges: Vec<EdgeLayout>,
+}
+
+/// What to put on a site.
+#[derive(Debug, Clone)]
+pub struct SiteSpec {
+    pub edge_ids: Vec<String>,
+    /// `[[devices]]` tables written into every edge's config.
+    pub devices_toml: String,
+    /// Extra TOML appended to every edge's config (for example `[outbox]` sizes).
+    pub edge_extra_toml: String,
+}
+
+impl SiteSpec {
+    /// One edge with the given devices.
+    pub fn single(edge_id: &str, devices_toml: &str) -> Self {
+        Self {
+            edge_ids: vec![edge_id.to_owned()],
+            devices_toml: devices_toml.to_owned(),
+            edge_extra_toml: String::new(),
+        }
+    }
 }
 
 /// Why a site could not be laid out.
@@ -31,9 +65,17 @@ pub enum SiteError {
     Pki(#[from] outpost_hub::pki::PkiError),
 }
 
+fn free_udp_addr() -> std::io::Result<SocketAddr> {
+    std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
+}
+
+fn quoted(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
 impl SiteLayout {
-    /// Creates PKI, configs and data directories for one hub and edge `edge_id` under `dir`.
-    pub fn prepare(dir: &Path, edge_id: &str) -> Result<Self, SiteError> {
+    /// Creates PKI, configs and data directories for one hub and the edges of `spec` under `dir`.
+    pub fn prepare(dir: &Path, spec: &SiteSpec) -> Result<Self, SiteError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| SiteError::Io { path, source }
@@ -45,31 +87,67 @@ impl SiteLayout {
             .map(|s| s.to_string())
             .collect();
         outpost_hub::pki::init(&pki_dir, &names)?;
-        outpost_hub::pki::issue_edge(&pki_dir, edge_id, false)?;
 
         let hub_admin = free_local_addr().map_err(io(dir))?;
-        let edge_admin = free_local_addr().map_err(io(dir))?;
+        let hub_api = free_local_addr().map_err(io(dir))?;
+        let hub_link = free_udp_addr().map_err(io(dir))?;
+        let hub_data_dir = dir.join("hub-data");
+        let api_token = format!("{:032x}", rand::random::<u128>());
         let hub_config = dir.join("hub.toml");
-        let edge_config = dir.join("edge.toml");
         let hub_toml = format!(
-            "# Written by outpost-sim for this site.\n[hub]\ndata_dir = {data:?}\n\n[pki]\ndir = {pki:?}\n\n[admin]\nlisten = \"{hub_admin}\"\n",
-            data = dir.join("hub-data").display().to_string(),
-            pki = pki_dir.display().to_string(),
-        );
-        let edge_toml = format!(
-            "# Written by outpost-sim for this site.\n[edge]\nid = \"{edge_id}\"\ndata_dir = {data:?}\n\n[admin]\nlisten = \"{edge_admin}\"\n",
-            data = dir.join(format!("{edge_id}-data")).display().to_string(),
+            "# Written by outpost-sim for this site.\n\
+             [hub]\ndata_dir = {data}\n\n\
+             [pki]\ndir = {pki}\n\n\
+             [link]\nlisten = \"{hub_link}\"\n\n\
+             [api]\nlisten = \"{hub_api}\"\n\n\
+             [[api.tokens]]\nname = \"site-operator\"\ntoken = \"{api_token}\"\nrole = \"operator\"\n\n\
+             [admin]\nlisten = \"{hub_admin}\"\n\n\
+             [supervision]\nbackoff_max_ms = 2000\n",
+            data = quoted(&hub_data_dir),
+            pki = quoted(&pki_dir),
         );
         std::fs::write(&hub_config, hub_toml).map_err(io(&hub_config))?;
-        std::fs::write(&edge_config, edge_toml).map_err(io(&edge_config))?;
+
+        let mut edges = Vec::new();
+        for id in &spec.edge_ids {
+            let issued = outpost_hub::pki::issue_edge(&pki_dir, id, false)?;
+            let admin = free_local_addr().map_err(io(dir))?;
+            let data_dir = dir.join(format!("{id}-data"));
+            let config = dir.join(format!("{id}.toml"));
+            let edge_toml = format!(
+                "# Written by outpost-sim for this site.\n\
+                 [edge]\nid = \"{id}\"\ndata_dir = {data}\n\n\
+                 [uplink]\nhub = \"{hub_link}\"\nserver_name = \"localhost\"\n\
+                 ca = {ca}\ncert = {cert}\nkey = {key}\n\
+                 reconnect_initial_ms = 100\nreconnect_max_ms = 2000\n\n\
+                 [admin]\nlisten = \"{admin}\"\n\n\
+                 [supervision]\nbackoff_max_ms = 2000\n\n\
+                 {extra}\n\n{devices}\n",
+                data = quoted(&data_dir),
+                ca = quoted(&issued.ca),
+                cert = quoted(&issued.cert),
+                key = quoted(&issued.key),
+                extra = spec.edge_extra_toml,
+                devices = spec.devices_toml,
+            );
+            std::fs::write(&config, edge_toml).map_err(io(&config))?;
+            edges.push(EdgeLayout {
+                id: id.clone(),
+                config,
+                admin,
+                data_dir,
+            });
+        }
         Ok(Self {
             dir: dir.to_owned(),
             pki_dir,
             hub_config,
-            edge_config,
             hub_admin,
-            edge_admin,
-            edge_id: edge_id.to_owned(),
+            hub_link,
+            hub_api,
+            hub_data_dir,
+            api_token,
+            edges,
         })
     }
 }

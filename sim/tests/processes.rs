@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_sim::harness::SiteProcess;
-use outpost_sim::site::SiteLayout;
+use outpost_sim::site::{SiteLayout, SiteSpec};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
@@ -21,7 +21,7 @@ fn run_args(kind: &str, config: &Path) -> Vec<OsString> {
 #[tokio::test]
 async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
-    let site = SiteLayout::prepare(tmp.path(), "edge-07").unwrap();
+    let site = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-07", "")).unwrap();
     let mut hub = SiteProcess::spawn(
         "hub",
         exe(),
@@ -33,8 +33,8 @@ async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_si
     let mut edge = SiteProcess::spawn(
         "edge",
         exe(),
-        &run_args("edge", &site.edge_config),
-        site.edge_admin,
+        &run_args("edge", &site.edges[0].config),
+        site.edges[0].admin,
         &tmp.path().join("edge.log"),
     )
     .unwrap();
@@ -43,7 +43,7 @@ async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_si
 
     for (process, binary, component) in [
         (&hub, "outpost-hub", "hub/admin"),
-        (&edge, "outpost-edge", "edge/admin"),
+        (&edge, "outpost-edge", "edge/uplink"),
     ] {
         let (status, body) = outpost_actors::admin::get(process.admin, "/healthz")
             .await
@@ -84,12 +84,12 @@ async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_si
 #[tokio::test]
 async fn json_log_format_writes_one_json_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let site = SiteLayout::prepare(tmp.path(), "edge-01").unwrap();
-    let mut args = run_args("edge", &site.edge_config);
+    let site = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", "")).unwrap();
+    let mut args = run_args("edge", &site.edges[0].config);
     args.push("--log-format".into());
     args.push("json".into());
     let log = tmp.path().join("edge.log");
-    let mut edge = SiteProcess::spawn("edge", exe(), &args, site.edge_admin, &log).unwrap();
+    let mut edge = SiteProcess::spawn("edge", exe(), &args, site.edges[0].admin, &log).unwrap();
     edge.wait_ready(Duration::from_secs(20)).await.unwrap();
     assert!(
         edge.terminate(Duration::from_secs(10))

@@ -14,7 +14,10 @@ fn committed_writes_survive_reopening() {
         db.commit().unwrap();
     }
     let db = DurableDb::open(&path).unwrap();
-    assert_eq!(db.db().get(seq_key(b'e', 1)).unwrap().unwrap(), &b"hello"[..]);
+    assert_eq!(
+        db.db().get(seq_key(b'e', 1)).unwrap().unwrap(),
+        &b"hello"[..]
+    );
     assert!(db.disk_bytes() > 0);
 }
 

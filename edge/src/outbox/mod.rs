@@ -20,6 +20,7 @@
 //! bincode frame body; `b'm' ++ "last"` → last assigned seq; `b'm' ++ "acked"` → acked seq; `b'c' ++
 //! command id` → command state (see [`CommandMark`]).
 
+pub mod actor;
 mod writer;
 
 use std::path::Path;
@@ -211,6 +212,33 @@ impl Outbox {
         answer.await.map_err(|_| OutboxError::Closed)?
     }
 
+    /// The hub has committed up to `committed_seq` but this outbox never assigned that far (its
+    /// disk was replaced or wiped): continue numbering after it, so new events are not mistaken
+    /// for duplicates. Returns the last sequence afterwards.
+    pub async fn adopt_hub_sequence(&self, committed_seq: u64) -> Result<u64, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(WriterMsg::Adopt {
+                committed_seq,
+                reply,
+            })
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        answer.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Ids of commands marked started and never finished: the edge stopped while they ran.
+    pub fn unfinished_commands(&self) -> Result<Vec<String>, OutboxError> {
+        let mut ids = Vec::new();
+        for entry in self.db.scan_prefix([writer::COMMAND]) {
+            let (key, value) = entry?;
+            if value.first() == Some(&1) {
+                ids.push(String::from_utf8_lossy(&key[1..]).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
     /// Highest sequence number that is durable.
     pub fn durable_seq(&self) -> u64 {
         *self.durable_seq.borrow()
@@ -251,10 +279,11 @@ impl Outbox {
         for entry in self.db.range(start..end) {
             let (key, value) = entry?;
             let seq = outpost_storage::key_seq(&key).unwrap_or_default();
-            let event: Event = outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
+            let event: Event =
+                outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
+                    seq,
+                    reason: e.to_string(),
+                })?;
             bytes += value.len();
             events.push(event);
             if events.len() >= max_events || bytes >= max_bytes {
@@ -268,6 +297,12 @@ impl Outbox {
 /// Wall clock, Unix ms.
 pub fn wall_now_ms() -> i64 {
     writer::wall_ms()
+}
+
+/// Random per process start: with `mono_us`, orders events across wall-clock jumps.
+pub fn boot_id() -> u128 {
+    static BOOT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(rand::random)
 }
 
 /// Monotonic microseconds since this process started, the `mono_us` of events.

@@ -13,7 +13,7 @@ use super::{OutboxError, OutboxLimits, Recovered};
 use crate::metrics;
 
 pub(crate) const EVENT: u8 = b'e';
-const COMMAND: u8 = b'c';
+pub(crate) const COMMAND: u8 = b'c';
 const META_LAST: &[u8] = b"mlast";
 const META_ACKED: &[u8] = b"macked";
 
@@ -53,6 +53,10 @@ pub(crate) enum WriterMsg {
     },
     Trim {
         through: u64,
+    },
+    Adopt {
+        committed_seq: u64,
+        reply: oneshot::Sender<Result<u64, OutboxError>>,
     },
     MarkCommand {
         id: String,
@@ -117,7 +121,7 @@ impl Writer {
             last_seq,
             acked_seq,
             stored_bytes,
-            boot_id: rand::random(),
+            boot_id: super::boot_id(),
             parked: VecDeque::new(),
             shed_cursor: acked_seq + 1,
             durable,
@@ -146,6 +150,7 @@ impl Writer {
             let mut appended: Vec<AppendReply> = Vec::new();
             let mut marked: Vec<MarkReply> = Vec::new();
             let mut marks_in_batch: HashMap<String, CommandMark> = HashMap::new();
+            let mut adopted: Vec<oneshot::Sender<Result<u64, OutboxError>>> = Vec::new();
             for message in messages {
                 match message {
                     WriterMsg::Trim { through } => {
@@ -172,6 +177,23 @@ impl Writer {
                             self.admit(pending, &mut batch, &mut appended)?;
                         }
                     }
+                    WriterMsg::Adopt {
+                        committed_seq,
+                        reply,
+                    } => {
+                        if committed_seq > self.last_seq {
+                            tracing::error!(
+                                hub_committed = committed_seq,
+                                last_seq = self.last_seq,
+                                "the hub has more of this edge than its outbox ever held (disk replaced?); continuing after the hub's sequence"
+                            );
+                            self.last_seq = committed_seq;
+                            self.acked_seq = committed_seq;
+                            acked_shared.store(committed_seq, Ordering::Release);
+                            batch.insert(META_ACKED, &committed_seq.to_be_bytes()[..]);
+                        }
+                        adopted.push(reply);
+                    }
                     WriterMsg::MarkCommand { id, mark, reply } => {
                         let key = [&[COMMAND][..], id.as_bytes()].concat();
                         let previous = match marks_in_batch.get(&id) {
@@ -196,7 +218,7 @@ impl Writer {
                 }
             }
             metrics::OUTBOX_WAITING.set(self.parked.len() as i64);
-            if appended.is_empty() && marked.is_empty() {
+            if appended.is_empty() && marked.is_empty() && adopted.is_empty() {
                 self.publish_gauges();
                 continue;
             }
@@ -219,6 +241,9 @@ impl Writer {
                     for (reply, previous) in marked {
                         let _ = reply.send(Ok(previous));
                     }
+                    for reply in adopted {
+                        let _ = reply.send(Ok(self.last_seq));
+                    }
                     self.publish_gauges();
                 }
                 Err(err) => {
@@ -227,6 +252,9 @@ impl Writer {
                         let _ = reply.send(Err(err.clone()));
                     }
                     for (reply, _) in marked {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    for reply in adopted {
                         let _ = reply.send(Err(err.clone()));
                     }
                     for pending in self.parked.drain(..) {
@@ -239,7 +267,13 @@ impl Writer {
         Ok(())
     }
 
-    fn encode(&self, seq: u64, device: &str, class: EventClass, body: EventBody) -> Result<Vec<u8>, OutboxError> {
+    fn encode(
+        &self,
+        seq: u64,
+        device: &str,
+        class: EventClass,
+        body: EventBody,
+    ) -> Result<Vec<u8>, OutboxError> {
         let event = Event {
             seq,
             device: device.to_owned(),
@@ -282,7 +316,8 @@ impl Writer {
                 EventClass::Telemetry => {
                     self.shed_until(bytes.len() as u64)?;
                     if self.stored_bytes + bytes.len() as u64 > budget {
-                        bytes = self.encode(seq, &pending.device, pending.class, EventBody::Shed)?;
+                        bytes =
+                            self.encode(seq, &pending.device, pending.class, EventBody::Shed)?;
                         metrics::OUTBOX_SHED.inc();
                     }
                 }
@@ -326,10 +361,11 @@ impl Writer {
             let (key, value) = entry?;
             let seq = key_seq(&key).unwrap_or_default();
             self.shed_cursor = seq + 1;
-            let event: Event = outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
-                seq,
-                reason: e.to_string(),
-            })?;
+            let event: Event =
+                outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
+                    seq,
+                    reason: e.to_string(),
+                })?;
             if event.class != EventClass::Telemetry || event.body == EventBody::Shed {
                 continue;
             }
@@ -351,7 +387,11 @@ impl Writer {
     /// Removes events up to `through`. Returns whether anything changed.
     fn trim(&mut self, through: u64) -> Result<bool, OutboxError> {
         let through = if through > self.last_seq {
-            tracing::warn!(acked = through, last_seq = self.last_seq, "hub acknowledged beyond the last sequence; clamped");
+            tracing::warn!(
+                acked = through,
+                last_seq = self.last_seq,
+                "hub acknowledged beyond the last sequence; clamped"
+            );
             self.last_seq
         } else {
             through

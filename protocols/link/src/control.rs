@@ -45,11 +45,19 @@ pub enum ControlFrame {
     Hello(Hello),
     Welcome(Welcome),
     /// Hub → edge: the connection is refused after the TLS handshake (revoked, unknown, wrong id).
-    Refused { reason: String },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Refused {
+        reason: String,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     /// Hub → edge: run this command (at most once).
     Command(CommandRequest),
     /// Edge → hub: the command is durably recorded at the edge; its result will arrive as an event.
-    CommandAccepted { id: String },
+    CommandAccepted {
+        id: String,
+    },
 }

@@ -18,6 +18,8 @@ mod command;
 mod control;
 mod events;
 mod frame;
+#[cfg(feature = "quinn")]
+pub mod io;
 
 pub use command::{CommandOutcome, CommandRequest, CommandResult};
 pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};

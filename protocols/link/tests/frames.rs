@@ -45,7 +45,10 @@ fn frame_longer_than_the_limit_is_refused_before_it_is_buffered() {
     decoder.push(&(1025u32).to_be_bytes());
     assert_eq!(
         decoder.next_frame::<EventFrame>(),
-        Err(FrameError::TooLarge { len: 1025, limit: 1024 })
+        Err(FrameError::TooLarge {
+            len: 1025,
+            limit: 1024
+        })
     );
 }
 
@@ -53,7 +56,10 @@ fn frame_longer_than_the_limit_is_refused_before_it_is_buffered() {
 fn unknown_version_is_refused() {
     let mut decoder = FrameDecoder::default();
     decoder.push(&[0, 0, 0, 2, 9, 0]);
-    assert_eq!(decoder.next_frame::<EventFrame>(), Err(FrameError::UnsupportedVersion(9)));
+    assert_eq!(
+        decoder.next_frame::<EventFrame>(),
+        Err(FrameError::UnsupportedVersion(9))
+    );
 }
 
 #[test]
@@ -65,14 +71,20 @@ fn trailing_bytes_inside_a_frame_are_refused() {
     bytes[..4].copy_from_slice(&len.to_be_bytes());
     let mut decoder = FrameDecoder::default();
     decoder.push(&bytes);
-    assert_eq!(decoder.next_frame::<EventFrame>(), Err(FrameError::TrailingBytes(1)));
+    assert_eq!(
+        decoder.next_frame::<EventFrame>(),
+        Err(FrameError::TrailingBytes(1))
+    );
 }
 
 #[test]
 fn a_huge_length_inside_the_body_does_not_allocate_it() {
     // A batch claiming 2^60 events in a 16-byte frame.
     let body = [1u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    assert!(matches!(decode_one::<EventFrame>(&body), Err(FrameError::Malformed(_))));
+    assert!(matches!(
+        decode_one::<EventFrame>(&body),
+        Err(FrameError::Malformed(_))
+    ));
 }
 
 #[test]

@@ -1,0 +1,33 @@
+//! Device actors. Each device is one supervised actor under `edge/devices`; it registers itself in
+//! the shared directory (so commands reach it) while it runs.
+
+pub mod synthetic;
+
+use outpost_config::{DeviceConfig, EventClassConfig};
+use outpost_link::EventClass;
+
+use crate::shared::EdgeShared;
+
+/// The child spec of a configured device.
+pub fn child_spec(config: &DeviceConfig, shared: &EdgeShared) -> outpost_actors::ChildSpec {
+    match config {
+        DeviceConfig::Synthetic(device) => {
+            let args = synthetic::SyntheticArgs {
+                config: device.clone(),
+                shared: shared.clone(),
+            };
+            outpost_actors::ChildSpec::new(device.id.clone(), move || {
+                (synthetic::SyntheticDevice, args.clone())
+            })
+            .restart(outpost_actors::Restart::Permanent)
+        }
+    }
+}
+
+pub fn event_class(class: EventClassConfig) -> EventClass {
+    match class {
+        EventClassConfig::Money => EventClass::Money,
+        EventClassConfig::Audit => EventClass::Audit,
+        EventClassConfig::Telemetry => EventClass::Telemetry,
+    }
+}

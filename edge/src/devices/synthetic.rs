@@ -1,0 +1,143 @@
+//! The `synthetic` device: emits events of a configured size at a configured rate and answers the
+//! `ping` command. It runs the whole delivery path without hardware, and is the load generator.
+//!
+//! Like a real device it is acknowledged only by durability: each tick's events are appended
+//! concurrently and the next tick waits until all of them are durable, so a full outbox (money or
+//! audit class) slows it down instead of losing anything.
+
+use std::time::{Duration, Instant};
+
+use outpost_config::SyntheticDeviceConfig;
+use outpost_link::EventBody;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+
+const TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyntheticDevice;
+
+#[derive(Debug, Clone)]
+pub struct SyntheticArgs {
+    pub config: SyntheticDeviceConfig,
+    pub shared: EdgeShared,
+}
+
+pub struct SyntheticState {
+    id: String,
+    shared: EdgeShared,
+    generator: tokio::task::JoinHandle<()>,
+}
+
+impl SyntheticState {
+    fn shut(&self) {
+        self.generator.abort();
+        self.shared.unregister_device(&self.id);
+    }
+}
+
+impl Drop for SyntheticState {
+    // See `UplinkState`: on a clean stop the state outlives the actor; post_stop lets go first.
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl Actor for SyntheticDevice {
+    type Msg = DeviceMsg;
+    type State = SyntheticState;
+    type Arguments = SyntheticArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SyntheticArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let outbox = args.shared.outbox().ok_or("the outbox is not open")?;
+        let config = args.config.clone();
+        let class = super::event_class(config.class);
+        let id = config.id.clone();
+        args.shared.register_device(
+            &id,
+            DeviceEntry {
+                kind: "synthetic",
+                actor: myself.clone(),
+            },
+        );
+        let generator = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut emitted: u64 = 0;
+            let mut every = tokio::time::interval(TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let due = (started.elapsed().as_secs_f64() * config.rate_per_second) as u64;
+                let mut target = due;
+                if config.count > 0 {
+                    target = target.min(config.count);
+                }
+                if target <= emitted {
+                    if config.count > 0 && emitted >= config.count {
+                        tracing::info!(device = %config.id, emitted, "synthetic device emitted its count; idle");
+                        return;
+                    }
+                    continue;
+                }
+                let appends = (emitted..target).map(|n| {
+                    let payload = payload(n, config.payload_bytes);
+                    outbox.append(&config.id, class, EventBody::Synthetic { payload })
+                });
+                for result in futures::future::join_all(appends).await {
+                    if let Err(err) = result {
+                        tracing::warn!(device = %config.id, %err, "append failed; the device stops until restarted");
+                        myself.stop(Some(format!("append failed: {err}")));
+                        return;
+                    }
+                }
+                emitted = target;
+            }
+        });
+        Ok(SyntheticState {
+            id,
+            shared: args.shared,
+            generator,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shut();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            DeviceMsg::Execute { op, args: _, reply } => {
+                let answer = match op.as_str() {
+                    "ping" => Ok("pong".to_owned()),
+                    _ => Err(DeviceError::Unsupported {
+                        op,
+                        kind: "synthetic".into(),
+                    }),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A payload that differs per event (so compression or dedup cannot flatter benchmarks).
+fn payload(n: u64, len: usize) -> Vec<u8> {
+    let seed = n.to_le_bytes();
+    (0..len).map(|i| seed[i % 8] ^ (i as u8)).collect()
+}

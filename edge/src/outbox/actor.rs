@@ -1,0 +1,107 @@
+//! The outbox as a supervised actor: opens the outbox, publishes it to its younger siblings, and
+//! fails (to be reopened from disk by its supervisor) if a commit fails.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::{Outbox, OutboxError, OutboxLimits, OutboxWriter};
+use crate::shared::EdgeShared;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxActor;
+
+#[derive(Debug, Clone)]
+pub struct OutboxArgs {
+    pub dir: PathBuf,
+    pub limits: OutboxLimits,
+    pub shared: EdgeShared,
+}
+
+pub enum OutboxMsg {
+    WriterFailed(OutboxError),
+}
+
+pub struct OutboxState {
+    shared: EdgeShared,
+    writer: Option<OutboxWriter>,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OutboxState {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        // Younger siblings were stopped first (rest-for-one); with the slot cleared, the writer
+        // ends when the last handle is dropped.
+        self.shared.set_outbox(None);
+    }
+}
+
+impl Actor for OutboxActor {
+    type Msg = OutboxMsg;
+    type State = OutboxState;
+    type Arguments = OutboxArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: OutboxArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let dir = args.dir.clone();
+        let limits = args.limits;
+        let notify = myself.clone();
+        let (outbox, writer, _) = tokio::task::spawn_blocking(move || {
+            Outbox::open(&dir, limits, move |err| {
+                let _ = notify.send_message(OutboxMsg::WriterFailed(err));
+            })
+        })
+        .await??;
+        args.shared.set_outbox(Some(outbox));
+        let ticker = tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                crate::metrics::refresh_oldest_unacked();
+            }
+        });
+        Ok(OutboxState {
+            shared: args.shared,
+            writer: Some(writer),
+            ticker,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            OutboxMsg::WriterFailed(err) => Err(format!("outbox writer failed: {err}").into()),
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shared.set_outbox(None);
+        if let Some(writer) = state.writer.take() {
+            // Waits for the last commit; bounded so a stuck disk cannot hang the shutdown.
+            let joined = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::task::spawn_blocking(move || writer.join()),
+            )
+            .await;
+            match joined {
+                Ok(Ok(Ok(()))) => tracing::info!("outbox closed"),
+                Ok(Ok(Err(err))) => tracing::warn!(%err, "outbox writer ended with an error"),
+                _ => tracing::warn!("outbox writer did not finish within 10 s"),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! What the edge's actors share: the open outbox (filled by the outbox actor, read by the actors
+//! started after it) and the directory of running device actors.
+//!
+//! Invariant: the root supervisor is rest-for-one and starts the outbox before the uplink and the
+//! devices, so whoever reads the outbox slot in `pre_start` sees the current outbox; when the
+//! outbox restarts, they are restarted after it and read the new one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use ractor::{ActorRef, RpcReplyPort};
+
+use crate::outbox::Outbox;
+
+/// A request to a device actor.
+pub enum DeviceMsg {
+    /// Run operation `op`; answer with a detail line, or an error saying why it failed.
+    Execute {
+        op: String,
+        args: serde_json::Value,
+        reply: RpcReplyPort<Result<String, DeviceError>>,
+    },
+}
+
+/// Why a device refused or failed an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("operation {op} is not supported by a {kind} device")]
+    Unsupported { op: String, kind: String },
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A running device actor.
+#[derive(Clone)]
+pub struct DeviceEntry {
+    pub kind: &'static str,
+    pub actor: ActorRef<DeviceMsg>,
+}
+
+#[derive(Clone, Default)]
+pub struct EdgeShared {
+    outbox: Arc<RwLock<Option<Outbox>>>,
+    devices: Arc<RwLock<HashMap<String, DeviceEntry>>>,
+}
+
+impl std::fmt::Debug for EdgeShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeShared").finish_non_exhaustive()
+    }
+}
+
+impl EdgeShared {
+    pub fn outbox(&self) -> Option<Outbox> {
+        self.outbox
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_outbox(&self, outbox: Option<Outbox>) {
+        *self.outbox.write().unwrap_or_else(PoisonError::into_inner) = outbox;
+    }
+
+    pub fn device(&self, id: &str) -> Option<DeviceEntry> {
+        self.devices
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    pub fn register_device(&self, id: &str, entry: DeviceEntry) {
+        self.devices
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), entry);
+    }
+
+    pub fn unregister_device(&self, id: &str) {
+        self.devices
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+}

@@ -1,0 +1,226 @@
+//! The hub's REST API under `/api/v1/` (JSON, bearer tokens with roles).
+//!
+//! Today: commands (`POST /api/v1/commands`, `GET /api/v1/commands/{id}`), the edges the hub knows
+//! (`GET /api/v1/edges`) and the OpenAPI document (`GET /api/v1/openapi.json`).
+//!
+//! Invariants: every request but the OpenAPI document needs a configured token (401 without, 403
+//! when its role is too low); a command is validated (edge known, device known on that edge,
+//! operation fits the device kind, arguments are a JSON object, deadline in range) and durably
+//! stored before the answer; errors are JSON `{"error": "..."}` that say what to fix.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use outpost_config::{ApiToken, Role};
+use serde::Deserialize;
+
+use crate::commands::{CommandLog, CommandRecord, CommandStatus, now_ms};
+use crate::edges::EdgeDirectory;
+use crate::eventlog::EventLog;
+use crate::link::Sessions;
+
+/// What the API handlers share.
+pub struct ApiContext {
+    pub tokens: Vec<ApiToken>,
+    pub commands: CommandLog,
+    pub edges: EdgeDirectory,
+    pub sessions: Arc<Sessions>,
+    pub eventlog: EventLog,
+    pub default_deadline_seconds: u64,
+}
+
+/// The longest deadline a command may have.
+pub const MAX_DEADLINE_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Operations each device kind accepts.
+pub fn operations(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "synthetic" => &["ping"],
+        _ => &[],
+    }
+}
+
+pub fn router(context: Arc<ApiContext>) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v1/commands", post(create_command))
+        .route("/api/v1/commands/{id}", get(get_command))
+        .route("/api/v1/edges", get(list_edges))
+        .route("/api/v1/openapi.json", get(openapi))
+        .with_state(context)
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// Constant-time comparison, so response timing does not reveal how much of a token matched.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The caller's token name and role, if it has the `needed` role or a higher one.
+fn authorize(ctx: &ApiContext, headers: &HeaderMap, needed: Role) -> Result<String, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <token>".into(),
+            )
+        })?;
+    let token = ctx
+        .tokens
+        .iter()
+        .find(|t| same(t.token.as_bytes(), presented.as_bytes()))
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))?;
+    if token.role < needed {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {} has role {:?}; this needs {:?}",
+                token.name, token.role, needed
+            ),
+        ));
+    }
+    Ok(token.name.clone())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCommand {
+    edge: String,
+    device: String,
+    op: String,
+    #[serde(default)]
+    args: Option<serde_json::Value>,
+    #[serde(default)]
+    deadline_seconds: Option<u64>,
+}
+
+async fn create_command(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let issuer = authorize(&ctx, &headers, Role::Operator)?;
+    let new: NewCommand = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("body is not a valid command: {e}")))?;
+    let edge = ctx.edges.get(&new.edge).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("edge {} has never connected", new.edge),
+        )
+    })?;
+    let device = edge
+        .devices
+        .iter()
+        .find(|d| d.id == new.device)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("edge {} has no device {}", new.edge, new.device),
+            )
+        })?;
+    let allowed = operations(&device.kind);
+    if !allowed.contains(&new.op.as_str()) {
+        return Err(bad_request(format!(
+            "device {} is a {}; its operations are: {}",
+            device.id,
+            device.kind,
+            allowed.join(", ")
+        )));
+    }
+    let args = new.args.unwrap_or_else(|| serde_json::json!({}));
+    if !args.is_object() {
+        return Err(bad_request("args must be a JSON object"));
+    }
+    let deadline_seconds = new.deadline_seconds.unwrap_or(ctx.default_deadline_seconds);
+    if !(1..=MAX_DEADLINE_SECONDS).contains(&deadline_seconds) {
+        return Err(bad_request(format!(
+            "deadline_seconds must be 1 to {MAX_DEADLINE_SECONDS}"
+        )));
+    }
+    let now = now_ms();
+    let record = CommandRecord {
+        id: format!("cmd-{:032x}", rand::random::<u128>()),
+        issuer,
+        edge: new.edge,
+        device: new.device,
+        op: new.op,
+        args,
+        created_ms: now,
+        deadline_ms: now + (deadline_seconds * 1000) as i64,
+        status: CommandStatus::Pending,
+        detail: None,
+        updated_ms: now,
+    };
+    ctx.commands
+        .create(record.clone())
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    tracing::info!(command = %record.id, issuer = %record.issuer, edge = %record.edge, device = %record.device, op = %record.op, "command issued");
+    if let Some(request) = record.request(now) {
+        ctx.sessions.offer(&record.edge, request);
+    }
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+async fn get_command(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    match ctx.commands.get(&id) {
+        Ok(Some(record)) => Ok(Json(record).into_response()),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no command {id}"))),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn list_edges(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let connected = ctx.sessions.connected();
+    let edges: Vec<serde_json::Value> = ctx
+        .edges
+        .all()
+        .into_iter()
+        .map(|e| {
+            let committed = ctx.eventlog.committed_seq(&e.id).unwrap_or(0);
+            serde_json::json!({
+                "id": e.id,
+                "connected": connected.contains(&e.id),
+                "committed_seq": committed,
+                "devices": e.devices,
+                "software": e.software,
+                "last_hello_ms": e.last_hello_ms,
+                "clock_offset_ms": e.clock_offset_ms,
+            })
+        })
+        .collect();
+    Ok(Json(edges).into_response())
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}

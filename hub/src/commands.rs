@@ -1,0 +1,250 @@
+//! The hub's durable command log: what operators asked for, of which device, by when, and what
+//! became of it.
+//!
+//! Invariants: a command is durable (flushed and fdatasynced) before the API answers that it was
+//! accepted; its status only moves forward (pending → delivered → a final status, or pending → a
+//! final status) and a final status never changes; a command past its deadline is never sent.
+//!
+//! On disk (sled trees of the hub database): `commands`: id → [`CommandRecord`] (JSON);
+//! `pending`: `edge ++ 0x00 ++ id` → () for commands not yet accepted by their edge.
+
+use std::sync::Arc;
+
+use outpost_link::{CommandOutcome, CommandRequest, CommandResult};
+use outpost_storage::DurableDb;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics;
+
+/// Where a command is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandStatus {
+    /// Stored; waiting for its edge.
+    Pending,
+    /// The edge recorded it durably and will run it at most once.
+    Delivered,
+    Succeeded,
+    Failed,
+    /// Not run: its deadline passed first (at the hub or at the edge).
+    Expired,
+    /// Not run: the edge refused it (unknown device or operation, bad arguments).
+    Rejected,
+    /// The edge restarted while it ran: whether it took effect is unknown.
+    Interrupted,
+}
+
+impl CommandStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Succeeded => "succeeded",
+            CommandStatus::Failed => "failed",
+            CommandStatus::Expired => "expired",
+            CommandStatus::Rejected => "rejected",
+            CommandStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, CommandStatus::Pending | CommandStatus::Delivered)
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            CommandStatus::Pending => 0,
+            CommandStatus::Delivered => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl From<CommandOutcome> for CommandStatus {
+    fn from(outcome: CommandOutcome) -> Self {
+        match outcome {
+            CommandOutcome::Succeeded => CommandStatus::Succeeded,
+            CommandOutcome::Failed => CommandStatus::Failed,
+            CommandOutcome::Expired => CommandStatus::Expired,
+            CommandOutcome::Rejected => CommandStatus::Rejected,
+            CommandOutcome::Interrupted => CommandStatus::Interrupted,
+        }
+    }
+}
+
+/// One command and its fate: the audit record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub id: String,
+    /// Name of the API token that issued it.
+    pub issuer: String,
+    pub edge: String,
+    pub device: String,
+    pub op: String,
+    pub args: serde_json::Value,
+    pub created_ms: i64,
+    pub deadline_ms: i64,
+    pub status: CommandStatus,
+    /// The edge's answer or error, when there is one.
+    pub detail: Option<String>,
+    pub updated_ms: i64,
+}
+
+impl CommandRecord {
+    /// The frame that carries this command to its edge, or `None` if its deadline has passed.
+    pub fn request(&self, now_ms: i64) -> Option<CommandRequest> {
+        let remaining = self.deadline_ms - now_ms;
+        (remaining > 0).then(|| CommandRequest {
+            id: self.id.clone(),
+            device: self.device.clone(),
+            op: self.op.clone(),
+            args_json: self.args.to_string(),
+            remaining_ms: remaining as u64,
+            issuer: self.issuer.clone(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandLogError {
+    #[error("command log storage: {0}")]
+    Storage(String),
+    #[error("stored command {id} does not decode: {reason}")]
+    Corrupt { id: String, reason: String },
+}
+
+impl From<sled::Error> for CommandLogError {
+    fn from(e: sled::Error) -> Self {
+        CommandLogError::Storage(e.to_string())
+    }
+}
+
+/// Handle to the command log.
+#[derive(Clone)]
+pub struct CommandLog {
+    durable: Arc<DurableDb>,
+    commands: sled::Tree,
+    pending: sled::Tree,
+}
+
+impl std::fmt::Debug for CommandLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandLog").finish_non_exhaustive()
+    }
+}
+
+fn pending_key(edge: &str, id: &str) -> Vec<u8> {
+    [edge.as_bytes(), &[0], id.as_bytes()].concat()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl CommandLog {
+    pub fn open(durable: Arc<DurableDb>) -> Result<Self, CommandLogError> {
+        let commands = durable.db().open_tree("commands")?;
+        let pending = durable.db().open_tree("pending")?;
+        Ok(Self {
+            durable,
+            commands,
+            pending,
+        })
+    }
+
+    /// Stores a new command durably.
+    pub async fn create(&self, record: CommandRecord) -> Result<(), CommandLogError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let value =
+                serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
+            this.commands.insert(record.id.as_bytes(), value)?;
+            this.pending
+                .insert(pending_key(&record.edge, &record.id), &[][..])?;
+            this.durable
+                .commit()
+                .map_err(|e| CommandLogError::Storage(e.to_string()))?;
+            metrics::COMMANDS.with_label_values(&["pending"]).inc();
+            Ok(())
+        })
+        .await
+        .map_err(|e| CommandLogError::Storage(e.to_string()))?
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<CommandRecord>, CommandLogError> {
+        match self.commands.get(id.as_bytes())? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| CommandLogError::Corrupt {
+                        id: id.to_owned(),
+                        reason: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Commands of `edge` its edge has not accepted yet, oldest id order.
+    pub fn pending_for(&self, edge: &str) -> Result<Vec<CommandRecord>, CommandLogError> {
+        let prefix = [edge.as_bytes(), &[0]].concat();
+        let mut records = Vec::new();
+        for entry in self.pending.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(record) = self.get(&id)? {
+                records.push(record);
+            }
+        }
+        records.sort_by_key(|r| r.created_ms);
+        Ok(records)
+    }
+
+    /// Moves command `id` to `status` (ignored if that would go backwards or change a final
+    /// status). Returns the record as it is now.
+    pub fn update(
+        &self,
+        id: &str,
+        status: CommandStatus,
+        detail: Option<String>,
+    ) -> Result<Option<CommandRecord>, CommandLogError> {
+        let Some(mut record) = self.get(id)? else {
+            tracing::warn!(command = %id, status = status.as_str(), "update for an unknown command");
+            return Ok(None);
+        };
+        if record.status.is_final() || status.rank() <= record.status.rank() && !status.is_final() {
+            return Ok(Some(record));
+        }
+        record.status = status;
+        if detail.is_some() {
+            record.detail = detail;
+        }
+        record.updated_ms = now_ms();
+        let value =
+            serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
+        self.commands.insert(id.as_bytes(), value)?;
+        if status != CommandStatus::Pending {
+            self.pending.remove(pending_key(&record.edge, id))?;
+        }
+        metrics::COMMANDS
+            .with_label_values(&[status.as_str()])
+            .inc();
+        tracing::info!(command = %id, edge = %record.edge, device = %record.device, op = %record.op, status = status.as_str(), "command status");
+        Ok(Some(record))
+    }
+
+    /// Applies results that arrived as committed events.
+    pub fn apply_results(&self, results: &[CommandResult]) -> Result<(), CommandLogError> {
+        for result in results {
+            self.update(
+                &result.id,
+                result.outcome.into(),
+                Some(result.detail.clone()),
+            )?;
+        }
+        Ok(())
+    }
+}

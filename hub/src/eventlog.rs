@@ -1,0 +1,298 @@
+//! The event log: the hub's source of truth, keyed by (edge, seq), with a committed high-water
+//! mark per edge.
+//!
+//! Invariants:
+//! - An event is committed at most once: a sequence at or below the edge's high-water mark is a
+//!   duplicate (counted, dropped). That, with the edge's at-least-once delivery, makes each event's
+//!   effect happen exactly once.
+//! - A sequence above `high-water + 1` is a gap: events were lost before reaching the hub. It is
+//!   logged at error level and counted (`outpost_hub_gaps_total`, `outpost_hub_missing_events_total`)
+//!   — never silent — and the event is committed.
+//! - [`EventLog::commit`] answers only after the events and the new high-water mark are in one sled
+//!   batch that was flushed and fdatasynced; only then may the edge be acknowledged. Requests that
+//!   arrive during a commit share the next one.
+//! - A failed commit fails every request of the batch and stops the writer; the hub then exits
+//!   (systemd restarts it) rather than acknowledge anything it could not store.
+//!
+//! On disk: `b'e' ++ edge ++ 0x00 ++ seq (u64 BE)` → [`StoredEvent`] (a link frame body: version
+//! byte, then bincode);
+//! `b'h' ++ edge` → committed seq (u64 BE).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use outpost_link::{CommandResult, Event, EventBody};
+use outpost_storage::{DurableDb, recv_batch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics;
+
+/// An event as the hub keeps it: the edge's event and the hub's view of when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub event: Event,
+    /// Hub wall clock when committed, Unix ms.
+    pub hub_received_ms: i64,
+    /// The edge's clock offset (edge − hub, ms) estimated at the handshake of its session.
+    pub clock_offset_ms: i64,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The edge's high-water mark after this commit: acknowledge this.
+    pub committed_seq: u64,
+    pub accepted: usize,
+    pub duplicates: usize,
+    /// Sequence numbers skipped (data lost before the hub).
+    pub missing: u64,
+    /// Command results among the accepted events.
+    pub command_results: Vec<CommandResult>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EventLogError {
+    #[error("event log storage: {0}")]
+    Storage(String),
+    #[error("event log is closed")]
+    Closed,
+    #[error("stored event does not decode: {0}")]
+    Corrupt(String),
+}
+
+struct CommitRequest {
+    edge: String,
+    events: Vec<Event>,
+    clock_offset_ms: i64,
+    reply: oneshot::Sender<Result<CommitOutcome, EventLogError>>,
+}
+
+/// Handle to the event log; clones share one writer thread.
+#[derive(Clone)]
+pub struct EventLog {
+    tx: mpsc::Sender<CommitRequest>,
+    durable: Arc<DurableDb>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").finish_non_exhaustive()
+    }
+}
+
+fn event_key(edge: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(edge.len() + 10);
+    key.push(b'e');
+    key.extend_from_slice(edge.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn hwm_key(edge: &str) -> Vec<u8> {
+    [&b"h"[..], edge.as_bytes()].concat()
+}
+
+fn read_hwm(db: &sled::Db, edge: &str) -> Result<u64, EventLogError> {
+    match db.get(hwm_key(edge)) {
+        Ok(Some(v)) => v
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| EventLogError::Corrupt(format!("high-water mark of {edge}"))),
+        Ok(None) => Ok(0),
+        Err(e) => Err(EventLogError::Storage(e.to_string())),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl EventLog {
+    /// Starts the writer over `durable`. `on_fatal` runs once if a commit fails.
+    pub fn start(
+        durable: Arc<DurableDb>,
+        max_batch: usize,
+        on_fatal: impl FnOnce(EventLogError) + Send + 'static,
+    ) -> Result<Self, EventLogError> {
+        let (tx, rx) = mpsc::channel(max_batch.max(1));
+        let writer_db = durable.clone();
+        std::thread::Builder::new()
+            .name("eventlog-writer".into())
+            .spawn(move || {
+                if let Err(err) = run_writer(&writer_db, rx, max_batch) {
+                    tracing::error!(%err, "event log writer stopped");
+                    on_fatal(err);
+                }
+            })
+            .map_err(|e| EventLogError::Storage(format!("cannot start the writer: {e}")))?;
+        Ok(Self { tx, durable })
+    }
+
+    /// Queues `events` of `edge` for the next commit; the receiver answers after it.
+    pub async fn submit(
+        &self,
+        edge: &str,
+        events: Vec<Event>,
+        clock_offset_ms: i64,
+    ) -> Result<oneshot::Receiver<Result<CommitOutcome, EventLogError>>, EventLogError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(CommitRequest {
+                edge: edge.to_owned(),
+                events,
+                clock_offset_ms,
+                reply,
+            })
+            .await
+            .map_err(|_| EventLogError::Closed)?;
+        Ok(answer)
+    }
+
+    /// Commits `events` of `edge` and returns what happened.
+    pub async fn commit(
+        &self,
+        edge: &str,
+        events: Vec<Event>,
+        clock_offset_ms: i64,
+    ) -> Result<CommitOutcome, EventLogError> {
+        self.submit(edge, events, clock_offset_ms)
+            .await?
+            .await
+            .map_err(|_| EventLogError::Closed)?
+    }
+
+    /// The committed high-water mark of `edge` (0 if it never sent anything).
+    pub fn committed_seq(&self, edge: &str) -> Result<u64, EventLogError> {
+        read_hwm(self.durable.db(), edge)
+    }
+
+    /// Committed events of `edge` from `from_seq` on, at most `max`.
+    pub fn read(
+        &self,
+        edge: &str,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<StoredEvent>, EventLogError> {
+        let start = event_key(edge, from_seq);
+        let end = event_key(edge, u64::MAX);
+        let mut out = Vec::new();
+        for entry in self.durable.db().range(start..=end).take(max) {
+            let (_, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
+            let stored = outpost_link::decode_one(&value)
+                .map_err(|e| EventLogError::Corrupt(e.to_string()))?;
+            out.push(stored);
+        }
+        Ok(out)
+    }
+}
+
+fn run_writer(
+    durable: &DurableDb,
+    mut rx: mpsc::Receiver<CommitRequest>,
+    max_batch: usize,
+) -> Result<(), EventLogError> {
+    let db = durable.db();
+    let mut hwm: HashMap<String, u64> = HashMap::new();
+    while let Some(requests) = recv_batch(&mut rx, max_batch) {
+        let mut batch = sled::Batch::default();
+        let mut outcomes: Vec<(
+            oneshot::Sender<Result<CommitOutcome, EventLogError>>,
+            CommitOutcome,
+        )> = Vec::with_capacity(requests.len());
+        let mut touched: Vec<String> = Vec::new();
+        let received = now_ms();
+        for request in requests {
+            let high = match hwm.get(&request.edge) {
+                Some(h) => *h,
+                None => read_hwm(db, &request.edge)?,
+            };
+            let mut high_now = high;
+            let mut outcome = CommitOutcome::default();
+            for event in request.events {
+                if event.seq <= high_now {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                if event.seq > high_now + 1 {
+                    let missing = event.seq - high_now - 1;
+                    tracing::error!(
+                        edge = %request.edge,
+                        after = high_now,
+                        next = event.seq,
+                        missing,
+                        "GAP in the event sequence: events were lost before the hub"
+                    );
+                    metrics::GAPS.inc();
+                    metrics::MISSING_EVENTS.inc_by(missing);
+                    outcome.missing += missing;
+                }
+                high_now = event.seq;
+                match &event.body {
+                    EventBody::CommandResult(result) => {
+                        outcome.command_results.push(result.clone())
+                    }
+                    EventBody::Shed => metrics::SHED_EVENTS.inc(),
+                    EventBody::Synthetic { .. } => {}
+                }
+                let key = event_key(&request.edge, event.seq);
+                let stored = StoredEvent {
+                    event,
+                    hub_received_ms: received,
+                    clock_offset_ms: request.clock_offset_ms,
+                };
+                let mut value = Vec::with_capacity(256);
+                outpost_link::encode(&stored, &mut value)
+                    .map_err(|e| EventLogError::Storage(format!("cannot encode event: {e}")))?;
+                // Stored without the 4-byte length prefix: sled knows the value's length.
+                value.drain(..4);
+                batch.insert(key, value);
+                outcome.accepted += 1;
+            }
+            outcome.committed_seq = high_now;
+            if high_now != high {
+                batch.insert(hwm_key(&request.edge), &high_now.to_be_bytes()[..]);
+                touched.push(request.edge.clone());
+            }
+            hwm.insert(request.edge, high_now);
+            outcomes.push((request.reply, outcome));
+        }
+        let result = db
+            .apply_batch(batch)
+            .map_err(|e| EventLogError::Storage(e.to_string()))
+            .and_then(|()| {
+                durable
+                    .commit()
+                    .map_err(|e| EventLogError::Storage(e.to_string()))
+            });
+        match result {
+            Ok(took) => {
+                metrics::COMMIT_SECONDS.observe(took.as_secs_f64());
+                for edge in touched {
+                    if let Some(h) = hwm.get(&edge) {
+                        metrics::COMMITTED_SEQ
+                            .with_label_values(&[&edge])
+                            .set(*h as i64);
+                    }
+                }
+                for (reply, outcome) in outcomes {
+                    metrics::EVENTS_COMMITTED.inc_by(outcome.accepted as u64);
+                    metrics::DUPLICATES.inc_by(outcome.duplicates as u64);
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                for (reply, _) in outcomes {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}

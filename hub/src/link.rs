@@ -1,0 +1,538 @@
+//! The hub's side of the link: a QUIC endpoint for edges, and one session actor per connection.
+//!
+//! A session: the TLS handshake has verified the client certificate against the CA; the session
+//! then admits the edge by its certificate's id and serial against the PKI registry (read anew for
+//! every connection, so a revocation applies to the next handshake without a restart), reads
+//! `Hello`, answers `Welcome` with the committed sequence, and then, until the connection ends:
+//! commits event batches in order (pipelined: the next batch is read while the last one commits)
+//! and acknowledges each after its commit; sends the edge its pending commands and any new one;
+//! records command acceptance and results.
+//!
+//! A newer session of the same edge replaces the older one (the old connection is closed).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use outpost_link::io::{FramedRecv, LinkIoError, close, peer_certificate, write_frame};
+use outpost_link::{CommandRequest, ControlFrame, EventFrame, Welcome};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc;
+
+use crate::commands::{CommandLog, CommandStatus, now_ms};
+use crate::edges::EdgeDirectory;
+use crate::eventlog::EventLog;
+use crate::metrics;
+use crate::pki::{EdgeRegistry, edge_identity};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything sessions share.
+#[derive(Debug)]
+pub struct LinkContext {
+    pub eventlog: EventLog,
+    pub commands: CommandLog,
+    pub edges: EdgeDirectory,
+    pub sessions: Arc<Sessions>,
+    pub pki_dir: PathBuf,
+}
+
+/// The open session of each connected edge.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, SessionHandle>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct SessionHandle {
+    id: u64,
+    commands: mpsc::Sender<CommandRequest>,
+    connection: quinn::Connection,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionHandle>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, edge: &str, handle: SessionHandle) {
+        if let Some(old) = self.lock().insert(edge.to_owned(), handle) {
+            old.connection
+                .close(close::REPLACED.into(), b"replaced by a newer session");
+        }
+        metrics::EDGES_CONNECTED.set(self.lock().len() as i64);
+    }
+
+    fn unregister(&self, edge: &str, id: u64) {
+        let mut sessions = self.lock();
+        if sessions.get(edge).is_some_and(|h| h.id == id) {
+            sessions.remove(edge);
+        }
+        metrics::EDGES_CONNECTED.set(sessions.len() as i64);
+    }
+
+    /// Hands a new command to its edge's session if it is connected (else it stays pending and is
+    /// sent at the next handshake).
+    pub fn offer(&self, edge: &str, request: CommandRequest) {
+        if let Some(handle) = self.lock().get(edge) {
+            // A full queue is fine: the command is pending and is sent at the next handshake.
+            let _ = handle.commands.try_send(request);
+        }
+    }
+
+    pub fn connected(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+/// The link server actor: owns the QUIC endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkServer;
+
+#[derive(Clone)]
+pub struct LinkServerArgs {
+    pub listen: std::net::SocketAddr,
+    pub server_config: quinn::ServerConfig,
+    pub context: Arc<LinkContext>,
+}
+
+pub enum LinkServerMsg {
+    Incoming(quinn::Incoming),
+    AcceptLoopEnded,
+}
+
+pub struct LinkServerState {
+    endpoint: quinn::Endpoint,
+    context: Arc<LinkContext>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LinkServerState {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.endpoint.close(close::SHUTDOWN.into(), b"hub stopping");
+    }
+}
+
+impl Actor for LinkServer {
+    type Msg = LinkServerMsg;
+    type State = LinkServerState;
+    type Arguments = LinkServerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: LinkServerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let endpoint = quinn::Endpoint::server(args.server_config, args.listen)
+            .map_err(|e| format!("cannot listen for edges on {}: {e}", args.listen))?;
+        tracing::info!(listen = %args.listen, "link listening for edges (QUIC)");
+        let accepting = endpoint.clone();
+        let accept = tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                if myself
+                    .send_message(LinkServerMsg::Incoming(incoming))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = myself.send_message(LinkServerMsg::AcceptLoopEnded);
+        });
+        Ok(LinkServerState {
+            endpoint,
+            context: args.context,
+            accept,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            LinkServerMsg::Incoming(incoming) => {
+                let args = SessionArgs {
+                    incoming: Mutex::new(Some(incoming)),
+                    context: state.context.clone(),
+                };
+                if let Err(err) =
+                    Actor::spawn_linked(None, EdgeSession, args, myself.get_cell()).await
+                {
+                    tracing::warn!(%err, "could not start an edge session");
+                }
+                Ok(())
+            }
+            LinkServerMsg::AcceptLoopEnded => Err("the QUIC endpoint stopped accepting".into()),
+        }
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Sessions are not restarted: the edge reconnects.
+        if let SupervisionEvent::ActorFailed(_, err) = event {
+            tracing::warn!(cause = %err, "edge session ended with an error");
+        }
+        Ok(())
+    }
+}
+
+/// One connection from an edge.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdgeSession;
+
+pub struct SessionArgs {
+    incoming: Mutex<Option<quinn::Incoming>>,
+    context: Arc<LinkContext>,
+}
+
+pub enum SessionMsg {
+    Ended(Result<(), String>),
+}
+
+pub struct SessionState {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Actor for EdgeSession {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SessionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let incoming = args
+            .incoming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or("session started twice")?;
+        let context = args.context;
+        let task = tokio::spawn(async move {
+            let result = serve(incoming, &context).await.map_err(|e| e.to_string());
+            let _ = myself.send_message(SessionMsg::Ended(result));
+        });
+        Ok(SessionState { task })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SessionMsg::Ended(Ok(())) => {
+                myself.stop(None);
+                Ok(())
+            }
+            SessionMsg::Ended(Err(err)) => Err(err.into()),
+        }
+    }
+}
+
+/// Why a session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] quinn::ConnectionError),
+    #[error("edge refused: {0}")]
+    Refused(String),
+    #[error("edge {edge}: {source}")]
+    Link {
+        edge: String,
+        #[source]
+        source: LinkIoError,
+    },
+    #[error("edge {edge}: event log: {reason}")]
+    EventLog { edge: String, reason: String },
+}
+
+fn refuse(connection: &quinn::Connection, label: &str, reason: String) -> SessionError {
+    metrics::REFUSED.with_label_values(&[label]).inc();
+    tracing::warn!(remote = %connection.remote_address(), %reason, "edge refused");
+    connection.close(close::REFUSED.into(), reason.as_bytes());
+    SessionError::Refused(reason)
+}
+
+async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), SessionError> {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(c) => c,
+        Err(err) => {
+            // Wrong CA, no certificate, wrong ALPN: rustls refused it in the handshake.
+            metrics::REFUSED.with_label_values(&["tls"]).inc();
+            tracing::warn!(%remote, %err, "edge refused in the TLS handshake");
+            return Err(err.into());
+        }
+    };
+    let Some(cert) = peer_certificate(&connection) else {
+        return Err(refuse(
+            &connection,
+            "no_certificate",
+            "no client certificate".into(),
+        ));
+    };
+    let identity =
+        edge_identity(&cert).map_err(|e| refuse(&connection, "bad_certificate", e.to_string()))?;
+    let registry = EdgeRegistry::load(&ctx.pki_dir).map_err(|e| {
+        refuse(
+            &connection,
+            "registry",
+            format!("edge registry unreadable: {e}"),
+        )
+    })?;
+    if let Err(refusal) = registry.admit(&identity.id, &identity.serial) {
+        let label = match refusal {
+            crate::pki::Refusal::UnknownEdge { .. } => "unknown",
+            crate::pki::Refusal::Revoked { .. } => "revoked",
+            crate::pki::Refusal::SupersededCertificate { .. } => "superseded",
+        };
+        return Err(refuse(&connection, label, refusal.to_string()));
+    }
+    let edge = identity.id;
+    let link_err = |source| SessionError::Link {
+        edge: edge.clone(),
+        source,
+    };
+
+    let (mut control_send, control_recv) = connection.accept_bi().await?;
+    let mut control_recv = FramedRecv::new(control_recv);
+    let hello = match control_recv
+        .expect::<ControlFrame>(HELLO_TIMEOUT)
+        .await
+        .map_err(link_err)?
+    {
+        ControlFrame::Hello(hello) => hello,
+        other => {
+            connection.close(close::PROTOCOL.into(), b"expected Hello");
+            return Err(link_err(LinkIoError::Protocol(format!(
+                "expected Hello, got {other:?}"
+            ))));
+        }
+    };
+    if hello.edge_id != edge {
+        let reason = format!(
+            "Hello names edge {} but the certificate is {edge}",
+            hello.edge_id
+        );
+        return Err(refuse(&connection, "id_mismatch", reason));
+    }
+    let now = now_ms();
+    let clock_offset_ms = hello.wall_ms - now;
+    let committed_seq = ctx
+        .eventlog
+        .committed_seq(&edge)
+        .map_err(|e| SessionError::EventLog {
+            edge: edge.clone(),
+            reason: e.to_string(),
+        })?;
+    if let Err(err) = ctx.edges.record_hello(&hello, now, clock_offset_ms) {
+        tracing::warn!(edge = %edge, %err, "could not record the handshake");
+    }
+    write_frame(
+        &mut control_send,
+        &ControlFrame::Welcome(Welcome {
+            committed_seq,
+            hub_wall_ms: now,
+            clock_offset_ms,
+        }),
+    )
+    .await
+    .map_err(link_err)?;
+    if clock_offset_ms.abs() > 5_000 {
+        tracing::warn!(edge = %edge, clock_offset_ms, "edge clock is off; events keep both times");
+    }
+    tracing::info!(
+        edge = %edge,
+        %remote,
+        edge_last_seq = hello.last_seq,
+        committed_seq,
+        clock_offset_ms,
+        "edge session started"
+    );
+
+    let (command_tx, command_rx) = mpsc::channel(1024);
+    let session_id = ctx.sessions.next_id.fetch_add(1, Ordering::Relaxed);
+    ctx.sessions.register(
+        &edge,
+        SessionHandle {
+            id: session_id,
+            commands: command_tx,
+            connection: connection.clone(),
+        },
+    );
+    let result = run_session(
+        &connection,
+        &edge,
+        clock_offset_ms,
+        control_send,
+        control_recv,
+        command_rx,
+        ctx,
+    )
+    .await;
+    ctx.sessions.unregister(&edge, session_id);
+    match &result {
+        Ok(()) => tracing::info!(edge = %edge, "edge session ended"),
+        Err(err) => tracing::warn!(edge = %edge, %err, "edge session ended"),
+    }
+    result
+}
+
+async fn run_session(
+    connection: &quinn::Connection,
+    edge: &str,
+    clock_offset_ms: i64,
+    mut control_send: quinn::SendStream,
+    mut control_recv: FramedRecv,
+    mut command_rx: mpsc::Receiver<CommandRequest>,
+    ctx: &LinkContext,
+) -> Result<(), SessionError> {
+    let link_err = |source| SessionError::Link {
+        edge: edge.to_owned(),
+        source,
+    };
+    let (events_send, events_recv) = connection.accept_bi().await?;
+
+    // Pending commands first, then whatever operators issue while connected.
+    let pending = ctx.commands.pending_for(edge).unwrap_or_else(|err| {
+        tracing::error!(edge = %edge, %err, "cannot read pending commands");
+        Vec::new()
+    });
+    let control = async {
+        let now = now_ms();
+        for record in pending {
+            match record.request(now) {
+                Some(request) => {
+                    write_frame(&mut control_send, &ControlFrame::Command(request))
+                        .await
+                        .map_err(link_err)?;
+                }
+                None => {
+                    let _ = ctx.commands.update(
+                        &record.id,
+                        CommandStatus::Expired,
+                        Some("deadline passed before the edge connected".into()),
+                    );
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                request = command_rx.recv() => {
+                    let Some(request) = request else { return Ok(()) };
+                    write_frame(&mut control_send, &ControlFrame::Command(request)).await.map_err(link_err)?;
+                }
+                frame = control_recv.next::<ControlFrame>() => {
+                    match frame.map_err(link_err)? {
+                        None => return Ok(()),
+                        Some(ControlFrame::CommandAccepted { id }) => {
+                            let _ = ctx.commands.update(&id, CommandStatus::Delivered, None);
+                        }
+                        Some(ControlFrame::Ping { nonce }) => {
+                            write_frame(&mut control_send, &ControlFrame::Pong { nonce }).await.map_err(link_err)?;
+                        }
+                        Some(ControlFrame::Pong { .. }) => {}
+                        Some(other) => {
+                            connection.close(close::PROTOCOL.into(), b"unexpected control frame");
+                            return Err(link_err(LinkIoError::Protocol(format!("unexpected control frame {other:?}"))));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let events = ingest(edge, clock_offset_ms, events_send, events_recv, ctx);
+    tokio::select! {
+        result = control => result,
+        result = events => result,
+    }
+}
+
+/// Commits batches in order and acknowledges each after its commit. Reading runs ahead of the
+/// commits (bounded), so a batch is in flight while the previous one is being made durable.
+async fn ingest(
+    edge: &str,
+    clock_offset_ms: i64,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    ctx: &LinkContext,
+) -> Result<(), SessionError> {
+    let link_err = |source| SessionError::Link {
+        edge: edge.to_owned(),
+        source,
+    };
+    let log_err = |reason: String| SessionError::EventLog {
+        edge: edge.to_owned(),
+        reason,
+    };
+    let (in_flight_tx, mut in_flight_rx) = mpsc::channel(64);
+    let mut recv = FramedRecv::new(recv);
+    let reader = async {
+        loop {
+            match recv.next::<EventFrame>().await.map_err(link_err)? {
+                None => return Ok::<(), SessionError>(()),
+                Some(EventFrame::Batch(batch)) => {
+                    let answer = ctx
+                        .eventlog
+                        .submit(edge, batch.events, clock_offset_ms)
+                        .await
+                        .map_err(|e| log_err(e.to_string()))?;
+                    if in_flight_tx.send(answer).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(EventFrame::Ack { .. }) => {
+                    return Err(link_err(LinkIoError::Protocol(
+                        "the edge sent an Ack".into(),
+                    )));
+                }
+            }
+        }
+    };
+    let acker = async {
+        while let Some(answer) = in_flight_rx.recv().await {
+            let outcome = answer
+                .await
+                .map_err(|_| log_err("event log closed".into()))?
+                .map_err(|e| log_err(e.to_string()))?;
+            if !outcome.command_results.is_empty()
+                && let Err(err) = ctx.commands.apply_results(&outcome.command_results)
+            {
+                tracing::error!(edge = %edge, %err, "cannot record command results");
+            }
+            write_frame(
+                &mut send,
+                &EventFrame::Ack {
+                    committed_seq: outcome.committed_seq,
+                },
+            )
+            .await
+            .map_err(link_err)?;
+        }
+        Ok(())
+    };
+    tokio::select! {
+        result = reader => result,
+        result = acker => result,
+    }
+}

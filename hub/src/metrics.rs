@@ -1,0 +1,99 @@
+//! The hub's metrics (names are a contract: dashboards and alerts use them).
+
+use std::sync::LazyLock;
+
+use outpost_actors::metrics::register;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).expect("static metric definition is valid"))
+}
+
+pub static COMMITTED_SEQ: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "outpost_hub_committed_seq",
+                "Highest sequence durably committed, per edge.",
+            ),
+            &["edge"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static EVENTS_COMMITTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_events_committed_total",
+        "Events durably committed to the event log.",
+    )
+});
+pub static DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_duplicates_total",
+        "Events received again after they were committed (redelivery after reconnects); dropped.",
+    )
+});
+pub static GAPS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_gaps_total",
+        "Times an edge's events skipped sequence numbers: data lost before the hub. Page someone.",
+    )
+});
+pub static MISSING_EVENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_missing_events_total",
+        "Sequence numbers skipped by those gaps.",
+    )
+});
+pub static SHED_EVENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_shed_events_total",
+        "Telemetry events an edge shed under back-pressure (tombstones received).",
+    )
+});
+pub static EDGES_CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new("outpost_hub_edges_connected", "Edges with an open session.")
+            .expect("static metric definition is valid"),
+    )
+});
+pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_hub_refused_total",
+                "Edge connections refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_commands_total",
+                "Commands by the status they reached (pending, delivered, succeeded, failed, expired, rejected, interrupted).",
+            ),
+            &["status"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "outpost_hub_eventlog_commit_seconds",
+                "Time of one event-log group commit: sled flush plus fdatasync.",
+            )
+            .buckets(vec![
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0,
+            ]),
+        )
+        .expect("static metric definition is valid"),
+    )
+});

@@ -89,6 +89,7 @@ pub async fn run(
             config.edge.data_dir.display()
         )
     })?;
+    metrics::register_all();
     let readiness = Readiness::new();
     let shared = EdgeShared::default();
     tracing::info!(

@@ -116,3 +116,18 @@ pub fn refresh_oldest_unacked() {
     };
     OUTBOX_OLDEST_UNACKED.set(age);
 }
+
+/// Registers every edge metric now, so each is exported from start-up.
+pub fn register_all() {
+    LazyLock::force(&OUTBOX_LAST_SEQ);
+    LazyLock::force(&OUTBOX_ACKED_SEQ);
+    LazyLock::force(&OUTBOX_DEPTH);
+    LazyLock::force(&OUTBOX_BYTES);
+    LazyLock::force(&OUTBOX_WAITING);
+    LazyLock::force(&OUTBOX_OLDEST_UNACKED);
+    LazyLock::force(&OUTBOX_FLUSH_SECONDS);
+    LazyLock::force(&OUTBOX_SHED);
+    LazyLock::force(&UPLINK_CONNECTED);
+    LazyLock::force(&UPLINK_RTT);
+    LazyLock::force(&UPLINK_RECONNECTS);
+}

@@ -61,6 +61,7 @@ pub async fn run(
     let data_dir = &config.hub.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create hub data_dir {}: {e}", data_dir.display()))?;
+    metrics::register_all();
     let durable = Arc::new(DurableDb::open(&data_dir.join("db"))?);
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let eventlog = eventlog::EventLog::start(durable.clone(), config.link.max_batch, move |err| {

@@ -97,3 +97,18 @@ pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         .expect("static metric definition is valid"),
     )
 });
+
+/// Registers every hub metric now, so each is exported (at 0) from start-up rather than from its
+/// first event: an alert on `outpost_hub_gaps_total` must see the series before the first gap.
+pub fn register_all() {
+    LazyLock::force(&COMMITTED_SEQ);
+    LazyLock::force(&EVENTS_COMMITTED);
+    LazyLock::force(&DUPLICATES);
+    LazyLock::force(&GAPS);
+    LazyLock::force(&MISSING_EVENTS);
+    LazyLock::force(&SHED_EVENTS);
+    LazyLock::force(&EDGES_CONNECTED);
+    LazyLock::force(&REFUSED);
+    LazyLock::force(&COMMANDS);
+    LazyLock::force(&COMMIT_SECONDS);
+}

@@ -171,3 +171,143 @@ pub fn free_local_addr() -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.local_addr()
 }
+
+/// The value of metric `series` (name with labels, exactly as exposed, e.g.
+/// `outpost_hub_committed_seq{edge="edge-01"}`) on the admin server at `admin`.
+pub async fn scrape(admin: SocketAddr, series: &str) -> Option<f64> {
+    let (status, body) = outpost_actors::admin::get(admin, "/metrics").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A site's processes: the hub and its edges, each started, stopped and killed at will.
+#[derive(Debug)]
+pub struct RunningSite {
+    pub layout: crate::site::SiteLayout,
+    exe: PathBuf,
+    pub hub: Option<SiteProcess>,
+    pub edges: Vec<Option<SiteProcess>>,
+}
+
+impl RunningSite {
+    /// Starts the hub and every edge of `layout` and waits until all are ready.
+    pub async fn start(exe: &Path, layout: crate::site::SiteLayout) -> Result<Self, HarnessError> {
+        let edges = layout.edges.iter().map(|_| None).collect();
+        let mut site = Self {
+            layout,
+            exe: exe.to_owned(),
+            hub: None,
+            edges,
+        };
+        site.start_hub().await?;
+        for i in 0..site.edges.len() {
+            site.start_edge(i).await?;
+        }
+        Ok(site)
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.layout.dir.join(format!("{name}.log"))
+    }
+
+    pub async fn start_hub(&mut self) -> Result<(), HarnessError> {
+        let args: Vec<OsString> = vec![
+            "hub".into(),
+            "run".into(),
+            "--config".into(),
+            self.layout.hub_config.clone().into(),
+        ];
+        let mut hub = SiteProcess::spawn(
+            "outpost-hub",
+            &self.exe,
+            &args,
+            self.layout.hub_admin,
+            &self.log("hub"),
+        )?;
+        hub.wait_ready(Duration::from_secs(30)).await?;
+        self.hub = Some(hub);
+        Ok(())
+    }
+
+    pub async fn start_edge(&mut self, index: usize) -> Result<(), HarnessError> {
+        let edge = &self.layout.edges[index];
+        let args: Vec<OsString> = vec![
+            "edge".into(),
+            "run".into(),
+            "--config".into(),
+            edge.config.clone().into(),
+        ];
+        let mut process =
+            SiteProcess::spawn(&edge.id, &self.exe, &args, edge.admin, &self.log(&edge.id))?;
+        process.wait_ready(Duration::from_secs(30)).await?;
+        self.edges[index] = Some(process);
+        Ok(())
+    }
+
+    /// `kill -9` the hub (if running).
+    pub async fn kill9_hub(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut hub) = self.hub.take() {
+            hub.kill9().await?;
+        }
+        Ok(())
+    }
+
+    /// `kill -9` edge `index` (if running).
+    pub async fn kill9_edge(&mut self, index: usize) -> Result<(), HarnessError> {
+        if let Some(mut edge) = self.edges[index].take() {
+            edge.kill9().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops edge `index` with SIGTERM.
+    pub async fn stop_edge(&mut self, index: usize) -> Result<(), HarnessError> {
+        if let Some(edge) = self.edges[index].take() {
+            edge.terminate(Duration::from_secs(20)).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops everything with SIGTERM, edges first; returns whether each exited cleanly.
+    pub async fn stop(mut self) -> Result<bool, HarnessError> {
+        let mut clean = true;
+        for edge in self.edges.iter_mut() {
+            if let Some(edge) = edge.take() {
+                clean &= edge.terminate(Duration::from_secs(20)).await?.success();
+            }
+        }
+        if let Some(hub) = self.hub.take() {
+            clean &= hub.terminate(Duration::from_secs(20)).await?.success();
+        }
+        Ok(clean)
+    }
+
+    /// Sends an API request to the hub with the site's operator token.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
+        let auth = format!("Bearer {}", self.layout.api_token);
+        outpost_actors::admin::request(
+            self.layout.hub_api,
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    }
+}

@@ -70,7 +70,16 @@ impl FramedRecv {
             if let Some(frame) = self.decoder.next_frame()? {
                 return Ok(Some(frame));
             }
-            match self.stream.read_chunk(64 * 1024, true).await? {
+            let chunk = self
+                .stream
+                .read_chunk(64 * 1024, true)
+                .await
+                .map_err(|e| match e {
+                    // Say why the connection went (the hub's refusal reason, a TLS alert, a timeout).
+                    quinn::ReadError::ConnectionLost(lost) => LinkIoError::Connection(lost),
+                    other => LinkIoError::Read(other),
+                })?;
+            match chunk {
                 Some(chunk) => self.decoder.push(&chunk.bytes),
                 None => {
                     self.decoder.finish()?;

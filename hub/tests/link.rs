@@ -1,0 +1,348 @@
+//! The hub's link: who is admitted at the handshake, and what a session answers.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_config::{HubConfig, load_str};
+use outpost_hub::pki;
+use outpost_link::io::{FramedRecv, client_config, write_frame};
+use outpost_link::{ControlFrame, Hello};
+
+struct RunningHub {
+    link: SocketAddr,
+    pki: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningHub {
+    async fn start() -> Self {
+        outpost_actors::process::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir, &["localhost".to_owned()]).unwrap();
+        let link = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let api = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let text = format!(
+            "[hub]\ndata_dir = {:?}\n[pki]\ndir = {:?}\n[link]\nlisten = \"{link}\"\n[api]\nlisten = \"{api}\"\n[admin]\nlisten = \"{admin}\"\n",
+            dir.path().join("data").display().to_string(),
+            pki_dir.display().to_string(),
+        );
+        let config: HubConfig =
+            load_str("hub.toml", &text, &std::collections::BTreeMap::new()).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(outpost_hub::run(config, async {
+            let _ = stopped.await;
+        }));
+        for _ in 0..200 {
+            if let Ok((200, _)) = outpost_actors::admin::get(admin, "/readyz").await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            link,
+            pki: pki_dir,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn endpoint(config: quinn::ClientConfig) -> quinn::Endpoint {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    endpoint
+}
+
+fn edge_client(pki_dir: &Path, id: &str, ca_dir: &Path) -> quinn::ClientConfig {
+    client_config(
+        &ca_dir.join("ca.pem"),
+        &pki_dir.join("edges").join(format!("{id}.pem")),
+        &pki_dir.join("edges").join(format!("{id}.key")),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+fn hello(edge_id: &str) -> ControlFrame {
+    ControlFrame::Hello(Hello {
+        edge_id: edge_id.into(),
+        boot_id: 7,
+        wall_ms: 0,
+        last_seq: 0,
+        devices: vec![],
+        software: "test".into(),
+    })
+}
+
+/// Connects, says Hello as `claimed_id`, and returns the hub's first control frame or the error.
+async fn handshake(
+    config: quinn::ClientConfig,
+    hub: SocketAddr,
+    claimed_id: &str,
+) -> Result<ControlFrame, String> {
+    let endpoint = endpoint(config);
+    let connection = endpoint
+        .connect(hub, "localhost")
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut send, recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, &hello(claimed_id))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut recv = FramedRecv::new(recv);
+    recv.expect::<ControlFrame>(Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn known_edge_is_welcomed_with_its_committed_sequence() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let answer = handshake(
+        edge_client(&hub.pki, "edge-01", &hub.pki),
+        hub.link,
+        "edge-01",
+    )
+    .await;
+    match answer {
+        Ok(ControlFrame::Welcome(welcome)) => assert_eq!(welcome.committed_seq, 0),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_edge_is_refused_after_the_tls_handshake() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    pki::revoke(&hub.pki, "edge-01").unwrap();
+    let err = handshake(
+        edge_client(&hub.pki, "edge-01", &hub.pki),
+        hub.link,
+        "edge-01",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("edge edge-01 was revoked"), "{err}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn replaced_certificate_is_refused() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(old.path().join("edges")).unwrap();
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            hub.pki.join("edges").join(format!("edge-01.{ext}")),
+            old.path().join("edges").join(format!("edge-01.{ext}")),
+        )
+        .unwrap();
+    }
+    pki::issue_edge(&hub.pki, "edge-01", true).unwrap();
+    let err = handshake(
+        edge_client(old.path(), "edge-01", &hub.pki),
+        hub.link,
+        "edge-01",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("replaced"), "{err}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_fails_the_tls_handshake() {
+    let hub = RunningHub::start().await;
+    let other = tempfile::tempdir().unwrap();
+    pki::init(other.path(), &["localhost".to_owned()]).unwrap();
+    pki::issue_edge(other.path(), "edge-01", false).unwrap();
+    // It trusts our hub (our CA) but presents a certificate our CA never issued.
+    let err = handshake(
+        edge_client(other.path(), "edge-01", &hub.pki),
+        hub.link,
+        "edge-01",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("cryptographic handshake failed"), "{err}");
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn edge_without_a_certificate_fails_the_tls_handshake() {
+    let hub = RunningHub::start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(hub.pki.join("ca.pem")).unwrap())
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![outpost_link::ALPN.to_vec()];
+    let config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    let err = handshake(config, hub.link, "edge-01").await.unwrap_err();
+    assert!(err.contains("peer sent no certificates"), "{err}");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn hello_claiming_another_edge_is_refused() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    pki::issue_edge(&hub.pki, "edge-02", false).unwrap();
+    let err = handshake(
+        edge_client(&hub.pki, "edge-01", &hub.pki),
+        hub.link,
+        "edge-02",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("certificate is edge-01"), "{err}");
+    hub.stop().await;
+}
+
+fn event(seq: u64) -> outpost_link::Event {
+    outpost_link::Event {
+        seq,
+        device: "syn-1".into(),
+        class: outpost_link::EventClass::Money,
+        wall_ms: 1,
+        mono_us: seq,
+        boot_id: 7,
+        body: outpost_link::EventBody::Synthetic {
+            payload: vec![seq as u8; 16],
+        },
+    }
+}
+
+/// A session past the handshake: send batches, read acks.
+struct TestSession {
+    _endpoint: quinn::Endpoint,
+    events_send: quinn::SendStream,
+    events_recv: FramedRecv,
+    committed_at_welcome: u64,
+    /// Kept open for the session's life.
+    _control: (quinn::SendStream, FramedRecv),
+}
+
+impl TestSession {
+    async fn open(hub: &RunningHub, id: &str) -> Self {
+        let endpoint = endpoint(edge_client(&hub.pki, id, &hub.pki));
+        let connection = endpoint
+            .connect(hub.link, "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        write_frame(&mut send, &hello(id)).await.unwrap();
+        let mut control = FramedRecv::new(recv);
+        let ControlFrame::Welcome(welcome) = control.expect(Duration::from_secs(5)).await.unwrap()
+        else {
+            panic!("no welcome");
+        };
+        let (events_send, events_recv) = connection.open_bi().await.unwrap();
+        Self {
+            _control: (send, control),
+            _endpoint: endpoint,
+            events_send,
+            events_recv: FramedRecv::new(events_recv),
+            committed_at_welcome: welcome.committed_seq,
+        }
+    }
+
+    async fn send(&mut self, seqs: std::ops::RangeInclusive<u64>) -> u64 {
+        let batch = outpost_link::EventFrame::Batch(outpost_link::EventBatch {
+            events: seqs.map(event).collect(),
+        });
+        write_frame(&mut self.events_send, &batch).await.unwrap();
+        match self
+            .events_recv
+            .expect(Duration::from_secs(5))
+            .await
+            .unwrap()
+        {
+            outpost_link::EventFrame::Ack { committed_seq } => committed_seq,
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    }
+}
+
+fn metric(name: &str) -> f64 {
+    outpost_actors::metrics::render()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn hub_drops_duplicate_batch_after_reconnect() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let mut first = TestSession::open(&hub, "edge-01").await;
+    assert_eq!(first.send(1..=5).await, 5);
+    drop(first);
+
+    let mut second = TestSession::open(&hub, "edge-01").await;
+    assert_eq!(
+        second.committed_at_welcome, 5,
+        "the welcome says where to resume"
+    );
+    assert_eq!(second.send(3..=8).await, 8);
+    assert_eq!(metric("outpost_hub_duplicates_total"), 3.0);
+    assert_eq!(metric("outpost_hub_events_committed_total"), 8.0);
+    assert_eq!(metric("outpost_hub_gaps_total"), 0.0);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn hub_counts_a_gap_loudly_and_still_commits() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let mut session = TestSession::open(&hub, "edge-01").await;
+    assert_eq!(session.send(1..=2).await, 2);
+    assert_eq!(session.send(6..=6).await, 6);
+    assert_eq!(metric("outpost_hub_gaps_total"), 1.0);
+    assert_eq!(metric("outpost_hub_missing_events_total"), 3.0);
+    assert_eq!(metric("outpost_hub_committed_seq{edge=\"edge-01\"}"), 6.0);
+    hub.stop().await;
+}

@@ -1,0 +1,176 @@
+//! Commands through real processes: issued at the hub's API, run once on the edge, result back as
+//! an event; validated at the API; redelivered after a reconnect; never run after their deadline.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outpost_sim::harness::RunningSite;
+use outpost_sim::site::{SiteLayout, SiteSpec};
+
+const DEVICES: &str = r#"
+[[devices]]
+kind = "synthetic"
+id = "syn-1"
+rate_per_second = 5.0
+payload_bytes = 50
+class = "telemetry"
+"#;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+async fn site(dir: &Path) -> RunningSite {
+    let layout = SiteLayout::prepare(dir, &SiteSpec::single("edge-01", DEVICES)).unwrap();
+    let site = RunningSite::start(exe(), layout).await.unwrap();
+    // The hub learns the edge's devices from its Hello.
+    let started = Instant::now();
+    loop {
+        let (_, body) = site.api("GET", "/api/v1/edges", "").await.unwrap();
+        if body.contains("\"connected\":true") {
+            return site;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "edge never connected: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+async fn issue(site: &RunningSite, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = site.api("POST", "/api/v1/commands", body).await.unwrap();
+    (status, json(&text))
+}
+
+async fn wait_status(site: &RunningSite, id: &str, wanted: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, text) = site
+            .api("GET", &format!("/api/v1/commands/{id}"), "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+        let record = json(&text);
+        if record["status"] == wanted {
+            return record;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "command never became {wanted}: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_runs_on_the_device_and_its_result_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site(tmp.path()).await;
+    let (status, record) = issue(&site, r#"{"edge":"edge-01","device":"syn-1","op":"ping"}"#).await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["status"], "pending");
+    assert_eq!(record["issuer"], "site-operator");
+    let done = wait_status(&site, record["id"].as_str().unwrap(), "succeeded").await;
+    assert_eq!(done["detail"], "pong");
+    assert!(site.stop().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_what_cannot_run_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site(tmp.path()).await;
+    let (status, body) = issue(&site, r#"{"edge":"edge-01","device":"tv-9","op":"ping"}"#).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (404, "edge edge-01 has no device tv-9")
+    );
+    let (status, body) = issue(
+        &site,
+        r#"{"edge":"edge-01","device":"syn-1","op":"reboot"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("its operations are: ping"),
+        "{body}"
+    );
+    let (status, body) = issue(
+        &site,
+        r#"{"edge":"edge-01","device":"syn-1","op":"ping","deadline_seconds":0}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = issue(&site, r#"{"edge":"edge-01""#).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = issue(&site, r#"{"edge":"nowhere","device":"syn-1","op":"ping"}"#).await;
+    assert_eq!(status, 404);
+    let (status, _) = outpost_actors::admin::request(
+        site.layout.hub_api,
+        "POST",
+        "/api/v1/commands",
+        &[],
+        br#"{"edge":"edge-01","device":"syn-1","op":"ping"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = outpost_actors::admin::request(
+        site.layout.hub_api,
+        "GET",
+        "/api/v1/commands/x",
+        &[("Authorization", "Bearer not-a-token-not-a-token")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    assert!(site.stop().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_issued_while_the_edge_is_away_runs_when_it_returns_unless_expired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = site(tmp.path()).await;
+    site.stop_edge(0).await.unwrap();
+    let (_, patient) = issue(
+        &site,
+        r#"{"edge":"edge-01","device":"syn-1","op":"ping","deadline_seconds":600}"#,
+    )
+    .await;
+    let (_, hasty) = issue(
+        &site,
+        r#"{"edge":"edge-01","device":"syn-1","op":"ping","deadline_seconds":1}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    site.start_edge(0).await.unwrap();
+    let done = wait_status(&site, patient["id"].as_str().unwrap(), "succeeded").await;
+    assert_eq!(done["detail"], "pong");
+    wait_status(&site, hasty["id"].as_str().unwrap(), "expired").await;
+    assert!(site.stop().await.unwrap());
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_command_endpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", "")).unwrap();
+    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let (status, body) = outpost_actors::admin::get(site.layout.hub_api, "/api/v1/openapi.json")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let doc = json(&body);
+    assert!(doc["paths"]["/api/v1/commands"]["post"].is_object());
+    assert!(doc["paths"]["/api/v1/commands/{id}"]["get"].is_object());
+    assert!(site.stop().await.unwrap());
+}

@@ -184,7 +184,7 @@ async fn full_outbox_sheds_oldest_telemetry_as_tombstones_without_gaps() {
         matches!(events[40].body, EventBody::Synthetic { .. }),
         "the newest is kept"
     );
-    let stored: usize = events.iter().map(|e| outpost_link::encode_len(e)).sum();
+    let stored: usize = events.iter().map(outpost_link::encode_len).sum();
     assert!(
         stored <= 3_000,
         "{stored} bytes stored over a 3000-byte budget"
@@ -254,4 +254,56 @@ async fn command_marks_remember_the_first_sighting() {
         Some(CommandMark::Finished),
         "finished stays finished"
     );
+}
+
+#[tokio::test]
+async fn an_ack_inside_a_group_commit_keeps_the_events_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (outbox, writer) = open(tmp.path(), 1 << 30);
+    // Concurrent appends share commits, so several events are stored together.
+    let appends: Vec<_> = (0..500)
+        .map(|_| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                outbox
+                    .append("syn-1", EventClass::Money, synthetic(20))
+                    .await
+            })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap().unwrap();
+    }
+    assert!(outbox.commits() < 500);
+    outbox.ack(250).await.unwrap();
+    outbox
+        .append("syn-1", EventClass::Money, synthetic(20))
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = outbox
+        .read_from(0, 1000, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (251..=501).collect::<Vec<u64>>());
+    let from_middle: Vec<u64> = outbox
+        .read_from(400, 10, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(from_middle, (400..410).collect::<Vec<u64>>());
+
+    // And after reopening, the same.
+    drop(outbox);
+    writer.join().unwrap();
+    let (outbox, _writer) = open(tmp.path(), 1 << 30);
+    let seqs: Vec<u64> = outbox
+        .read_from(0, 1000, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (251..=501).collect::<Vec<u64>>());
 }

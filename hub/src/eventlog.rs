@@ -32,8 +32,8 @@ use crate::metrics;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub event: Event,
-    /// Hub wall clock when committed, Unix ms.
-    pub hub_received_ms: i64,
+    /// Hub wall clock when committed, Unix µs.
+    pub hub_received_us: i64,
     /// The edge's clock offset (edge − hub, ms) estimated at the handshake of its session.
     pub clock_offset_ms: i64,
 }
@@ -106,10 +106,10 @@ fn read_hwm(db: &sled::Db, edge: &str) -> Result<u64, EventLogError> {
     }
 }
 
-fn now_ms() -> i64 {
+fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
 
@@ -206,7 +206,7 @@ fn run_writer(
             CommitOutcome,
         )> = Vec::with_capacity(requests.len());
         let mut touched: Vec<String> = Vec::new();
-        let received = now_ms();
+        let received = now_us();
         for request in requests {
             let high = match hwm.get(&request.edge) {
                 Some(h) => *h,
@@ -243,7 +243,7 @@ fn run_writer(
                 let key = event_key(&request.edge, event.seq);
                 let stored = StoredEvent {
                     event,
-                    hub_received_ms: received,
+                    hub_received_us: received,
                     clock_offset_ms: request.clock_offset_ms,
                 };
                 let mut value = Vec::with_capacity(256);

@@ -62,7 +62,11 @@ pub async fn run(
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create hub data_dir {}: {e}", data_dir.display()))?;
     metrics::register_all();
-    let durable = Arc::new(DurableDb::open(&data_dir.join("db"))?);
+    let durable = Arc::new(DurableDb::open_with_cache(
+        &data_dir.join("db"),
+        256 * 1024 * 1024,
+    )?);
+    let reset_key = link::load_or_create_reset_key(&data_dir.join("quic-reset.key"))?;
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let eventlog = eventlog::EventLog::start(durable.clone(), config.link.max_batch, move |err| {
         let _ = fatal_tx.send(err);
@@ -88,6 +92,7 @@ pub async fn run(
         link: LinkServerArgs {
             listen: config.link.listen,
             server_config,
+            reset_key,
             context: Arc::new(LinkContext {
                 eventlog: eventlog.clone(),
                 commands: commands.clone(),

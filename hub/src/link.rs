@@ -96,11 +96,47 @@ pub struct LinkServer;
 pub struct LinkServerArgs {
     pub listen: std::net::SocketAddr,
     pub server_config: quinn::ServerConfig,
+    /// Key for QUIC stateless resets, kept across restarts (see [`load_or_create_reset_key`]).
+    pub reset_key: Arc<[u8; 64]>,
     pub context: Arc<LinkContext>,
 }
 
+/// The hub's QUIC stateless-reset key, created once (mode 0600) and reused. With the same key, a
+/// hub that restarted (even after `kill -9`) answers packets of its old connections with a valid
+/// stateless reset, so edges notice at once instead of after their idle timeout.
+pub fn load_or_create_reset_key(path: &std::path::Path) -> std::io::Result<Arc<[u8; 64]>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let key: [u8; 64] = bytes.as_slice().try_into().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} must hold 64 bytes; delete it to make a new one",
+                        path.display()
+                    ),
+                )
+            })?;
+            Ok(Arc::new(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 64] = std::array::from_fn(|_| rand::random());
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            file.write_all(&key)?;
+            file.sync_all()?;
+            Ok(Arc::new(key))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub enum LinkServerMsg {
-    Incoming(quinn::Incoming),
+    Incoming(Box<quinn::Incoming>),
     AcceptLoopEnded,
 }
 
@@ -127,14 +163,29 @@ impl Actor for LinkServer {
         myself: ActorRef<Self::Msg>,
         args: LinkServerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let endpoint = quinn::Endpoint::server(args.server_config, args.listen)
+        let socket = std::net::UdpSocket::bind(args.listen)
             .map_err(|e| format!("cannot listen for edges on {}: {e}", args.listen))?;
+        let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &args.reset_key[..]);
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset));
+        // Connection ids carry a keyed check; with the key kept, a restarted hub still recognises
+        // its old ids as its own and answers them with a stateless reset instead of dropping them.
+        let cid_key = u64::from_be_bytes(args.reset_key[..8].try_into().unwrap_or_default());
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config,
+            Some(args.server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| format!("cannot start the QUIC endpoint on {}: {e}", args.listen))?;
         tracing::info!(listen = %args.listen, "link listening for edges (QUIC)");
         let accepting = endpoint.clone();
         let accept = tokio::spawn(async move {
             while let Some(incoming) = accepting.accept().await {
                 if myself
-                    .send_message(LinkServerMsg::Incoming(incoming))
+                    .send_message(LinkServerMsg::Incoming(Box::new(incoming)))
                     .is_err()
                 {
                     return;
@@ -158,7 +209,7 @@ impl Actor for LinkServer {
         match message {
             LinkServerMsg::Incoming(incoming) => {
                 let args = SessionArgs {
-                    incoming: Mutex::new(Some(incoming)),
+                    incoming: Mutex::new(Some(*incoming)),
                     context: state.context.clone(),
                 };
                 if let Err(err) =

@@ -244,7 +244,7 @@ fn event(seq: u64) -> outpost_link::Event {
         seq,
         device: "syn-1".into(),
         class: outpost_link::EventClass::Money,
-        wall_ms: 1,
+        wall_us: 1,
         mono_us: seq,
         boot_id: 7,
         body: outpost_link::EventBody::Synthetic {

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Start a whole site on this machine (hub and edge with a fresh PKI) and print where to look.
     Demo(crate::demo::DemoArgs),
+    /// Benchmarks (JSON on stdout).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run the simulators a configuration file describes.
     Run {
         #[arg(long)]
@@ -44,6 +47,35 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The delivery path: outbox appends vs raw fdatasync, end-to-end throughput, latency, drain.
+    Delivery(crate::bench::BenchArgs),
+}
+
+/// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
+fn run_tool<F>(work: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    outpost_actors::process::install_crypto_provider();
+    outpost_actors::telemetry::init_logging("warn", outpost_actors::telemetry::LogStyle::Human);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses `args` (program name first) and runs the command.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
@@ -62,27 +94,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             |c: &SimConfig| &c.log,
             serve,
         ),
-        Command::Demo(args) => {
-            outpost_actors::process::install_crypto_provider();
-            outpost_actors::telemetry::init_logging(
-                "warn",
-                outpost_actors::telemetry::LogStyle::Human,
-            );
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(err) => {
-                    eprintln!("error: cannot start the async runtime: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(crate::demo::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("demo failed: {err:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Demo(args) => run_tool(crate::demo::run(args)),
+        Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
     }
 }
 

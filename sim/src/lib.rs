@@ -4,6 +4,7 @@
 //! ...` run exactly their command lines), so `cargo run --bin outpost-sim -- demo` can start a
 //! whole site as separate processes from one build.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod harness;

@@ -46,8 +46,14 @@ pub struct DurableDb {
 }
 
 impl DurableDb {
-    /// Opens (or creates) the database in directory `path`.
+    /// Opens (or creates) the database in directory `path` with sled's default page cache.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
+        Self::open_with_cache(path, 64 * 1024 * 1024)
+    }
+
+    /// Opens (or creates) the database in directory `path`; sled may cache `cache_bytes` of pages
+    /// (its default, 1 GiB, is far more than a board should give it).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
         let io = |p: &Path| {
             let p = p.to_owned();
             move |source| StorageError::Io { path: p, source }
@@ -57,6 +63,7 @@ impl DurableDb {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             // Our commits flush explicitly; sled's timer flush would only add I/O.
             .flush_every_ms(None)
             .open()

@@ -16,11 +16,12 @@
 //!   that batch and stops the writer; the outbox actor then fails and its supervisor reopens it from
 //!   disk, which is the only source of truth.
 //!
-//! On-disk format (one sled tree, so one batch is atomic): `b'e' ++ seq (u64 BE)` → the event's
-//! bincode frame body; `b'm' ++ "last"` → last assigned seq; `b'm' ++ "acked"` → acked seq; `b'c' ++
+//! On-disk format (one sled tree, so one batch is atomic): `b'e' ++ first seq (u64 BE)` → a chunk,
+//! the events of one commit (see `chunk.rs`); `b'm' ++ "last"` → last assigned seq; `b'm' ++ "acked"` → acked seq; `b'c' ++
 //! command id` → command state (see [`CommandMark`]).
 
 pub mod actor;
+mod chunk;
 mod writer;
 
 use std::path::Path;
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use outpost_link::{Event, EventBody, EventClass};
-use outpost_storage::{DurableDb, StorageError, seq_key};
+use outpost_storage::{DurableDb, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use writer::CommandMark;
@@ -120,7 +121,8 @@ impl Outbox {
         limits: OutboxLimits,
         on_fatal: impl FnOnce(OutboxError) + Send + 'static,
     ) -> Result<(Self, OutboxWriter, Recovered), OutboxError> {
-        let durable = DurableDb::open(dir)?;
+        // The uplink reads what was just written; older pages are rarely needed again.
+        let durable = DurableDb::open_with_cache(dir, 16 * 1024 * 1024)?;
         let db = durable.db().clone();
         let writer = Writer::recover(durable, limits)?;
         let recovered = writer.recovered();
@@ -264,7 +266,7 @@ impl Outbox {
     }
 
     /// Stored events from `from_seq` on, at most `max_events` and about `max_bytes` (at least one
-    /// event is returned if there is one). Only durable events are returned.
+    /// event is returned if there is one). Only durable, unacknowledged events are returned.
     pub fn read_from(
         &self,
         from_seq: u64,
@@ -272,22 +274,32 @@ impl Outbox {
         max_bytes: usize,
     ) -> Result<Vec<Event>, OutboxError> {
         let durable = self.durable_seq();
+        // Acknowledged events may still sit in a partly acknowledged chunk: never return them.
+        let from_seq = from_seq.max(self.acked_seq() + 1);
         let mut events = Vec::new();
         let mut bytes = 0usize;
-        let start = seq_key(writer::EVENT, from_seq);
-        let end = seq_key(writer::EVENT, durable.saturating_add(1));
-        for entry in self.db.range(start..end) {
+        for entry in chunk::from(&self.db, from_seq) {
             let (key, value) = entry?;
-            let seq = outpost_storage::key_seq(&key).unwrap_or_default();
-            let event: Event =
-                outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
-                    seq,
-                    reason: e.to_string(),
-                })?;
-            bytes += value.len();
-            events.push(event);
-            if events.len() >= max_events || bytes >= max_bytes {
+            let first = outpost_storage::key_seq(&key).unwrap_or_default();
+            if first > durable {
                 break;
+            }
+            let decoded = chunk::decode(&value).map_err(|e| OutboxError::Corrupt {
+                seq: first,
+                reason: e.to_string(),
+            })?;
+            for (event, size) in decoded {
+                if event.seq < from_seq {
+                    continue;
+                }
+                if event.seq > durable {
+                    return Ok(events);
+                }
+                bytes += size;
+                events.push(event);
+                if events.len() >= max_events || bytes >= max_bytes {
+                    return Ok(events);
+                }
             }
         }
         Ok(events)

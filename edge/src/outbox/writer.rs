@@ -9,6 +9,7 @@ use outpost_link::{Event, EventBody, EventClass};
 use outpost_storage::{DurableDb, key_seq, recv_batch, seq_key};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::chunk::{self, ChunkBuilder};
 use super::{OutboxError, OutboxLimits, Recovered};
 use crate::metrics;
 
@@ -89,6 +90,8 @@ pub(crate) struct Writer {
     parked: VecDeque<PendingAppend>,
     /// Below this sequence there is no unshed telemetry left to shed.
     shed_cursor: u64,
+    /// Events admitted since the last commit.
+    chunk: ChunkBuilder,
 }
 
 fn read_u64(db: &sled::Db, key: &[u8]) -> Result<u64, OutboxError> {
@@ -110,10 +113,10 @@ impl Writer {
         let acked_seq = read_u64(db, META_ACKED)?;
         let mut stored_bytes = 0u64;
         for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, u64::MAX)) {
-            let (key, value) = entry?;
+            let (_, value) = entry?;
             stored_bytes += value.len() as u64;
-            if let Some(seq) = key_seq(&key) {
-                last_seq = last_seq.max(seq);
+            if let Some(last) = chunk::last_seq(&value) {
+                last_seq = last_seq.max(last);
             }
         }
         let writer = Self {
@@ -124,6 +127,7 @@ impl Writer {
             boot_id: super::boot_id(),
             parked: VecDeque::new(),
             shed_cursor: acked_seq + 1,
+            chunk: ChunkBuilder::default(),
             durable,
         };
         writer.publish_gauges();
@@ -156,7 +160,7 @@ impl Writer {
                     WriterMsg::Trim { through } => {
                         if self.trim(through)? {
                             acked_shared.store(self.acked_seq, Ordering::Release);
-                            self.admit_parked(&mut batch, &mut appended)?;
+                            self.admit_parked(&mut appended)?;
                         }
                     }
                     WriterMsg::Append {
@@ -174,7 +178,7 @@ impl Writer {
                         if !self.parked.is_empty() && pending.class != EventClass::Telemetry {
                             self.parked.push_back(pending);
                         } else {
-                            self.admit(pending, &mut batch, &mut appended)?;
+                            self.admit(pending, &mut appended)?;
                         }
                     }
                     WriterMsg::Adopt {
@@ -222,6 +226,10 @@ impl Writer {
                 self.publish_gauges();
                 continue;
             }
+            if !self.chunk.is_empty() {
+                let first = self.chunk.first();
+                batch.insert(&seq_key(EVENT, first)[..], self.chunk.take());
+            }
             batch.insert(META_LAST, &self.last_seq.to_be_bytes()[..]);
             let committed = self
                 .durable
@@ -267,7 +275,7 @@ impl Writer {
         Ok(())
     }
 
-    fn encode(
+    fn frame(
         &self,
         seq: u64,
         device: &str,
@@ -278,27 +286,21 @@ impl Writer {
             seq,
             device: device.to_owned(),
             class,
-            wall_ms: wall_ms(),
+            wall_us: wall_us(),
             mono_us: super::mono_us(),
             boot_id: self.boot_id,
             body,
         };
-        let mut bytes = Vec::with_capacity(256);
-        outpost_link::encode(&event, &mut bytes)
-            .map_err(|e| OutboxError::Storage(format!("cannot encode event: {e}")))?;
-        // Stored without the 4-byte length: sled knows the value's length.
-        bytes.drain(..4);
-        Ok(bytes)
+        chunk::frame(&event).map_err(|e| OutboxError::Storage(format!("cannot encode event: {e}")))
     }
 
     fn admit(
         &mut self,
         pending: PendingAppend,
-        batch: &mut sled::Batch,
         appended: &mut Vec<AppendReply>,
     ) -> Result<(), OutboxError> {
         let seq = self.last_seq + 1;
-        let mut bytes = self.encode(seq, &pending.device, pending.class, pending.body.clone())?;
+        let mut bytes = self.frame(seq, &pending.device, pending.class, pending.body.clone())?;
         let budget = self.limits.budget_bytes;
         if bytes.len() as u64 > budget {
             let _ = pending.reply.send(Err(OutboxError::TooLarge {
@@ -316,8 +318,7 @@ impl Writer {
                 EventClass::Telemetry => {
                     self.shed_until(bytes.len() as u64)?;
                     if self.stored_bytes + bytes.len() as u64 > budget {
-                        bytes =
-                            self.encode(seq, &pending.device, pending.class, EventBody::Shed)?;
+                        bytes = self.frame(seq, &pending.device, pending.class, EventBody::Shed)?;
                         metrics::OUTBOX_SHED.inc();
                     }
                 }
@@ -325,19 +326,15 @@ impl Writer {
         }
         self.last_seq = seq;
         self.stored_bytes += bytes.len() as u64;
-        batch.insert(&seq_key(EVENT, seq)[..], bytes);
+        self.chunk.push(seq, &bytes);
         appended.push((pending.reply, seq));
         Ok(())
     }
 
-    fn admit_parked(
-        &mut self,
-        batch: &mut sled::Batch,
-        appended: &mut Vec<AppendReply>,
-    ) -> Result<(), OutboxError> {
+    fn admit_parked(&mut self, appended: &mut Vec<AppendReply>) -> Result<(), OutboxError> {
         while let Some(pending) = self.parked.pop_front() {
             let before = self.parked.len();
-            self.admit(pending, batch, appended)?;
+            self.admit(pending, appended)?;
             if self.parked.len() > before {
                 // It went back to the queue (to the end): put it first again and wait for more acks.
                 if let Some(back) = self.parked.pop_back() {
@@ -354,32 +351,45 @@ impl Writer {
         let budget = self.limits.budget_bytes;
         let db = self.durable.db().clone();
         let from = self.shed_cursor.max(self.acked_seq + 1);
-        for entry in db.range(seq_key(EVENT, from)..seq_key(EVENT, u64::MAX)) {
+        for entry in chunk::from(&db, from) {
             if self.stored_bytes + need <= budget {
                 break;
             }
             let (key, value) = entry?;
-            let seq = key_seq(&key).unwrap_or_default();
-            self.shed_cursor = seq + 1;
-            let event: Event =
-                outpost_link::decode_one(&value).map_err(|e| OutboxError::Corrupt {
-                    seq,
+            let first = key_seq(&key).unwrap_or_default();
+            let mut events: Vec<Event> = chunk::decode(&value)
+                .map_err(|e| OutboxError::Corrupt {
+                    seq: first,
                     reason: e.to_string(),
-                })?;
-            if event.class != EventClass::Telemetry || event.body == EventBody::Shed {
-                continue;
+                })?
+                .into_iter()
+                .map(|(event, _)| event)
+                .collect();
+            let mut shed = 0u64;
+            let mut freed = 0u64;
+            for event in events.iter_mut() {
+                if self.stored_bytes + need <= budget + freed {
+                    break;
+                }
+                self.shed_cursor = event.seq + 1;
+                if event.seq <= self.acked_seq
+                    || event.class != EventClass::Telemetry
+                    || event.body == EventBody::Shed
+                {
+                    continue;
+                }
+                let before = outpost_link::encode_len(event) as u64;
+                event.body = EventBody::Shed;
+                freed += before.saturating_sub(outpost_link::encode_len(event) as u64);
+                shed += 1;
             }
-            let tombstone = Event {
-                body: EventBody::Shed,
-                ..event
-            };
-            let mut bytes = Vec::new();
-            outpost_link::encode(&tombstone, &mut bytes)
-                .map_err(|e| OutboxError::Storage(format!("cannot encode tombstone: {e}")))?;
-            bytes.drain(..4);
-            self.stored_bytes = self.stored_bytes - value.len() as u64 + bytes.len() as u64;
-            db.insert(key, bytes)?;
-            metrics::OUTBOX_SHED.inc();
+            if shed > 0 {
+                let rewritten = chunk::encode(&events)
+                    .map_err(|e| OutboxError::Storage(format!("cannot encode chunk: {e}")))?;
+                self.stored_bytes = self.stored_bytes - value.len() as u64 + rewritten.len() as u64;
+                db.insert(key, rewritten)?;
+                metrics::OUTBOX_SHED.inc_by(shed);
+            }
         }
         Ok(())
     }
@@ -402,10 +412,15 @@ impl Writer {
         let db = self.durable.db();
         let mut batch = sled::Batch::default();
         let mut freed = 0u64;
-        for entry in db.range(seq_key(EVENT, self.acked_seq + 1)..=seq_key(EVENT, through)) {
+        // Whole chunks go; a chunk still holding unacknowledged events stays until they are.
+        for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, through.saturating_add(1))) {
             let (key, value) = entry?;
-            freed += value.len() as u64;
-            batch.remove(key);
+            if chunk::last_seq(&value).is_some_and(|last| last <= through) {
+                freed += value.len() as u64;
+                batch.remove(key);
+            } else {
+                break;
+            }
         }
         batch.insert(META_ACKED, &through.to_be_bytes()[..]);
         db.apply_batch(batch)?;
@@ -422,18 +437,30 @@ impl Writer {
         metrics::OUTBOX_DEPTH.set(self.last_seq.saturating_sub(self.acked_seq) as i64);
         metrics::OUTBOX_BYTES.set(self.stored_bytes as i64);
         let oldest = if self.last_seq > self.acked_seq {
-            self.durable
-                .db()
-                .get(seq_key(EVENT, self.acked_seq + 1))
-                .ok()
-                .flatten()
-                .and_then(|v| outpost_link::decode_one::<Event>(&v).ok())
-                .map(|e| e.wall_ms)
+            let first_unacked = self.acked_seq + 1;
+            chunk::from(self.durable.db(), first_unacked)
+                .next()
+                .and_then(|entry| entry.ok())
+                .and_then(|(_, value)| chunk::decode(&value).ok())
+                .and_then(|events| {
+                    events
+                        .into_iter()
+                        .find(|(e, _)| e.seq >= first_unacked)
+                        .map(|(e, _)| e.wall_us / 1000)
+                })
         } else {
             None
         };
         metrics::set_oldest_unacked(oldest);
     }
+}
+
+/// Wall clock, Unix µs (0 if the clock is before 1970).
+pub(crate) fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// Wall clock, Unix ms (0 if the clock is before 1970).

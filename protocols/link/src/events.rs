@@ -35,8 +35,9 @@ pub struct Event {
     pub seq: u64,
     pub device: String,
     pub class: EventClass,
-    /// Edge wall clock, Unix ms (may be wrong on boards without an RTC).
-    pub wall_ms: i64,
+    /// Edge wall clock when the outbox accepted it, Unix µs (may be wrong on boards without an
+    /// RTC; the hub stores its own receive time and the edge's offset beside it).
+    pub wall_us: i64,
     /// Edge monotonic clock since its boot, µs.
     pub mono_us: u64,
     pub boot_id: u128,

@@ -13,7 +13,7 @@ fn event(seq: u64, payload: Vec<u8>) -> Event {
         seq,
         device: "syn-1".into(),
         class: EventClass::Telemetry,
-        wall_ms: 1_700_000_000_000,
+        wall_us: 1_700_000_000_000_000,
         mono_us: seq * 10,
         boot_id: 0xdead_beef,
         body: EventBody::Synthetic { payload },

@@ -14,13 +14,14 @@
 //! - A failed commit fails every request of the batch and stops the writer; the hub then exits
 //!   (systemd restarts it) rather than acknowledge anything it could not store.
 //!
-//! On disk: `b'e' ++ edge ++ 0x00 ++ seq (u64 BE)` → [`StoredEvent`] (a link frame body: version
-//! byte, then bincode);
+//! On disk: `b'e' ++ edge ++ 0x00 ++ first seq (u64 BE)` → a chunk of the [`StoredEvent`]s one
+//! commit accepted from that edge (`outpost_link::chunk`: link frames, sequences increasing);
 //! `b'h' ++ edge` → committed seq (u64 BE).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use outpost_link::chunk::{self, ChunkBuilder};
 use outpost_link::{CommandResult, Event, EventBody};
 use outpost_storage::{DurableDb, recv_batch};
 use serde::{Deserialize, Serialize};
@@ -81,13 +82,12 @@ impl std::fmt::Debug for EventLog {
     }
 }
 
-fn event_key(edge: &str, seq: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(edge.len() + 10);
-    key.push(b'e');
-    key.extend_from_slice(edge.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+fn chunk_prefix(edge: &str) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(edge.len() + 2);
+    prefix.push(b'e');
+    prefix.extend_from_slice(edge.as_bytes());
+    prefix.push(0);
+    prefix
 }
 
 fn hwm_key(edge: &str) -> Vec<u8> {
@@ -179,14 +179,21 @@ impl EventLog {
         from_seq: u64,
         max: usize,
     ) -> Result<Vec<StoredEvent>, EventLogError> {
-        let start = event_key(edge, from_seq);
-        let end = event_key(edge, u64::MAX);
         let mut out = Vec::new();
-        for entry in self.durable.db().range(start..=end).take(max) {
+        let prefix = chunk_prefix(edge);
+        for entry in outpost_storage::chunks_from(self.durable.db(), &prefix, from_seq) {
             let (_, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
-            let stored = outpost_link::decode_one(&value)
+            let stored = chunk::decode::<StoredEvent>(&value)
                 .map_err(|e| EventLogError::Corrupt(e.to_string()))?;
-            out.push(stored);
+            for (event, _) in stored {
+                if event.event.seq < from_seq {
+                    continue;
+                }
+                if out.len() >= max {
+                    return Ok(out);
+                }
+                out.push(event);
+            }
         }
         Ok(out)
     }
@@ -214,6 +221,7 @@ fn run_writer(
             };
             let mut high_now = high;
             let mut outcome = CommitOutcome::default();
+            let mut chunk = ChunkBuilder::default();
             for event in request.events {
                 if event.seq <= high_now {
                     outcome.duplicates += 1;
@@ -240,19 +248,24 @@ fn run_writer(
                     EventBody::Shed => metrics::SHED_EVENTS.inc(),
                     EventBody::Synthetic { .. } => {}
                 }
-                let key = event_key(&request.edge, event.seq);
+                let seq = event.seq;
                 let stored = StoredEvent {
                     event,
                     hub_received_us: received,
                     clock_offset_ms: request.clock_offset_ms,
                 };
-                let mut value = Vec::with_capacity(256);
-                outpost_link::encode(&stored, &mut value)
+                chunk
+                    .push(seq, &stored)
                     .map_err(|e| EventLogError::Storage(format!("cannot encode event: {e}")))?;
-                // Stored without the 4-byte length prefix: sled knows the value's length.
-                value.drain(..4);
-                batch.insert(key, value);
                 outcome.accepted += 1;
+            }
+            if !chunk.is_empty() {
+                let key = [
+                    chunk_prefix(&request.edge),
+                    chunk.first().to_be_bytes().to_vec(),
+                ]
+                .concat();
+                batch.insert(key, chunk.take());
             }
             outcome.committed_seq = high_now;
             if high_now != high {

@@ -168,3 +168,25 @@ pub fn key_seq(key: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
     Some(u64::from_be_bytes(bytes))
 }
+
+/// Chunks under `prefix` (keys `prefix ++ first seq (u64 BE)`, values starting with their last
+/// seq, see `outpost_link::chunk`) from the one holding `seq` on — or from the first after it.
+pub fn chunks_from(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    seq: u64,
+) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + use<> {
+    let key = |s: u64| [prefix, &s.to_be_bytes()[..]].concat();
+    let holding = tree.range(key(0)..=key(seq)).next_back();
+    let start = match holding {
+        Some(Ok((k, value)))
+            if value
+                .first_chunk::<8>()
+                .is_some_and(|last| u64::from_be_bytes(*last) >= seq) =>
+        {
+            k.to_vec()
+        }
+        _ => key(seq),
+    };
+    tree.range(start..key(u64::MAX))
+}

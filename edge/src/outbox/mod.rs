@@ -21,7 +21,6 @@
 //! command id` → command state (see [`CommandMark`]).
 
 pub mod actor;
-mod chunk;
 mod writer;
 
 use std::path::Path;
@@ -29,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use outpost_link::{Event, EventBody, EventClass};
+use outpost_link::{Event, EventBody, EventClass, chunk};
 use outpost_storage::{DurableDb, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -278,13 +277,13 @@ impl Outbox {
         let from_seq = from_seq.max(self.acked_seq() + 1);
         let mut events = Vec::new();
         let mut bytes = 0usize;
-        for entry in chunk::from(&self.db, from_seq) {
+        for entry in outpost_storage::chunks_from(&self.db, &[writer::EVENT], from_seq) {
             let (key, value) = entry?;
             let first = outpost_storage::key_seq(&key).unwrap_or_default();
             if first > durable {
                 break;
             }
-            let decoded = chunk::decode(&value).map_err(|e| OutboxError::Corrupt {
+            let decoded = chunk::decode::<Event>(&value).map_err(|e| OutboxError::Corrupt {
                 seq: first,
                 reason: e.to_string(),
             })?;

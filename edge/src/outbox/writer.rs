@@ -5,11 +5,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use outpost_link::chunk::{self, ChunkBuilder};
 use outpost_link::{Event, EventBody, EventClass};
 use outpost_storage::{DurableDb, key_seq, recv_batch, seq_key};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::chunk::{self, ChunkBuilder};
 use super::{OutboxError, OutboxLimits, Recovered};
 use crate::metrics;
 
@@ -291,7 +291,12 @@ impl Writer {
             boot_id: self.boot_id,
             body,
         };
-        chunk::frame(&event).map_err(|e| OutboxError::Storage(format!("cannot encode event: {e}")))
+        {
+            let mut frame = Vec::with_capacity(256);
+            outpost_link::encode(&event, &mut frame)
+                .map_err(|e| OutboxError::Storage(format!("cannot encode event: {e}")))?;
+            Ok(frame)
+        }
     }
 
     fn admit(
@@ -326,7 +331,7 @@ impl Writer {
         }
         self.last_seq = seq;
         self.stored_bytes += bytes.len() as u64;
-        self.chunk.push(seq, &bytes);
+        self.chunk.push_frame(seq, &bytes);
         appended.push((pending.reply, seq));
         Ok(())
     }
@@ -351,13 +356,13 @@ impl Writer {
         let budget = self.limits.budget_bytes;
         let db = self.durable.db().clone();
         let from = self.shed_cursor.max(self.acked_seq + 1);
-        for entry in chunk::from(&db, from) {
+        for entry in outpost_storage::chunks_from(&db, &[EVENT], from) {
             if self.stored_bytes + need <= budget {
                 break;
             }
             let (key, value) = entry?;
             let first = key_seq(&key).unwrap_or_default();
-            let mut events: Vec<Event> = chunk::decode(&value)
+            let mut events: Vec<Event> = chunk::decode::<Event>(&value)
                 .map_err(|e| OutboxError::Corrupt {
                     seq: first,
                     reason: e.to_string(),
@@ -384,8 +389,13 @@ impl Writer {
                 shed += 1;
             }
             if shed > 0 {
-                let rewritten = chunk::encode(&events)
-                    .map_err(|e| OutboxError::Storage(format!("cannot encode chunk: {e}")))?;
+                let mut rebuilt = ChunkBuilder::default();
+                for event in &events {
+                    rebuilt
+                        .push(event.seq, event)
+                        .map_err(|e| OutboxError::Storage(format!("cannot encode chunk: {e}")))?;
+                }
+                let rewritten = rebuilt.take();
                 self.stored_bytes = self.stored_bytes - value.len() as u64 + rewritten.len() as u64;
                 db.insert(key, rewritten)?;
                 metrics::OUTBOX_SHED.inc_by(shed);
@@ -438,10 +448,10 @@ impl Writer {
         metrics::OUTBOX_BYTES.set(self.stored_bytes as i64);
         let oldest = if self.last_seq > self.acked_seq {
             let first_unacked = self.acked_seq + 1;
-            chunk::from(self.durable.db(), first_unacked)
+            outpost_storage::chunks_from(self.durable.db(), &[EVENT], first_unacked)
                 .next()
                 .and_then(|entry| entry.ok())
-                .and_then(|(_, value)| chunk::decode(&value).ok())
+                .and_then(|(_, value)| chunk::decode::<Event>(&value).ok())
                 .and_then(|events| {
                     events
                         .into_iter()

@@ -14,6 +14,7 @@
 //! then the bincode 2 encoding of the message. Decoding never panics and never allocates more than
 //! the configured limit: a bad frame is a [`FrameError`], on which the caller closes the stream.
 
+pub mod chunk;
 mod command;
 mod control;
 mod events;

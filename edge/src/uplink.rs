@@ -112,17 +112,21 @@ impl Actor for Uplink {
     }
 }
 
-struct Session {
-    edge_id: String,
-    config: UplinkConfig,
-    devices: Vec<DeviceInfo>,
-    outbox: Outbox,
-    router: CommandRouter,
-    endpoint: quinn::Endpoint,
+/// The uplink's work, given an endpoint whose default client configuration is set (the actor
+/// gives it a UDP socket; the deterministic simulation a simulated one).
+#[derive(Debug)]
+pub struct Session {
+    pub edge_id: String,
+    pub config: UplinkConfig,
+    pub devices: Vec<DeviceInfo>,
+    pub outbox: Outbox,
+    pub router: CommandRouter,
+    pub endpoint: quinn::Endpoint,
 }
 
 impl Session {
-    async fn run_forever(self) {
+    /// Keeps a session with the hub up, reconnecting after failures, until the task is dropped.
+    pub async fn run_forever(self) {
         let backoff = Backoff {
             initial: Duration::from_millis(self.config.reconnect_initial_ms),
             max: Duration::from_millis(self.config.reconnect_max_ms),

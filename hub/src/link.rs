@@ -324,7 +324,21 @@ fn refuse(connection: &quinn::Connection, label: &str, reason: String) -> Sessio
     SessionError::Refused(reason)
 }
 
-async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), SessionError> {
+/// Accepts edges on `endpoint` until it closes, serving each connection on its own task. The
+/// actor spawns a session actor per connection instead; the deterministic simulation uses this.
+pub async fn serve_endpoint(endpoint: quinn::Endpoint, ctx: Arc<LinkContext>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(err) = serve(incoming, &ctx).await {
+                tracing::debug!(%err, "session ended");
+            }
+        });
+    }
+}
+
+/// Serves one connection from an edge until it ends.
+pub async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), SessionError> {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(c) => c,

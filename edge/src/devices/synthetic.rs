@@ -14,6 +14,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
 
 const TICK: Duration = Duration::from_millis(10);
+/// Most appends one tick has in flight. A device that falls behind its rate (because the outbox
+/// is full or slow) catches up in steps of this size instead of holding its whole backlog in
+/// memory at once.
+const MAX_IN_FLIGHT: u64 = 4096;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyntheticDevice;
@@ -84,6 +88,7 @@ impl Actor for SyntheticDevice {
                     }
                     continue;
                 }
+                let target = target.min(emitted + MAX_IN_FLIGHT);
                 let appends = (emitted..target).map(|n| {
                     let payload = payload(n, config.payload_bytes);
                     outbox.append(&config.id, class, EventBody::Synthetic { payload })

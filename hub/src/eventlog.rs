@@ -258,6 +258,14 @@ fn run_writer(
                     .push(seq, &stored)
                     .map_err(|e| EventLogError::Storage(format!("cannot encode event: {e}")))?;
                 outcome.accepted += 1;
+                if chunk.is_full() {
+                    let key = [
+                        chunk_prefix(&request.edge),
+                        chunk.first().to_be_bytes().to_vec(),
+                    ]
+                    .concat();
+                    batch.insert(key, chunk.take());
+                }
             }
             if !chunk.is_empty() {
                 let key = [

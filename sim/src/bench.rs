@@ -67,12 +67,16 @@ pub async fn delivery(args: BenchArgs) -> anyhow::Result<()> {
     let outbox_rate = appends["events_per_second"].as_f64().unwrap_or(0.0);
     let raw_rate = raw_512["records_per_second"].as_f64().unwrap_or(1.0);
 
+    settle().await;
     eprintln!("bench: end-to-end throughput");
     let e2e = end_to_end(&exe, &base.path().join("e2e"), seconds * 2.0, args.e2e_rate).await?;
+    settle().await;
     eprintln!("bench: latency at 1k/s");
     let lat_1k = latency(&exe, &base.path().join("lat1k"), 1_000.0, seconds * 2.0).await?;
+    settle().await;
     eprintln!("bench: latency at 10k/s");
     let lat_10k = latency(&exe, &base.path().join("lat10k"), 10_000.0, seconds * 2.0).await?;
+    settle().await;
     eprintln!("bench: drain of a {backlog}-event backlog");
     let drain = drain(&exe, &base.path().join("drain"), backlog).await?;
 
@@ -94,6 +98,12 @@ pub async fn delivery(args: BenchArgs) -> anyhow::Result<()> {
         std::fs::write(out, format!("{text}\n"))?;
     }
     Ok(())
+}
+
+/// Lets the disk finish the previous phase's writeback, so it does not stall the next one.
+async fn settle() {
+    let _ = tokio::task::spawn_blocking(nix::unistd::sync).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Many producers appending 200-byte money events for `seconds`.

@@ -90,7 +90,8 @@ pub(crate) struct Writer {
     parked: VecDeque<PendingAppend>,
     /// Below this sequence there is no unshed telemetry left to shed.
     shed_cursor: u64,
-    /// Events admitted since the last commit.
+    /// Events admitted since the last commit: full chunks, and the one being filled.
+    sealed: Vec<(u64, Vec<u8>)>,
     chunk: ChunkBuilder,
 }
 
@@ -127,6 +128,7 @@ impl Writer {
             boot_id: super::boot_id(),
             parked: VecDeque::new(),
             shed_cursor: acked_seq + 1,
+            sealed: Vec::new(),
             chunk: ChunkBuilder::default(),
             durable,
         };
@@ -227,8 +229,10 @@ impl Writer {
                 continue;
             }
             if !self.chunk.is_empty() {
-                let first = self.chunk.first();
-                batch.insert(&seq_key(EVENT, first)[..], self.chunk.take());
+                self.sealed.push((self.chunk.first(), self.chunk.take()));
+            }
+            for (first, value) in self.sealed.drain(..) {
+                batch.insert(&seq_key(EVENT, first)[..], value);
             }
             batch.insert(META_LAST, &self.last_seq.to_be_bytes()[..]);
             let committed = self
@@ -332,6 +336,9 @@ impl Writer {
         self.last_seq = seq;
         self.stored_bytes += bytes.len() as u64;
         self.chunk.push_frame(seq, &bytes);
+        if self.chunk.is_full() {
+            self.sealed.push((self.chunk.first(), self.chunk.take()));
+        }
         appended.push((pending.reply, seq));
         Ok(())
     }

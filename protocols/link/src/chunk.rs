@@ -9,6 +9,12 @@ use serde::de::DeserializeOwned;
 
 use crate::{FrameDecoder, FrameError};
 
+/// Stores seal a chunk once it reaches this size. sled rewrites a whole leaf when one of its values
+/// changes and moves values over 128 KiB to files of their own, so chunks stay well below that:
+/// large enough to spread the per-key cost over ~70 events of 200 bytes, small enough to keep
+/// sled's write and space amplification low (measured: see the README).
+pub const TARGET_BYTES: usize = 16 * 1024;
+
 /// Builds one chunk.
 #[derive(Debug, Default)]
 pub struct ChunkBuilder {
@@ -20,6 +26,16 @@ pub struct ChunkBuilder {
 impl ChunkBuilder {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// Bytes of frames so far.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether the chunk has reached [`TARGET_BYTES`] and should be stored.
+    pub fn is_full(&self) -> bool {
+        self.frames.len() >= TARGET_BYTES
     }
 
     /// Sequence of the first item (meaningless while empty).

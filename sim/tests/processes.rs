@@ -145,3 +145,16 @@ fn sim_config_default_and_check_agree() {
         .unwrap();
     assert!(check.status.success());
 }
+
+#[test]
+fn the_example_configs_in_deploy_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for kind in ["edge", "hub"] {
+        let file = root.join("deploy/examples").join(format!("{kind}.toml"));
+        let out = std::process::Command::new(exe())
+            .args([kind, "config", "check", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -170,6 +170,8 @@ impl Scenario {
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub accepted: u64,
+    /// Bulk payloads delivered and verified byte for byte.
+    pub bulk: u64,
     pub committed: u64,
     pub hub_restarts: u32,
     pub edge_restarts: u32,
@@ -195,6 +197,9 @@ struct Shared {
     next_payload: AtomicU64,
     outbox: Mutex<Option<Outbox>>,
     eventlog: Mutex<Option<EventLog>>,
+    /// Bulk payloads queued at the edge, and what was queued.
+    bulk: outpost_edge::bulk::BulkQueue,
+    bulk_submitted: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -296,6 +301,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Outcome, Violation> {
                 if let Some(outbox) = outbox
                     && outbox.durable_seq() > 0
                     && outbox.acked_seq() == outbox.durable_seq()
+                    && shared.bulk.pending() == 0
                 {
                     return Ok(());
                 }
@@ -413,6 +419,19 @@ pub fn simulate(scenario: &Scenario) -> Result<Outcome, Violation> {
             missing[0]
         )));
     }
+    for (id, bytes) in lock(&shared.bulk_submitted).iter() {
+        let stored = std::fs::read(hub_dir.join("bulk").join("edge-01").join(id)).map_err(|e| {
+            violation(format!(
+                "bulk payload {id} was confirmed but is not stored: {e}"
+            ))
+        })?;
+        if &stored != bytes {
+            return Err(violation(format!(
+                "bulk payload {id} stored with different bytes"
+            )));
+        }
+    }
+    outcome.bulk = lock(&shared.bulk_submitted).len() as u64;
     outcome.accepted = accepted.len() as u64;
     outcome.committed = committed;
     Ok(outcome)
@@ -439,6 +458,7 @@ async fn run_hub(
         edges: outpost_hub::edges::EdgeDirectory::open(durable.db())?,
         sessions: Arc::default(),
         pki_dir: pki.to_owned(),
+        bulk_dir: dir.join("bulk"),
     });
     let socket = turmoil::net::UdpSocket::bind(("0.0.0.0", HUB_PORT)).await?;
     let server = outpost_link::io::server_config(
@@ -499,11 +519,23 @@ async fn run_edge(
         outbox: outbox.clone(),
         router: CommandRouter::new(outbox.clone(), EdgeShared::default()),
         endpoint,
+        bulk: shared.bulk.clone(),
     };
     tokio::spawn(session.run_forever());
     // Every 10 ms of simulated time, a tick's worth of events is appended concurrently.
     let per_tick = (rate / 100).max(1);
+    let mut tick = 0u64;
     while !shared.stop_producing.load(Ordering::SeqCst) {
+        tick += 1;
+        if tick % 50 == 0 {
+            // A screenshot-sized payload now and then, on streams of its own.
+            let bytes: Vec<u8> = (0..4096u32)
+                .map(|i| (i as u64 ^ tick ^ seed) as u8)
+                .collect();
+            if let Ok(id) = shared.bulk.submit("tv-1", "image/png", bytes.clone()) {
+                lock(&shared.bulk_submitted).push((id, bytes));
+            }
+        }
         let appends = (0..per_tick).map(|_| {
             let payload = shared.next_payload.fetch_add(1, Ordering::SeqCst);
             let body = EventBody::Synthetic {

@@ -25,10 +25,12 @@ fn run_quarter(quarter: u64) {
     };
     let mut failures = Vec::new();
     let (mut accepted, mut hub_restarts, mut edge_restarts, mut partitions) = (0, 0, 0, 0);
+    let mut bulk = 0;
     for &seed in &seeds {
         match simulate(&Scenario::new(seed)) {
             Ok(outcome) => {
                 accepted += outcome.accepted;
+                bulk += outcome.bulk;
                 hub_restarts += outcome.hub_restarts;
                 edge_restarts += outcome.edge_restarts;
                 partitions += outcome.partitions;
@@ -40,7 +42,7 @@ fn run_quarter(quarter: u64) {
         }
     }
     println!(
-        "seeds {:?}: {accepted} events accepted, each committed exactly once, through {hub_restarts} hub restarts, {edge_restarts} edge restarts and {partitions} partitions",
+        "seeds {:?}: {accepted} events accepted, each committed exactly once, and {bulk} bulk payloads stored intact, through {hub_restarts} hub restarts, {edge_restarts} edge restarts and {partitions} partitions",
         seeds.first().zip(seeds.last())
     );
     assert!(

@@ -4,6 +4,7 @@
 //! with it and picks up its new handles):
 //! `edge → {admin, outbox, uplink, devices → {<device>…}}`.
 
+pub mod bulk;
 pub mod cli;
 pub mod commands;
 pub mod devices;

@@ -44,6 +44,8 @@ pub struct DeviceEntry {
 pub struct EdgeShared {
     outbox: Arc<RwLock<Option<Outbox>>>,
     devices: Arc<RwLock<HashMap<String, DeviceEntry>>>,
+    /// Bulk payloads for the hub; outlives uplink restarts.
+    pub bulk: crate::bulk::BulkQueue,
 }
 
 impl std::fmt::Debug for EdgeShared {

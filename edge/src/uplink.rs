@@ -19,6 +19,7 @@ use outpost_link::{ControlFrame, DeviceInfo, EventBatch, EventFrame, Hello};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{mpsc, watch};
 
+use crate::bulk::BulkQueue;
 use crate::commands::CommandRouter;
 use crate::metrics;
 use crate::outbox::Outbox;
@@ -97,6 +98,7 @@ impl Actor for Uplink {
             outbox,
             router,
             endpoint: endpoint.clone(),
+            bulk: args.shared.bulk.clone(),
         };
         let task = tokio::spawn(session.run_forever());
         Ok(UplinkState { task, endpoint })
@@ -122,6 +124,7 @@ pub struct Session {
     pub outbox: Outbox,
     pub router: CommandRouter,
     pub endpoint: quinn::Endpoint,
+    pub bulk: BulkQueue,
 }
 
 impl Session {
@@ -226,6 +229,7 @@ impl Session {
         let sender = self.send_events(events_send, first, acked_rx);
         let acks = self.receive_acks(FramedRecv::new(events_recv), acked_tx);
         let control = self.control(control_send, control_recv);
+        let bulk = self.send_bulk(&connection);
         let rtt = async {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -237,6 +241,7 @@ impl Session {
             r = sender => r,
             r = acks => r,
             r = control => r,
+            r = bulk => r,
             () = rtt => Ok(()),
             e = connection.closed() => Err(e.into()),
         };
@@ -289,6 +294,25 @@ impl Session {
         }
     }
 
+    /// Sends queued bulk payloads, one stream each; the hub confirms on the control stream.
+    async fn send_bulk(&self, connection: &quinn::Connection) -> Result<(), LinkIoError> {
+        // Unique per session for the life of the process (connection ids restart with each endpoint,
+        // and the queue outlives endpoints).
+        static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let session = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            while let Some((header, bytes)) = self.bulk.next_unsent(session) {
+                let mut send = connection.open_uni().await?;
+                write_frame(&mut send, &header).await?;
+                send.write_all(&bytes).await?;
+                // A finished stream is delivered even if the session ends right after; the hub's
+                // confirmation, not this, takes it off the queue.
+                let _ = send.finish();
+            }
+            self.bulk.added().await;
+        }
+    }
+
     async fn receive_acks(
         &self,
         mut recv: FramedRecv,
@@ -337,6 +361,11 @@ impl Session {
                         let _ = out_tx.send(ControlFrame::Pong { nonce }).await;
                     }
                     Some(ControlFrame::Pong { .. }) => {}
+                    Some(ControlFrame::BulkStored { id }) => self.bulk.settled(&id),
+                    Some(ControlFrame::BulkRefused { id, reason }) => {
+                        tracing::warn!(bulk = %id, %reason, "hub refused a bulk payload; dropped");
+                        self.bulk.settled(&id);
+                    }
                     Some(ControlFrame::Refused { reason }) => {
                         return Err(LinkIoError::Protocol(format!(
                             "hub refused this edge: {reason}"

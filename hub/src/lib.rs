@@ -99,6 +99,7 @@ pub async fn run(
                 edges: edges.clone(),
                 sessions: sessions.clone(),
                 pki_dir: pki.clone(),
+                bulk_dir: data_dir.join("bulk"),
             }),
         },
         api: Arc::new(api::ApiContext {

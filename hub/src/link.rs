@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use outpost_link::io::{FramedRecv, LinkIoError, close, peer_certificate, write_frame};
-use outpost_link::{CommandRequest, ControlFrame, EventFrame, Welcome};
+use outpost_link::{
+    BulkHeader, CommandRequest, ControlFrame, EventFrame, MAX_BULK_BYTES, Welcome, valid_bulk_id,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
@@ -37,6 +39,8 @@ pub struct LinkContext {
     pub edges: EdgeDirectory,
     pub sessions: Arc<Sessions>,
     pub pki_dir: PathBuf,
+    /// Where bulk payloads are kept: `<bulk_dir>/<edge>/<id>` and `<id>.json` beside it.
+    pub bulk_dir: PathBuf,
 }
 
 /// The open session of each connected edge.
@@ -476,7 +480,7 @@ async fn run_session(
         edge: edge.to_owned(),
         source,
     };
-    let (events_send, events_recv) = connection.accept_bi().await?;
+    let (notice_tx, mut notice_rx) = mpsc::channel::<ControlFrame>(64);
 
     // Pending commands first, then whatever operators issue while connected.
     let pending = ctx.commands.pending_for(edge).unwrap_or_else(|err| {
@@ -507,6 +511,9 @@ async fn run_session(
                     let Some(request) = request else { return Ok(()) };
                     write_frame(&mut control_send, &ControlFrame::Command(request)).await.map_err(link_err)?;
                 }
+                Some(notice) = notice_rx.recv() => {
+                    write_frame(&mut control_send, &notice).await.map_err(link_err)?;
+                }
                 frame = control_recv.next::<ControlFrame>() => {
                     match frame.map_err(link_err)? {
                         None => return Ok(()),
@@ -526,10 +533,127 @@ async fn run_session(
             }
         }
     };
-    let events = ingest(edge, clock_offset_ms, events_send, events_recv, ctx);
+    // The events stream reaches the hub only with its first batch; an idle edge must still get
+    // its commands, so nothing else waits for it.
+    let events = async {
+        let (events_send, events_recv) = connection.accept_bi().await?;
+        ingest(edge, clock_offset_ms, events_send, events_recv, ctx).await
+    };
+    let bulk = async {
+        loop {
+            let recv = connection.accept_uni().await?;
+            let notice = match receive_bulk(recv, edge, ctx).await {
+                Ok(id) => ControlFrame::BulkStored { id },
+                Err((Some(id), reason)) => {
+                    tracing::warn!(edge = %edge, bulk = %id, %reason, "bulk payload refused");
+                    ControlFrame::BulkRefused { id, reason }
+                }
+                Err((None, reason)) => {
+                    tracing::warn!(edge = %edge, %reason, "bulk stream without a usable header");
+                    continue;
+                }
+            };
+            if notice_tx.send(notice).await.is_err() {
+                return Ok::<(), SessionError>(());
+            }
+        }
+    };
     tokio::select! {
         result = control => result,
         result = events => result,
+        result = bulk => result,
+    }
+}
+
+/// Reads one bulk stream: a [`BulkHeader`] frame, then exactly `len` bytes whose SHA-256 must match;
+/// stores them (atomically) and returns the id. Errors carry the id when the header was readable.
+async fn receive_bulk(
+    recv: quinn::RecvStream,
+    edge: &str,
+    ctx: &LinkContext,
+) -> Result<String, (Option<String>, String)> {
+    let mut framed = FramedRecv::new(recv);
+    let header: BulkHeader = framed
+        .expect(Duration::from_secs(30))
+        .await
+        .map_err(|e| (None, e.to_string()))?;
+    let id = header.id.clone();
+    let fail = |reason: String| (Some(id.clone()), reason);
+    if !valid_bulk_id(&header.id) {
+        return Err(fail(
+            "id must be 1-128 of [A-Za-z0-9._-], not starting with '.'".into(),
+        ));
+    }
+    if header.len > MAX_BULK_BYTES {
+        return Err(fail(format!(
+            "{} bytes exceed the limit of {MAX_BULK_BYTES}",
+            header.len
+        )));
+    }
+    let (mut stream, mut bytes) = framed.into_parts();
+    let len = header.len as usize;
+    while bytes.len() < len {
+        match stream.read_chunk(len - bytes.len(), true).await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(fail(format!(
+                    "stream ended after {} of {len} bytes",
+                    bytes.len()
+                )));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+    if bytes.len() > len {
+        return Err(fail(format!(
+            "{} bytes, more than the {len} announced",
+            bytes.len()
+        )));
+    }
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    if !digest.eq_ignore_ascii_case(&header.sha256) {
+        return Err(fail(format!(
+            "SHA-256 {digest} does not match the announced {}",
+            header.sha256
+        )));
+    }
+    let dir = ctx.bulk_dir.join(edge);
+    let meta = serde_json::json!({
+        "id": header.id,
+        "edge": edge,
+        "device": header.device,
+        "content_type": header.content_type,
+        "len": header.len,
+        "sha256": digest,
+        "received_ms": now_ms(),
+    });
+    let stored = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        for (name, content) in [
+            (header.id.clone(), bytes),
+            (format!("{}.json", header.id), meta.to_string().into_bytes()),
+        ] {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, &content)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, dir.join(&name))?;
+        }
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await;
+    match stored {
+        Ok(Ok(())) => {
+            metrics::BULK_PAYLOADS.inc();
+            metrics::BULK_BYTES.inc_by(len as u64);
+            tracing::info!(edge = %edge, bulk = %id, bytes = len, "bulk payload stored");
+            Ok(id)
+        }
+        Ok(Err(e)) => Err(fail(format!("cannot store it: {e}"))),
+        Err(e) => Err(fail(format!("cannot store it: {e}"))),
     }
 }
 

@@ -83,6 +83,18 @@ pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("static metric definition is valid"),
     )
 });
+pub static BULK_PAYLOADS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_bulk_payloads_total",
+        "Bulk payloads (screenshots, files) received and stored.",
+    )
+});
+pub static BULK_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_hub_bulk_bytes_total",
+        "Bytes of bulk payloads received and stored.",
+    )
+});
 pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(
@@ -111,4 +123,6 @@ pub fn register_all() {
     LazyLock::force(&REFUSED);
     LazyLock::force(&COMMANDS);
     LazyLock::force(&COMMIT_SECONDS);
+    LazyLock::force(&BULK_PAYLOADS);
+    LazyLock::force(&BULK_BYTES);
 }

@@ -14,6 +14,7 @@ use outpost_link::{ControlFrame, Hello};
 
 struct RunningHub {
     link: SocketAddr,
+    data: std::path::PathBuf,
     pki: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -23,6 +24,7 @@ struct RunningHub {
 impl RunningHub {
     async fn start() -> Self {
         outpost_actors::process::install_crypto_provider();
+        outpost_actors::telemetry::init_logging("warn", outpost_actors::telemetry::LogStyle::Human);
         let dir = tempfile::tempdir().unwrap();
         let pki_dir = dir.path().join("pki");
         pki::init(&pki_dir, &["localhost".to_owned()]).unwrap();
@@ -57,6 +59,7 @@ impl RunningHub {
         }
         Self {
             link,
+            data: dir.path().join("data"),
             pki: pki_dir,
             stop: Some(stop),
             task,
@@ -260,7 +263,8 @@ struct TestSession {
     events_recv: FramedRecv,
     committed_at_welcome: u64,
     /// Kept open for the session's life.
-    _control: (quinn::SendStream, FramedRecv),
+    control: (quinn::SendStream, FramedRecv),
+    connection: quinn::Connection,
 }
 
 impl TestSession {
@@ -280,12 +284,22 @@ impl TestSession {
         };
         let (events_send, events_recv) = connection.open_bi().await.unwrap();
         Self {
-            _control: (send, control),
+            control: (send, control),
+            connection: connection.clone(),
             _endpoint: endpoint,
             events_send,
             events_recv: FramedRecv::new(events_recv),
             committed_at_welcome: welcome.committed_seq,
         }
+    }
+
+    /// Sends a bulk payload with the given header and returns the hub's answer on the control stream.
+    async fn bulk(&mut self, header: &outpost_link::BulkHeader, bytes: &[u8]) -> ControlFrame {
+        let mut send = self.connection.open_uni().await.unwrap();
+        write_frame(&mut send, header).await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        send.finish().unwrap();
+        self.control.1.expect(Duration::from_secs(5)).await.unwrap()
     }
 
     async fn send(&mut self, seqs: std::ops::RangeInclusive<u64>) -> u64 {
@@ -344,5 +358,61 @@ async fn hub_counts_a_gap_loudly_and_still_commits() {
     assert_eq!(metric("outpost_hub_gaps_total"), 1.0);
     assert_eq!(metric("outpost_hub_missing_events_total"), 3.0);
     assert_eq!(metric("outpost_hub_committed_seq{edge=\"edge-01\"}"), 6.0);
+    hub.stop().await;
+}
+
+fn header(id: &str, bytes: &[u8]) -> outpost_link::BulkHeader {
+    use sha2::Digest;
+    outpost_link::BulkHeader {
+        id: id.into(),
+        device: "tv-1".into(),
+        content_type: "image/png".into(),
+        len: bytes.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(bytes)),
+    }
+}
+
+#[tokio::test]
+async fn bulk_payload_is_stored_whole_and_confirmed_while_events_flow() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let mut session = TestSession::open(&hub, "edge-01").await;
+    let png: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let answer = session.bulk(&header("tv-1-shot", &png), &png).await;
+    assert_eq!(
+        answer,
+        ControlFrame::BulkStored {
+            id: "tv-1-shot".into()
+        }
+    );
+    let stored = std::fs::read(hub.data.join("bulk/edge-01/tv-1-shot")).unwrap();
+    assert!(stored == png, "stored bytes differ");
+    let meta = std::fs::read_to_string(hub.data.join("bulk/edge-01/tv-1-shot.json")).unwrap();
+    assert!(meta.contains("image/png"), "{meta}");
+    assert_eq!(session.send(1..=3).await, 3, "events are not held up");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_payload_with_a_wrong_checksum_or_id_is_refused() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let mut session = TestSession::open(&hub, "edge-01").await;
+    let mut bad = header("shot-2", b"abc");
+    bad.sha256 = "00".repeat(32);
+    match session.bulk(&bad, b"abc").await {
+        ControlFrame::BulkRefused { id, reason } => {
+            assert_eq!(id, "shot-2");
+            assert!(reason.contains("does not match"), "{reason}");
+        }
+        other => panic!("expected BulkRefused, got {other:?}"),
+    }
+    match session.bulk(&header("../etc/passwd", b"x"), b"x").await {
+        ControlFrame::BulkRefused { reason, .. } => {
+            assert!(reason.contains("id must be"), "{reason}")
+        }
+        other => panic!("expected BulkRefused, got {other:?}"),
+    }
+    assert!(!hub.data.join("bulk/edge-01/shot-2").exists());
     hub.stop().await;
 }

@@ -174,3 +174,27 @@ async fn openapi_document_describes_the_command_endpoints() {
     assert!(doc["paths"]["/api/v1/commands/{id}"]["get"].is_object());
     assert!(site.stop().await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_edge_with_nothing_to_send_still_gets_its_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet = DEVICES.replace("rate_per_second = 5.0", "rate_per_second = 0.001");
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &quiet)).unwrap();
+    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, body) = site.api("GET", "/api/v1/edges", "").await.unwrap();
+        if body.contains("\"connected\":true") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "edge never connected: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, record) = issue(&site, r#"{"edge":"edge-01","device":"syn-1","op":"ping"}"#).await;
+    assert_eq!(status, 201, "{record}");
+    wait_status(&site, record["id"].as_str().unwrap(), "succeeded").await;
+    assert!(site.stop().await.unwrap());
+}

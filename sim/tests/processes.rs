@@ -155,6 +155,10 @@ fn the_example_configs_in_deploy_are_valid() {
             .args([kind, "config", "check", file.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

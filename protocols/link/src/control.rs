@@ -60,4 +60,13 @@ pub enum ControlFrame {
     CommandAccepted {
         id: String,
     },
+    /// Hub → edge: the bulk payload `id` arrived whole (length and SHA-256 checked) and is stored.
+    BulkStored {
+        id: String,
+    },
+    /// Hub → edge: the bulk payload `id` was refused (bad id, size or checksum); not sent again.
+    BulkRefused {
+        id: String,
+        reason: String,
+    },
 }

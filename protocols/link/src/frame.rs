@@ -119,6 +119,11 @@ impl FrameDecoder {
         result.map(Some)
     }
 
+    /// Takes the bytes buffered after the last whole frame (raw bytes that follow a header frame).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     /// Call at end of stream: an error if a partial frame is left.
     pub fn finish(&self) -> Result<(), FrameError> {
         if self.buf.is_empty() {
@@ -127,6 +132,19 @@ impl FrameDecoder {
             Err(FrameError::Truncated(self.buf.len()))
         }
     }
+}
+
+/// Largest bulk payload (a screenshot, a log bundle, a media file chunk).
+pub const MAX_BULK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Whether `id` may name a bulk payload (it becomes a file name at the hub).
+pub fn valid_bulk_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !id.starts_with('.')
 }
 
 /// First frame of a bulk stream; the payload's bytes follow it raw.

@@ -89,6 +89,12 @@ impl FramedRecv {
         }
     }
 
+    /// The stream, and the bytes already read past the last frame.
+    pub fn into_parts(mut self) -> (quinn::RecvStream, Vec<u8>) {
+        let rest = self.decoder.take_buffered();
+        (self.stream, rest)
+    }
+
     /// The next frame, which must arrive within `timeout`.
     pub async fn expect<T: DeserializeOwned>(
         &mut self,

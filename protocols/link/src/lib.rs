@@ -26,7 +26,8 @@ pub use command::{CommandOutcome, CommandRequest, CommandResult};
 pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};
 pub use events::{Event, EventBatch, EventBody, EventClass, EventFrame};
 pub use frame::{
-    BulkHeader, FrameDecoder, FrameError, MAX_FRAME_BYTES, decode_one, encode, encode_len,
+    BulkHeader, FrameDecoder, FrameError, MAX_BULK_BYTES, MAX_FRAME_BYTES, decode_one, encode,
+    encode_len, valid_bulk_id,
 };
 
 /// ALPN of protocol version 1. A hub that does not speak it refuses the connection in the TLS

@@ -24,6 +24,26 @@ fn synthetic(n: usize) -> EventBody {
     }
 }
 
+/// Appends `count` money events of `bytes` each, all at once, and returns their sequences sorted.
+async fn append_concurrently(outbox: &Outbox, count: usize, bytes: usize) -> Vec<u64> {
+    let appends: Vec<_> = (0..count)
+        .map(|_| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                outbox
+                    .append("syn-1", EventClass::Money, synthetic(bytes))
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for append in appends {
+        seqs.push(append.await.unwrap().unwrap());
+    }
+    seqs.sort_unstable();
+    seqs
+}
+
 #[tokio::test]
 async fn appends_get_consecutive_sequence_numbers_from_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -42,21 +62,7 @@ async fn appends_get_consecutive_sequence_numbers_from_one() {
 async fn concurrent_appends_share_commits() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);
-    let appends: Vec<_> = (0..2000)
-        .map(|_| {
-            let outbox = outbox.clone();
-            tokio::spawn(async move {
-                outbox
-                    .append("syn-1", EventClass::Money, synthetic(200))
-                    .await
-            })
-        })
-        .collect();
-    let mut seqs: Vec<u64> = Vec::new();
-    for handle in appends {
-        seqs.push(handle.await.unwrap().unwrap());
-    }
-    seqs.sort_unstable();
+    let seqs = append_concurrently(&outbox, 2000, 200).await;
     assert_eq!(
         seqs,
         (1..=2000).collect::<Vec<u64>>(),
@@ -261,19 +267,7 @@ async fn an_ack_inside_a_group_commit_keeps_the_events_after_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, writer) = open(tmp.path(), 1 << 30);
     // Concurrent appends share commits, so several events are stored together.
-    let appends: Vec<_> = (0..500)
-        .map(|_| {
-            let outbox = outbox.clone();
-            tokio::spawn(async move {
-                outbox
-                    .append("syn-1", EventClass::Money, synthetic(20))
-                    .await
-            })
-        })
-        .collect();
-    for append in appends {
-        append.await.unwrap().unwrap();
-    }
+    append_concurrently(&outbox, 500, 20).await;
     assert!(outbox.commits() < 500);
     outbox.ack(250).await.unwrap();
     outbox

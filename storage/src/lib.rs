@@ -60,17 +60,30 @@ impl DurableDb {
         };
         let created = !path.exists();
         std::fs::create_dir_all(path).map_err(io(path))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             // Our commits flush explicitly; sled's timer flush would only add I/O.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| StorageError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+            .flush_every_ms(None);
+        // A previous handle on the same directory (a restarted actor's, a test's) releases sled's
+        // file lock from sled's own threads a moment after it is dropped: retry briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if attempts < 60 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(source) => {
+                    return Err(StorageError::Open {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            }
+        };
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(io(&data_path))?;
         if created {

@@ -29,7 +29,7 @@ fn sequence_keys_sort_numerically() {
 }
 
 #[test]
-fn a_locked_database_is_an_error_not_a_panic() {
+fn a_database_locked_by_a_live_handle_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let _first = DurableDb::open(tmp.path()).unwrap();
     let second = DurableDb::open(tmp.path());

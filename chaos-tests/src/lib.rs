@@ -494,6 +494,7 @@ async fn run_edge(
     let limits = OutboxLimits {
         budget_bytes: 64 << 20,
         max_batch: 256,
+        compact_above_bytes: u64::MAX,
     };
     let (outbox, _writer, _) = open_retrying(|| Outbox::open(&outbox_dir, limits, |_| {}))?;
     *lock(&shared.outbox) = Some(outbox.clone());

@@ -27,6 +27,7 @@ pub struct EdgeConfig {
 pub struct OutboxConfig {
     pub budget_bytes: u64,
     pub max_batch: usize,
+    pub compact_above_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

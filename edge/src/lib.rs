@@ -36,6 +36,7 @@ pub fn root_spec(
         limits: OutboxLimits {
             budget_bytes: config.outbox.budget_bytes,
             max_batch: config.outbox.max_batch,
+            compact_above_bytes: config.outbox.compact_above_bytes,
         },
         shared: shared.clone(),
     };

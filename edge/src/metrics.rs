@@ -97,6 +97,16 @@ pub static UPLINK_RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+pub static OUTBOX_COMPACTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "outpost_outbox_compactions_total",
+            "Times the empty outbox was rebuilt to give back the disk a backlog used.",
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
 /// Wall ms of the oldest unacknowledged event, or i64::MIN for none.
 static OLDEST_WALL_MS: AtomicI64 = AtomicI64::new(i64::MIN);
 
@@ -130,4 +140,5 @@ pub fn register_all() {
     LazyLock::force(&UPLINK_CONNECTED);
     LazyLock::force(&UPLINK_RTT);
     LazyLock::force(&UPLINK_RECONNECTS);
+    LazyLock::force(&OUTBOX_COMPACTIONS);
 }

@@ -54,6 +54,7 @@ async fn fixture() -> Fixture {
     let limits = OutboxLimits {
         budget_bytes: 1 << 20,
         max_batch: 64,
+        compact_above_bytes: u64::MAX,
     };
     let (outbox, _writer, _) = Outbox::open(dir.path(), limits, |_| {}).unwrap();
     let shared = EdgeShared::default();

@@ -6,13 +6,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_edge::outbox::{CommandMark, Outbox, OutboxLimits, OutboxWriter};
+use outpost_edge::outbox::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
 use outpost_link::{EventBody, EventClass};
 
 fn open(dir: &Path, budget_bytes: u64) -> (Outbox, OutboxWriter) {
     let limits = OutboxLimits {
         budget_bytes,
         max_batch: 1024,
+        compact_above_bytes: u64::MAX,
     };
     let (outbox, writer, _) = Outbox::open(dir, limits, |_| {}).unwrap();
     (outbox, writer)
@@ -93,6 +94,7 @@ async fn events_and_sequence_survive_reopening() {
     let limits = OutboxLimits {
         budget_bytes: 1 << 30,
         max_batch: 64,
+        compact_above_bytes: u64::MAX,
     };
     let (outbox, _writer, recovered) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
     assert_eq!((recovered.last_seq, recovered.acked_seq), (3, 1));
@@ -300,4 +302,71 @@ async fn an_ack_inside_a_group_commit_keeps_the_events_after_it() {
         .map(|e| e.seq)
         .collect();
     assert_eq!(seqs, (251..=501).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn an_empty_outbox_over_its_disk_threshold_is_compacted_on_reopen_keeping_sequence_and_marks()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = OutboxLimits {
+        budget_bytes: 1 << 30,
+        max_batch: 1024,
+        compact_above_bytes: 2 * 1024 * 1024,
+    };
+    let (fatal_tx, fatal_rx) = std::sync::mpsc::channel();
+    let (outbox, writer, _) = Outbox::open(tmp.path(), limits, move |e| {
+        let _ = fatal_tx.send(e);
+    })
+    .unwrap();
+    outbox
+        .mark_command("cmd-9", CommandMark::Finished)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        append_concurrently(&outbox, 1000, 200).await;
+    }
+    let last = outbox.durable_seq();
+    assert_eq!(last, 20_000);
+    outbox.ack(last).await.unwrap();
+    // The writer asks to be reopened: empty, and over the threshold.
+    let err = fatal_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(matches!(err, OutboxError::CompactionDue { .. }), "{err}");
+    drop(outbox);
+    let _ = writer.join();
+
+    let before = dir_bytes(tmp.path());
+    let (outbox, _writer, recovered) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
+    let after = dir_bytes(tmp.path());
+    assert!(after < before / 2, "{before} bytes before, {after} after");
+    assert_eq!((recovered.last_seq, recovered.acked_seq), (last, last));
+    assert_eq!(
+        outbox
+            .mark_command("cmd-9", CommandMark::Started)
+            .await
+            .unwrap(),
+        Some(CommandMark::Finished),
+        "command marks survive"
+    );
+    assert_eq!(
+        outbox
+            .append("syn-1", EventClass::Money, synthetic(1))
+            .await
+            .unwrap(),
+        last + 1
+    );
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
 }

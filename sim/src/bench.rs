@@ -115,6 +115,7 @@ async fn outbox_appends(
     let limits = OutboxLimits {
         budget_bytes: 8 << 30,
         max_batch: 4096,
+        compact_above_bytes: u64::MAX,
     };
     let (outbox, writer, _) = Outbox::open(dir, limits, |_| {})?;
     let count = Arc::new(AtomicU64::new(0));

@@ -21,6 +21,7 @@
 //! command id` → command state (see [`CommandMark`]).
 
 pub mod actor;
+mod compact;
 mod writer;
 
 use std::path::Path;
@@ -46,6 +47,8 @@ pub enum OutboxError {
     Corrupt { seq: u64, reason: String },
     #[error("event of {size} bytes exceeds the outbox budget of {budget} bytes")]
     TooLarge { size: usize, budget: u64 },
+    #[error("outbox is empty but holds {disk_bytes} bytes on disk; reopening it to compact")]
+    CompactionDue { disk_bytes: u64 },
 }
 
 impl From<StorageError> for OutboxError {
@@ -67,6 +70,8 @@ pub struct OutboxLimits {
     pub budget_bytes: u64,
     /// Most appends one commit covers.
     pub max_batch: usize,
+    /// When the outbox is empty and its directory holds more than this, it is compacted.
+    pub compact_above_bytes: u64,
 }
 
 /// A handle to the outbox. Cheap to clone; all clones talk to one writer thread.
@@ -120,11 +125,29 @@ impl Outbox {
         limits: OutboxLimits,
         on_fatal: impl FnOnce(OutboxError) + Send + 'static,
     ) -> Result<(Self, OutboxWriter, Recovered), OutboxError> {
+        compact::recover_interrupted(dir)?;
         // The uplink reads what was just written; older pages are rarely needed again.
         let durable = DurableDb::open_with_cache(dir, 16 * 1024 * 1024)?;
-        let db = durable.db().clone();
-        let writer = Writer::recover(durable, limits)?;
-        let recovered = writer.recovered();
+        let mut writer = Writer::recover(durable, limits)?;
+        let mut recovered = writer.recovered();
+        let disk_bytes = writer.disk_bytes();
+        if recovered.last_seq == recovered.acked_seq && disk_bytes > limits.compact_above_bytes {
+            let kept = writer.non_event_entries()?;
+            drop(writer);
+            compact::rebuild(dir, kept)?;
+            let durable = DurableDb::open_with_cache(dir, 16 * 1024 * 1024)?;
+            writer = Writer::recover(durable, limits)?;
+            recovered = writer.recovered();
+            crate::metrics::OUTBOX_COMPACTIONS.inc();
+            tracing::info!(
+                dir = %dir.display(),
+                before_bytes = disk_bytes,
+                after_bytes = writer.disk_bytes(),
+                last_seq = recovered.last_seq,
+                "outbox compacted"
+            );
+        }
+        let db = writer.db();
         let (durable_tx, durable_seq) = watch::channel(recovered.last_seq);
         let acked_seq = Arc::new(AtomicU64::new(recovered.acked_seq));
         let (tx, rx) = mpsc::channel(limits.max_batch.max(1) * 4);

@@ -90,6 +90,8 @@ pub(crate) struct Writer {
     parked: VecDeque<PendingAppend>,
     /// Below this sequence there is no unshed telemetry left to shed.
     shed_cursor: u64,
+    /// The sequence at which the directory size is next measured (see `compaction_due`).
+    next_compaction_check: u64,
     /// Events admitted since the last commit: full chunks, and the one being filled.
     sealed: Vec<(u64, Vec<u8>)>,
     chunk: ChunkBuilder,
@@ -129,11 +131,43 @@ impl Writer {
             parked: VecDeque::new(),
             shed_cursor: acked_seq + 1,
             sealed: Vec::new(),
+            next_compaction_check: 0,
             chunk: ChunkBuilder::default(),
             durable,
         };
         writer.publish_gauges();
         Ok(writer)
+    }
+
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.durable.disk_bytes()
+    }
+
+    pub(crate) fn db(&self) -> sled::Db {
+        self.durable.db().clone()
+    }
+
+    /// Everything but events: the sequence numbers and the command marks.
+    pub(crate) fn non_event_entries(&self) -> Result<Vec<(sled::IVec, sled::IVec)>, OutboxError> {
+        let mut kept = Vec::new();
+        for entry in self.durable.db().iter() {
+            let (key, value) = entry?;
+            if key.first() != Some(&EVENT) {
+                kept.push((key, value));
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Whether the outbox is empty and its directory is over the compaction threshold. The
+    /// directory is measured at most once per 10,000 events.
+    fn compaction_due(&mut self) -> Option<u64> {
+        if self.last_seq != self.acked_seq || self.last_seq < self.next_compaction_check {
+            return None;
+        }
+        self.next_compaction_check = self.last_seq + 10_000;
+        let disk_bytes = self.durable.disk_bytes();
+        (disk_bytes > self.limits.compact_above_bytes).then_some(disk_bytes)
     }
 
     pub(crate) fn recovered(&self) -> Recovered {
@@ -226,6 +260,9 @@ impl Writer {
             metrics::OUTBOX_WAITING.set(self.parked.len() as i64);
             if appended.is_empty() && marked.is_empty() && adopted.is_empty() {
                 self.publish_gauges();
+                if let Some(disk_bytes) = self.compaction_due() {
+                    return Err(OutboxError::CompactionDue { disk_bytes });
+                }
                 continue;
             }
             if !self.chunk.is_empty() {

@@ -336,8 +336,12 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
     // Give an empty, oversized outbox time to be compacted (a restart of the outbox actor).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let disk_after = dir_bytes(&outbox_dir);
-    let rss_settled = scrape(edge_admin, "outpost_process_resident_memory_bytes").await.unwrap_or(0.0);
-    let compactions = scrape(edge_admin, "outpost_outbox_compactions_total").await.unwrap_or(0.0);
+    let rss_settled = scrape(edge_admin, "outpost_process_resident_memory_bytes")
+        .await
+        .unwrap_or(0.0);
+    let compactions = scrape(edge_admin, "outpost_outbox_compactions_total")
+        .await
+        .unwrap_or(0.0);
     site.stop().await?;
     Ok(json!({
         "method": "hub killed; edge builds the backlog; hub restarted; reconnect_seconds until the edge's session is back, then drain_seconds until its outbox is fully acknowledged",

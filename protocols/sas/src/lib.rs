@@ -15,11 +15,13 @@
 
 pub mod bcd;
 pub mod crc;
+pub mod host;
 pub mod meters;
 pub mod reply;
 pub mod request;
 
 pub use bcd::{Bcd, BcdError, MeterDelta};
 pub use crc::{crc16_kermit, crc16_kermit_seeded, with_crc};
+pub use host::{HostConfig, HostEvent, Line, Transmit};
 pub use reply::{Expectation, Reply, ReplyDecoder, ReplyError};
 pub use request::{Frame, Request, RequestLength, request_length};

@@ -34,6 +34,8 @@ pub enum ReplyError {
     },
     #[error("malformed reply: {0}")]
     Malformed(String),
+    #[error("the EGM refused the poll (NACK)")]
+    Nacked,
 }
 
 /// What a reply was.

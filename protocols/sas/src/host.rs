@@ -1,0 +1,355 @@
+//! The host side of one SAS line, sans-IO: which frame to send next and what a reply means.
+//! Time is passed in; nothing here sleeps or touches a port. The line actor sends the frames,
+//! feeds replies through a [`ReplyDecoder`](crate::ReplyDecoder) and reports the outcome here.
+//!
+//! Rules (reference §3.3, §3.4, §4.2):
+//! - A global sync poll (`80`) goes first, and again after a poll failed for good or a link loss.
+//! - Each EGM is polled no more often than `min_interval` (200 ms), least recently polled first, so
+//!   every EGM is polled regularly; queued long polls go before general polls.
+//! - Never the same bytes twice in a row except as a deliberate retry: a poll identical to the last
+//!   frame sent is preceded by a `80`, which implicitly acknowledges the last reply.
+//! - A failed attempt (NACK, bad CRC, truncated, wrong echo, no reply) is retried with identical
+//!   bytes at most `retries` times; then the poll fails, a sync poll follows, and after
+//!   `link_down_after` consecutive failed polls the EGM's link is reported down (up again at its
+//!   next good reply).
+//! - BUSY backs the EGM off for `busy_backoff` and keeps the poll. A real-time event in reply to a
+//!   long poll is reported and the long poll goes back to the front of the queue.
+//! - Exceptions that call for a follow-up get it queued: 51 (handpay pending) → LP 1B; 70 (buffer
+//!   overflow) and 7A (soft meters reset) → LP 1C (main meters).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::reply::{Expectation, Reply, ReplyError};
+use crate::request::{Frame, Request};
+
+/// Timing and retry policy of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostConfig {
+    pub min_interval: Duration,
+    pub reply_timeout: Duration,
+    pub retries: u8,
+    pub busy_backoff: Duration,
+    pub link_down_after: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            min_interval: Duration::from_millis(200),
+            reply_timeout: Duration::from_millis(40),
+            retries: 2,
+            busy_backoff: Duration::from_millis(500),
+            link_down_after: 3,
+        }
+    }
+}
+
+/// A frame to put on the line, what may answer it, and by when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub frame: Frame,
+    /// `None` for the global sync poll, which nobody answers.
+    pub expectation: Option<Expectation>,
+    pub deadline: Instant,
+}
+
+/// What the line learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    Exception {
+        address: u8,
+        code: u8,
+    },
+    Data {
+        address: u8,
+        command: u8,
+        payload: Vec<u8>,
+    },
+    Acked {
+        address: u8,
+        command: u8,
+    },
+    RealTimeEvent {
+        address: u8,
+        code: u8,
+        data: Vec<u8>,
+    },
+    RomSignature {
+        address: u8,
+        signature: u16,
+    },
+    /// The poll failed after its retries.
+    PollFailed {
+        address: u8,
+        request: Request,
+        reason: ReplyError,
+    },
+    LinkDown {
+        address: u8,
+    },
+    LinkUp {
+        address: u8,
+    },
+}
+
+#[derive(Debug)]
+struct Egm {
+    address: u8,
+    queue: VecDeque<Request>,
+    last_polled: Option<Instant>,
+    busy_until: Option<Instant>,
+    failures: u32,
+    link_up: bool,
+    real_time: bool,
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    egm: usize,
+    request: Request,
+    attempt: u8,
+}
+
+/// One serial line with its EGMs.
+#[derive(Debug)]
+pub struct Line {
+    config: HostConfig,
+    egms: Vec<Egm>,
+    needs_sync: bool,
+    last_sent: Option<Vec<u8>>,
+    outstanding: Option<Outstanding>,
+}
+
+impl Line {
+    /// A line polling the EGMs at `addresses` (1-127).
+    pub fn new(addresses: &[u8], config: HostConfig) -> Self {
+        Self {
+            config,
+            egms: addresses
+                .iter()
+                .map(|&address| Egm {
+                    address,
+                    queue: VecDeque::new(),
+                    last_polled: None,
+                    busy_until: None,
+                    failures: 0,
+                    link_up: true,
+                    real_time: false,
+                })
+                .collect(),
+            needs_sync: true,
+            last_sent: None,
+            outstanding: None,
+        }
+    }
+
+    /// Queues a long poll for the EGM it addresses (unknown addresses are ignored: `false`).
+    pub fn enqueue(&mut self, request: Request) -> bool {
+        match self
+            .egms
+            .iter_mut()
+            .find(|e| e.address == request.address())
+        {
+            Some(egm) => {
+                egm.queue.push_back(request);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the line that an EGM's real-time event reporting is on or off (after LP 0E).
+    pub fn set_real_time(&mut self, address: u8, on: bool) {
+        if let Some(egm) = self.egms.iter_mut().find(|e| e.address == address) {
+            egm.real_time = on;
+        }
+    }
+
+    pub fn link_up(&self, address: u8) -> Option<bool> {
+        self.egms
+            .iter()
+            .find(|e| e.address == address)
+            .map(|e| e.link_up)
+    }
+
+    /// The next frame to send at `now`, or `None` if the line must wait (a reply is outstanding,
+    /// or no EGM may be polled yet: see [`Line::next_wakeup`]).
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(outstanding) = &self.outstanding {
+            // A retry: identical bytes, deliberately.
+            if outstanding.attempt > 0 {
+                let request = outstanding.request.clone();
+                let real_time = self.egms[outstanding.egm].real_time;
+                return self.send(request, real_time, now);
+            }
+            return None;
+        }
+        if self.needs_sync {
+            self.needs_sync = false;
+            return self.send_sync(now);
+        }
+        let index = self.next_egm(now)?;
+        let egm = &mut self.egms[index];
+        let request = egm
+            .queue
+            .pop_front()
+            .unwrap_or_else(|| Request::general_poll(egm.address));
+        let real_time = egm.real_time;
+        if request.encode().ok().map(|f| f.bytes) == self.last_sent {
+            // Identical to the last frame: the EGM would take it as an implied NACK.
+            egm.queue.push_front(request);
+            return self.send_sync(now);
+        }
+        egm.last_polled = Some(now);
+        self.outstanding = Some(Outstanding {
+            egm: index,
+            request: request.clone(),
+            attempt: 0,
+        });
+        self.send(request, real_time, now)
+    }
+
+    /// When an EGM may next be polled (if nothing is outstanding).
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        if self.outstanding.is_some() {
+            return None;
+        }
+        self.egms.iter().filter_map(|e| self.ready_at(e)).min()
+    }
+
+    fn ready_at(&self, egm: &Egm) -> Option<Instant> {
+        let after_poll = egm.last_polled.map(|t| t + self.config.min_interval);
+        match (after_poll, egm.busy_until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (Some(a), None) => Some(a),
+            (None, Some(b)) => Some(b),
+            (None, None) => None,
+        }
+    }
+
+    fn next_egm(&self, now: Instant) -> Option<usize> {
+        self.egms
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| self.ready_at(e).is_none_or(|t| t <= now))
+            .min_by_key(|(_, e)| e.last_polled)
+            .map(|(i, _)| i)
+    }
+
+    fn send_sync(&mut self, now: Instant) -> Option<Transmit> {
+        let frame = Request::general_poll(0).encode().ok()?;
+        self.last_sent = Some(frame.bytes.clone());
+        Some(Transmit {
+            frame,
+            expectation: None,
+            deadline: now,
+        })
+    }
+
+    fn send(&mut self, request: Request, real_time: bool, now: Instant) -> Option<Transmit> {
+        let frame = match request.encode() {
+            Ok(frame) => frame,
+            Err(_) => {
+                // A request the codec refuses never reaches the line.
+                self.outstanding = None;
+                return None;
+            }
+        };
+        self.last_sent = Some(frame.bytes.clone());
+        Some(Transmit {
+            frame,
+            expectation: Expectation::for_request(&request, real_time),
+            deadline: now + self.config.reply_timeout,
+        })
+    }
+
+    /// The outcome of the outstanding poll (a decoder's result; `NoReply` after the deadline).
+    pub fn handle_reply(&mut self, result: Result<Reply, ReplyError>) -> Vec<HostEvent> {
+        let Some(mut outstanding) = self.outstanding.take() else {
+            return Vec::new();
+        };
+        let index = outstanding.egm;
+        let address = self.egms[index].address;
+        let command = outstanding.request.command();
+        let mut events = Vec::new();
+        let reply = match result {
+            Ok(Reply::Nack) => Err(ReplyError::Nacked),
+            other => other,
+        };
+        match reply {
+            Ok(reply) => {
+                let egm = &mut self.egms[index];
+                egm.failures = 0;
+                if !egm.link_up {
+                    egm.link_up = true;
+                    events.push(HostEvent::LinkUp { address });
+                }
+                match reply {
+                    Reply::Busy => {
+                        egm.busy_until = egm.last_polled.map(|t| t + self.config.busy_backoff);
+                        if command.is_some() {
+                            egm.queue.push_front(outstanding.request);
+                        }
+                    }
+                    Reply::Exception(code) => {
+                        events.push(HostEvent::Exception { address, code });
+                        match code {
+                            0x51 => egm.queue.push_back(Request::long(address, 0x1B)),
+                            0x70 | 0x7A => egm.queue.push_back(Request::long(address, 0x1C)),
+                            _ => {}
+                        }
+                    }
+                    Reply::Ack => events.push(HostEvent::Acked {
+                        address,
+                        command: command.unwrap_or_default(),
+                    }),
+                    Reply::Data { command, payload } => events.push(HostEvent::Data {
+                        address,
+                        command,
+                        payload,
+                    }),
+                    Reply::RealTimeEvent { code, data } => {
+                        events.push(HostEvent::RealTimeEvent {
+                            address,
+                            code,
+                            data,
+                        });
+                        if command.is_some() {
+                            egm.queue.push_front(outstanding.request);
+                        }
+                    }
+                    Reply::RomSignature(signature) => {
+                        events.push(HostEvent::RomSignature { address, signature });
+                        if command.is_some() && command != Some(0x21) {
+                            egm.queue.push_front(outstanding.request);
+                        }
+                    }
+                    // Mapped to an error above.
+                    Reply::Nack => {}
+                }
+            }
+            Err(reason) => {
+                if outstanding.attempt < self.config.retries {
+                    outstanding.attempt += 1;
+                    self.outstanding = Some(outstanding);
+                    return events;
+                }
+                let egm = &mut self.egms[index];
+                egm.failures += 1;
+                events.push(HostEvent::PollFailed {
+                    address,
+                    request: outstanding.request,
+                    reason,
+                });
+                if egm.failures >= self.config.link_down_after && egm.link_up {
+                    egm.link_up = false;
+                    events.push(HostEvent::LinkDown { address });
+                }
+                // So the EGM does not read the next poll as an implied NACK.
+                self.needs_sync = true;
+            }
+        }
+        events
+    }
+}

@@ -15,6 +15,7 @@
 
 pub mod bcd;
 pub mod crc;
+pub mod egm;
 pub mod host;
 pub mod meters;
 pub mod reply;

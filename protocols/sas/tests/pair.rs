@@ -1,0 +1,188 @@
+//! The host line state machine against the EGM model, in memory, on a virtual clock: meters,
+//! exceptions once each and in order, overflow, sync, implied NACK, NACK on a bad CRC.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::time::{Duration, Instant};
+
+use outpost_sas::egm::{EXCEPTION_QUEUE, EgmModel, meter};
+use outpost_sas::meters::selected_meters;
+use outpost_sas::{HostConfig, HostEvent, Line, ReplyDecoder, Request};
+
+/// Runs host and EGMs against each other for `span` of virtual time; returns the host's events.
+fn run(line: &mut Line, egms: &mut [EgmModel], span: Duration) -> Vec<HostEvent> {
+    let start = Instant::now();
+    let mut now = start;
+    let mut events = Vec::new();
+    while now < start + span {
+        match line.poll_transmit(now) {
+            Some(t) => {
+                let replies: Vec<Vec<u8>> = egms
+                    .iter_mut()
+                    .filter_map(|e| e.handle(&t.frame.bytes))
+                    .collect();
+                if let Some(expectation) = t.expectation {
+                    let mut decoder = ReplyDecoder::new(expectation);
+                    for reply in &replies {
+                        decoder.feed(reply);
+                    }
+                    events.extend(line.handle_reply(decoder.finish()));
+                    now += Duration::from_millis(20);
+                }
+                now += Duration::from_millis(1);
+            }
+            None => {
+                now = line
+                    .next_wakeup()
+                    .unwrap_or(now)
+                    .max(now + Duration::from_millis(1))
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn the_host_reads_the_egms_meters_through_lp_2f() {
+    let mut egm = EgmModel::new(1);
+    egm.insert_bill(100);
+    egm.play_game(5, 0);
+    egm.play_game(5, 20);
+    let mut line = Line::new(&[1], HostConfig::default());
+    line.enqueue(
+        Request::selected_meters(
+            1,
+            0,
+            &[meter::COIN_IN, meter::COIN_OUT, meter::CURRENT_CREDITS],
+        )
+        .unwrap(),
+    );
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(1),
+    );
+    let payload = events
+        .iter()
+        .find_map(|e| match e {
+            HostEvent::Data {
+                command: 0x2F,
+                payload,
+                ..
+            } => Some(payload.clone()),
+            _ => None,
+        })
+        .expect("2F answered");
+    let read = selected_meters(&payload, &[0x00, 0x01, 0x0C]).unwrap();
+    let values: Vec<u64> = read.meters.iter().map(|(_, v)| v.value).collect();
+    assert_eq!(values, [10, 20, 110]);
+}
+
+#[test]
+fn each_exception_reaches_the_host_once_and_in_order() {
+    let mut egm = EgmModel::new(1);
+    for code in [0x11, 0x12, 0x51] {
+        egm.raise(code);
+    }
+    let mut line = Line::new(&[1], HostConfig::default());
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(3),
+    );
+    let codes: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::Exception { code, .. } if *code != 0 => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, [0x11, 0x12, 0x51]);
+    assert_eq!(egm.pending_exceptions(), 0);
+    // 51 (handpay pending) made the host ask for the handpay information (LP 1B).
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Data { command: 0x1B, .. })),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_exception_storm_keeps_twenty_and_reports_overflow() {
+    let mut egm = EgmModel::new(1);
+    for _ in 0..25 {
+        egm.raise(0x2B);
+    }
+    assert_eq!(egm.pending_exceptions(), EXCEPTION_QUEUE);
+    let mut line = Line::new(&[1], HostConfig::default());
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(10),
+    );
+    assert!(events.contains(&HostEvent::Exception {
+        address: 1,
+        code: 0x70
+    }));
+}
+
+#[test]
+fn an_egm_ignores_polls_until_it_has_seen_a_sync_poll() {
+    let mut egm = EgmModel::new(1);
+    assert_eq!(egm.handle(&[0x81]), None);
+    assert_eq!(egm.handle(&[0x80]), None);
+    assert_eq!(egm.handle(&[0x81]), Some(vec![0x00]));
+}
+
+#[test]
+fn a_repeated_poll_is_an_implied_nack_and_gets_the_same_reply() {
+    let mut egm = EgmModel::new(1);
+    egm.handle(&[0x80]);
+    egm.raise(0x11);
+    egm.raise(0x12);
+    assert_eq!(egm.handle(&[0x81]), Some(vec![0x11]));
+    assert_eq!(
+        egm.handle(&[0x81]),
+        Some(vec![0x11]),
+        "implied NACK: same answer"
+    );
+    egm.handle(&[0x80]);
+    assert_eq!(
+        egm.handle(&[0x81]),
+        Some(vec![0x12]),
+        "acknowledged by the poll in between"
+    );
+}
+
+#[test]
+fn a_request_with_a_bad_crc_is_nacked_and_an_unknown_poll_ignored() {
+    let mut egm = EgmModel::new(1);
+    egm.handle(&[0x80]);
+    assert_eq!(egm.handle(&[0x01, 0x01, 0x51, 0x09]), Some(vec![0x81]));
+    assert_eq!(egm.handle(&[0x01, 0x55]), None);
+}
+
+#[test]
+fn the_host_disables_and_enables_play_and_the_bill_acceptor() {
+    let mut egm = EgmModel::new(1);
+    let mut line = Line::new(&[1], HostConfig::default());
+    line.enqueue(Request::shutdown(1));
+    line.enqueue(Request::bill_acceptor(1, false));
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(1),
+    );
+    assert!(events.contains(&HostEvent::Acked {
+        address: 1,
+        command: 0x01
+    }));
+    assert!(!egm.play_enabled() && !egm.bill_acceptor_enabled());
+}

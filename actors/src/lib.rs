@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod clock;
 pub mod metrics;
 pub mod process;
 pub mod readiness;

@@ -50,13 +50,12 @@ pub fn load_str<T: ConfigFile>(
             message: format!("not valid TOML: {}", e.message().trim_end()),
         }])
     })?;
-    let locator = Locator {
+    let mut locator = Locator {
         origin,
         text,
         doc: toml_edit::Document::parse(text).ok(),
         env_keys: Vec::new(),
     };
-    let mut locator = locator;
 
     let mut merged = defaults.clone();
     merge(&mut merged, user);

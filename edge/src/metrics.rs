@@ -122,7 +122,7 @@ pub fn refresh_oldest_unacked() {
     let age = if oldest == i64::MIN {
         0.0
     } else {
-        ((crate::outbox::wall_now_ms() - oldest).max(0) as f64) / 1000.0
+        ((outpost_actors::clock::unix_ms() - oldest).max(0) as f64) / 1000.0
     };
     OUTBOX_OLDEST_UNACKED.set(age);
 }

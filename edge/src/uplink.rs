@@ -175,7 +175,7 @@ impl Session {
             &ControlFrame::Hello(Hello {
                 edge_id: self.edge_id.clone(),
                 boot_id: crate::outbox::boot_id(),
-                wall_ms: crate::outbox::wall_now_ms(),
+                wall_ms: outpost_actors::clock::unix_ms(),
                 last_seq: self.outbox.durable_seq(),
                 devices: self.devices.clone(),
                 software: format!("outpost-edge {}", env!("CARGO_PKG_VERSION")),

@@ -334,9 +334,9 @@ async fn an_empty_outbox_over_its_disk_threshold_is_compacted_on_reopen_keeping_
     drop(outbox);
     let _ = writer.join();
 
-    let before = dir_bytes(tmp.path());
+    let before = outpost_storage::dir_bytes(tmp.path());
     let (outbox, _writer, recovered) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
-    let after = dir_bytes(tmp.path());
+    let after = outpost_storage::dir_bytes(tmp.path());
     assert!(after < before / 2, "{before} bytes before, {after} after");
     assert_eq!((recovered.last_seq, recovered.acked_seq), (last, last));
     assert_eq!(
@@ -354,19 +354,4 @@ async fn an_empty_outbox_over_its_disk_threshold_is_compacted_on_reopen_keeping_
             .unwrap(),
         last + 1
     );
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            }
-        })
-        .sum()
 }

@@ -18,10 +18,11 @@ use axum::routing::{get, post};
 use outpost_config::{ApiToken, Role};
 use serde::Deserialize;
 
-use crate::commands::{CommandLog, CommandRecord, CommandStatus, now_ms};
+use crate::commands::{CommandLog, CommandRecord, CommandStatus};
 use crate::edges::EdgeDirectory;
 use crate::eventlog::EventLog;
 use crate::link::Sessions;
+use outpost_actors::clock::unix_ms;
 
 /// What the API handlers share.
 pub struct ApiContext {
@@ -154,7 +155,7 @@ async fn create_command(
             "deadline_seconds must be 1 to {MAX_DEADLINE_SECONDS}"
         )));
     }
-    let now = now_ms();
+    let now = unix_ms();
     let record = CommandRecord {
         id: format!("cmd-{:032x}", rand::random::<u128>()),
         issuer,

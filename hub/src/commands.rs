@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use outpost_actors::clock::unix_ms;
 use outpost_link::{CommandOutcome, CommandRequest, CommandResult};
 use outpost_storage::DurableDb;
 use serde::{Deserialize, Serialize};
@@ -137,13 +138,6 @@ fn pending_key(edge: &str, id: &str) -> Vec<u8> {
     [edge.as_bytes(), &[0], id.as_bytes()].concat()
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl CommandLog {
     pub fn open(durable: Arc<DurableDb>) -> Result<Self, CommandLogError> {
         let commands = durable.db().open_tree("commands")?;
@@ -222,7 +216,7 @@ impl CommandLog {
         if detail.is_some() {
             record.detail = detail;
         }
-        record.updated_ms = now_ms();
+        record.updated_ms = unix_ms();
         let value =
             serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
         self.commands.insert(id.as_bytes(), value)?;

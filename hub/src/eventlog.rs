@@ -106,13 +106,6 @@ fn read_hwm(db: &sled::Db, edge: &str) -> Result<u64, EventLogError> {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 impl EventLog {
     /// Starts the writer over `durable`. `on_fatal` runs once if a commit fails.
     pub fn start(
@@ -213,7 +206,7 @@ fn run_writer(
             CommitOutcome,
         )> = Vec::with_capacity(requests.len());
         let mut touched: Vec<String> = Vec::new();
-        let received = now_us();
+        let received = outpost_actors::clock::unix_us();
         for request in requests {
             let high = match hwm.get(&request.edge) {
                 Some(h) => *h,

@@ -23,11 +23,12 @@ use outpost_link::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
-use crate::commands::{CommandLog, CommandStatus, now_ms};
+use crate::commands::{CommandLog, CommandStatus};
 use crate::edges::EdgeDirectory;
 use crate::eventlog::EventLog;
 use crate::metrics;
 use crate::pki::{EdgeRegistry, edge_identity};
+use outpost_actors::clock::unix_ms;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -405,7 +406,7 @@ pub async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), S
         );
         return Err(refuse(&connection, "id_mismatch", reason));
     }
-    let now = now_ms();
+    let now = unix_ms();
     let clock_offset_ms = hello.wall_ms - now;
     let committed_seq = ctx
         .eventlog
@@ -488,7 +489,7 @@ async fn run_session(
         Vec::new()
     });
     let control = async {
-        let now = now_ms();
+        let now = unix_ms();
         for record in pending {
             match record.request(now) {
                 Some(request) => {
@@ -628,7 +629,7 @@ async fn receive_bulk(
         "content_type": header.content_type,
         "len": header.len,
         "sha256": digest,
-        "received_ms": now_ms(),
+        "received_ms": unix_ms(),
     });
     let stored = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;

@@ -298,7 +298,7 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
     let depth = scrape(edge_admin, "outpost_outbox_depth_events")
         .await
         .unwrap_or(0.0);
-    let disk_full = dir_bytes(&outbox_dir);
+    let disk_full = outpost_storage::dir_bytes(&outbox_dir);
     let restarted = Instant::now();
     site.start_hub().await?;
     // The edge notices the hub is back when its old connection times out or is reset; then it
@@ -335,7 +335,7 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
     let committed = committed(&site).await;
     // Give an empty, oversized outbox time to be compacted (a restart of the outbox actor).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let disk_after = dir_bytes(&outbox_dir);
+    let disk_after = outpost_storage::dir_bytes(&outbox_dir);
     let rss_settled = scrape(edge_admin, "outpost_process_resident_memory_bytes")
         .await
         .unwrap_or(0.0);
@@ -358,19 +358,4 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
         "edge_rss_bytes_3s_after_drain": rss_settled,
         "outbox_compactions": compactions,
     }))
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }

@@ -328,11 +328,6 @@ impl Outbox {
     }
 }
 
-/// Wall clock, Unix ms.
-pub fn wall_now_ms() -> i64 {
-    writer::wall_ms()
-}
-
 /// Random per process start: with `mono_us`, orders events across wall-clock jumps.
 pub fn boot_id() -> u128 {
     static BOOT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();

@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use outpost_actors::clock::{unix_ms, unix_us};
 use outpost_link::chunk::{self, ChunkBuilder};
 use outpost_link::{Event, EventBody, EventClass};
 use outpost_storage::{DurableDb, key_seq, recv_batch, seq_key};
@@ -250,7 +251,7 @@ impl Writer {
                             (_, new) => new,
                         };
                         let mut value = vec![keep.to_byte()];
-                        value.extend_from_slice(&wall_ms().to_be_bytes());
+                        value.extend_from_slice(&unix_ms().to_be_bytes());
                         batch.insert(key, value);
                         marks_in_batch.insert(id, keep);
                         marked.push((reply, previous));
@@ -327,7 +328,7 @@ impl Writer {
             seq,
             device: device.to_owned(),
             class,
-            wall_us: wall_us(),
+            wall_us: unix_us(),
             mono_us: super::mono_us(),
             boot_id: self.boot_id,
             body,
@@ -507,20 +508,4 @@ impl Writer {
         };
         metrics::set_oldest_unacked(oldest);
     }
-}
-
-/// Wall clock, Unix µs (0 if the clock is before 1970).
-pub(crate) fn wall_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-/// Wall clock, Unix ms (0 if the clock is before 1970).
-pub(crate) fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -94,8 +94,7 @@ pub enum ReplyLength {
 pub fn reply_length(command: u8) -> Option<ReplyLength> {
     use ReplyLength::{Fixed, Variable};
     Some(match command {
-        0x10..=0x17 | 0x1A | 0x20 => Fixed(8),
-        0x18 => Fixed(8),
+        0x10..=0x18 | 0x1A | 0x20 => Fixed(8),
         0x19 | 0x1F => Fixed(24),
         0x1B => Fixed(24),
         0x1C => Fixed(36),

@@ -93,6 +93,9 @@ pub(crate) struct Writer {
     shed_cursor: u64,
     /// The sequence at which the directory size is next measured (see `compaction_due`).
     next_compaction_check: u64,
+    /// First sequence and wall time (ms) of the first event of every stored chunk, oldest first:
+    /// the age of the oldest unacknowledged event without reading sled on every commit.
+    chunk_times: VecDeque<(u64, i64)>,
     /// Events admitted since the last commit: full chunks, and the one being filled.
     sealed: Vec<(u64, Vec<u8>)>,
     chunk: ChunkBuilder,
@@ -116,11 +119,15 @@ impl Writer {
         let mut last_seq = read_u64(db, META_LAST)?;
         let acked_seq = read_u64(db, META_ACKED)?;
         let mut stored_bytes = 0u64;
+        let mut chunk_times = VecDeque::new();
         for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, u64::MAX)) {
-            let (_, value) = entry?;
+            let (key, value) = entry?;
             stored_bytes += value.len() as u64;
             if let Some(last) = chunk::last_seq(&value) {
                 last_seq = last_seq.max(last);
+            }
+            if let (Some(first), Ok(Some(event))) = (key_seq(&key), chunk::first::<Event>(&value)) {
+                chunk_times.push_back((first, event.wall_us / 1000));
             }
         }
         let writer = Self {
@@ -132,6 +139,7 @@ impl Writer {
             parked: VecDeque::new(),
             shed_cursor: acked_seq + 1,
             sealed: Vec::new(),
+            chunk_times,
             next_compaction_check: 0,
             chunk: ChunkBuilder::default(),
             durable,
@@ -230,6 +238,7 @@ impl Writer {
                             );
                             self.last_seq = committed_seq;
                             self.acked_seq = committed_seq;
+                            self.chunk_times.clear();
                             acked_shared.store(committed_seq, Ordering::Release);
                             batch.insert(META_ACKED, &committed_seq.to_be_bytes()[..]);
                         }
@@ -320,6 +329,7 @@ impl Writer {
     fn frame(
         &self,
         seq: u64,
+        wall_us: i64,
         device: &str,
         class: EventClass,
         body: EventBody,
@@ -328,7 +338,7 @@ impl Writer {
             seq,
             device: device.to_owned(),
             class,
-            wall_us: unix_us(),
+            wall_us,
             mono_us: super::mono_us(),
             boot_id: self.boot_id,
             body,
@@ -347,7 +357,14 @@ impl Writer {
         appended: &mut Vec<AppendReply>,
     ) -> Result<(), OutboxError> {
         let seq = self.last_seq + 1;
-        let mut bytes = self.frame(seq, &pending.device, pending.class, pending.body.clone())?;
+        let wall_us = unix_us();
+        let mut bytes = self.frame(
+            seq,
+            wall_us,
+            &pending.device,
+            pending.class,
+            pending.body.clone(),
+        )?;
         let budget = self.limits.budget_bytes;
         if bytes.len() as u64 > budget {
             let _ = pending.reply.send(Err(OutboxError::TooLarge {
@@ -365,7 +382,13 @@ impl Writer {
                 EventClass::Telemetry => {
                     self.shed_until(bytes.len() as u64)?;
                     if self.stored_bytes + bytes.len() as u64 > budget {
-                        bytes = self.frame(seq, &pending.device, pending.class, EventBody::Shed)?;
+                        bytes = self.frame(
+                            seq,
+                            wall_us,
+                            &pending.device,
+                            pending.class,
+                            EventBody::Shed,
+                        )?;
                         metrics::OUTBOX_SHED.inc();
                     }
                 }
@@ -373,6 +396,9 @@ impl Writer {
         }
         self.last_seq = seq;
         self.stored_bytes += bytes.len() as u64;
+        if self.chunk.is_empty() {
+            self.chunk_times.push_back((seq, wall_us / 1000));
+        }
         self.chunk.push_frame(seq, &bytes);
         if self.chunk.is_full() {
             self.sealed.push((self.chunk.first(), self.chunk.take()));
@@ -480,6 +506,17 @@ impl Writer {
         batch.insert(META_ACKED, &through.to_be_bytes()[..]);
         db.apply_batch(batch)?;
         self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+        // Forget chunks wholly acknowledged: those whose successor starts at or before through+1.
+        while self
+            .chunk_times
+            .get(1)
+            .is_some_and(|(next_first, _)| *next_first <= through + 1)
+        {
+            self.chunk_times.pop_front();
+        }
+        if through >= self.last_seq {
+            self.chunk_times.clear();
+        }
         self.acked_seq = through;
         self.shed_cursor = self.shed_cursor.max(through + 1);
         self.publish_gauges();
@@ -491,21 +528,11 @@ impl Writer {
         metrics::OUTBOX_ACKED_SEQ.set(self.acked_seq as i64);
         metrics::OUTBOX_DEPTH.set(self.last_seq.saturating_sub(self.acked_seq) as i64);
         metrics::OUTBOX_BYTES.set(self.stored_bytes as i64);
-        let oldest = if self.last_seq > self.acked_seq {
-            let first_unacked = self.acked_seq + 1;
-            outpost_storage::chunks_from(self.durable.db(), &[EVENT], first_unacked)
-                .next()
-                .and_then(|entry| entry.ok())
-                .and_then(|(_, value)| chunk::decode::<Event>(&value).ok())
-                .and_then(|events| {
-                    events
-                        .into_iter()
-                        .find(|(e, _)| e.seq >= first_unacked)
-                        .map(|(e, _)| e.wall_us / 1000)
-                })
-        } else {
-            None
-        };
+        // The chunk holding the first unacknowledged event; its first event's time stands for it
+        // (a commit's events are milliseconds apart).
+        let oldest = (self.last_seq > self.acked_seq)
+            .then(|| self.chunk_times.front().map(|(_, wall_ms)| *wall_ms))
+            .flatten();
         metrics::set_oldest_unacked(oldest);
     }
 }

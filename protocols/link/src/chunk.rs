@@ -77,6 +77,14 @@ pub fn last_seq(value: &[u8]) -> Option<u64> {
     value.first_chunk::<8>().map(|b| u64::from_be_bytes(*b))
 }
 
+/// The first item of a stored chunk, decoding nothing else.
+pub fn first<T: DeserializeOwned>(value: &[u8]) -> Result<Option<T>, FrameError> {
+    let frames = value.get(8..).ok_or(FrameError::Truncated(value.len()))?;
+    let mut decoder = FrameDecoder::default();
+    decoder.push(frames);
+    decoder.next_frame()
+}
+
 /// The items of a stored chunk, each with the size of its frame.
 pub fn decode<T: DeserializeOwned>(value: &[u8]) -> Result<Vec<(T, usize)>, FrameError> {
     let frames = value.get(8..).ok_or(FrameError::Truncated(value.len()))?;

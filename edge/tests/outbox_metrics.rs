@@ -1,0 +1,87 @@
+//! The outbox's age gauge follows the oldest unacknowledged event (its own test binary: the
+//! gauge is process-wide).
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::time::Duration;
+
+use outpost_edge::metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
+use outpost_edge::outbox::{Outbox, OutboxLimits};
+use outpost_link::{EventBody, EventClass};
+
+#[tokio::test]
+async fn oldest_unacked_age_grows_while_waiting_and_drops_to_zero_when_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = OutboxLimits {
+        budget_bytes: 1 << 20,
+        max_batch: 64,
+        compact_above_bytes: u64::MAX,
+    };
+    let (outbox, writer, _) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
+    for _ in 0..3 {
+        outbox
+            .append(
+                "egm-1",
+                EventClass::Money,
+                EventBody::Synthetic {
+                    payload: vec![1; 10],
+                },
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    refresh_oldest_unacked();
+    assert!(
+        OUTBOX_OLDEST_UNACKED.get() >= 1.0,
+        "{}",
+        OUTBOX_OLDEST_UNACKED.get()
+    );
+
+    outbox.ack(2).await.unwrap();
+    outbox
+        .append(
+            "egm-1",
+            EventClass::Money,
+            EventBody::Synthetic {
+                payload: vec![1; 10],
+            },
+        )
+        .await
+        .unwrap();
+    refresh_oldest_unacked();
+    assert!(
+        OUTBOX_OLDEST_UNACKED.get() >= 1.0,
+        "event 3 is still waiting"
+    );
+
+    outbox.ack(4).await.unwrap();
+    outbox
+        .mark_command("sync", outpost_edge::outbox::CommandMark::Finished)
+        .await
+        .unwrap();
+    refresh_oldest_unacked();
+    assert_eq!(OUTBOX_OLDEST_UNACKED.get(), 0.0);
+
+    // After reopening, the age is known again from what is stored.
+    outbox
+        .append(
+            "egm-1",
+            EventClass::Money,
+            EventBody::Synthetic {
+                payload: vec![1; 10],
+            },
+        )
+        .await
+        .unwrap();
+    drop(outbox);
+    writer.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_outbox, _writer, _) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
+    refresh_oldest_unacked();
+    assert!(
+        OUTBOX_OLDEST_UNACKED.get() >= 1.0,
+        "{}",
+        OUTBOX_OLDEST_UNACKED.get()
+    );
+}

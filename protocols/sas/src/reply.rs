@@ -100,7 +100,6 @@ pub fn reply_length(command: u8) -> Option<ReplyLength> {
         0x1C => Fixed(36),
         0x1E => Fixed(28),
         0x0F => Fixed(28),
-        0x21 => Fixed(6),
         0x51 => Fixed(6),
         0x2F => Variable { max: 0x3E },
         0x54 => Variable { max: 43 },
@@ -319,11 +318,10 @@ impl ReplyDecoder {
                     data: f[3..f.len() - 2].to_vec(),
                 })
             }
-            0x21 if !matches!(self.expectation, Expectation::Data { command: 0x21, .. }) => {
-                framed(6, &|f| {
-                    Reply::RomSignature(u16::from_be_bytes([f[2], f[3]]))
-                })
-            }
+            // LP 21 itself is only ACKed; its signature arrives in reply to a later poll.
+            0x21 => framed(6, &|f| {
+                Reply::RomSignature(u16::from_be_bytes([f[2], f[3]]))
+            }),
             command => {
                 let (expected, length) = match self.expectation {
                     Expectation::Data {

@@ -186,3 +186,34 @@ fn the_host_disables_and_enables_play_and_the_bill_acceptor() {
     }));
     assert!(!egm.play_enabled() && !egm.bill_acceptor_enabled());
 }
+
+#[test]
+fn a_rom_signature_request_is_acked_and_the_signature_arrives_with_a_later_poll() {
+    let mut egm = EgmModel::new(1);
+    let mut line = Line::new(&[1], HostConfig::default());
+    line.enqueue(Request::rom_signature(1, 0x1234));
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(1),
+    );
+    let acked = events.iter().position(|e| {
+        *e == HostEvent::Acked {
+            address: 1,
+            command: 0x21,
+        }
+    });
+    let signed = events
+        .iter()
+        .position(|e| matches!(e, HostEvent::RomSignature { address: 1, .. }));
+    assert!(
+        acked.is_some() && signed.is_some() && acked < signed,
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
+        "{events:?}"
+    );
+}

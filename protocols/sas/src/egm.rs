@@ -8,13 +8,18 @@
 //! queue; the queue holds 20 exceptions, and on overflow the oldest is lost and 70 is reported; a
 //! request with a bad CRC is NACKed; an unsupported long poll is ignored; in real-time mode
 //! exceptions go out as `addr FF code CRC` frames, in reply to general and long polls alike.
+//!
+//! Bookkeeping for tests and the simulator: every meter also has a lifetime total (what was
+//! really added, without rollover or RAM clear), and every exception is logged when the host
+//! acknowledged it ([`EgmModel::delivered`]) or when an overflow pushed it out
+//! ([`EgmModel::overflowed`]). A host that loses nothing must end with exactly the delivered log.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::bcd::Bcd;
 use crate::crc::crc16_kermit_seeded;
 use crate::meters::meter_size;
-use crate::reply::Reply;
+use crate::reply::{Reply, event_data_len};
 use crate::request::{Request, RequestError};
 
 /// Exceptions the EGM keeps (at least 20 by the spec).
@@ -30,7 +35,21 @@ pub mod meter {
     pub const GAMES_LOST: u8 = 0x07;
     pub const CURRENT_CREDITS: u8 = 0x0C;
     pub const TOTAL_BILLS: u8 = 0x24;
+    /// Total hand-paid cancelled credits.
+    pub const HANDPAID_CANCELLED: u8 = 0x03;
 }
+
+/// Meter codes the simulator reports in its LP 2F refreshes (and the edge asks for).
+pub const REPORTED_METERS: [u8; 8] = [
+    meter::COIN_IN,
+    meter::COIN_OUT,
+    meter::JACKPOT,
+    meter::HANDPAID_CANCELLED,
+    meter::GAMES_PLAYED,
+    meter::GAMES_WON,
+    meter::CURRENT_CREDITS,
+    meter::TOTAL_BILLS,
+];
 
 /// The SAS side of one EGM.
 #[derive(Debug, Clone)]
@@ -47,6 +66,12 @@ pub struct EgmModel {
     last_request: Option<Vec<u8>>,
     last_reply: Option<Vec<u8>>,
     rom_signature: Option<u16>,
+    handpay: Option<u64>,
+    games: u16,
+    denomination_cents: u32,
+    lifetime: BTreeMap<u8, u128>,
+    delivered: Vec<u8>,
+    overflowed: Vec<u8>,
 }
 
 impl EgmModel {
@@ -63,7 +88,66 @@ impl EgmModel {
             last_request: None,
             last_reply: None,
             rom_signature: None,
+            handpay: None,
+            games: 1,
+            denomination_cents: 1,
+            lifetime: BTreeMap::new(),
+            delivered: Vec::new(),
+            overflowed: Vec::new(),
         }
+    }
+
+    /// Games offered (LP 51) and the credit denomination in cents (LP 1F).
+    pub fn with_games(mut self, games: u16, denomination_cents: u32) -> Self {
+        self.games = games.max(1);
+        self.denomination_cents = denomination_cents.max(1);
+        self
+    }
+
+    /// What was really added to `code` over the model's life (no rollover, no RAM clear).
+    pub fn lifetime(&self, code: u8) -> u128 {
+        self.lifetime.get(&code).copied().unwrap_or(0)
+    }
+
+    /// Exceptions the host acknowledged, in order.
+    pub fn delivered(&self) -> &[u8] {
+        &self.delivered
+    }
+
+    /// Exceptions lost to a queue overflow (reported as 70 instead).
+    pub fn overflowed(&self) -> &[u8] {
+        &self.overflowed
+    }
+
+    pub fn handpay_pending(&self) -> Option<u64> {
+        self.handpay
+    }
+
+    /// Sets a meter outright (fault injection: a meter close to its rollover).
+    pub fn set_meter(&mut self, code: u8, value: u64) {
+        let modulus = 10u64.pow(2 * meter_size(code) as u32);
+        self.meters.insert(code, value % modulus);
+    }
+
+    /// Power loss with RAM clear: meters, credits and the exception queue are gone; the EGM
+    /// must be synchronised again. Lifetime totals and logs survive (they are the test's truth).
+    pub fn ram_clear(&mut self) {
+        self.meters.clear();
+        self.exceptions.clear();
+        self.unacked_exception = false;
+        self.handpay = None;
+        self.synced = false;
+        self.real_time = false;
+        self.last_request = None;
+        self.last_reply = None;
+        self.rom_signature = None;
+    }
+
+    /// Power loss without RAM clear: only the link state is lost.
+    pub fn power_cycle(&mut self) {
+        self.synced = false;
+        self.last_request = None;
+        self.last_reply = None;
     }
 
     pub fn address(&self) -> u8 {
@@ -90,24 +174,32 @@ impl EgmModel {
         let modulus = 10u64.pow(2 * meter_size(code) as u32);
         let value = self.meters.entry(code).or_insert(0);
         *value = (*value + by) % modulus;
+        *self.lifetime.entry(code).or_insert(0) += u128::from(by);
     }
 
     /// Queues an exception; on overflow the oldest is dropped and 70 reported.
     pub fn raise(&mut self, code: u8) {
         if self.exceptions.len() >= EXCEPTION_QUEUE {
-            self.exceptions.pop_front();
+            // The one at the front may be on the wire awaiting its ACK: keep it.
+            let keep = usize::from(self.unacked_exception);
+            if let Some(lost) = self.exceptions.remove(keep) {
+                self.overflowed.push(lost);
+            }
             if self.exceptions.back() != Some(&0x70) {
-                self.exceptions.pop_front();
+                if let Some(lost) = self.exceptions.remove(keep) {
+                    self.overflowed.push(lost);
+                }
                 self.exceptions.push_back(0x70);
             }
         }
         self.exceptions.push_back(code);
     }
 
-    /// A game of `bet` credits paying `win`: meters move, 7E and 7F are raised.
-    pub fn play_game(&mut self, bet: u64, win: u64) {
-        if !self.play_enabled {
-            return;
+    /// A game of `bet` credits paying `win`: meters move, 7E and 7F are raised. Returns whether it
+    /// was played (play disabled, a pending handpay or no credits stop it).
+    pub fn play_game(&mut self, bet: u64, win: u64) -> bool {
+        if !self.play_enabled || self.handpay.is_some() || self.meter(meter::CURRENT_CREDITS) == 0 {
+            return false;
         }
         let credits = self.meter(meter::CURRENT_CREDITS);
         let bet = bet.min(credits);
@@ -126,16 +218,40 @@ impl EgmModel {
         );
         self.raise(0x7E);
         self.raise(0x7F);
+        true
     }
 
-    /// A bill of `credits` accepted.
-    pub fn insert_bill(&mut self, credits: u64) {
+    /// A bill of `credits` accepted (if the acceptor is on).
+    pub fn insert_bill(&mut self, credits: u64) -> bool {
         if !self.bill_acceptor {
-            return;
+            return false;
         }
         self.add(meter::CURRENT_CREDITS, credits);
         self.add(meter::TOTAL_BILLS, credits);
         self.raise(0x4F);
+        true
+    }
+
+    /// A jackpot too large for the machine to pay: handpay pending (51) until the host resets it
+    /// with LP 94 (or an attendant does, [`EgmModel::reset_handpay`]).
+    pub fn jackpot(&mut self, credits: u64) -> bool {
+        if self.handpay.is_some() || !self.play_enabled {
+            return false;
+        }
+        self.handpay = Some(credits);
+        self.raise(0x51);
+        true
+    }
+
+    /// The handpay is paid: jackpot and hand-paid meters move, 52 (handpay was reset) is raised.
+    pub fn reset_handpay(&mut self) -> bool {
+        let Some(credits) = self.handpay.take() else {
+            return false;
+        };
+        self.add(meter::JACKPOT, credits);
+        self.add(meter::HANDPAID_CANCELLED, credits);
+        self.raise(0x52);
+        true
     }
 
     /// Handles one whole request frame as received; returns the reply bytes, if any.
@@ -170,7 +286,9 @@ impl EgmModel {
 
     fn acknowledge(&mut self) {
         if self.unacked_exception {
-            self.exceptions.pop_front();
+            if let Some(code) = self.exceptions.pop_front() {
+                self.delivered.push(code);
+            }
             self.unacked_exception = false;
         }
         self.last_request = None;
@@ -189,7 +307,7 @@ impl EgmModel {
         }
         let Request::LongPoll { command, data, .. } = request else {
             return match self.next_exception() {
-                Some(code) if self.real_time => Some(Reply::RealTimeEvent { code, data: vec![] }),
+                Some(code) if self.real_time => Some(self.real_time_event(code)),
                 Some(code) => Some(Reply::Exception(code)),
                 None if self.real_time => None,
                 None => Some(Reply::Exception(0)),
@@ -198,7 +316,7 @@ impl EgmModel {
         if self.real_time
             && let Some(code) = self.next_exception()
         {
-            return Some(Reply::RealTimeEvent { code, data: vec![] });
+            return Some(self.real_time_event(code));
         }
         let bcd = |value: u64, bytes: usize| {
             Bcd::encode(value, bytes).unwrap_or_else(|_| vec![0x99; bytes])
@@ -219,7 +337,28 @@ impl EgmModel {
                 }
                 _ => Some(Reply::Nack),
             },
-            0x09 | 0x94 => Some(Reply::Ack),
+            0x09 => Some(Reply::Ack),
+            0x94 => {
+                self.reset_handpay();
+                Some(Reply::Ack)
+            }
+            0x51 => Some(Reply::Data {
+                command: 0x51,
+                payload: bcd(u64::from(self.games), 2),
+            }),
+            0x1F => {
+                // Game id (2 ASCII), additional id (3 ASCII), denomination code, max bet,
+                // progressive group, game options (2), paytable (6 ASCII), base % (4 ASCII).
+                let mut payload = b"OPSIM".to_vec();
+                payload.push(denomination_code(self.denomination_cents));
+                payload.extend_from_slice(&[0x05, 0x00, 0x00, 0x00]);
+                payload.extend_from_slice(b"OP0001");
+                payload.extend_from_slice(b"9250");
+                Some(Reply::Data {
+                    command: 0x1F,
+                    payload,
+                })
+            }
             0x21 => {
                 let seed = u16::from_be_bytes([data.first().copied()?, data.get(1).copied()?]);
                 self.rom_signature =
@@ -257,11 +396,16 @@ impl EgmModel {
                 })
             }
             0x1B => {
-                // Handpay information: progressive group, level, amount (5 BCD), partial pay
-                // (2 BCD), reset id, 10 reserved bytes. The model keeps no handpay: all zero.
+                // Handpay information: progressive group, level (0x40 = non-progressive), amount
+                // (5 BCD), partial pay (2 BCD), reset id, 10 reserved bytes. All zero when none.
+                let mut payload = vec![0u8; 20];
+                if let Some(credits) = self.handpay {
+                    payload[1] = 0x40;
+                    payload[2..7].copy_from_slice(&bcd(credits, 5));
+                }
                 Some(Reply::Data {
                     command: 0x1B,
-                    payload: vec![0; 20],
+                    payload,
                 })
             }
             0x1C => {
@@ -288,5 +432,36 @@ impl EgmModel {
             // Unsupported long polls are ignored, as real EGMs do.
             _ => None,
         }
+    }
+}
+
+impl EgmModel {
+    fn real_time_event(&self, code: u8) -> Reply {
+        let mut data = vec![0u8; event_data_len(code)];
+        if code == 0x4F
+            && let Ok(credits) = Bcd::encode(self.meter(meter::TOTAL_BILLS) % 10_000, 2)
+        {
+            // Bill accepted: country code, denomination code, bills of this kind (4 BCD).
+            data[0] = 0x00;
+            data[1] = 0x01;
+            data[4..6].copy_from_slice(&credits);
+        }
+        Reply::RealTimeEvent { code, data }
+    }
+}
+
+/// The SAS denomination code of a credit value in cents (table C-4; 0 when it has none).
+pub fn denomination_code(cents: u32) -> u8 {
+    match cents {
+        1 => 0x01,
+        5 => 0x02,
+        10 => 0x03,
+        25 => 0x04,
+        50 => 0x05,
+        100 => 0x06,
+        500 => 0x07,
+        1000 => 0x08,
+        2 => 0x17,
+        _ => 0x00,
     }
 }

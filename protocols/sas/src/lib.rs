@@ -10,8 +10,9 @@
 //! never reads past what it was given; a reply is only accepted if its address, command echo,
 //! length and CRC all fit the outstanding request, and otherwise yields a typed [`ReplyError`].
 //!
-//! Not here yet: the host state machine (pacing, implied ACK, retries, sync), exception names beyond
-//! the ones the codec itself needs, and the long polls past the ones listed in [`request::Command`].
+//! Also here: the host state machine of one line ([`host`]), a model of an EGM's SAS side
+//! ([`egm`], which the simulator drives), and the wake-up-bit encoding and request framing for
+//! byte streams ([`wire`]).
 
 pub mod bcd;
 pub mod crc;
@@ -20,9 +21,11 @@ pub mod host;
 pub mod meters;
 pub mod reply;
 pub mod request;
+pub mod wire;
 
 pub use bcd::{Bcd, BcdError, MeterDelta};
 pub use crc::{crc16_kermit, crc16_kermit_seeded, with_crc};
 pub use host::{HostConfig, HostEvent, Line, Transmit};
 pub use reply::{Expectation, Reply, ReplyDecoder, ReplyError};
 pub use request::{Frame, Request, RequestLength, request_length};
+pub use wire::{Framed, Framing, MarkDecoder, RequestFramer, Symbol};

@@ -217,3 +217,102 @@ fn a_rom_signature_request_is_acked_and_the_signature_arrives_with_a_later_poll(
         "{events:?}"
     );
 }
+
+#[test]
+fn a_handpay_is_read_with_lp_1b_and_reset_with_lp_94_moving_the_jackpot_meters() {
+    let mut egm = EgmModel::new(3);
+    egm.insert_bill(10);
+    assert!(egm.jackpot(1_500));
+    assert!(!egm.play_game(1, 0), "no play while a handpay is pending");
+    let mut line = Line::new(&[3], HostConfig::default());
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(2),
+    );
+    let info = events
+        .iter()
+        .find_map(|e| match e {
+            HostEvent::Data {
+                command: 0x1B,
+                payload,
+                ..
+            } => Some(payload.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        outpost_sas::Bcd::decode(&info[2..7]).unwrap().value,
+        1_500,
+        "handpay amount"
+    );
+    line.enqueue(Request::handpay_reset(3));
+    // `run` restarts its virtual clock at the real now: give it the first run's span again.
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(4),
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Exception { code: 0x52, .. })),
+        "handpay was reset: {events:?}"
+    );
+    assert_eq!(egm.meter(meter::JACKPOT), 1_500);
+    assert_eq!(egm.handpay_pending(), None);
+    assert_eq!(egm.delivered(), [0x4F, 0x51, 0x52]);
+}
+
+#[test]
+fn real_time_events_carry_their_data_and_the_long_poll_is_asked_again() {
+    let mut egm = EgmModel::new(1);
+    let mut line = Line::new(&[1], HostConfig::default());
+    line.enqueue(Request::real_time_events(1, true));
+    run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_millis(600),
+    );
+    line.set_real_time(1, true);
+    egm.insert_bill(20);
+    egm.play_game(5, 0);
+    line.enqueue(Request::selected_meters(1, 0, &[meter::COIN_IN]).unwrap());
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(3),
+    );
+    let rte: Vec<(u8, usize)> = events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::RealTimeEvent { code, data, .. } => Some((*code, data.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rte, [(0x4F, 6), (0x7E, 8), (0x7F, 4)]);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Data { command: 0x2F, .. })),
+        "the meters came after the events: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn lifetime_totals_survive_rollover_and_ram_clear() {
+    let mut egm = EgmModel::new(1);
+    egm.set_meter(meter::TOTAL_BILLS, 99_999_990);
+    egm.insert_bill(20);
+    assert_eq!(egm.meter(meter::TOTAL_BILLS), 10, "rolled over");
+    egm.ram_clear();
+    egm.insert_bill(5);
+    assert_eq!(egm.meter(meter::TOTAL_BILLS), 5);
+    assert_eq!(egm.lifetime(meter::TOTAL_BILLS), 25);
+}

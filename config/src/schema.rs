@@ -50,20 +50,115 @@ pub struct UplinkConfig {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DeviceConfig {
     Synthetic(SyntheticDeviceConfig),
+    /// A SAS line (one serial port, TCP converter or pty) and the slot machines on it.
+    #[serde(rename = "sas_line")]
+    SasLine(SasLineConfig),
 }
 
 impl DeviceConfig {
     pub fn id(&self) -> &str {
         match self {
             DeviceConfig::Synthetic(d) => &d.id,
+            DeviceConfig::SasLine(d) => &d.id,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             DeviceConfig::Synthetic(_) => "synthetic",
+            DeviceConfig::SasLine(_) => "sas_line",
         }
     }
+
+    /// The devices this entry puts on the edge (a SAS line is one device per EGM), as
+    /// `(id, kind)`.
+    pub fn devices(&self) -> Vec<(String, &'static str)> {
+        match self {
+            DeviceConfig::Synthetic(d) => vec![(d.id.clone(), "synthetic")],
+            DeviceConfig::SasLine(line) => line
+                .egms
+                .iter()
+                .map(|e| (e.id.clone(), "egm"))
+                .collect(),
+        }
+    }
+}
+
+/// How a SAS line is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SasTransport {
+    /// A tty (`path`) with real mark/space parity for the wake-up bit.
+    Serial,
+    /// A pty (`path`), the wake-up bit in the marked test encoding.
+    Pty,
+    /// A serial-over-IP converter (`connect`), the wake-up bit in the marked encoding.
+    Tcp,
+}
+
+/// How the wake-up bit travels, when not the transport's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SasWakeup {
+    Parity,
+    Marked,
+    None,
+}
+
+/// One SAS line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SasLineConfig {
+    pub id: String,
+    pub transport: SasTransport,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub connect: Option<SocketAddr>,
+    #[serde(default)]
+    pub wakeup: Option<SasWakeup>,
+    /// Least time between two polls of one EGM.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// How long to wait for the first byte of a reply.
+    #[serde(default = "default_reply_timeout_ms")]
+    pub reply_timeout_ms: u64,
+    /// Meters (LP 2F) are read this often, and after every link-up.
+    #[serde(default = "default_meter_interval_ms")]
+    pub meter_interval_ms: u64,
+    pub egms: Vec<EgmConfig>,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    200
+}
+fn default_reply_timeout_ms() -> u64 {
+    40
+}
+fn default_meter_interval_ms() -> u64 {
+    10_000
+}
+
+impl SasLineConfig {
+    /// The wake-up encoding in effect: the configured one or the transport's default.
+    pub fn wakeup(&self) -> SasWakeup {
+        self.wakeup.unwrap_or(match self.transport {
+            SasTransport::Serial => SasWakeup::Parity,
+            SasTransport::Pty | SasTransport::Tcp => SasWakeup::Marked,
+        })
+    }
+}
+
+/// One slot machine on a SAS line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgmConfig {
+    pub id: String,
+    /// SAS address, 1-127.
+    pub address: u8,
+    /// Ask for real-time event reporting (LP 0E) once the EGM answers.
+    #[serde(default)]
+    pub real_time_events: bool,
 }
 
 /// A device that emits events at a rate: the whole delivery path, and load, without hardware.
@@ -274,6 +369,54 @@ pub fn validate_edge_id(id: &str) -> Result<(), String> {
     }
 }
 
+fn validate_sas_line(
+    line: &SasLineConfig,
+    i: usize,
+    seen: &mut std::collections::HashSet<String>,
+    v: &mut Validation,
+) {
+    let key = |k: &str| format!("devices.{i}.{k}");
+    match line.transport {
+        SasTransport::Serial | SasTransport::Pty if line.path.is_none() => {
+            v.invalid(&key("path"), "the tty's path (transport serial or pty)")
+        }
+        SasTransport::Tcp if line.connect.is_none() => {
+            v.invalid(&key("connect"), "the converter's address (transport tcp)")
+        }
+        _ => {}
+    }
+    if line.wakeup() == SasWakeup::Parity && line.transport != SasTransport::Serial {
+        v.invalid(&key("wakeup"), "marked or none (parity needs a real serial port)");
+    }
+    if !(40..=5_000).contains(&line.poll_interval_ms) {
+        v.invalid(&key("poll_interval_ms"), "40 to 5000 (SAS: 200 unless the EGM allows 40)");
+    }
+    if !(10..=1_000).contains(&line.reply_timeout_ms) {
+        v.invalid(&key("reply_timeout_ms"), "10 to 1000");
+    }
+    if line.meter_interval_ms < 1_000 {
+        v.invalid(&key("meter_interval_ms"), "at least 1000");
+    }
+    if line.egms.is_empty() || line.egms.len() > 32 {
+        v.invalid(&key("egms"), "1 to 32 machines");
+    }
+    let mut addresses = std::collections::HashSet::new();
+    for (j, egm) in line.egms.iter().enumerate() {
+        if !(1..=127).contains(&egm.address) || !addresses.insert(egm.address) {
+            v.invalid(
+                &format!("devices.{i}.egms.{j}.address"),
+                "1 to 127, unique on the line",
+            );
+        }
+        if !is_valid_edge_id(&egm.id) || !seen.insert(egm.id.clone()) {
+            v.invalid(
+                &format!("devices.{i}.egms.{j}.id"),
+                "a valid id (lowercase letters, digits, '-') no other device of this edge has",
+            );
+        }
+    }
+}
+
 impl ConfigFile for EdgeConfig {
     const KIND: &'static str = "edge";
     const DEFAULT_TOML: &'static str = include_str!("../defaults/edge.toml");
@@ -321,7 +464,7 @@ impl ConfigFile for EdgeConfig {
                     "1 to 63 lowercase letters, digits and '-', not starting with '-'",
                 );
             }
-            if !seen.insert(device.id()) {
+            if !seen.insert(device.id().to_owned()) {
                 v.invalid(
                     &format!("devices.{i}.id"),
                     "an id no other device of this edge has",
@@ -339,6 +482,7 @@ impl ConfigFile for EdgeConfig {
                         v.invalid(&format!("devices.{i}.payload_bytes"), "at most 1048576");
                     }
                 }
+                DeviceConfig::SasLine(line) => validate_sas_line(line, i, &mut seen, v),
             }
         }
         self.supervision.validate(v);

@@ -2,7 +2,7 @@
 //!
 //! Supervision tree (root is rest-for-one, so everything started after a restarted child restarts
 //! with it and picks up its new handles):
-//! `edge → {admin, outbox, uplink, devices → {<device>…}}`.
+//! `edge → {admin, outbox, uplink, devices → {<device>…, sas/<line> → {<egm>…, <line>/port}}}`.
 
 pub mod bulk;
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod commands;
 pub mod devices;
 pub mod metrics;
 pub mod outbox;
+pub mod sas;
 pub mod shared;
 pub mod uplink;
 
@@ -46,9 +47,10 @@ pub fn root_spec(
         devices: config
             .devices
             .iter()
-            .map(|d| DeviceInfo {
-                id: d.id().to_owned(),
-                kind: d.kind().to_owned(),
+            .flat_map(|d| d.devices())
+            .map(|(id, kind)| DeviceInfo {
+                id,
+                kind: kind.to_owned(),
             })
             .collect(),
         shared: shared.clone(),
@@ -60,7 +62,7 @@ pub fn root_spec(
         children: config
             .devices
             .iter()
-            .map(|d| devices::child_spec(d, shared))
+            .map(|d| devices::child_spec(d, shared, policy, readiness))
             .collect(),
         readiness: readiness.clone(),
     };

@@ -141,4 +141,72 @@ pub fn register_all() {
     LazyLock::force(&UPLINK_RTT);
     LazyLock::force(&UPLINK_RECONNECTS);
     LazyLock::force(&OUTBOX_COMPACTIONS);
+    LazyLock::force(&SAS_POLLS);
+    LazyLock::force(&SAS_POLL_SECONDS);
+    LazyLock::force(&SAS_LINK_UP);
+    LazyLock::force(&SAS_CHIRPS);
+    LazyLock::force(&SAS_EVENTS);
 }
+
+pub static SAS_POLLS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "outpost_sas_polls_total",
+                "SAS polls by EGM and result (ok, busy, nack, no_reply, bad_crc, error).",
+            ),
+            &["device", "result"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static SAS_POLL_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "outpost_sas_poll_seconds",
+                "Time from sending a SAS poll to the verdict on its reply (timeouts included).",
+            )
+            .buckets(vec![
+                0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.5,
+            ]),
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static SAS_LINK_UP: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "outpost_sas_link_up",
+                "1 while the EGM answers its polls, 0 after link_down_after failed polls.",
+            ),
+            &["device"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static SAS_CHIRPS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "outpost_sas_chirps_total",
+                "Loop-break chirps heard on a SAS line (an EGM not polled for 5 s).",
+            ),
+            &["line"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static SAS_EVENTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "outpost_sas_events_total",
+                "SAS events made durable in the outbox, by EGM and kind.",
+            ),
+            &["device", "kind"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});

@@ -20,6 +20,12 @@ pub enum DeviceMsg {
         args: serde_json::Value,
         reply: RpcReplyPort<Result<String, DeviceError>>,
     },
+    /// What the SAS line learnt about this EGM; answer once it is durable (the line sends
+    /// nothing that would acknowledge it to the EGM before that).
+    Sas {
+        event: outpost_sas::HostEvent,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
 }
 
 /// Why a device refused or failed an operation.

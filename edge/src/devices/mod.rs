@@ -9,8 +9,16 @@ use outpost_link::EventClass;
 use crate::shared::EdgeShared;
 
 /// The child spec of a configured device.
-pub fn child_spec(config: &DeviceConfig, shared: &EdgeShared) -> outpost_actors::ChildSpec {
+pub fn child_spec(
+    config: &DeviceConfig,
+    shared: &EdgeShared,
+    policy: outpost_actors::RestartPolicy,
+    readiness: &outpost_actors::Readiness,
+) -> outpost_actors::ChildSpec {
     match config {
+        DeviceConfig::SasLine(line) => outpost_actors::ChildSpec::supervisor(
+            crate::sas::line_spec(line, shared, policy, readiness),
+        ),
         DeviceConfig::Synthetic(device) => {
             let args = synthetic::SyntheticArgs {
                 config: device.clone(),

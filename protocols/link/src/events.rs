@@ -26,6 +26,41 @@ pub enum EventBody {
     /// A telemetry event shed by the edge under back-pressure; only its place in the sequence
     /// remains.
     Shed,
+    /// From a slot machine (SAS); `device` is the EGM's id.
+    Sas(SasEvent),
+}
+
+/// What a slot machine reported. Meter values are absolute readings (the hub computes deltas,
+/// rollover-aware), so a lost or repeated reading never miscounts money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SasEvent {
+    /// An exception from a general poll (reference §3.8), acknowledged to the EGM only after this
+    /// event was durable.
+    Exception { code: u8 },
+    /// A real-time event (LP 0E mode) with its data.
+    RealTimeEvent { code: u8, data: Vec<u8> },
+    /// Meters read with LP 2F (or LP 1C, game 0): `(code, value, BCD bytes)`.
+    Meters {
+        game: u16,
+        meters: Vec<MeterReading>,
+    },
+    /// A pending handpay (LP 1B): amount in credits and the raw record.
+    Handpay { credits: u64, raw: Vec<u8> },
+    /// The answer to LP 21.
+    RomSignature { seed: u16, signature: u16 },
+    /// The host lost or regained the EGM.
+    Link { up: bool },
+    /// Any other data reply the edge asked for, raw.
+    Data { command: u8, payload: Vec<u8> },
+}
+
+/// One meter of a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterReading {
+    pub code: u8,
+    pub value: u64,
+    /// BCD bytes of the meter (4 or 5): where it rolls over.
+    pub bytes: u8,
 }
 
 /// One event, with the edge's own times.

@@ -1,0 +1,284 @@
+//! The EGM actor: one per slot machine. It turns what the line learnt into outbox events (and
+//! answers the line only once they are durable), and turns operators' commands into long polls.
+//!
+//! Commands (`op`, JSON `args`):
+//! - `disable` / `enable`: LP 01 / 02 (lock out or enable play);
+//! - `bill_acceptor` `{"enable": bool}`: LP 06 / 07;
+//! - `rom_signature` `{"seed": 0-65535}` (seed optional, default 0): LP 21, answers with the
+//!   signature;
+//! - `handpay_reset`: LP 94;
+//! - `meter_refresh`: LP 2F for the reported meters, answers once the reading is durable.
+//!
+//! A command's poll is queued on the line; the actor does not wait for it in its own mailbox (the
+//! line may need the actor to store an event before that poll is even sent).
+
+use outpost_config::EgmConfig;
+use outpost_link::{EventBody, EventClass, MeterReading, SasEvent};
+use outpost_sas::egm::REPORTED_METERS;
+use outpost_sas::meters::{meter_size, selected_meters};
+use outpost_sas::{Bcd, HostEvent, Request};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+
+use super::line::{LineHandle, LineRequest, PollOutcome};
+use crate::metrics;
+use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EgmActor;
+
+#[derive(Debug, Clone)]
+pub struct EgmArgs {
+    pub config: EgmConfig,
+    pub line_id: String,
+    pub shared: EdgeShared,
+    pub line: LineHandle,
+}
+
+pub struct EgmState {
+    args: EgmArgs,
+    outbox: crate::outbox::Outbox,
+    /// Seed of the last LP 21 sent, for the signature's event.
+    rom_seed: u16,
+}
+
+impl Drop for EgmState {
+    fn drop(&mut self) {
+        self.args.shared.unregister_device(&self.args.config.id);
+    }
+}
+
+impl Actor for EgmActor {
+    type Msg = DeviceMsg;
+    type State = EgmState;
+    type Arguments = EgmArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        args: EgmArgs,
+    ) -> Result<EgmState, ActorProcessingErr> {
+        let outbox = args.shared.outbox().ok_or("the outbox is not open")?;
+        args.shared.register_device(
+            &args.config.id,
+            DeviceEntry {
+                kind: "egm",
+                actor: myself,
+            },
+        );
+        Ok(EgmState {
+            args,
+            outbox,
+            rom_seed: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        state: &mut EgmState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.shared.unregister_device(&state.args.config.id);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        message: DeviceMsg,
+        state: &mut EgmState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            DeviceMsg::Sas { event, reply } => {
+                let result = state.store(event).await;
+                let _ = reply.send(result.clone());
+                // The outbox failed: let the supervisor restart us with a fresh handle (the line
+                // waits meanwhile and hands the event over again).
+                result?;
+            }
+            DeviceMsg::Execute { op, args, reply } => {
+                let request = match state.command(&op, &args) {
+                    Ok(request) => request,
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                        return Ok(());
+                    }
+                };
+                let Some(line) = state.args.line.sender() else {
+                    let _ = reply.send(Err(DeviceError::Failed(format!(
+                        "SAS line {} is not running",
+                        state.args.line_id
+                    ))));
+                    return Ok(());
+                };
+                let (done, outcome) = oneshot::channel();
+                if line.send(LineRequest { request, done }).await.is_err() {
+                    let _ = reply.send(Err(DeviceError::Failed(format!(
+                        "SAS line {} stopped",
+                        state.args.line_id
+                    ))));
+                    return Ok(());
+                }
+                tokio::spawn(async move {
+                    let answer = match outcome.await {
+                        Ok(Ok(outcome)) => Ok(describe(&op, &outcome)),
+                        Ok(Err(err)) => Err(DeviceError::Failed(err)),
+                        Err(_) => Err(DeviceError::Failed(
+                            "the SAS line restarted before the poll was answered".into(),
+                        )),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(op: &str, outcome: &PollOutcome) -> String {
+    match outcome {
+        PollOutcome::Acked => format!("{op}: acknowledged by the EGM"),
+        PollOutcome::RomSignature(signature) => format!("ROM signature {signature:04X}"),
+        PollOutcome::Data(payload) => match op {
+            "meter_refresh" => "meters read and stored".into(),
+            _ => format!("{} bytes of data", payload.len()),
+        },
+    }
+}
+
+impl EgmState {
+    fn command(&mut self, op: &str, args: &serde_json::Value) -> Result<Request, DeviceError> {
+        let address = self.args.config.address;
+        let invalid = |what: &str| DeviceError::InvalidArguments(what.to_owned());
+        Ok(match op {
+            "disable" => Request::shutdown(address),
+            "enable" => Request::startup(address),
+            "bill_acceptor" => match args.get("enable").and_then(|v| v.as_bool()) {
+                Some(enable) => Request::bill_acceptor(address, enable),
+                None => return Err(invalid("bill_acceptor needs {\"enable\": true|false}")),
+            },
+            "rom_signature" => {
+                let seed = match args.get("seed") {
+                    None => 0,
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok())
+                        .ok_or_else(|| invalid("seed must be an integer 0-65535"))?,
+                };
+                self.rom_seed = seed;
+                Request::rom_signature(address, seed)
+            }
+            "handpay_reset" => Request::handpay_reset(address),
+            "meter_refresh" => Request::selected_meters(address, 0, &REPORTED_METERS)
+                .map_err(|e| DeviceError::Failed(e.to_string()))?,
+            _ => {
+                return Err(DeviceError::Unsupported {
+                    op: op.to_owned(),
+                    kind: "egm".into(),
+                });
+            }
+        })
+    }
+
+    /// Makes the event durable.
+    async fn store(&mut self, event: HostEvent) -> Result<(), String> {
+        let id = self.args.config.id.clone();
+        let (class, body, kind) = match event {
+            HostEvent::Exception { code, .. } => {
+                if code == 0 {
+                    // "No activity" is not an event.
+                    return Ok(());
+                }
+                (EventClass::Money, SasEvent::Exception { code }, "exception")
+            }
+            HostEvent::RealTimeEvent { code, data, .. } => (
+                EventClass::Money,
+                SasEvent::RealTimeEvent { code, data },
+                "real_time_event",
+            ),
+            HostEvent::Data {
+                command, payload, ..
+            } => {
+                let (body, kind) = data_event(command, payload, &id);
+                (EventClass::Money, body, kind)
+            }
+            HostEvent::RomSignature { signature, .. } => (
+                EventClass::Audit,
+                SasEvent::RomSignature {
+                    seed: self.rom_seed,
+                    signature,
+                },
+                "rom_signature",
+            ),
+            HostEvent::LinkDown { .. } => (EventClass::Audit, SasEvent::Link { up: false }, "link"),
+            HostEvent::LinkUp { .. } => (EventClass::Audit, SasEvent::Link { up: true }, "link"),
+            HostEvent::Acked { .. } | HostEvent::PollFailed { .. } => return Ok(()),
+        };
+        self.outbox
+            .append(&id, class, EventBody::Sas(body))
+            .await
+            .map_err(|e| format!("outbox: {e}"))?;
+        metrics::SAS_EVENTS.with_label_values(&[&id, kind]).inc();
+        Ok(())
+    }
+}
+
+/// A data reply as an event: meters and handpays parsed, anything else (or anything that does
+/// not parse) kept raw so nothing the EGM said is lost.
+fn data_event(command: u8, payload: Vec<u8>, device: &str) -> (SasEvent, &'static str) {
+    let reading = |code: u8, bcd: Bcd| MeterReading {
+        code,
+        value: bcd.value,
+        bytes: bcd.bytes,
+    };
+    match command {
+        0x2F => match selected_meters(&payload, &REPORTED_METERS) {
+            Ok(read) => {
+                return (
+                    SasEvent::Meters {
+                        game: read.game,
+                        meters: read.meters.into_iter().map(|(c, b)| reading(c, b)).collect(),
+                    },
+                    "meters",
+                );
+            }
+            Err(err) => {
+                tracing::warn!(device, %err, "LP 2F reply does not parse; stored raw");
+            }
+        },
+        0x1C => {
+            // Coin in, coin out, drop, jackpot, games played, games won (4 BCD each), then doors
+            // and power resets (not meters).
+            let codes = [0x00, 0x01, 0x24, 0x02, 0x05, 0x06];
+            let meters: Result<Vec<MeterReading>, _> = codes
+                .iter()
+                .enumerate()
+                .map(|(i, &code)| {
+                    let bytes = payload.get(i * 4..i * 4 + 4).ok_or("short LP 1C reply")?;
+                    debug_assert_eq!(meter_size(code), 4);
+                    Bcd::decode(bytes)
+                        .map(|b| reading(code, b))
+                        .map_err(|_| "invalid BCD in LP 1C reply")
+                })
+                .collect();
+            match meters {
+                Ok(meters) => return (SasEvent::Meters { game: 0, meters }, "meters"),
+                Err(err) => tracing::warn!(device, err, "LP 1C reply does not parse; stored raw"),
+            }
+        }
+        0x1B => match payload.get(2..7).map(Bcd::decode) {
+            Some(Ok(amount)) => {
+                return (
+                    SasEvent::Handpay {
+                        credits: amount.value,
+                        raw: payload,
+                    },
+                    "handpay",
+                );
+            }
+            _ => tracing::warn!(device, "LP 1B reply does not parse; stored raw"),
+        },
+        _ => {}
+    }
+    (SasEvent::Data { command, payload }, "data")
+}

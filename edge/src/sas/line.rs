@@ -1,0 +1,435 @@
+//! The line actor: one per SAS port. It owns the port and the sans-IO [`Line`], sends each poll,
+//! reads and classifies the reply, and hands what it learnt to the EGM actors.
+//!
+//! Invariant (implied ACK, DESIGN.md): every event a reply carried is durable in the outbox before
+//! the line sends its next byte, because any next poll acknowledges that reply to the EGM. If an
+//! EGM actor cannot make an event durable, the whole line waits (an EGM that is not polled keeps
+//! its exception and chirps); it does not drop the event and move on.
+//!
+//! The port failing (a closed pty or TCP peer, an I/O error) stops the actor; its supervisor
+//! restarts it after a backoff, and the new line starts with a sync poll.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use outpost_config::{SasLineConfig, SasTransport, SasWakeup};
+use outpost_sas::egm::REPORTED_METERS;
+use outpost_sas::{
+    Expectation, HostConfig, HostEvent, Line, Reply, ReplyDecoder, ReplyError, Request,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::port::{PortError, SasPort, WakeupEncoding};
+use crate::metrics;
+use crate::shared::{DeviceMsg, EdgeShared};
+
+/// Longest silence inside a reply (reference §3.3).
+const INTER_BYTE: Duration = Duration::from_millis(5);
+/// Longest a reply may take once it started (260 bytes at 19200 baud is 150 ms).
+const MAX_REPLY: Duration = Duration::from_millis(300);
+
+/// What a command's poll came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    Acked,
+    Data(Vec<u8>),
+    RomSignature(u16),
+}
+
+/// A long poll an EGM actor wants sent, and where its outcome goes.
+#[derive(Debug)]
+pub struct LineRequest {
+    pub request: Request,
+    pub done: oneshot::Sender<Result<PollOutcome, String>>,
+}
+
+/// How EGM actors reach their line's current incarnation.
+#[derive(Clone, Default, Debug)]
+pub struct LineHandle(Arc<Mutex<Option<mpsc::Sender<LineRequest>>>>);
+
+impl LineHandle {
+    pub fn sender(&self) -> Option<mpsc::Sender<LineRequest>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, sender: Option<mpsc::Sender<LineRequest>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = sender;
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineActor;
+
+#[derive(Debug, Clone)]
+pub struct LineArgs {
+    pub config: SasLineConfig,
+    pub shared: EdgeShared,
+    pub handle: LineHandle,
+}
+
+pub struct LineState {
+    task: tokio::task::JoinHandle<()>,
+    handle: LineHandle,
+}
+
+impl LineState {
+    fn shut(&self) {
+        self.task.abort();
+        self.handle.set(None);
+    }
+}
+
+impl Drop for LineState {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+pub fn encoding(config: &SasLineConfig) -> WakeupEncoding {
+    match config.wakeup() {
+        SasWakeup::Parity => WakeupEncoding::Parity,
+        SasWakeup::Marked => WakeupEncoding::Marked,
+        SasWakeup::None => WakeupEncoding::None,
+    }
+}
+
+async fn open(config: &SasLineConfig) -> Result<SasPort, PortError> {
+    let encoding = encoding(config);
+    match (config.transport, &config.path, config.connect) {
+        (SasTransport::Serial | SasTransport::Pty, Some(path), _) => {
+            SasPort::open_serial(path, encoding)
+        }
+        (SasTransport::Tcp, _, Some(addr)) => SasPort::connect_tcp(addr, encoding).await,
+        _ => Err(PortError::Open {
+            what: config.id.clone(),
+            source: std::io::Error::other("no path or address configured"),
+        }),
+    }
+}
+
+impl Actor for LineActor {
+    type Msg = ();
+    type State = LineState;
+    type Arguments = LineArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: LineArgs,
+    ) -> Result<LineState, ActorProcessingErr> {
+        let port = open(&args.config).await?;
+        tracing::info!(line = %args.config.id, port = %port.name(), encoding = ?port.encoding(), egms = args.config.egms.len(), "sas line open");
+        let (tx, rx) = mpsc::channel(64);
+        args.handle.set(Some(tx));
+        let driver = LineDriver::new(args.config, args.shared, port, rx);
+        let task = tokio::spawn(async move {
+            let reason = driver.run().await;
+            myself.stop(Some(reason));
+        });
+        Ok(LineState {
+            task,
+            handle: args.handle,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<()>,
+        state: &mut LineState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shut();
+        Ok(())
+    }
+}
+
+/// The loop of one line, outside the actor so that it can be driven directly in tests.
+pub struct LineDriver {
+    config: SasLineConfig,
+    shared: EdgeShared,
+    port: SasPort,
+    line: Line,
+    requests: mpsc::Receiver<LineRequest>,
+    /// Device id by SAS address.
+    ids: HashMap<u8, String>,
+    waiting: HashMap<(u8, u8), VecDeque<oneshot::Sender<Result<PollOutcome, String>>>>,
+    /// Real-time mode asked for with LP 0E and not yet acknowledged.
+    real_time_asked: HashMap<u8, bool>,
+    next_meters: Instant,
+}
+
+impl LineDriver {
+    pub fn new(
+        config: SasLineConfig,
+        shared: EdgeShared,
+        port: SasPort,
+        requests: mpsc::Receiver<LineRequest>,
+    ) -> Self {
+        let addresses: Vec<u8> = config.egms.iter().map(|e| e.address).collect();
+        let host = HostConfig {
+            min_interval: Duration::from_millis(config.poll_interval_ms),
+            reply_timeout: Duration::from_millis(config.reply_timeout_ms),
+            ..HostConfig::default()
+        };
+        let mut line = Line::new(&addresses, host);
+        let mut real_time_asked = HashMap::new();
+        for egm in &config.egms {
+            if egm.real_time_events {
+                line.enqueue(Request::real_time_events(egm.address, true));
+                real_time_asked.insert(egm.address, true);
+            }
+            metrics::SAS_LINK_UP.with_label_values(&[&egm.id]).set(1);
+        }
+        let ids = config
+            .egms
+            .iter()
+            .map(|e| (e.address, e.id.clone()))
+            .collect();
+        Self {
+            config,
+            shared,
+            port,
+            line,
+            requests,
+            ids,
+            waiting: HashMap::new(),
+            real_time_asked,
+            next_meters: Instant::now(),
+        }
+    }
+
+    /// Runs until the port fails; returns why.
+    pub async fn run(mut self) -> String {
+        loop {
+            if let Err(err) = self.step().await {
+                tracing::warn!(line = %self.config.id, %err, "sas line failed");
+                return err.to_string();
+            }
+        }
+    }
+
+    fn queue_meters(&mut self) {
+        for egm in &self.config.egms {
+            if let Ok(request) = Request::selected_meters(egm.address, 0, &REPORTED_METERS) {
+                self.line.enqueue(request);
+            }
+        }
+    }
+
+    async fn step(&mut self) -> Result<(), PortError> {
+        let now = Instant::now();
+        if now >= self.next_meters {
+            self.queue_meters();
+            self.next_meters = now + Duration::from_millis(self.config.meter_interval_ms);
+        }
+        while let Ok(request) = self.requests.try_recv() {
+            self.accept(request);
+        }
+        let Some(transmit) = self.line.poll_transmit(now.into_std()) else {
+            let wake = self
+                .line
+                .next_wakeup()
+                .map(Instant::from_std)
+                .unwrap_or(now + Duration::from_millis(5))
+                .min(self.next_meters);
+            tokio::select! {
+                request = self.requests.recv() => if let Some(request) = request { self.accept(request) },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            return Ok(());
+        };
+        let stale = self.port.discard_input();
+        if stale > 0 {
+            tracing::debug!(line = %self.config.id, bytes = stale, "stale bytes before a poll dropped");
+        }
+        self.port
+            .send_message(&transmit.frame.bytes, transmit.frame.wakeup_first)
+            .await?;
+        let Some(expectation) = transmit.expectation else {
+            return Ok(());
+        };
+        let sent = Instant::now();
+        let result = self.read_reply(expectation, sent).await?;
+        metrics::SAS_POLL_SECONDS.observe(sent.elapsed().as_secs_f64());
+        let address = match expectation {
+            Expectation::GeneralPoll { address, .. }
+            | Expectation::Ack { address, .. }
+            | Expectation::Data { address, .. } => address,
+        };
+        if let Some(id) = self.ids.get(&address) {
+            metrics::SAS_POLLS
+                .with_label_values(&[id.as_str(), result_label(&result)])
+                .inc();
+        }
+        let events = self.line.handle_reply(result);
+        for event in events {
+            self.deliver(event).await;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, request: LineRequest) {
+        let address = request.request.address();
+        let command = request.request.command().unwrap_or_default();
+        if let Request::LongPoll {
+            command: 0x0E,
+            data,
+            ..
+        } = &request.request
+        {
+            self.real_time_asked
+                .insert(address, data.first() == Some(&1));
+        }
+        if self.line.enqueue(request.request) {
+            self.waiting
+                .entry((address, command))
+                .or_default()
+                .push_back(request.done);
+        } else {
+            let _ = request
+                .done
+                .send(Err(format!("no EGM at address {address} on this line")));
+        }
+    }
+
+    fn resolve(&mut self, address: u8, command: u8, outcome: Result<PollOutcome, String>) {
+        if let Some(waiting) = self.waiting.get_mut(&(address, command))
+            && let Some(done) = waiting.pop_front()
+        {
+            let _ = done.send(outcome);
+        }
+    }
+
+    /// Reads until the reply is decided and the line has gone quiet, or the window closed.
+    async fn read_reply(
+        &mut self,
+        expectation: Expectation,
+        sent: Instant,
+    ) -> Result<Result<Reply, ReplyError>, PortError> {
+        let mut decoder = ReplyDecoder::new(expectation);
+        let mut deadline = sent + Duration::from_millis(self.config.reply_timeout_ms);
+        let cap = sent + Duration::from_millis(self.config.reply_timeout_ms) + MAX_REPLY;
+        while let Some(symbol) = self.port.recv(deadline.min(cap)).await? {
+            if symbol.wakeup {
+                // A chirp: an EGM on this line has not been polled for 5 s. Not part of a reply.
+                metrics::SAS_CHIRPS
+                    .with_label_values(&[self.config.id.as_str()])
+                    .inc();
+                continue;
+            }
+            decoder.feed(&[symbol.byte]);
+            deadline = Instant::now() + INTER_BYTE;
+        }
+        Ok(decoder.finish())
+    }
+
+    /// Hands an event to its EGM actor and waits until it is durable.
+    async fn deliver(&mut self, event: HostEvent) {
+        let address = match &event {
+            HostEvent::Exception { address, .. }
+            | HostEvent::Data { address, .. }
+            | HostEvent::Acked { address, .. }
+            | HostEvent::RealTimeEvent { address, .. }
+            | HostEvent::RomSignature { address, .. }
+            | HostEvent::PollFailed { address, .. }
+            | HostEvent::LinkDown { address }
+            | HostEvent::LinkUp { address } => *address,
+        };
+        let Some(id) = self.ids.get(&address).cloned() else {
+            return;
+        };
+        match &event {
+            HostEvent::Acked { command, .. } => {
+                if *command == 0x0E {
+                    let on = self.real_time_asked.remove(&address).unwrap_or(false);
+                    self.line.set_real_time(address, on);
+                }
+                // LP 21 is answered later, with the signature.
+                if *command != 0x21 {
+                    self.resolve(address, *command, Ok(PollOutcome::Acked));
+                }
+                return;
+            }
+            HostEvent::PollFailed {
+                request, reason, ..
+            } => {
+                tracing::warn!(line = %self.config.id, device = %id, ?request, %reason, "sas poll failed after retries");
+                self.resolve(
+                    address,
+                    request.command().unwrap_or_default(),
+                    Err(format!("the EGM did not answer: {reason}")),
+                );
+                return;
+            }
+            HostEvent::LinkDown { .. } => {
+                tracing::warn!(line = %self.config.id, device = %id, "sas link down");
+                metrics::SAS_LINK_UP.with_label_values(&[&id]).set(0);
+            }
+            HostEvent::LinkUp { .. } => {
+                tracing::info!(line = %self.config.id, device = %id, "sas link up");
+                metrics::SAS_LINK_UP.with_label_values(&[&id]).set(1);
+                if let Ok(request) = Request::selected_meters(address, 0, &REPORTED_METERS) {
+                    self.line.enqueue(request);
+                }
+            }
+            _ => {}
+        }
+        let outcome = match &event {
+            HostEvent::Data {
+                command, payload, ..
+            } => Some((*command, Ok(PollOutcome::Data(payload.clone())))),
+            HostEvent::RomSignature { signature, .. } => {
+                Some((0x21, Ok(PollOutcome::RomSignature(*signature))))
+            }
+            _ => None,
+        };
+        let mut attempt = 0u32;
+        loop {
+            match self.hand_over(&id, event.clone()).await {
+                Ok(()) => break,
+                Err(err) => {
+                    attempt += 1;
+                    if attempt == 1 || attempt % 50 == 0 {
+                        tracing::warn!(line = %self.config.id, device = %id, %err, attempt, "sas event not yet durable; the line waits");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        if let Some((command, outcome)) = outcome {
+            self.resolve(address, command, outcome);
+        }
+    }
+
+    async fn hand_over(&self, id: &str, event: HostEvent) -> Result<(), String> {
+        let entry = self
+            .shared
+            .device(id)
+            .ok_or_else(|| format!("EGM actor {id} is not running"))?;
+        match entry
+            .actor
+            .call(
+                |reply| DeviceMsg::Sas { event, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(_) => Err("the EGM actor did not answer".into()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+fn result_label(result: &Result<Reply, ReplyError>) -> &'static str {
+    match result {
+        Ok(Reply::Busy) => "busy",
+        Ok(Reply::Nack) | Err(ReplyError::Nacked) => "nack",
+        Ok(_) => "ok",
+        Err(ReplyError::NoReply { .. }) => "no_reply",
+        Err(ReplyError::BadCrc { .. }) => "bad_crc",
+        Err(_) => "error",
+    }
+}

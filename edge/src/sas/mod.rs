@@ -1,0 +1,59 @@
+//! Slot machines on SAS lines: a line actor per port ([`line`]) and an EGM actor per machine
+//! ([`egm`]) under one supervisor per line, the port transports ([`port`]) and the field
+//! engineer's debug commands ([`debug`]).
+//!
+//! Supervision: `edge/devices → sas/<line> (one-for-one) → {line, <egm>…}`. An EGM actor that
+//! fails restarts alone (the line waits for it); the line restarting (its port failed) leaves the
+//! EGM actors running, and they reach the new line through the shared [`line::LineHandle`].
+
+pub mod debug;
+pub mod egm;
+pub mod line;
+pub mod port;
+
+use outpost_actors::{ChildSpec, Readiness, Restart, RestartPolicy, Strategy, SupervisorSpec};
+use outpost_config::SasLineConfig;
+
+use crate::shared::EdgeShared;
+
+/// The supervisor of one SAS line and its machines.
+pub fn line_spec(
+    config: &SasLineConfig,
+    shared: &EdgeShared,
+    policy: RestartPolicy,
+    readiness: &Readiness,
+) -> SupervisorSpec {
+    let handle = line::LineHandle::default();
+    let mut children = Vec::new();
+    for egm in &config.egms {
+        let args = egm::EgmArgs {
+            config: egm.clone(),
+            line_id: config.id.clone(),
+            shared: shared.clone(),
+            line: handle.clone(),
+        };
+        children.push(
+            ChildSpec::new(egm.id.clone(), move || (egm::EgmActor, args.clone()))
+                .restart(Restart::Permanent),
+        );
+    }
+    // The line starts after its EGM actors, so its first events find them.
+    let args = line::LineArgs {
+        config: config.clone(),
+        shared: shared.clone(),
+        handle,
+    };
+    children.push(
+        ChildSpec::new(format!("{}/port", config.id), move || {
+            (line::LineActor, args.clone())
+        })
+        .restart(Restart::Permanent),
+    );
+    SupervisorSpec {
+        name: format!("sas/{}", config.id),
+        strategy: Strategy::OneForOne,
+        policy,
+        children,
+        readiness: readiness.clone(),
+    }
+}

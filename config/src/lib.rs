@@ -22,9 +22,10 @@ pub use env::{Environment, ProcessEnvironment};
 pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
-    AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EventClassConfig,
-    HubConfig, HubSection, LinkConfig, LogConfig, LogFormat, LogLevel, OutboxConfig, PkiConfig,
-    Role, SimConfig, SupervisionConfig, SyntheticDeviceConfig, SasLineConfig, SasTransport, SasWakeup, EgmConfig, UplinkConfig, validate_edge_id,
+    AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EgmConfig,
+    EventClassConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat, LogLevel,
+    OutboxConfig, PkiConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig,
+    SupervisionConfig, SyntheticDeviceConfig, UplinkConfig, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.

@@ -75,11 +75,9 @@ impl DeviceConfig {
     pub fn devices(&self) -> Vec<(String, &'static str)> {
         match self {
             DeviceConfig::Synthetic(d) => vec![(d.id.clone(), "synthetic")],
-            DeviceConfig::SasLine(line) => line
-                .egms
-                .iter()
-                .map(|e| (e.id.clone(), "egm"))
-                .collect(),
+            DeviceConfig::SasLine(line) => {
+                line.egms.iter().map(|e| (e.id.clone(), "egm")).collect()
+            }
         }
     }
 }
@@ -386,10 +384,16 @@ fn validate_sas_line(
         _ => {}
     }
     if line.wakeup() == SasWakeup::Parity && line.transport != SasTransport::Serial {
-        v.invalid(&key("wakeup"), "marked or none (parity needs a real serial port)");
+        v.invalid(
+            &key("wakeup"),
+            "marked or none (parity needs a real serial port)",
+        );
     }
     if !(40..=5_000).contains(&line.poll_interval_ms) {
-        v.invalid(&key("poll_interval_ms"), "40 to 5000 (SAS: 200 unless the EGM allows 40)");
+        v.invalid(
+            &key("poll_interval_ms"),
+            "40 to 5000 (SAS: 200 unless the EGM allows 40)",
+        );
     }
     if !(10..=1_000).contains(&line.reply_timeout_ms) {
         v.invalid(&key("reply_timeout_ms"), "10 to 1000");

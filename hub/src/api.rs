@@ -41,7 +41,31 @@ pub const MAX_DEADLINE_SECONDS: u64 = 7 * 24 * 3600;
 pub fn operations(kind: &str) -> &'static [&'static str] {
     match kind {
         "synthetic" => &["ping"],
+        "egm" => &[
+            "enable",
+            "disable",
+            "bill_acceptor",
+            "rom_signature",
+            "handpay_reset",
+            "meter_refresh",
+        ],
         _ => &[],
+    }
+}
+
+/// Checks an operation's arguments before it is queued (the edge checks them again).
+pub fn validate_args(kind: &str, op: &str, args: &serde_json::Value) -> Result<(), String> {
+    match (kind, op) {
+        ("egm", "bill_acceptor") => match args.get("enable") {
+            Some(serde_json::Value::Bool(_)) => Ok(()),
+            _ => Err("bill_acceptor needs {\"enable\": true|false}".into()),
+        },
+        ("egm", "rom_signature") => match args.get("seed") {
+            None => Ok(()),
+            Some(seed) if seed.as_u64().is_some_and(|s| s <= 0xFFFF) => Ok(()),
+            Some(_) => Err("rom_signature's seed must be an integer 0-65535".into()),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -149,6 +173,7 @@ async fn create_command(
     if !args.is_object() {
         return Err(bad_request("args must be a JSON object"));
     }
+    validate_args(&device.kind, &new.op, &args).map_err(bad_request)?;
     let deadline_seconds = new.deadline_seconds.unwrap_or(ctx.default_deadline_seconds);
     if !(1..=MAX_DEADLINE_SECONDS).contains(&deadline_seconds) {
         return Err(bad_request(format!(

@@ -239,7 +239,7 @@ fn run_writer(
                         outcome.command_results.push(result.clone())
                     }
                     EventBody::Shed => metrics::SHED_EVENTS.inc(),
-                    EventBody::Synthetic { .. } => {}
+                    EventBody::Synthetic { .. } | EventBody::Sas(_) => {}
                 }
                 let seq = event.seq;
                 let stored = StoredEvent {

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod edges;
 pub mod eventlog;
 pub mod link;
+pub mod meters;
 pub mod metrics;
 pub mod pki;
 

@@ -25,6 +25,8 @@ enum Command {
     /// Benchmarks (JSON on stdout).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Simulated slot machines on one SAS line (serial port, a new pty, or TCP).
+    Egm(crate::egm::EgmArgs),
     /// Run the simulators a configuration file describes.
     Run {
         #[arg(long)]
@@ -95,6 +97,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             serve,
         ),
         Command::Demo(args) => run_tool(crate::demo::run(args)),
+        Command::Egm(args) => run_tool(crate::egm::run(args)),
         Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
     }
 }

@@ -311,3 +311,97 @@ impl RunningSite {
         .await
     }
 }
+
+/// A running `outpost-sim egm` process: where its line is (pty path or TCP address) and its
+/// control API.
+#[derive(Debug)]
+pub struct EgmSimProcess {
+    /// The first line it printed: the pty path, serial path or TCP address of the line.
+    pub line: String,
+    pub control: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl EgmSimProcess {
+    /// Starts `exe egm args...` and reads where it listens; its stderr goes to `log`.
+    pub async fn spawn(exe: &Path, args: &[&str], log: &Path) -> Result<Self, HarnessError> {
+        use tokio::io::AsyncBufReadExt;
+        let name = "outpost-sim egm".to_owned();
+        let spawn_err = |source| HarnessError::Spawn {
+            name: name.clone(),
+            source,
+        };
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(spawn_err)?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("egm")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_err)?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| spawn_err(std::io::Error::other("no stdout")))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut read = async || -> std::io::Result<String> {
+            tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .map_err(|_| std::io::Error::other("no output within 20 s"))??
+                .ok_or_else(|| std::io::Error::other("exited before printing its line"))
+        };
+        let line = read().await.map_err(spawn_err)?;
+        let describe = read().await.map_err(spawn_err)?;
+        let control = describe
+            .rsplit("control http://")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .ok_or_else(|| {
+                spawn_err(std::io::Error::other(format!(
+                    "no control address in {describe:?}"
+                )))
+            })?;
+        // Keep draining stdout so the simulator never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            line,
+            control,
+            child,
+        })
+    }
+
+    /// `GET /state` as JSON.
+    pub async fn state(&self) -> std::io::Result<serde_json::Value> {
+        let (status, body) = outpost_actors::admin::get(self.control, "/state").await?;
+        if status != 200 {
+            return Err(std::io::Error::other(format!("/state: {status} {body}")));
+        }
+        serde_json::from_str(&body).map_err(std::io::Error::other)
+    }
+
+    /// `POST path` with a JSON body; the response body.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<String> {
+        let (status, text) = outpost_actors::admin::request(
+            self.control,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await?;
+        if status != 200 {
+            return Err(std::io::Error::other(format!("{path}: {status} {text}")));
+        }
+        Ok(text)
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -7,5 +7,6 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod egm;
 pub mod harness;
 pub mod site;

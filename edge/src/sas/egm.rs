@@ -237,7 +237,11 @@ fn data_event(command: u8, payload: Vec<u8>, device: &str) -> (SasEvent, &'stati
                 return (
                     SasEvent::Meters {
                         game: read.game,
-                        meters: read.meters.into_iter().map(|(c, b)| reading(c, b)).collect(),
+                        meters: read
+                            .meters
+                            .into_iter()
+                            .map(|(c, b)| reading(c, b))
+                            .collect(),
                     },
                     "meters",
                 );

@@ -52,7 +52,10 @@ pub struct LineHandle(Arc<Mutex<Option<mpsc::Sender<LineRequest>>>>);
 
 impl LineHandle {
     pub fn sender(&self) -> Option<mpsc::Sender<LineRequest>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set(&self, sender: Option<mpsc::Sender<LineRequest>>) {

@@ -190,11 +190,10 @@ impl SasPort {
             .stop_bits(tokio_serial::StopBits::One)
             .parity(tokio_serial::Parity::None)
             .flow_control(tokio_serial::FlowControl::None);
-        let stream =
-            tokio_serial::SerialStream::open(&builder).map_err(|e| PortError::Open {
-                what: path.display().to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let stream = tokio_serial::SerialStream::open(&builder).map_err(|e| PortError::Open {
+            what: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         if let Some(parity) = parity.as_mut() {
             parity.configure()?;
         }
@@ -211,16 +210,32 @@ impl SasPort {
             what: "a new pty".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let path = slave.name().map(PathBuf::from).ok_or_else(|| PortError::Open {
-            what: "a new pty".into(),
-            source: std::io::Error::other("the pty slave has no name"),
-        })?;
-        let port = Self::new(Box::new(master), encoding, format!("pty master of {}", path.display()));
-        Ok((port, PtySlave { _slave: slave, path }))
+        let path = slave
+            .name()
+            .map(PathBuf::from)
+            .ok_or_else(|| PortError::Open {
+                what: "a new pty".into(),
+                source: std::io::Error::other("the pty slave has no name"),
+            })?;
+        let port = Self::new(
+            Box::new(master),
+            encoding,
+            format!("pty master of {}", path.display()),
+        );
+        Ok((
+            port,
+            PtySlave {
+                _slave: slave,
+                path,
+            },
+        ))
     }
 
     /// A serial-over-IP converter at `addr`.
-    pub async fn connect_tcp(addr: SocketAddr, encoding: WakeupEncoding) -> Result<Self, PortError> {
+    pub async fn connect_tcp(
+        addr: SocketAddr,
+        encoding: WakeupEncoding,
+    ) -> Result<Self, PortError> {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|source| PortError::Open {
@@ -257,7 +272,11 @@ impl SasPort {
     }
 
     /// Sends a message; `wakeup_first` puts the wake-up bit on its first byte (host messages).
-    pub async fn send_message(&mut self, bytes: &[u8], wakeup_first: bool) -> Result<(), PortError> {
+    pub async fn send_message(
+        &mut self,
+        bytes: &[u8],
+        wakeup_first: bool,
+    ) -> Result<(), PortError> {
         let symbols: Vec<Symbol> = bytes
             .iter()
             .enumerate()
@@ -387,7 +406,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accept = tokio::spawn(async move { listener.accept().await.unwrap().0 });
-        let mut host = SasPort::connect_tcp(addr, WakeupEncoding::Marked).await.unwrap();
+        let mut host = SasPort::connect_tcp(addr, WakeupEncoding::Marked)
+            .await
+            .unwrap();
         drop(accept.await.unwrap());
         let err = host
             .recv(Instant::now() + Duration::from_secs(2))

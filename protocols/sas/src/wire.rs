@@ -289,7 +289,10 @@ mod tests {
         let mut framer = RequestFramer::new(Framing::WakeupBit);
         assert_eq!(framer.push(Symbol::wakeup(0x01)), None);
         assert_eq!(framer.push(Symbol::plain(0x01)), None);
-        assert_eq!(framer.push(Symbol::wakeup(0x81)), Some(Framed::Request(vec![0x81])));
+        assert_eq!(
+            framer.push(Symbol::wakeup(0x81)),
+            Some(Framed::Request(vec![0x81]))
+        );
     }
 
     #[test]
@@ -302,7 +305,10 @@ mod tests {
     #[test]
     fn lenient_framing_reads_a_python_hosts_leading_0x80_as_a_global_poll() {
         // sas_comm_py writes its "wake-up" as a literal 0x80 before the address.
-        let symbols: Vec<Symbol> = [0x80, 0x01, 0x1A].iter().map(|&b| Symbol::plain(b)).collect();
+        let symbols: Vec<Symbol> = [0x80, 0x01, 0x1A]
+            .iter()
+            .map(|&b| Symbol::plain(b))
+            .collect();
         assert_eq!(
             frames(Framing::Lenient, &symbols),
             vec![vec![0x80], vec![0x01, 0x1A]]
@@ -316,7 +322,10 @@ mod tests {
         assert_eq!(framer.push(Symbol::plain(0xEE)), Some(Framed::Discarded(2)));
         assert_eq!(framer.push(Symbol::plain(0x01)), Some(Framed::Discarded(1)));
         framer.silence();
-        assert_eq!(framer.push(Symbol::plain(0x81)), Some(Framed::Request(vec![0x81])));
+        assert_eq!(
+            framer.push(Symbol::plain(0x81)),
+            Some(Framed::Request(vec![0x81]))
+        );
     }
 
     proptest! {

@@ -15,7 +15,8 @@
 //! Control (HTTP, JSON): `GET /state` (meters, lifetime totals, the delivered-exception log,
 //! faults injected); `POST /faults` `{"drop": 0.02, ...}`; `POST /play` `{"rate": games/s}`;
 //! `POST /power` `{"address", "off_ms", "ram_clear"}`; `POST /rollover` `{"address", "meter",
-//! "below"}`; `POST /jackpot` `{"address", "credits"}`.
+//! "below"}`; `POST /jackpot` `{"address", "credits"}`; `POST /bill` `{"address", "credits"}`;
+//! `POST /game` `{"address", "bet", "win"}`.
 //!
 //! Invariants: the model's lifetime totals and delivered log are the truth a test compares the
 //! hub against; the simulator never changes a meter except through the model's own operations.
@@ -549,6 +550,19 @@ fn default_below() -> u64 {
 }
 
 #[derive(Deserialize)]
+struct BillBody {
+    address: u8,
+    credits: u64,
+}
+
+#[derive(Deserialize)]
+struct GameBody {
+    address: u8,
+    bet: u64,
+    win: u64,
+}
+
+#[derive(Deserialize)]
 struct JackpotBody {
     address: u8,
     credits: u64,
@@ -629,6 +643,26 @@ pub fn control_router(sim: EgmSim) -> Router {
                     } else {
                         Err(not_found(b.address))
                     }
+                },
+            ),
+        )
+        .route(
+            "/bill",
+            post(
+                |State(sim): State<EgmSim>, Json(b): Json<BillBody>| async move {
+                    sim.with_machine(b.address, |m| m.model.insert_bill(b.credits))
+                        .map(|accepted| Json(serde_json::json!({"accepted": accepted})))
+                        .ok_or_else(|| not_found(b.address))
+                },
+            ),
+        )
+        .route(
+            "/game",
+            post(
+                |State(sim): State<EgmSim>, Json(b): Json<GameBody>| async move {
+                    sim.with_machine(b.address, |m| m.model.play_game(b.bet, b.win))
+                        .map(|played| Json(serde_json::json!({"played": played})))
+                        .ok_or_else(|| not_found(b.address))
                 },
             ),
         )

@@ -53,6 +53,8 @@ enum Command {
 enum BenchCommand {
     /// The delivery path: outbox appends vs raw fdatasync, end-to-end throughput, latency, drain.
     Delivery(crate::bench::BenchArgs),
+    /// The SAS host: poll-schedule jitter with 32 EGMs on 8 lines, edge CPU per EGM, decoder MB/s.
+    Sas(crate::bench_sas::SasBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -99,6 +101,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Demo(args) => run_tool(crate::demo::run(args)),
         Command::Egm(args) => run_tool(crate::egm::run(args)),
         Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
+        Command::Bench(BenchCommand::Sas(args)) => run_tool(crate::bench_sas::run(args)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::harness::SiteProcess;
+use crate::harness::{EgmSimProcess, SiteProcess};
 use crate::site::{SiteLayout, SiteSpec};
 
 /// What the demo edge runs: a money stream and a telemetry stream.
@@ -27,6 +27,26 @@ rate_per_second = 200.0
 payload_bytes = 200
 class = "telemetry"
 "#;
+
+/// Simulated slot machines: lines, machines per line.
+const DEMO_SAS_LINES: usize = 2;
+const DEMO_EGMS_PER_LINE: u8 = 2;
+
+fn sas_devices(lines: &[EgmSimProcess]) -> String {
+    let mut out = String::new();
+    for (i, sim) in lines.iter().enumerate() {
+        let egms: Vec<String> = (1..=DEMO_EGMS_PER_LINE)
+            .map(|a| format!("{{ id = \"egm-{}-{a}\", address = {a} }}", i + 1))
+            .collect();
+        out += &format!(
+            "\n[[devices]]\nkind = \"sas_line\"\nid = \"line-{}\"\ntransport = \"pty\"\npath = {:?}\nmeter_interval_ms = 5000\negms = [{}]\n",
+            i + 1,
+            sim.line,
+            egms.join(", ")
+        );
+    }
+    out
+}
 
 /// Options of the demo.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,11 +77,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
-    let spec = SiteSpec::single("edge-01", DEMO_DEVICES);
-    let site = SiteLayout::prepare(&dir, &spec)?;
-    let edge_layout = &site.edges[0];
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
+    // Slot machines first: the edge's config names their ptys.
+    let mut egm_sims = Vec::new();
+    for line in 1..=DEMO_SAS_LINES {
+        let count = DEMO_EGMS_PER_LINE.to_string();
+        egm_sims.push(
+            EgmSimProcess::spawn(
+                &exe,
+                &[
+                    "--pty",
+                    "--address",
+                    "1",
+                    "--count",
+                    &count,
+                    "--play-rate",
+                    "0.5",
+                    "--faults",
+                    "drop=0.01,corrupt=0.01,busy=0.005",
+                ],
+                &logs.join(format!("egm-line-{line}.log")),
+            )
+            .await?,
+        );
+    }
+    let devices = format!("{DEMO_DEVICES}{}", sas_devices(&egm_sims));
+    let spec = SiteSpec::single("edge-01", &devices);
+    let site = SiteLayout::prepare(&dir, &spec)?;
+    let edge_layout = &site.edges[0];
 
     let run_args = |kind: &str, config: &PathBuf| -> Vec<OsString> {
         vec![kind.into(), "run".into(), "--config".into(), config.into()]
@@ -98,9 +142,49 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         edge_layout.admin
     );
     println!("  devices on {edge_id}: meter-stream (money, 20 events/s), telemetry (200 events/s)");
+    for (i, sim) in egm_sims.iter().enumerate() {
+        println!(
+            "  slot machines on line-{} ({}): egm-{}-1..{} playing, 1% faults; simulator state: http://{}/state",
+            i + 1,
+            sim.line,
+            i + 1,
+            DEMO_EGMS_PER_LINE,
+            sim.control
+        );
+    }
     println!(
         "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"meter-stream\",\"op\":\"ping\"}}' http://{}/api/v1/commands",
         site.api_token, site.hub_api
+    );
+    println!(
+        "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"egm-1-1\",\"op\":\"disable\"}}' http://{}/api/v1/commands",
+        site.api_token, site.hub_api
+    );
+    // A first look at the slot machines: polls answered and events stored so far.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut polls = 0.0;
+    let mut events = 0.0;
+    for line in 1..=DEMO_SAS_LINES {
+        for a in 1..=DEMO_EGMS_PER_LINE {
+            let device = format!("egm-{line}-{a}");
+            polls += crate::harness::scrape(
+                edge_layout.admin,
+                &format!("outpost_sas_polls_total{{device=\"{device}\",result=\"ok\"}}"),
+            )
+            .await
+            .unwrap_or(0.0);
+            for kind in ["exception", "meters"] {
+                events += crate::harness::scrape(
+                    edge_layout.admin,
+                    &format!("outpost_sas_events_total{{device=\"{device}\",kind=\"{kind}\"}}"),
+                )
+                .await
+                .unwrap_or(0.0);
+            }
+        }
+    }
+    println!(
+        "  slot machines after 3 s: {polls} polls answered, {events} exceptions and meter readings stored"
     );
     println!(
         "  PKI   {}  (CA, hub and edge certificates)",
@@ -135,6 +219,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         hub_status.success(),
         "the hub did not stop cleanly: {hub_status}"
     );
+    for sim in egm_sims {
+        sim.kill().await;
+    }
     println!("Demo stopped cleanly.");
     Ok(())
 }

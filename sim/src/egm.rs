@@ -16,7 +16,8 @@
 //! faults injected); `POST /faults` `{"drop": 0.02, ...}`; `POST /play` `{"rate": games/s}`;
 //! `POST /power` `{"address", "off_ms", "ram_clear"}`; `POST /rollover` `{"address", "meter",
 //! "below"}`; `POST /jackpot` `{"address", "credits"}`; `POST /bill` `{"address", "credits"}`;
-//! `POST /game` `{"address", "bet", "win"}`.
+//! `POST /game` `{"address", "bet", "win"}`; `GET /intervals` (poll intervals as the machines saw
+//! them: p50/p99/max), `POST /intervals` (the same, and a new measuring window).
 //!
 //! Invariants: the model's lifetime totals and delivered log are the truth a test compares the
 //! hub against; the simulator never changes a meter except through the model's own operations.
@@ -174,6 +175,21 @@ struct SimState {
     counters: LineCounters,
     /// The request most recently faulted: its identical retry is answered faithfully.
     last_faulted: Option<Vec<u8>>,
+    /// When each address was last polled, and the intervals between polls (µs, capped).
+    last_poll: std::collections::HashMap<u8, Instant>,
+    intervals_us: Vec<u64>,
+}
+
+/// Most poll intervals kept for the jitter figures.
+const MAX_INTERVALS: usize = 200_000;
+
+/// Intervals between consecutive polls of one EGM, as the EGM saw them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PollIntervals {
+    pub count: usize,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 /// The simulated machines of one line, shared by the line loop, the player and the control API.
@@ -231,6 +247,8 @@ impl EgmSim {
                 rng: StdRng::seed_from_u64(seed),
                 counters: LineCounters::default(),
                 last_faulted: None,
+                last_poll: Default::default(),
+                intervals_us: Vec::new(),
             })),
         }
     }
@@ -271,6 +289,30 @@ impl EgmSim {
             })
             .collect();
         (views, state.counters.clone())
+    }
+
+    /// Poll-interval figures since the last reset; `reset` starts a new window.
+    pub fn poll_intervals(&self, reset: bool) -> PollIntervals {
+        let mut state = self.lock();
+        let mut sorted = state.intervals_us.clone();
+        if reset {
+            state.intervals_us.clear();
+            state.last_poll.clear();
+        }
+        drop(state);
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        PollIntervals {
+            count: sorted.len(),
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: sorted.last().copied().unwrap_or(0),
+        }
     }
 
     pub fn set_faults(&self, faults: FaultRates) {
@@ -377,6 +419,14 @@ impl EgmSim {
         let state = &mut *guard;
         state.counters.frames += 1;
         let target = frame.first().map(|b| b & 0x7F).unwrap_or(0);
+        if target != 0
+            && let Some(previous) = state.last_poll.insert(target, now)
+            && state.intervals_us.len() < MAX_INTERVALS
+        {
+            state
+                .intervals_us
+                .push((now - previous).as_micros().min(u128::from(u64::MAX)) as u64);
+        }
         let is_long_poll = frame.first().is_some_and(|b| b & 0x80 == 0) && frame.len() > 1;
         let fault = if target != 0 && state.last_faulted.as_deref() != Some(frame) {
             pick_fault(&mut state.rng, &state.faults, is_long_poll)
@@ -645,6 +695,11 @@ pub fn control_router(sim: EgmSim) -> Router {
                     }
                 },
             ),
+        )
+        .route(
+            "/intervals",
+            get(|State(sim): State<EgmSim>| async move { Json(sim.poll_intervals(false)) })
+                .post(|State(sim): State<EgmSim>| async move { Json(sim.poll_intervals(true)) }),
         )
         .route(
             "/bill",

@@ -39,11 +39,14 @@ pub enum PollOutcome {
     RomSignature(u16),
 }
 
+/// Where a command's poll outcome goes.
+pub type PollResponder = oneshot::Sender<Result<PollOutcome, String>>;
+
 /// A long poll an EGM actor wants sent, and where its outcome goes.
 #[derive(Debug)]
 pub struct LineRequest {
     pub request: Request,
-    pub done: oneshot::Sender<Result<PollOutcome, String>>,
+    pub done: PollResponder,
 }
 
 /// How EGM actors reach their line's current incarnation.
@@ -157,7 +160,8 @@ pub struct LineDriver {
     requests: mpsc::Receiver<LineRequest>,
     /// Device id by SAS address.
     ids: HashMap<u8, String>,
-    waiting: HashMap<(u8, u8), VecDeque<oneshot::Sender<Result<PollOutcome, String>>>>,
+    /// Commands waiting for their poll's outcome, by (address, command).
+    waiting: HashMap<(u8, u8), VecDeque<PollResponder>>,
     /// Real-time mode asked for with LP 0E and not yet acknowledged.
     real_time_asked: HashMap<u8, bool>,
     next_meters: Instant,

@@ -83,14 +83,14 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
     sims[0]
         .post(
             "/rollover",
-            &serde_json::json!({"address": 1, "meter": meter::COIN_IN, "below": 40}),
+            &serde_json::json!({"address": 1, "meter": meter::COIN_IN, "below": 3}),
         )
         .await
         .unwrap();
     sims[1]
         .post(
             "/rollover",
-            &serde_json::json!({"address": 2, "meter": meter::TOTAL_BILLS, "below": 60}),
+            &serde_json::json!({"address": 2, "meter": meter::TOTAL_BILLS, "below": 3}),
         )
         .await
         .unwrap();

@@ -242,7 +242,11 @@ impl LineDriver {
                 .unwrap_or(now + Duration::from_millis(5))
                 .min(self.next_meters);
             tokio::select! {
-                request = self.requests.recv() => if let Some(request) = request { self.accept(request) },
+                request = self.requests.recv() => match request {
+                    Some(request) => self.accept(request),
+                    // No sender left (the actor is stopping): just wait, never spin.
+                    None => tokio::time::sleep_until(wake).await,
+                },
                 _ = tokio::time::sleep_until(wake) => {}
             }
             return Ok(());

@@ -98,8 +98,11 @@ pub enum SasTransport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SasWakeup {
+    /// Real mark/space parity on a tty.
     Parity,
+    /// `FF 00 b` for a byte with the bit, `FF FF` for a literal `FF` (pty, TCP).
     Marked,
+    /// Not sent at all; the EGM must frame by length (lenient).
     None,
 }
 

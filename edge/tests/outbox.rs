@@ -9,20 +9,13 @@ use std::time::Duration;
 use outpost_edge::outbox::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
 use outpost_link::{EventBody, EventClass};
 
-fn open(dir: &Path, budget_bytes: u64) -> (Outbox, OutboxWriter) {
-    let limits = OutboxLimits {
-        budget_bytes,
-        max_batch: 1024,
-        compact_above_bytes: u64::MAX,
-    };
-    let (outbox, writer, _) = Outbox::open(dir, limits, |_| {}).unwrap();
-    (outbox, writer)
-}
+mod common;
 
-fn synthetic(n: usize) -> EventBody {
-    EventBody::Synthetic {
-        payload: vec![7; n],
-    }
+use common::{append_each, limits, synthetic};
+
+fn open(dir: &Path, budget_bytes: u64) -> (Outbox, OutboxWriter) {
+    let (outbox, writer, _) = Outbox::open(dir, limits(budget_bytes), |_| {}).unwrap();
+    (outbox, writer)
 }
 
 /// Appends `count` money events of `bytes` each, all at once, and returns their sequences sorted.
@@ -81,22 +74,12 @@ async fn events_and_sequence_survive_reopening() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let (outbox, writer) = open(tmp.path(), 1 << 30);
-        for _ in 0..3 {
-            outbox
-                .append("egm-1", EventClass::Money, synthetic(50))
-                .await
-                .unwrap();
-        }
+        append_each(&outbox, "egm-1", EventClass::Money, 3, 50).await;
         outbox.ack(1).await.unwrap();
         drop(outbox);
         writer.join().unwrap();
     }
-    let limits = OutboxLimits {
-        budget_bytes: 1 << 30,
-        max_batch: 64,
-        compact_above_bytes: u64::MAX,
-    };
-    let (outbox, _writer, recovered) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
+    let (outbox, _writer, recovered) = Outbox::open(tmp.path(), limits(1 << 30), |_| {}).unwrap();
     assert_eq!((recovered.last_seq, recovered.acked_seq), (3, 1));
     let stored: Vec<u64> = outbox
         .read_from(1, 100, 1 << 20)
@@ -118,12 +101,7 @@ async fn events_and_sequence_survive_reopening() {
 async fn ack_trims_and_never_goes_backwards_or_past_the_end() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);
-    for _ in 0..10 {
-        outbox
-            .append("syn-1", EventClass::Telemetry, synthetic(10))
-            .await
-            .unwrap();
-    }
+    append_each(&outbox, "syn-1", EventClass::Telemetry, 10, 10).await;
     outbox.ack(6).await.unwrap();
     outbox.ack(4).await.unwrap();
     outbox.ack(1000).await.unwrap();
@@ -146,12 +124,7 @@ async fn ack_trims_and_never_goes_backwards_or_past_the_end() {
 async fn read_from_respects_event_and_byte_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);
-    for _ in 0..10 {
-        outbox
-            .append("syn-1", EventClass::Telemetry, synthetic(100))
-            .await
-            .unwrap();
-    }
+    append_each(&outbox, "syn-1", EventClass::Telemetry, 10, 100).await;
     assert_eq!(outbox.read_from(3, 4, 1 << 20).unwrap().len(), 4);
     assert_eq!(outbox.read_from(3, 100, 250).unwrap().len(), 2);
     assert_eq!(
@@ -169,12 +142,7 @@ async fn full_outbox_sheds_oldest_telemetry_as_tombstones_without_gaps() {
         .append("egm-1", EventClass::Money, synthetic(200))
         .await
         .unwrap();
-    for _ in 0..40 {
-        outbox
-            .append("tv-1", EventClass::Telemetry, synthetic(200))
-            .await
-            .unwrap();
-    }
+    append_each(&outbox, "tv-1", EventClass::Telemetry, 40, 200).await;
     let events = outbox.read_from(0, 1000, 1 << 20).unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=41).collect::<Vec<u64>>(), "no gaps");
@@ -203,13 +171,7 @@ async fn full_outbox_sheds_oldest_telemetry_as_tombstones_without_gaps() {
 async fn full_outbox_makes_money_wait_until_the_hub_acknowledges() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1_000);
-    let mut last = 0;
-    for _ in 0..4 {
-        last = outbox
-            .append("egm-1", EventClass::Money, synthetic(200))
-            .await
-            .unwrap();
-    }
+    let last = append_each(&outbox, "egm-1", EventClass::Money, 4, 200).await;
     let waiting = {
         let outbox = outbox.clone();
         tokio::spawn(async move {
@@ -309,9 +271,8 @@ async fn an_empty_outbox_over_its_disk_threshold_is_compacted_on_reopen_keeping_
 {
     let tmp = tempfile::tempdir().unwrap();
     let limits = OutboxLimits {
-        budget_bytes: 1 << 30,
-        max_batch: 1024,
         compact_above_bytes: 2 * 1024 * 1024,
+        ..limits(1 << 30)
     };
     let (fatal_tx, fatal_rx) = std::sync::mpsc::channel();
     let (outbox, writer, _) = Outbox::open(tmp.path(), limits, move |e| {

@@ -6,30 +6,19 @@
 use std::time::Duration;
 
 use outpost_edge::metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
-use outpost_edge::outbox::{Outbox, OutboxLimits};
-use outpost_link::{EventBody, EventClass};
+use outpost_edge::outbox::Outbox;
+use outpost_link::EventClass;
+
+mod common;
+
+use common::{append_each, limits};
 
 #[tokio::test]
 async fn oldest_unacked_age_grows_while_waiting_and_drops_to_zero_when_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
-    let limits = OutboxLimits {
-        budget_bytes: 1 << 20,
-        max_batch: 64,
-        compact_above_bytes: u64::MAX,
-    };
+    let limits = limits(1 << 20);
     let (outbox, writer, _) = Outbox::open(tmp.path(), limits, |_| {}).unwrap();
-    for _ in 0..3 {
-        outbox
-            .append(
-                "egm-1",
-                EventClass::Money,
-                EventBody::Synthetic {
-                    payload: vec![1; 10],
-                },
-            )
-            .await
-            .unwrap();
-    }
+    append_each(&outbox, "egm-1", EventClass::Money, 3, 10).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     refresh_oldest_unacked();
     assert!(
@@ -39,16 +28,7 @@ async fn oldest_unacked_age_grows_while_waiting_and_drops_to_zero_when_acknowled
     );
 
     outbox.ack(2).await.unwrap();
-    outbox
-        .append(
-            "egm-1",
-            EventClass::Money,
-            EventBody::Synthetic {
-                payload: vec![1; 10],
-            },
-        )
-        .await
-        .unwrap();
+    append_each(&outbox, "egm-1", EventClass::Money, 1, 10).await;
     refresh_oldest_unacked();
     assert!(
         OUTBOX_OLDEST_UNACKED.get() >= 1.0,
@@ -64,16 +44,7 @@ async fn oldest_unacked_age_grows_while_waiting_and_drops_to_zero_when_acknowled
     assert_eq!(OUTBOX_OLDEST_UNACKED.get(), 0.0);
 
     // After reopening, the age is known again from what is stored.
-    outbox
-        .append(
-            "egm-1",
-            EventClass::Money,
-            EventBody::Synthetic {
-                payload: vec![1; 10],
-            },
-        )
-        .await
-        .unwrap();
+    append_each(&outbox, "egm-1", EventClass::Money, 1, 10).await;
     drop(outbox);
     writer.join().unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;

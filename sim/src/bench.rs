@@ -19,7 +19,7 @@ use outpost_edge::outbox::{Outbox, OutboxLimits};
 use outpost_link::{EventBody, EventClass};
 use serde_json::json;
 
-use crate::harness::{RunningSite, scrape};
+use crate::harness::{RunningSite, scrape, wait_until_every};
 use crate::site::{SiteLayout, SiteSpec};
 
 /// Options of `bench delivery`.
@@ -281,19 +281,16 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
         .await
         .unwrap_or(0.0);
     let built = Instant::now();
-    loop {
-        let last = scrape(edge_admin, "outpost_outbox_last_seq")
-            .await
-            .unwrap_or(0.0);
-        if last as u64 >= backlog {
-            break;
-        }
-        anyhow::ensure!(
-            built.elapsed() < Duration::from_secs(600),
-            "backlog not built in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let seq_reaches = |series: &'static str| async move {
+        scrape(edge_admin, series).await.unwrap_or(0.0) as u64 >= backlog
+    };
+    wait_until_every(
+        "the backlog to be built",
+        Duration::from_secs(600),
+        Duration::from_millis(200),
+        || seq_reaches("outpost_outbox_last_seq"),
+    )
+    .await?;
     let build_seconds = built.elapsed().as_secs_f64();
     let depth = scrape(edge_admin, "outpost_outbox_depth_events")
         .await
@@ -303,31 +300,22 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
     site.start_hub().await?;
     // The edge notices the hub is back when its old connection times out or is reset; then it
     // reconnects (backoff). Timed apart from the transfer itself.
-    loop {
-        if scrape(edge_admin, "outpost_uplink_connected").await == Some(1.0) {
-            break;
-        }
-        anyhow::ensure!(
-            restarted.elapsed() < Duration::from_secs(120),
-            "edge did not reconnect in 2 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_every(
+        "the edge to reconnect",
+        Duration::from_secs(120),
+        Duration::from_millis(10),
+        || async { scrape(edge_admin, "outpost_uplink_connected").await == Some(1.0) },
+    )
+    .await?;
     let reconnect_seconds = restarted.elapsed().as_secs_f64();
     let started = Instant::now();
-    loop {
-        let acked = scrape(edge_admin, "outpost_outbox_acked_seq")
-            .await
-            .unwrap_or(0.0);
-        if acked as u64 >= backlog {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "backlog not drained in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_every(
+        "the backlog to drain",
+        Duration::from_secs(600),
+        Duration::from_millis(20),
+        || seq_reaches("outpost_outbox_acked_seq"),
+    )
+    .await?;
     let drain_seconds = started.elapsed().as_secs_f64();
     let rss_after = scrape(edge_admin, "outpost_process_resident_memory_bytes")
         .await

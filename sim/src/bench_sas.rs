@@ -161,24 +161,14 @@ pub async fn run(args: SasBenchArgs) -> anyhow::Result<()> {
     idle.stop().await?;
 
     let mut sims = Vec::new();
-    let count = args.per_line.to_string();
     for line in 0..args.lines {
         let log = tmp.path().join(format!("egm-{line}.log"));
         let seed = line.to_string();
         sims.push(
-            EgmSimProcess::spawn(
+            EgmSimProcess::spawn_pty_line(
                 &exe,
-                &[
-                    "--pty",
-                    "--address",
-                    "1",
-                    "--count",
-                    &count,
-                    "--play-rate",
-                    "0.5",
-                    "--seed",
-                    &seed,
-                ],
+                args.per_line,
+                &["--play-rate", "0.5", "--seed", &seed],
                 &log,
             )
             .await?,
@@ -186,14 +176,10 @@ pub async fn run(args: SasBenchArgs) -> anyhow::Result<()> {
     }
     let mut devices = String::new();
     for (line, sim) in sims.iter().enumerate() {
-        let list: Vec<String> = (1..=args.per_line)
-            .map(|a| format!("{{ id = \"egm-{line}-{a}\", address = {a} }}"))
+        let ids: Vec<String> = (1..=args.per_line)
+            .map(|a| format!("egm-{line}-{a}"))
             .collect();
-        devices += &format!(
-            "\n[[devices]]\nkind = \"sas_line\"\nid = \"line-{line}\"\ntransport = \"pty\"\npath = {:?}\negms = [{}]\n",
-            sim.line,
-            list.join(", ")
-        );
+        devices += &crate::site::sas_pty_line_toml(&format!("line-{line}"), &sim.line, &ids, "");
     }
     let layout = SiteLayout::prepare(
         &tmp.path().join("site"),

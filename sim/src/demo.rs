@@ -35,14 +35,14 @@ const DEMO_EGMS_PER_LINE: u8 = 2;
 fn sas_devices(lines: &[EgmSimProcess]) -> String {
     let mut out = String::new();
     for (i, sim) in lines.iter().enumerate() {
-        let egms: Vec<String> = (1..=DEMO_EGMS_PER_LINE)
-            .map(|a| format!("{{ id = \"egm-{}-{a}\", address = {a} }}", i + 1))
+        let ids: Vec<String> = (1..=DEMO_EGMS_PER_LINE)
+            .map(|a| format!("egm-{}-{a}", i + 1))
             .collect();
-        out += &format!(
-            "\n[[devices]]\nkind = \"sas_line\"\nid = \"line-{}\"\ntransport = \"pty\"\npath = {:?}\nmeter_interval_ms = 5000\negms = [{}]\n",
-            i + 1,
-            sim.line,
-            egms.join(", ")
+        out += &crate::site::sas_pty_line_toml(
+            &format!("line-{}", i + 1),
+            &sim.line,
+            &ids,
+            "meter_interval_ms = 5000",
         );
     }
     out
@@ -82,16 +82,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Slot machines first: the edge's config names their ptys.
     let mut egm_sims = Vec::new();
     for line in 1..=DEMO_SAS_LINES {
-        let count = DEMO_EGMS_PER_LINE.to_string();
         egm_sims.push(
-            EgmSimProcess::spawn(
+            EgmSimProcess::spawn_pty_line(
                 &exe,
+                DEMO_EGMS_PER_LINE,
                 &[
-                    "--pty",
-                    "--address",
-                    "1",
-                    "--count",
-                    &count,
                     "--play-rate",
                     "0.5",
                     "--faults",
@@ -152,14 +147,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             sim.control
         );
     }
-    println!(
-        "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"meter-stream\",\"op\":\"ping\"}}' http://{}/api/v1/commands",
-        site.api_token, site.hub_api
-    );
-    println!(
-        "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"egm-1-1\",\"op\":\"disable\"}}' http://{}/api/v1/commands",
-        site.api_token, site.hub_api
-    );
+    for (device, op) in [("meter-stream", "ping"), ("egm-1-1", "disable")] {
+        println!(
+            "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"{device}\",\"op\":\"{op}\"}}' http://{}/api/v1/commands",
+            site.api_token, site.hub_api
+        );
+    }
     // A first look at the slot machines: polls answered and events stored so far.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut polls = 0.0;

@@ -167,6 +167,17 @@ struct Machine {
     handpay_since: Option<Instant>,
 }
 
+impl Machine {
+    /// A jackpot: the machine locks up as a handpay (and the attendant's clock starts).
+    fn jackpot(&mut self, credits: u64, now: Instant) -> bool {
+        let hit = self.model.jackpot(credits);
+        if hit {
+            self.handpay_since = Some(now);
+        }
+        hit
+    }
+}
+
 struct SimState {
     machines: Vec<Machine>,
     faults: FaultRates,
@@ -272,12 +283,11 @@ impl EgmSim {
             .machines
             .iter()
             .map(|m| {
-                let mut codes: Vec<u8> = REPORTED_METERS.to_vec();
-                codes.push(meter::GAMES_LOST);
+                let codes = REPORTED_METERS.iter().chain(&[meter::GAMES_LOST]);
                 MachineView {
                     address: m.model.address(),
-                    meters: codes.iter().map(|&c| (c, m.model.meter(c))).collect(),
-                    lifetime: codes.iter().map(|&c| (c, m.model.lifetime(c))).collect(),
+                    meters: codes.clone().map(|&c| (c, m.model.meter(c))).collect(),
+                    lifetime: codes.map(|&c| (c, m.model.lifetime(c))).collect(),
                     delivered: m.model.delivered().to_vec(),
                     overflowed: m.model.overflowed().to_vec(),
                     pending: m.model.pending_exceptions(),
@@ -333,7 +343,8 @@ impl EgmSim {
     }
 
     /// Power loss for `off`; with `ram_clear` the machine comes back with zeroed meters.
-    pub fn power_loss(&self, address: u8, off: Duration, ram_clear: bool) -> bool {
+    /// `None`: no machine at `address` (so for every operation on one machine below).
+    pub fn power_loss(&self, address: u8, off: Duration, ram_clear: bool) -> Option<()> {
         self.with_machine(address, |m| {
             if ram_clear {
                 m.model.ram_clear();
@@ -343,28 +354,30 @@ impl EgmSim {
             m.off_until = Some(Instant::now() + off);
             m.handpay_since = None;
         })
-        .is_some()
     }
 
     /// Sets `meter` to `below` under its rollover.
-    pub fn near_rollover(&self, address: u8, code: u8, below: u64) -> bool {
+    pub fn near_rollover(&self, address: u8, code: u8, below: u64) -> Option<()> {
         self.with_machine(address, |m| {
             let modulus = 10u64.pow(2 * outpost_sas::meters::meter_size(code) as u32);
             m.model
                 .set_meter(code, modulus.saturating_sub(below.max(1)));
         })
-        .is_some()
     }
 
-    pub fn jackpot(&self, address: u8, credits: u64) -> bool {
-        self.with_machine(address, |m| {
-            let hit = m.model.jackpot(credits);
-            if hit {
-                m.handpay_since = Some(Instant::now());
-            }
-            hit
-        })
-        .unwrap_or(false)
+    /// Whether the jackpot locked the machine up (not if play is off or a handpay is pending).
+    pub fn jackpot(&self, address: u8, credits: u64) -> Option<bool> {
+        self.with_machine(address, |m| m.jackpot(credits, Instant::now()))
+    }
+
+    /// Whether the bill was accepted (the acceptor may be off).
+    pub fn insert_bill(&self, address: u8, credits: u64) -> Option<bool> {
+        self.with_machine(address, |m| m.model.insert_bill(credits))
+    }
+
+    /// Whether the game was played (play off, a handpay or no credits stop it).
+    pub fn play_game(&self, address: u8, bet: u64, win: u64) -> Option<bool> {
+        self.with_machine(address, |m| m.model.play_game(bet, win))
     }
 
     /// One play tick of `dt` for every powered machine.
@@ -397,9 +410,7 @@ impl EgmSim {
             }
             if state.rng.random_bool(0.01) {
                 let credits = state.rng.random_range(1_000..5_000);
-                if m.model.jackpot(credits) {
-                    m.handpay_since = Some(now);
-                }
+                m.jackpot(credits, now);
                 continue;
             }
             let bet = state.rng.random_range(1..=5);
@@ -620,11 +631,18 @@ struct JackpotBody {
 
 type ApiError = (axum::http::StatusCode, String);
 
-fn not_found(address: u8) -> ApiError {
-    (
-        axum::http::StatusCode::NOT_FOUND,
-        format!("no machine at address {address}"),
-    )
+/// The answer of an operation on the machine at `address`: 404 when there is none.
+fn found<T>(
+    address: u8,
+    outcome: Option<T>,
+    body: impl FnOnce(T) -> serde_json::Value,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    outcome.map(|t| Json(body(t))).ok_or_else(|| {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no machine at address {address}"),
+        )
+    })
 }
 
 /// The control API.
@@ -662,11 +680,12 @@ pub fn control_router(sim: EgmSim) -> Router {
             "/power",
             post(
                 |State(sim): State<EgmSim>, Json(b): Json<PowerBody>| async move {
-                    if sim.power_loss(b.address, Duration::from_millis(b.off_ms), b.ram_clear) {
-                        Ok(Json(serde_json::json!({"address": b.address, "off_ms": b.off_ms})))
-                    } else {
-                        Err(not_found(b.address))
-                    }
+                    let off = Duration::from_millis(b.off_ms);
+                    found(
+                        b.address,
+                        sim.power_loss(b.address, off, b.ram_clear),
+                        |()| serde_json::json!({"address": b.address, "off_ms": b.off_ms}),
+                    )
                 },
             ),
         )
@@ -674,11 +693,11 @@ pub fn control_router(sim: EgmSim) -> Router {
             "/rollover",
             post(
                 |State(sim): State<EgmSim>, Json(b): Json<RolloverBody>| async move {
-                    if sim.near_rollover(b.address, b.meter, b.below) {
-                        Ok(Json(serde_json::json!({"address": b.address, "meter": b.meter})))
-                    } else {
-                        Err(not_found(b.address))
-                    }
+                    found(
+                        b.address,
+                        sim.near_rollover(b.address, b.meter, b.below),
+                        |()| serde_json::json!({"address": b.address, "meter": b.meter}),
+                    )
                 },
             ),
         )
@@ -686,13 +705,11 @@ pub fn control_router(sim: EgmSim) -> Router {
             "/jackpot",
             post(
                 |State(sim): State<EgmSim>, Json(b): Json<JackpotBody>| async move {
-                    if sim.addresses().contains(&b.address) {
-                        Ok(Json(
-                            serde_json::json!({"address": b.address, "hit": sim.jackpot(b.address, b.credits)}),
-                        ))
-                    } else {
-                        Err(not_found(b.address))
-                    }
+                    found(
+                        b.address,
+                        sim.jackpot(b.address, b.credits),
+                        |hit| serde_json::json!({"address": b.address, "hit": hit}),
+                    )
                 },
             ),
         )
@@ -705,9 +722,11 @@ pub fn control_router(sim: EgmSim) -> Router {
             "/bill",
             post(
                 |State(sim): State<EgmSim>, Json(b): Json<BillBody>| async move {
-                    sim.with_machine(b.address, |m| m.model.insert_bill(b.credits))
-                        .map(|accepted| Json(serde_json::json!({"accepted": accepted})))
-                        .ok_or_else(|| not_found(b.address))
+                    found(
+                        b.address,
+                        sim.insert_bill(b.address, b.credits),
+                        |accepted| serde_json::json!({"accepted": accepted}),
+                    )
                 },
             ),
         )
@@ -715,9 +734,11 @@ pub fn control_router(sim: EgmSim) -> Router {
             "/game",
             post(
                 |State(sim): State<EgmSim>, Json(b): Json<GameBody>| async move {
-                    sim.with_machine(b.address, |m| m.model.play_game(b.bet, b.win))
-                        .map(|played| Json(serde_json::json!({"played": played})))
-                        .ok_or_else(|| not_found(b.address))
+                    found(
+                        b.address,
+                        sim.play_game(b.address, b.bet, b.win),
+                        |played| serde_json::json!({"played": played}),
+                    )
                 },
             ),
         )

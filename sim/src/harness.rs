@@ -40,6 +40,8 @@ pub enum HarnessError {
         #[source]
         source: nix::Error,
     },
+    #[error("timed out after {waited:?} waiting for {what}")]
+    TimedOut { what: String, waited: Duration },
     #[error("waiting for {name}: {source}")]
     Wait {
         name: String,
@@ -312,6 +314,58 @@ impl RunningSite {
     }
 }
 
+/// Polls `check` every 100 ms until it is true, or fails after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, check: F) -> Result<(), HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_until_every(what, timeout, Duration::from_millis(100), check).await
+}
+
+/// Polls `check` every `every` until it is true, or fails after `timeout` (a short `every` for
+/// timing what is waited for).
+pub async fn wait_until_every<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<(), HarnessError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        if started.elapsed() >= timeout {
+            return Err(HarnessError::TimedOut {
+                what: what.to_owned(),
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
+    Ok(())
+}
+
+/// Waits until the hub has acknowledged every event the edge at `admin` stored (and it stored
+/// at least one); returns the edge's last sequence number.
+pub async fn wait_edge_drained(admin: SocketAddr, timeout: Duration) -> Result<u64, HarnessError> {
+    wait_until("the edge's events to be acknowledged", timeout, || async {
+        let last = scrape(admin, "outpost_outbox_last_seq")
+            .await
+            .unwrap_or(-1.0);
+        let acked = scrape(admin, "outpost_outbox_acked_seq")
+            .await
+            .unwrap_or(-2.0);
+        last > 0.0 && last == acked
+    })
+    .await?;
+    Ok(scrape(admin, "outpost_outbox_last_seq")
+        .await
+        .unwrap_or(0.0) as u64)
+}
+
 /// A running `outpost-sim egm` process: where its line is (pty path or TCP address) and its
 /// control API.
 #[derive(Debug)]
@@ -374,6 +428,20 @@ impl EgmSimProcess {
             control,
             child,
         })
+    }
+
+    /// Starts a simulator of `machines` EGMs at addresses 1, 2, ... on a new pty (the layout
+    /// [`crate::site::sas_pty_line_toml`] describes), with `more` arguments.
+    pub async fn spawn_pty_line(
+        exe: &Path,
+        machines: u8,
+        more: &[&str],
+        log: &Path,
+    ) -> Result<Self, HarnessError> {
+        let count = machines.to_string();
+        let mut args = vec!["--pty", "--address", "1", "--count", &count];
+        args.extend_from_slice(more);
+        Self::spawn(exe, &args, log).await
     }
 
     /// `GET /state` as JSON.

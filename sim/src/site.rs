@@ -151,3 +151,18 @@ impl SiteLayout {
         })
     }
 }
+
+/// A `[[devices]]` table for a SAS line on the pty at `path` with the machines `egm_ids` at
+/// addresses 1, 2, ... (as `outpost-sim egm --address 1 --count N` simulates them); `extra` adds
+/// keys, for example `meter_interval_ms = 1000`.
+pub fn sas_pty_line_toml(line_id: &str, path: &str, egm_ids: &[String], extra: &str) -> String {
+    let egms: Vec<String> = egm_ids
+        .iter()
+        .zip(1..)
+        .map(|(id, address)| format!("{{ id = {id:?}, address = {address} }}"))
+        .collect();
+    format!(
+        "\n[[devices]]\nkind = \"sas_line\"\nid = {line_id:?}\ntransport = \"pty\"\npath = {path:?}\n{extra}\negms = [{}]\n",
+        egms.join(", ")
+    )
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_sim::harness::RunningSite;
+use outpost_sim::harness::{RunningSite, wait_until};
 use outpost_sim::site::{SiteLayout, SiteSpec};
 
 const DEVICES: &str = r#"
@@ -25,19 +25,18 @@ fn exe() -> &'static Path {
 async fn site(dir: &Path) -> RunningSite {
     let layout = SiteLayout::prepare(dir, &SiteSpec::single("edge-01", DEVICES)).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();
-    // The hub learns the edge's devices from its Hello.
-    let started = Instant::now();
-    loop {
+    wait_connected(&site).await;
+    site
+}
+
+/// Waits until the hub lists the edge as connected (it learns the edge's devices from its Hello).
+async fn wait_connected(site: &RunningSite) {
+    wait_until("the edge to connect", Duration::from_secs(20), || async {
         let (_, body) = site.api("GET", "/api/v1/edges", "").await.unwrap();
-        if body.contains("\"connected\":true") {
-            return site;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "edge never connected: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        body.contains("\"connected\":true")
+    })
+    .await
+    .unwrap();
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -181,18 +180,7 @@ async fn an_idle_edge_with_nothing_to_send_still_gets_its_commands() {
     let quiet = DEVICES.replace("rate_per_second = 5.0", "rate_per_second = 0.001");
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &quiet)).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();
-    let started = Instant::now();
-    loop {
-        let (_, body) = site.api("GET", "/api/v1/edges", "").await.unwrap();
-        if body.contains("\"connected\":true") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "edge never connected: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_connected(&site).await;
     let (status, record) = issue(&site, r#"{"edge":"edge-01","device":"syn-1","op":"ping"}"#).await;
     assert_eq!(status, 201, "{record}");
     wait_status(&site, record["id"].as_str().unwrap(), "succeeded").await;

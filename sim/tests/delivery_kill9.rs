@@ -6,10 +6,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost_hub::eventlog::EventLog;
-use outpost_sim::harness::{RunningSite, scrape};
+use outpost_sim::harness::{RunningSite, scrape, wait_edge_drained};
 use outpost_sim::site::{SiteLayout, SiteSpec};
 use outpost_storage::DurableDb;
 use rand::{Rng, SeedableRng};
@@ -25,18 +25,6 @@ class = "money"
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,20 +59,9 @@ async fn nothing_is_lost_or_committed_twice_when_edge_and_hub_are_killed() {
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, text.replace(DEVICES, "")).unwrap();
     site.start_edge(0).await.unwrap();
-    wait_for(
-        "the edge's backlog to be acknowledged",
-        Duration::from_secs(60),
-        || async {
-            let edge_last = scrape(edge_admin, "outpost_outbox_last_seq")
-                .await
-                .unwrap_or(-1.0);
-            let acked = scrape(edge_admin, "outpost_outbox_acked_seq")
-                .await
-                .unwrap_or(-2.0);
-            edge_last > 0.0 && edge_last == acked
-        },
-    )
-    .await;
+    wait_edge_drained(edge_admin, Duration::from_secs(60))
+        .await
+        .unwrap();
     let last = scrape(edge_admin, "outpost_outbox_last_seq").await.unwrap();
     let committed = scrape(hub_admin, "outpost_hub_committed_seq{edge=\"edge-01\"}")
         .await

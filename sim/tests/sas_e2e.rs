@@ -8,14 +8,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost_hub::eventlog::EventLog;
 use outpost_hub::meters::MeterBook;
 use outpost_link::{EventBody, SasEvent};
 use outpost_sas::egm::{REPORTED_METERS, meter};
-use outpost_sim::harness::{EgmSimProcess, RunningSite, scrape};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_sim::egm::FaultRates;
+use outpost_sim::harness::{EgmSimProcess, RunningSite, scrape, wait_edge_drained, wait_until};
+use outpost_sim::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
 use outpost_storage::DurableDb;
 
 const LINES: usize = 4;
@@ -28,18 +29,6 @@ fn exe() -> &'static Path {
 
 fn device(line: usize, address: u8) -> String {
     format!("egm-{line}-{address}")
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn all_states(sims: &[EgmSimProcess]) -> Vec<serde_json::Value> {
@@ -64,47 +53,32 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
     for line in 0..LINES {
         let log = tmp.path().join(format!("egm-line-{line}.log"));
         let seed = (seed + line as u64).to_string();
-        let args = [
-            "--pty",
-            "--address",
-            "1",
-            "--count",
-            "4",
-            "--play-rate",
-            "0",
-            "--faults",
-            FAULTS,
-            "--seed",
-            &seed,
-        ];
-        sims.push(EgmSimProcess::spawn(exe(), &args, &log).await.unwrap());
+        let args = ["--play-rate", "0", "--faults", FAULTS, "--seed", &seed];
+        sims.push(
+            EgmSimProcess::spawn_pty_line(exe(), PER_LINE, &args, &log)
+                .await
+                .unwrap(),
+        );
     }
     // Meters close to their rollover on two machines.
-    sims[0]
-        .post(
-            "/rollover",
-            &serde_json::json!({"address": 1, "meter": meter::COIN_IN, "below": 3}),
-        )
-        .await
-        .unwrap();
-    sims[1]
-        .post(
-            "/rollover",
-            &serde_json::json!({"address": 2, "meter": meter::TOTAL_BILLS, "below": 3}),
-        )
-        .await
-        .unwrap();
+    for (line, address, code) in [(0, 1, meter::COIN_IN), (1, 2, meter::TOTAL_BILLS)] {
+        sims[line]
+            .post(
+                "/rollover",
+                &serde_json::json!({"address": address, "meter": code, "below": 3}),
+            )
+            .await
+            .unwrap();
+    }
 
     let mut devices = String::new();
     for (line, sim) in sims.iter().enumerate() {
-        let egms: Vec<String> = (1..=PER_LINE)
-            .map(|a| format!("{{ id = \"{}\", address = {a} }}", device(line, a)))
-            .collect();
-        devices += &format!(
-            "\n[[devices]]\nkind = \"sas_line\"\nid = \"line-{line}\"\ntransport = \"pty\"\n\
-             path = {:?}\nmeter_interval_ms = 1000\negms = [{}]\n",
-            sim.line,
-            egms.join(", ")
+        let ids: Vec<String> = (1..=PER_LINE).map(|a| device(line, a)).collect();
+        devices += &sas_pty_line_toml(
+            &format!("line-{line}"),
+            &sim.line,
+            &ids,
+            "meter_interval_ms = 1000",
         );
     }
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
@@ -113,7 +87,7 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
     let site = RunningSite::start(exe(), layout).await.unwrap();
 
     // Every machine's baseline reading is durable before play starts.
-    wait_for(
+    wait_until(
         "a first meter reading of every EGM",
         Duration::from_secs(30),
         || async {
@@ -130,7 +104,8 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
             all
         },
     )
-    .await;
+    .await
+    .unwrap();
     for sim in &sims {
         sim.post("/play", &serde_json::json!({"rate": 1.0}))
             .await
@@ -150,18 +125,7 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rates: serde_json::Value = serde_json::from_str(&format!(
-        "{{{}}}",
-        FAULTS
-            .split(',')
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                format!("\"{k}\": {v}")
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    ))
-    .unwrap();
+    let rates = serde_json::to_value(FaultRates::parse(FAULTS).unwrap()).unwrap();
     sims[2].post("/faults", &rates).await.unwrap();
     tokio::time::sleep(Duration::from_secs(8)).await;
 
@@ -182,7 +146,7 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
         .as_str()
         .unwrap()
         .to_owned();
-    wait_for(
+    wait_until(
         "the disable command to succeed",
         Duration::from_secs(20),
         || async {
@@ -193,7 +157,8 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
             text.contains("\"succeeded\"")
         },
     )
-    .await;
+    .await
+    .unwrap();
     let state = sims[3].state().await.unwrap();
     assert_eq!(
         state["egms"][3]["play_enabled"], false,
@@ -207,7 +172,7 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
             .await
             .unwrap();
     }
-    wait_for(
+    wait_until(
         "every exception to be delivered",
         Duration::from_secs(30),
         || async {
@@ -220,22 +185,12 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
             })
         },
     )
-    .await;
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    wait_for(
-        "the edge's events to be acknowledged",
-        Duration::from_secs(30),
-        || async {
-            let last = scrape(edge_admin, "outpost_outbox_last_seq")
-                .await
-                .unwrap_or(-1.0);
-            let acked = scrape(edge_admin, "outpost_outbox_acked_seq")
-                .await
-                .unwrap_or(-2.0);
-            last > 0.0 && last == acked
-        },
-    )
-    .await;
+    wait_edge_drained(edge_admin, Duration::from_secs(30))
+        .await
+        .unwrap();
     let states = all_states(&sims).await;
     assert!(site.stop().await.unwrap(), "hub and edge stopped cleanly");
     for sim in sims {

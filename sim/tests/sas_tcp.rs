@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_sim::harness::{EgmSimProcess, RunningSite, scrape};
+use outpost_sim::harness::{EgmSimProcess, RunningSite, scrape, wait_until};
 use outpost_sim::site::{SiteLayout, SiteSpec};
 use tokio::io::AsyncReadExt;
 
@@ -62,19 +62,14 @@ async fn ok_polls(admin: std::net::SocketAddr) -> f64 {
     total
 }
 
+/// Waits until more than `floor` polls were answered; returns how many.
 async fn wait_polls_above(admin: std::net::SocketAddr, floor: f64) -> f64 {
-    let started = Instant::now();
-    loop {
-        let polls = ok_polls(admin).await;
-        if polls > floor {
-            return polls;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "polls stuck at {polls}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("polls to be answered", Duration::from_secs(30), || async {
+        ok_polls(admin).await > floor
+    })
+    .await
+    .unwrap();
+    ok_polls(admin).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@
 use outpost_config::EgmConfig;
 use outpost_link::{EventBody, EventClass, MeterReading, SasEvent};
 use outpost_sas::egm::REPORTED_METERS;
-use outpost_sas::meters::{meter_size, selected_meters};
+use outpost_sas::meters::selected_meters;
 use outpost_sas::{Bcd, HostEvent, Request};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
@@ -259,7 +259,6 @@ fn data_event(command: u8, payload: Vec<u8>, device: &str) -> (SasEvent, &'stati
                 .enumerate()
                 .map(|(i, &code)| {
                     let bytes = payload.get(i * 4..i * 4 + 4).ok_or("short LP 1C reply")?;
-                    debug_assert_eq!(meter_size(code), 4);
                     Bcd::decode(bytes)
                         .map(|b| reading(code, b))
                         .map_err(|_| "invalid BCD in LP 1C reply")

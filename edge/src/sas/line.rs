@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use outpost_config::{SasLineConfig, SasTransport, SasWakeup};
+use outpost_config::{SasLineConfig, SasTransport};
 use outpost_sas::egm::REPORTED_METERS;
 use outpost_sas::{
     Expectation, HostConfig, HostEvent, Line, Reply, ReplyDecoder, ReplyError, Request,
@@ -22,7 +22,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::port::{PortError, SasPort, WakeupEncoding};
+use super::port::{PortError, SasPort};
 use crate::metrics;
 use crate::shared::{DeviceMsg, EdgeShared};
 
@@ -94,16 +94,8 @@ impl Drop for LineState {
     }
 }
 
-pub fn encoding(config: &SasLineConfig) -> WakeupEncoding {
-    match config.wakeup() {
-        SasWakeup::Parity => WakeupEncoding::Parity,
-        SasWakeup::Marked => WakeupEncoding::Marked,
-        SasWakeup::None => WakeupEncoding::None,
-    }
-}
-
 async fn open(config: &SasLineConfig) -> Result<SasPort, PortError> {
-    let encoding = encoding(config);
+    let encoding = config.wakeup();
     match (config.transport, &config.path, config.connect) {
         (SasTransport::Serial | SasTransport::Pty, Some(path), _) => {
             SasPort::open_serial(path, encoding)
@@ -264,12 +256,7 @@ impl LineDriver {
         let sent = Instant::now();
         let result = self.read_reply(expectation, sent).await?;
         metrics::SAS_POLL_SECONDS.observe(sent.elapsed().as_secs_f64());
-        let address = match expectation {
-            Expectation::GeneralPoll { address, .. }
-            | Expectation::Ack { address, .. }
-            | Expectation::Data { address, .. } => address,
-        };
-        if let Some(id) = self.ids.get(&address) {
+        if let Some(id) = self.ids.get(&expectation.address()) {
             metrics::SAS_POLLS
                 .with_label_values(&[id.as_str(), result_label(&result)])
                 .inc();
@@ -338,16 +325,7 @@ impl LineDriver {
 
     /// Hands an event to its EGM actor and waits until it is durable.
     async fn deliver(&mut self, event: HostEvent) {
-        let address = match &event {
-            HostEvent::Exception { address, .. }
-            | HostEvent::Data { address, .. }
-            | HostEvent::Acked { address, .. }
-            | HostEvent::RealTimeEvent { address, .. }
-            | HostEvent::RomSignature { address, .. }
-            | HostEvent::PollFailed { address, .. }
-            | HostEvent::LinkDown { address }
-            | HostEvent::LinkUp { address } => *address,
-        };
+        let address = event.address();
         let Some(id) = self.ids.get(&address).cloned() else {
             return;
         };

@@ -26,17 +26,8 @@ use outpost_sas::wire::{MarkDecoder, Symbol, push_marked};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// How the wake-up (9th) bit travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WakeupEncoding {
-    /// Real mark/space parity on a tty.
-    Parity,
-    /// `FF 00 b` for a byte with the bit, `FF FF` for a literal `FF` (pty, TCP).
-    Marked,
-    /// Not sent at all; the EGM must frame by length (lenient).
-    None,
-}
+/// How the wake-up (9th) bit travels: the configuration's own type (`wakeup` of a SAS line).
+pub use outpost_config::SasWakeup as WakeupEncoding;
 
 /// A transport could not be opened or failed.
 #[derive(Debug, thiserror::Error)]

@@ -93,6 +93,22 @@ pub enum HostEvent {
     },
 }
 
+impl HostEvent {
+    /// The EGM the event is about.
+    pub fn address(&self) -> u8 {
+        match self {
+            HostEvent::Exception { address, .. }
+            | HostEvent::Data { address, .. }
+            | HostEvent::Acked { address, .. }
+            | HostEvent::RealTimeEvent { address, .. }
+            | HostEvent::RomSignature { address, .. }
+            | HostEvent::PollFailed { address, .. }
+            | HostEvent::LinkDown { address }
+            | HostEvent::LinkUp { address } => *address,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Egm {
     address: u8,

@@ -157,7 +157,8 @@ impl Expectation {
         })
     }
 
-    fn address(&self) -> u8 {
+    /// The EGM the reply must come from.
+    pub fn address(&self) -> u8 {
         match self {
             Expectation::GeneralPoll { address, .. }
             | Expectation::Ack { address, .. }

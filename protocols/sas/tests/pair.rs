@@ -42,6 +42,15 @@ fn run(line: &mut Line, egms: &mut [EgmModel], span: Duration) -> Vec<HostEvent>
     events
 }
 
+fn assert_no_failed_polls(events: &[HostEvent]) {
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn the_host_reads_the_egms_meters_through_lp_2f() {
     let mut egm = EgmModel::new(1);
@@ -106,12 +115,7 @@ fn each_exception_reaches_the_host_once_and_in_order() {
             .any(|e| matches!(e, HostEvent::Data { command: 0x1B, .. })),
         "{events:?}"
     );
-    assert!(
-        events
-            .iter()
-            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
-        "{events:?}"
-    );
+    assert_no_failed_polls(&events);
 }
 
 #[test]
@@ -210,12 +214,7 @@ fn a_rom_signature_request_is_acked_and_the_signature_arrives_with_a_later_poll(
         acked.is_some() && signed.is_some() && acked < signed,
         "{events:?}"
     );
-    assert!(
-        events
-            .iter()
-            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
-        "{events:?}"
-    );
+    assert_no_failed_polls(&events);
 }
 
 #[test]
@@ -297,12 +296,7 @@ fn real_time_events_carry_their_data_and_the_long_poll_is_asked_again() {
             .any(|e| matches!(e, HostEvent::Data { command: 0x2F, .. })),
         "the meters came after the events: {events:?}"
     );
-    assert!(
-        events
-            .iter()
-            .all(|e| !matches!(e, HostEvent::PollFailed { .. })),
-        "{events:?}"
-    );
+    assert_no_failed_polls(&events);
 }
 
 #[test]

@@ -473,3 +473,19 @@ impl EgmSimProcess {
         let _ = self.child.kill().await;
     }
 }
+
+/// The Python interpreter of the protocol peers' venv (`OUTPOST_PEERS_PYTHON`, set by `.ci/run`;
+/// else `target/peers-venv`). Panics with what to run if it is not installed: tests call it.
+pub fn peers_python() -> PathBuf {
+    let path = std::env::var_os("OUTPOST_PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "the Python peers are not installed ({}); `bash .ci/run` installs them",
+        path.display()
+    );
+    path
+}

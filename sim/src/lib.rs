@@ -10,4 +10,5 @@ pub mod cli;
 pub mod demo;
 pub mod egm;
 pub mod harness;
+pub mod hikcentral;
 pub mod site;

@@ -4,26 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use outpost_sim::harness::EgmSimProcess;
+use outpost_sim::harness::{EgmSimProcess, peers_python};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
-}
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("OUTPOST_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "the Python peers are not installed ({}); `bash .ci/run` installs them",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +35,7 @@ async fn sas_comm_py_reads_credits_and_meters_from_the_simulator_and_shuts_it_do
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sas_comm_py_host.py");
     let output = tokio::time::timeout(
         std::time::Duration::from_secs(60),
-        tokio::process::Command::new(python())
+        tokio::process::Command::new(peers_python())
             .arg(&script)
             .arg(&sim.line)
             .arg("3")

@@ -23,8 +23,8 @@ pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
     AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EgmConfig,
-    EventClassConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat, LogLevel,
-    OutboxConfig, PkiConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig,
+    EventClassConfig, HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat,
+    LogLevel, OutboxConfig, PkiConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig,
     SupervisionConfig, SyntheticDeviceConfig, UplinkConfig, validate_edge_id,
 };
 

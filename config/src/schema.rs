@@ -199,6 +199,100 @@ pub struct HubConfig {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
+    pub hikcentral: HikCentralConfig,
+}
+
+/// HikCentral Professional (Artemis OpenAPI) for guest visits.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HikCentralConfig {
+    pub enabled: bool,
+    /// `https://host:port` of the Artemis gateway (paths start with `/artemis/api/`).
+    pub base_url: String,
+    pub app_key: String,
+    pub app_secret: String,
+    /// SHA-256 of the server certificate (hex, colons allowed), when it is pinned.
+    pub pin_sha256: String,
+    /// A PEM CA bundle that issued the server certificate, when it is not pinned.
+    pub ca_file: String,
+    /// Where new persons go.
+    pub org_index_code: String,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Requests in flight to HikCentral at once.
+    pub max_concurrent_requests: usize,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    pub db_full_initial_ms: u64,
+    pub db_full_max_ms: u64,
+    /// Consecutive code 5 answers that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// Attempts of a step that keeps getting codes the tables do not know, before it blocks.
+    pub max_unknown_attempts: u32,
+    /// Reapplications answered with an error before the job goes on with `apply_unconfirmed`.
+    pub reapply_attempts: u32,
+}
+
+impl std::fmt::Debug for HikCentralConfig {
+    // The app secret never appears in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HikCentralConfig")
+            .field("enabled", &self.enabled)
+            .field("base_url", &self.base_url)
+            .field("app_key", &self.app_key)
+            .field("pin_sha256", &self.pin_sha256)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HikCentralConfig {
+    fn validate(&self, v: &mut Validation) {
+        if !self.enabled {
+            return;
+        }
+        if !self.base_url.starts_with("https://") {
+            v.invalid(
+                "hikcentral.base_url",
+                "an https:// URL of the Artemis gateway",
+            );
+        }
+        if self.app_key.is_empty() {
+            v.invalid("hikcentral.app_key", "the partner's AppKey");
+        }
+        if self.app_secret.is_empty() {
+            v.invalid(
+                "hikcentral.app_secret",
+                "the partner's AppSecret (or OUTPOST_HIKCENTRAL__APP_SECRET)",
+            );
+        }
+        let pin: String = self.pin_sha256.chars().filter(|c| *c != ':').collect();
+        match (pin.is_empty(), self.ca_file.is_empty()) {
+            (true, true) | (false, false) => v.invalid(
+                "hikcentral.pin_sha256",
+                "exactly one of pin_sha256 and ca_file (never no verification)",
+            ),
+            (false, true) if pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()) => {
+                v.invalid("hikcentral.pin_sha256", "64 hex digits (SHA-256)")
+            }
+            _ => {}
+        }
+        if self.max_concurrent_requests == 0 {
+            v.invalid("hikcentral.max_concurrent_requests", "at least 1");
+        }
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            v.invalid("hikcentral.retry_max_ms", "at least retry_initial_ms (> 0)");
+        }
+        if self.db_full_initial_ms == 0 || self.db_full_max_ms < self.db_full_initial_ms {
+            v.invalid(
+                "hikcentral.db_full_max_ms",
+                "at least db_full_initial_ms (> 0)",
+            );
+        }
+        if self.breaker_threshold == 0 {
+            v.invalid("hikcentral.breaker_threshold", "at least 1");
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -524,6 +618,7 @@ impl ConfigFile for HubConfig {
                 v.invalid(&format!("api.tokens.{i}.token"), "at least 16 characters");
             }
         }
+        self.hikcentral.validate(v);
         self.supervision.validate(v);
     }
 }

@@ -1,7 +1,9 @@
 //! The hub's REST API under `/api/v1/` (JSON, bearer tokens with roles).
 //!
 //! Today: commands (`POST /api/v1/commands`, `GET /api/v1/commands/{id}`), the edges the hub knows
-//! (`GET /api/v1/edges`) and the OpenAPI document (`GET /api/v1/openapi.json`).
+//! (`GET /api/v1/edges`), guest visits (`POST|GET /api/v1/visits`, `GET /api/v1/visits/{id}`,
+//! `POST /api/v1/visits/{id}/cancel`, `POST /api/v1/visits/{id}/retry`) and the OpenAPI document
+//! (`GET /api/v1/openapi.json`).
 //!
 //! Invariants: every request but the OpenAPI document needs a configured token (401 without, 403
 //! when its role is too low); a command is validated (edge known, device known on that edge,
@@ -32,6 +34,8 @@ pub struct ApiContext {
     pub sessions: Arc<Sessions>,
     pub eventlog: EventLog,
     pub default_deadline_seconds: u64,
+    /// Guest visits, when HikCentral is configured.
+    pub visits: Option<crate::hikcentral::Visits>,
 }
 
 /// The longest deadline a command may have.
@@ -74,6 +78,10 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
         .route("/api/v1/commands", post(create_command))
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/edges", get(list_edges))
+        .route("/api/v1/visits", post(create_visit).get(list_visits))
+        .route("/api/v1/visits/{id}", get(get_visit))
+        .route("/api/v1/visits/{id}/cancel", post(cancel_visit))
+        .route("/api/v1/visits/{id}/retry", post(retry_visit))
         .route("/api/v1/openapi.json", get(openapi))
         .with_state(context)
 }
@@ -249,4 +257,96 @@ async fn openapi() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         include_str!("openapi.json"),
     )
+}
+
+fn visits(ctx: &ApiContext) -> Result<&crate::hikcentral::Visits, ApiError> {
+    ctx.visits.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "guest visits need HikCentral: set [hikcentral] enabled = true in the hub config"
+                .into(),
+        )
+    })
+}
+
+impl From<crate::hikcentral::VisitError> for ApiError {
+    fn from(e: crate::hikcentral::VisitError) -> Self {
+        use crate::hikcentral::VisitError;
+        let status = match &e {
+            VisitError::Invalid(_) => StatusCode::BAD_REQUEST,
+            VisitError::NotFound(_) => StatusCode::NOT_FOUND,
+            VisitError::Exists(_) => StatusCode::CONFLICT,
+            VisitError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+async fn create_visit(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let issuer = authorize(&ctx, &headers, Role::Operator)?;
+    let visits = visits(&ctx)?;
+    let new: crate::hikcentral::NewVisit = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("body is not a valid visit: {e}")))?;
+    let visit = visits.create(new, &issuer).await?;
+    Ok((StatusCode::CREATED, Json(visit)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct VisitFilter {
+    state: Option<String>,
+}
+
+async fn list_visits(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    axum::extract::Query(filter): axum::extract::Query<VisitFilter>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let state = match filter.state.as_deref() {
+        None => None,
+        Some(text) => Some(
+            crate::hikcentral::visits::VisitState::parse(text).ok_or_else(|| {
+                bad_request(format!(
+                    "unknown state {text}; states: {}",
+                    crate::hikcentral::visits::VisitState::ALL
+                        .map(|s| s.as_str())
+                        .join(", ")
+                ))
+            })?,
+        ),
+    };
+    Ok(Json(visits(&ctx)?.list(state)?).into_response())
+}
+
+async fn get_visit(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    Ok(Json(visits(&ctx)?.get(&id)?).into_response())
+}
+
+async fn cancel_visit(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let issuer = authorize(&ctx, &headers, Role::Operator)?;
+    let visit = visits(&ctx)?.cancel(&id, &issuer).await?;
+    Ok((StatusCode::ACCEPTED, Json(visit)).into_response())
+}
+
+async fn retry_visit(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let issuer = authorize(&ctx, &headers, Role::Operator)?;
+    let visit = visits(&ctx)?.retry(&id, &issuer).await?;
+    Ok((StatusCode::ACCEPTED, Json(visit)).into_response())
 }

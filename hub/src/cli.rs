@@ -32,6 +32,44 @@ enum Command {
     /// Manage the CA, the hub certificate and edge certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// HikCentral tools for field engineers.
+    #[command(subcommand)]
+    Hikcentral(HikCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HikCommand {
+    /// Print the Artemis string-to-sign and signature of a request, to debug authentication
+    /// against a real server (compare with what it expects; the secret is never printed).
+    Sign(SignArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// The request path as sent, `/artemis/api/...`, with its query string if any.
+    #[arg(long)]
+    path: String,
+    #[arg(long)]
+    app_key: String,
+    #[arg(long, env = "OUTPOST_HIKCENTRAL__APP_SECRET", hide_env_values = true)]
+    app_secret: String,
+    /// x-ca-timestamp, epoch milliseconds.
+    #[arg(long)]
+    timestamp: String,
+    /// x-ca-nonce.
+    #[arg(long)]
+    nonce: String,
+    /// Another header sent (repeatable), `Name:Value`. Accept, Content-Type, Content-MD5 and
+    /// Date take their fixed places; `x-ca-*` ones are signed. Accept and Content-Type default
+    /// to application/json, as the hub sends them.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// The body: its Content-MD5 is computed, printed and signed (as hikvision-openapi-signer
+    /// does; the vendor SDK sends none for JSON).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +111,16 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Config(cmd) => cmd.execute::<HubConfig>(&ProcessEnvironment),
+        Command::Hikcentral(HikCommand::Sign(args)) => match sign(args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Pki(cmd) => match run_pki(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -126,4 +174,97 @@ fn run_pki(cmd: PkiCommand) -> Result<(), pki::PkiError> {
         }
     }
     Ok(())
+}
+
+/// `outpost-hub hikcentral sign`: the report it prints.
+fn sign(args: SignArgs) -> Result<String, String> {
+    use outpost_artemis::sign::{Canonical, content_md5, signature};
+    let (path, query) = match args.path.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (args.path.clone(), None),
+    };
+    if !path.starts_with('/') {
+        return Err(format!("--path must start with / (got {path})"));
+    }
+    let mut canonical = Canonical {
+        method: args.method.to_ascii_uppercase(),
+        accept: Some("application/json".into()),
+        content_type: Some("application/json".into()),
+        path,
+        params: query
+            .iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (p.to_owned(), String::new()),
+            })
+            .collect(),
+        headers: vec![
+            ("x-ca-key".into(), args.app_key.clone()),
+            ("x-ca-nonce".into(), args.nonce.clone()),
+            ("x-ca-timestamp".into(), args.timestamp.clone()),
+        ],
+        ..Canonical::default()
+    };
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--header {header}: write it as Name:Value"))?;
+        let value = value.trim().to_owned();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "accept" => canonical.accept = Some(value),
+            "content-type" => canonical.content_type = Some(value),
+            "content-md5" => canonical.content_md5 = Some(value),
+            "date" => canonical.date = Some(value),
+            "x-ca-signature" | "x-ca-signature-headers" => {
+                return Err(format!("--header {name}: that is the output, not an input"));
+            }
+            other if other.starts_with("x-ca-") => {
+                canonical.headers.retain(|(n, _)| n != other);
+                canonical.headers.push((other.to_owned(), value));
+            }
+            other => {
+                return Err(format!(
+                    "--header {other}: only Accept, Content-Type, Content-MD5, Date and x-ca-* headers take part in the signature"
+                ));
+            }
+        }
+    }
+    if let Some(file) = &args.body_file {
+        let body =
+            std::fs::read(file).map_err(|e| format!("--body-file {}: {e}", file.display()))?;
+        canonical.content_md5 = Some(content_md5(&body));
+    }
+    let text = canonical.string_to_sign();
+    let mut out = String::new();
+    out.push_str("string to sign (between the lines):\n-----\n");
+    out.push_str(&text);
+    out.push_str("\n-----\n");
+    out.push_str(&format!("as one line: {:?}\n", text));
+    out.push_str("headers to send:\n");
+    for (name, value) in [
+        ("Accept", &canonical.accept),
+        ("Content-MD5", &canonical.content_md5),
+        ("Content-Type", &canonical.content_type),
+        ("Date", &canonical.date),
+    ] {
+        if let Some(value) = value {
+            out.push_str(&format!("  {name}: {value}\n"));
+        }
+    }
+    let mut custom = canonical.headers.clone();
+    custom.sort();
+    for (name, value) in &custom {
+        out.push_str(&format!("  {name}: {value}\n"));
+    }
+    out.push_str(&format!(
+        "  x-ca-signature-headers: {}\n",
+        canonical.signature_headers()
+    ));
+    out.push_str(&format!(
+        "  x-ca-signature: {}\n",
+        signature(&args.app_secret, &text)
+    ));
+    Ok(out)
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod edges;
 pub mod eventlog;
+pub mod hikcentral;
 pub mod link;
 pub mod meters;
 pub mod metrics;
@@ -29,9 +30,11 @@ use crate::link::{LinkContext, LinkServer, LinkServerArgs, Sessions};
 pub struct HubParts {
     pub link: LinkServerArgs,
     pub api: Arc<api::ApiContext>,
+    /// Guest visits, when `[hikcentral] enabled`.
+    pub visits: Option<hikcentral::Visits>,
 }
 
-/// The hub's supervision tree: `hub → {admin, link, api}`.
+/// The hub's supervision tree: `hub → {admin, link, api, hikcentral (when enabled)}`.
 pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) -> SupervisorSpec {
     let admin = HttpArgs::admin(config.admin.listen, readiness.clone());
     let link = parts.link.clone();
@@ -40,16 +43,19 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
         listen: config.api.listen,
         router: api::router(parts.api.clone()),
     };
+    let mut children = vec![
+        ChildSpec::new("admin", move || (HttpServer, admin.clone())).restart(Restart::Permanent),
+        ChildSpec::new("link", move || (LinkServer, link.clone())).restart(Restart::Permanent),
+        ChildSpec::new("api", move || (HttpServer, api.clone())).restart(Restart::Permanent),
+    ];
+    if let Some(visits) = &parts.visits {
+        children.push(visits.child_spec());
+    }
     SupervisorSpec {
         name: "hub".into(),
         strategy: Strategy::OneForOne,
         policy: outpost_actors::process::restart_policy(&config.supervision),
-        children: vec![
-            ChildSpec::new("admin", move || (HttpServer, admin.clone()))
-                .restart(Restart::Permanent),
-            ChildSpec::new("link", move || (LinkServer, link.clone())).restart(Restart::Permanent),
-            ChildSpec::new("api", move || (HttpServer, api.clone())).restart(Restart::Permanent),
-        ],
+        children,
         readiness: readiness.clone(),
     }
 }
@@ -75,6 +81,14 @@ pub async fn run(
     let commands = commands::CommandLog::open(durable.clone())?;
     let edges = edges::EdgeDirectory::open(durable.db())?;
     let sessions = Arc::new(Sessions::default());
+    let visits = if config.hikcentral.enabled {
+        Some(hikcentral::Visits::open(
+            &config.hikcentral,
+            durable.clone(),
+        )?)
+    } else {
+        None
+    };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
         &pki.join("ca.pem"),
@@ -110,13 +124,16 @@ pub async fn run(
             sessions,
             eventlog,
             default_deadline_seconds: config.api.default_command_deadline_seconds,
+            visits: visits.clone(),
         }),
+        visits,
     };
     let readiness = Readiness::new();
     tracing::info!(
         admin = %config.admin.listen,
         link = %config.link.listen,
         api = %config.api.listen,
+        hikcentral = %if config.hikcentral.enabled { config.hikcentral.base_url.as_str() } else { "off" },
         data_dir = %data_dir.display(),
         "hub starting"
     );

@@ -112,6 +112,57 @@ pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 
 /// Registers every hub metric now, so each is exported (at 0) from start-up rather than from its
 /// first event: an alert on `outpost_hub_gaps_total` must see the series before the first gap.
+pub static HIK_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_hikcentral_requests_total",
+                "Requests to HikCentral by endpoint and answer code (a business or gateway code, \
+                 http_<status>, not_sent, no_answer, undecodable or pin_mismatch).",
+            ),
+            &["endpoint", "code"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static HIK_REQUEST_SECONDS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    register(
+        prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "outpost_hikcentral_request_seconds",
+                "Time from sending a request to HikCentral to its answer (or failure).",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static HIK_JOBS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "outpost_hikcentral_jobs",
+                "Guest visits by provisioning state (blocked ones wait for an operator).",
+            ),
+            &["state"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static HIK_DB_FULL: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "outpost_hikcentral_db_full",
+            "1 while HikCentral answers code 5 (database full) and the circuit breaker holds all \
+             provisioning; alert on it.",
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
 pub fn register_all() {
     LazyLock::force(&COMMITTED_SEQ);
     LazyLock::force(&EVENTS_COMMITTED);
@@ -125,4 +176,10 @@ pub fn register_all() {
     LazyLock::force(&COMMIT_SECONDS);
     LazyLock::force(&BULK_PAYLOADS);
     LazyLock::force(&BULK_BYTES);
+    LazyLock::force(&HIK_REQUESTS);
+    LazyLock::force(&HIK_REQUEST_SECONDS);
+    LazyLock::force(&HIK_DB_FULL);
+    for state in crate::hikcentral::visits::VisitState::ALL {
+        HIK_JOBS.with_label_values(&[state.as_str()]).set(0);
+    }
 }

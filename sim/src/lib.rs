@@ -12,3 +12,4 @@ pub mod egm;
 pub mod harness;
 pub mod hikcentral;
 pub mod site;
+pub mod visits_driver;

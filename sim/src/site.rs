@@ -39,6 +39,8 @@ pub struct SiteSpec {
     pub devices_toml: String,
     /// Extra TOML appended to every edge's config (for example `[outbox]` sizes).
     pub edge_extra_toml: String,
+    /// Extra TOML appended to the hub's config (for example `[hikcentral]`).
+    pub hub_extra_toml: String,
 }
 
 impl SiteSpec {
@@ -48,6 +50,7 @@ impl SiteSpec {
             edge_ids: vec![edge_id.to_owned()],
             devices_toml: devices_toml.to_owned(),
             edge_extra_toml: String::new(),
+            hub_extra_toml: String::new(),
         }
     }
 }
@@ -102,9 +105,10 @@ impl SiteLayout {
              [api]\nlisten = \"{hub_api}\"\n\n\
              [[api.tokens]]\nname = \"site-operator\"\ntoken = \"{api_token}\"\nrole = \"operator\"\n\n\
              [admin]\nlisten = \"{hub_admin}\"\n\n\
-             [supervision]\nbackoff_max_ms = 2000\n",
+             [supervision]\nbackoff_max_ms = 2000\n\n{extra}\n",
             data = quoted(&hub_data_dir),
             pki = quoted(&pki_dir),
+            extra = spec.hub_extra_toml,
         );
         std::fs::write(&hub_config, hub_toml).map_err(io(&hub_config))?;
 

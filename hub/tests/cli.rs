@@ -79,3 +79,92 @@ fn pki_commands_init_issue_and_revoke() {
     let list = hub(&["pki", "list", "--dir", dir]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("revoked"));
 }
+
+#[test]
+fn hikcentral_sign_prints_the_vendor_sdk_string_to_sign_and_signature_of_vector_v1() {
+    let out = hub(&[
+        "hikcentral",
+        "sign",
+        "--path",
+        "/artemis/api/resource/v1/person/single/add",
+        "--app-key",
+        "12345678",
+        "--app-secret",
+        "abcdefghijklmnopqrst",
+        "--timestamp",
+        "1700000000000",
+        "--nonce",
+        "2b9f0c6e-8f1a-4c3b-9d2e-7a6b5c4d3e2f",
+        "--header",
+        "Accept:*/*",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            r#""POST\n*/*\napplication/json\nx-ca-key:12345678\nx-ca-nonce:2b9f0c6e-8f1a-4c3b-9d2e-7a6b5c4d3e2f\nx-ca-timestamp:1700000000000\n/artemis/api/resource/v1/person/single/add""#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("x-ca-signature: zlXB3xd8PUmphFq0ClOoWRzkdlE0q+bH5zGyL/3AAGc="),
+        "{text}"
+    );
+    assert!(
+        !text.contains("abcdefghijklmnopqrst"),
+        "the secret is never printed"
+    );
+}
+
+#[test]
+fn hikcentral_sign_signs_the_body_md5_and_query_and_refuses_a_malformed_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = tmp.path().join("body.json");
+    std::fs::write(&body, br#"{"personCode":"visit-42","personFamilyName":"Doe","personGivenName":"Jane","orgIndexCode":"1","beginTime":"2025-01-01T09:00:00+00:00","endTime":"2025-01-01T18:00:00+00:00"}"#).unwrap();
+    let out = hub(&[
+        "hikcentral",
+        "sign",
+        "--path",
+        "/artemis/api/resource/v1/org/advance/orgList?pageSize=10&pageNo=1",
+        "--app-key",
+        "12345678",
+        "--app-secret",
+        "s",
+        "--timestamp",
+        "1",
+        "--nonce",
+        "n",
+        "--body-file",
+        body.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Content-MD5: Fct1APRrwWJzh50xnEeohQ=="),
+        "{text}"
+    );
+    assert!(text.contains(r#"/orgList?pageNo=1&pageSize=10""#), "{text}");
+
+    let bad = hub(&[
+        "hikcentral",
+        "sign",
+        "--path",
+        "/artemis/api/x",
+        "--app-key",
+        "k",
+        "--app-secret",
+        "s",
+        "--timestamp",
+        "1",
+        "--nonce",
+        "n",
+        "--header",
+        "no-colon",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Name:Value"));
+}

@@ -73,6 +73,27 @@ pub fn config_for(
     }
 }
 
+/// The `[hikcentral]` table of a hub config file for `sim` (what [`config_for`] builds).
+pub fn config_toml(config: &HikCentralConfig) -> String {
+    format!(
+        "[hikcentral]\nenabled = true\nbase_url = {:?}\napp_key = {:?}\napp_secret = {:?}\n\
+         pin_sha256 = {:?}\nrequest_timeout_ms = {}\nmax_concurrent_requests = {}\n\
+         retry_initial_ms = {}\nretry_max_ms = {}\ndb_full_initial_ms = {}\ndb_full_max_ms = {}\n\
+         breaker_threshold = {}\n",
+        config.base_url,
+        config.app_key,
+        config.app_secret,
+        config.pin_sha256,
+        config.request_timeout_ms,
+        config.max_concurrent_requests,
+        config.retry_initial_ms,
+        config.retry_max_ms,
+        config.db_full_initial_ms,
+        config.db_full_max_ms,
+        config.breaker_threshold,
+    )
+}
+
 /// The hub's visits service on a fresh database, with its job manager running.
 pub struct HubVisits {
     pub visits: Visits,

@@ -57,6 +57,8 @@ enum BenchCommand {
     Delivery(crate::bench::BenchArgs),
     /// The SAS host: poll-schedule jitter with 32 EGMs on 8 lines, edge CPU per EGM, decoder MB/s.
     Sas(crate::bench_sas::SasBenchArgs),
+    /// Guest visits into HikCentral: visits/s at 50 ms latency vs one-at-a-time, code-5 recovery.
+    Hikcentral(crate::bench_hik::HikBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -105,6 +107,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Hikcentral(args) => run_tool(crate::hikcentral::run(args)),
         Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
         Command::Bench(BenchCommand::Sas(args)) => run_tool(crate::bench_sas::run(args)),
+        Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(crate::bench_hik::run(args)),
     }
 }
 

@@ -1,14 +1,15 @@
 //! `outpost-sim demo`: a whole site on this machine with no set-up.
 //!
 //! It lays out a fresh site (PKI, configs, data) in a temporary directory (or `--dir`), starts the
-//! hub and the edge as separate processes of this same binary, waits until both report ready, prints
-//! where to look, and runs until Ctrl-C (or `--duration`), then stops both cleanly.
+//! hub and the edge as separate processes of this same binary, with simulated slot machines and a
+//! simulated HikCentral (processes too), waits until both report ready, books three guest visits,
+//! prints where to look, and runs until Ctrl-C (or `--duration`), then stops both cleanly.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::harness::{EgmSimProcess, SiteProcess};
+use crate::harness::{EgmSimProcess, HikSimProcess, SiteProcess};
 use crate::site::{SiteLayout, SiteSpec};
 
 /// What the demo edge runs: a money stream and a telemetry stream.
@@ -46,6 +47,75 @@ fn sas_devices(lines: &[EgmSimProcess]) -> String {
         );
     }
     out
+}
+
+/// The simulated HikCentral's partner credentials.
+const DEMO_HIK_KEY: &str = "23456789";
+const DEMO_HIK_SECRET: &str = "demo-secret-not-for-production";
+
+/// Guest visits the demo books: name, access level, hours until the visit ends.
+const DEMO_VISITS: &[(&str, &str, f64)] = &[
+    ("Ada Lovelace", "7", 0.05),
+    ("Grace Hopper", "2", 8.0),
+    ("Alan Turing", "3", 8.0),
+];
+
+/// The `[hikcentral]` table pointing the demo hub at the simulator.
+fn hikcentral_toml(sim: &HikSimProcess) -> String {
+    let tuning = crate::visits_driver::Tuning {
+        max_concurrent_requests: 4,
+        retry_initial_ms: 500,
+        retry_max_ms: 10_000,
+        db_full_initial_ms: 5_000,
+        db_full_max_ms: 60_000,
+        breaker_threshold: 3,
+        request_timeout_ms: 10_000,
+    };
+    crate::visits_driver::config_toml(&crate::visits_driver::config_at(
+        &sim.url,
+        &sim.fingerprint,
+        DEMO_HIK_KEY,
+        DEMO_HIK_SECRET,
+        tuning,
+    ))
+}
+
+/// Books the demo's guest visits through the hub's API; returns their ids.
+async fn book_visits(site: &SiteLayout) -> anyhow::Result<Vec<String>> {
+    use base64::Engine;
+    let now = outpost_actors::clock::unix_ms();
+    let at = |ms: i64| {
+        outpost_artemis::api::format_time(
+            time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        )
+    };
+    let auth = format!("Bearer {}", site.api_token);
+    let mut ids = Vec::new();
+    for (i, (name, level, hours)) in DEMO_VISITS.iter().enumerate() {
+        let body = serde_json::json!({
+            "guest_name": name,
+            "access_level": level,
+            "begin": at(now),
+            "end": at(now + (hours * 3_600_000.0) as i64),
+            "photo": base64::engine::general_purpose::STANDARD.encode(crate::visits_driver::photo(i)),
+        });
+        let (status, answer) = outpost_actors::admin::request(
+            site.hub_api,
+            "POST",
+            "/api/v1/visits",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .await?;
+        anyhow::ensure!(status == 201, "booking a demo visit: {status} {answer}");
+        let visit: serde_json::Value = serde_json::from_str(&answer)?;
+        ids.push(visit["id"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(ids)
 }
 
 /// Options of the demo.
@@ -97,8 +167,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await?,
         );
     }
+    let hik = HikSimProcess::spawn(
+        &exe,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--app-key",
+            DEMO_HIK_KEY,
+            "--app-secret",
+            DEMO_HIK_SECRET,
+        ],
+        &logs.join("hikcentral.log"),
+    )
+    .await?;
     let devices = format!("{DEMO_DEVICES}{}", sas_devices(&egm_sims));
-    let spec = SiteSpec::single("edge-01", &devices);
+    let mut spec = SiteSpec::single("edge-01", &devices);
+    spec.hub_extra_toml = hikcentral_toml(&hik);
     let site = SiteLayout::prepare(&dir, &spec)?;
     let edge_layout = &site.edges[0];
 
@@ -153,6 +237,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             site.api_token, site.hub_api
         );
     }
+    let visit_ids = book_visits(&site).await?;
+    println!(
+        "  HikCentral (simulated) {}  sha256 {}  state: curl -sk {}/__sim/state",
+        hik.url, hik.fingerprint, hik.url
+    );
+    println!(
+        "  guest visits: curl -s -H 'Authorization: Bearer {}' http://{}/api/v1/visits",
+        site.api_token, site.hub_api
+    );
+    if let Some(id) = visit_ids.get(1) {
+        println!(
+            "  try:  curl -s -X POST -H 'Authorization: Bearer {}' http://{}/api/v1/visits/{id}/cancel",
+            site.api_token, site.hub_api
+        );
+    }
     // A first look at the slot machines: polls answered and events stored so far.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut polls = 0.0;
@@ -179,6 +278,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  slot machines after 3 s: {polls} polls answered, {events} exceptions and meter readings stored"
     );
+    let (_, answer) = outpost_actors::admin::request(
+        site.hub_api,
+        "GET",
+        "/api/v1/visits",
+        &[("Authorization", &format!("Bearer {}", site.api_token))],
+        b"",
+    )
+    .await?;
+    let booked: Vec<serde_json::Value> = serde_json::from_str(&answer).unwrap_or_default();
+    for visit in &booked {
+        println!(
+            "  guest visit {} {:<13} access level {} until {}: {} (HikCentral person {})",
+            visit["id"].as_str().unwrap_or("?"),
+            visit["guest_name"].as_str().unwrap_or("?"),
+            visit["access_level"].as_str().unwrap_or("?"),
+            visit["end"].as_str().unwrap_or("?"),
+            visit["state"].as_str().unwrap_or("?"),
+            visit["person_id"].as_str().unwrap_or("-"),
+        );
+    }
     println!(
         "  PKI   {}  (CA, hub and edge certificates)",
         site.pki_dir.display()
@@ -215,6 +334,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for sim in egm_sims {
         sim.kill().await;
     }
+    hik.kill().await;
     println!("Demo stopped cleanly.");
     Ok(())
 }

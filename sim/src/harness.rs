@@ -366,6 +366,87 @@ pub async fn wait_edge_drained(admin: SocketAddr, timeout: Duration) -> Result<u
         .unwrap_or(0.0) as u64)
 }
 
+/// Starts `exe subcommand args...` (a simulator), stderr to `log`, and returns it with the first
+/// `lines` lines it printed (where it listens); the rest of its stdout is drained so it never
+/// blocks on a full pipe.
+async fn spawn_simulator(
+    exe: &Path,
+    subcommand: &str,
+    args: &[&str],
+    log: &Path,
+    lines: usize,
+) -> Result<(tokio::process::Child, Vec<String>), HarnessError> {
+    use tokio::io::AsyncBufReadExt;
+    let name = format!("outpost-sim {subcommand}");
+    let spawn_err = |source| HarnessError::Spawn {
+        name: name.clone(),
+        source,
+    };
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(spawn_err)?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg(subcommand)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| spawn_err(std::io::Error::other("no stdout")))?;
+    let mut reader = tokio::io::BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    for _ in 0..lines {
+        let line = tokio::time::timeout(Duration::from_secs(20), reader.next_line())
+            .await
+            .map_err(|_| spawn_err(std::io::Error::other("no output within 20 s")))?
+            .map_err(spawn_err)?
+            .ok_or_else(|| {
+                spawn_err(std::io::Error::other("exited before printing its address"))
+            })?;
+        printed.push(line);
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
+    Ok((child, printed))
+}
+
+/// A running `outpost-sim hikcentral` process: its HTTPS URL and certificate fingerprint.
+#[derive(Debug)]
+pub struct HikSimProcess {
+    pub url: String,
+    pub fingerprint: String,
+    child: tokio::process::Child,
+}
+
+impl HikSimProcess {
+    /// Starts `exe hikcentral args...`; its stderr goes to `log`.
+    pub async fn spawn(exe: &Path, args: &[&str], log: &Path) -> Result<Self, HarnessError> {
+        let (child, printed) = spawn_simulator(exe, "hikcentral", args, log, 2).await?;
+        let fingerprint = printed[1]
+            .strip_prefix("sha256 ")
+            .ok_or_else(|| HarnessError::Spawn {
+                name: "outpost-sim hikcentral".into(),
+                source: std::io::Error::other(format!("no fingerprint in {:?}", printed[1])),
+            })?
+            .to_owned();
+        Ok(Self {
+            url: printed[0].clone(),
+            fingerprint,
+            child,
+        })
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
 /// A running `outpost-sim egm` process: where its line is (pty path or TCP address) and its
 /// control API.
 #[derive(Debug)]
@@ -379,52 +460,18 @@ pub struct EgmSimProcess {
 impl EgmSimProcess {
     /// Starts `exe egm args...` and reads where it listens; its stderr goes to `log`.
     pub async fn spawn(exe: &Path, args: &[&str], log: &Path) -> Result<Self, HarnessError> {
-        use tokio::io::AsyncBufReadExt;
-        let name = "outpost-sim egm".to_owned();
-        let spawn_err = |source| HarnessError::Spawn {
-            name: name.clone(),
-            source,
-        };
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(spawn_err)?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg("egm")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_err)?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| spawn_err(std::io::Error::other("no stdout")))?;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let mut read = async || -> std::io::Result<String> {
-            tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-                .await
-                .map_err(|_| std::io::Error::other("no output within 20 s"))??
-                .ok_or_else(|| std::io::Error::other("exited before printing its line"))
-        };
-        let line = read().await.map_err(spawn_err)?;
-        let describe = read().await.map_err(spawn_err)?;
+        let (child, printed) = spawn_simulator(exe, "egm", args, log, 2).await?;
+        let describe = &printed[1];
         let control = describe
             .rsplit("control http://")
             .next()
             .and_then(|a| a.trim().parse().ok())
-            .ok_or_else(|| {
-                spawn_err(std::io::Error::other(format!(
-                    "no control address in {describe:?}"
-                )))
+            .ok_or_else(|| HarnessError::Spawn {
+                name: "outpost-sim egm".into(),
+                source: std::io::Error::other(format!("no control address in {describe:?}")),
             })?;
-        // Keep draining stdout so the simulator never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
-            line,
+            line: printed[0].clone(),
             control,
             child,
         })

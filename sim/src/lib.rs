@@ -5,6 +5,7 @@
 //! whole site as separate processes from one build.
 
 pub mod bench;
+pub mod bench_hik;
 pub mod bench_sas;
 pub mod cli;
 pub mod demo;

@@ -52,12 +52,29 @@ pub fn config_for(
     app_secret: &str,
     tuning: Tuning,
 ) -> HikCentralConfig {
+    config_at(
+        &sim.url,
+        &sim.certificate.fingerprint,
+        app_key,
+        app_secret,
+        tuning,
+    )
+}
+
+/// The `[hikcentral]` section for the gateway at `url` whose certificate has SHA-256 `pin`.
+pub fn config_at(
+    url: &str,
+    pin: &str,
+    app_key: &str,
+    app_secret: &str,
+    tuning: Tuning,
+) -> HikCentralConfig {
     HikCentralConfig {
         enabled: true,
-        base_url: sim.url.clone(),
+        base_url: url.into(),
         app_key: app_key.into(),
         app_secret: app_secret.into(),
-        pin_sha256: sim.certificate.fingerprint.clone(),
+        pin_sha256: pin.into(),
         ca_file: String::new(),
         org_index_code: "1".into(),
         connect_timeout_ms: 2_000,

@@ -47,6 +47,9 @@ pub struct HikContext {
     pub breaker: Breaker,
     /// This server answered code 8 on `/person/search`: look persons up by code instead.
     pub no_search: AtomicBool,
+    /// Steps in flight at once (each makes its requests one after the other), so the breaker is
+    /// consulted when a step can actually start, not before it queued.
+    steps: tokio::sync::Semaphore,
     manager: std::sync::Mutex<Option<ActorRef<ManagerMsg>>>,
 }
 
@@ -62,8 +65,10 @@ impl HikContext {
         store: VisitStore,
         policy: JobPolicy,
         breaker: Breaker,
+        concurrent_steps: usize,
     ) -> Self {
         HikContext {
+            steps: tokio::sync::Semaphore::new(concurrent_steps.max(1)),
             client,
             store,
             policy,
@@ -584,6 +589,10 @@ impl Actor for VisitJob {
                 Some(myself.send_after(Duration::from_millis((due - now) as u64), || JobMsg::Step));
             return Ok(());
         }
+        let Ok(_permit) = ctx.steps.acquire().await else {
+            return Ok(());
+        };
+        let now = unix_ms();
         let admission = ctx.breaker.admit(now);
         if let Admission::WaitUntil(at) = admission {
             state.timer = Some(

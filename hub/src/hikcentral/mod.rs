@@ -224,7 +224,13 @@ impl Visits {
             Duration::from_millis(config.db_full_max_ms),
         );
         Ok(Visits {
-            ctx: Arc::new(HikContext::new(client, store, policy, breaker)),
+            ctx: Arc::new(HikContext::new(
+                client,
+                store,
+                policy,
+                breaker,
+                config.max_concurrent_requests,
+            )),
         })
     }
 

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use super::breaker::{Admission, Breaker, Verdict};
 use super::client::{ArtemisClient, ArtemisError};
-use super::visits::{Visit, VisitState, VisitStore};
+use super::visits::{Visit, VisitRequests, VisitState, VisitStore};
 
 /// Timing and limits of the jobs (from `[hikcentral]`).
 #[derive(Debug, Clone)]
@@ -442,12 +442,7 @@ fn on_failure(policy: &JobPolicy, visit: &mut Visit, err: &ArtemisError, now_ms:
 }
 
 /// Applies operators' requests and the clock to the visit. Returns whether it changed.
-fn apply_requests_and_time(
-    ctx: &HikContext,
-    visit: &mut Visit,
-    now_ms: i64,
-) -> Result<bool, String> {
-    let requests = ctx.store.requests(&visit.id).map_err(|e| e.to_string())?;
+fn apply_requests_and_time(visit: &mut Visit, requests: &VisitRequests, now_ms: i64) -> bool {
     let mut changed = false;
     if let Some(by) = &requests.cancel_by {
         if !visit.cancel_requested {
@@ -480,17 +475,12 @@ fn apply_requests_and_time(
         } else {
             "visit ended"
         };
-        let person = visit.person_id.clone();
+        // Without a person id, revoking looks the person up by code: whatever was in flight
+        // may have created it.
         visit.enter(VisitState::Revoking, format!("{why}: revoking"));
-        // Whatever was in flight may have created the person: find it by code if unknown.
-        visit.person_id = person;
         changed = true;
     }
-    if changed || requests != Default::default() {
-        Ok(true)
-    } else {
-        Ok(false)
-    }
+    changed
 }
 
 /// When the visit's job should run next (`now` if due; `None`: not without an operator).
@@ -576,8 +566,10 @@ impl Actor for VisitJob {
         };
         let now = unix_ms();
         let requests = ctx.store.requests(&visit.id)?;
-        if apply_requests_and_time(&ctx, &mut visit, now)? {
+        if apply_requests_and_time(&mut visit, &requests, now) {
             ctx.store.save(&visit).await?;
+        }
+        if requests != VisitRequests::default() {
             ctx.store.clear_requests(&visit.id, &requests)?;
         }
         let Some(due) = due_at(&visit, now) else {

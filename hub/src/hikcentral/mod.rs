@@ -66,7 +66,10 @@ pub enum VisitError {
 
 impl From<visits::VisitStoreError> for VisitError {
     fn from(e: visits::VisitStoreError) -> Self {
-        VisitError::Storage(e.to_string())
+        match e {
+            visits::VisitStoreError::Exists(id) => VisitError::Exists(id),
+            other => VisitError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -261,9 +264,6 @@ impl Visits {
 
     pub async fn create(&self, new: NewVisit, issuer: &str) -> Result<Visit, VisitError> {
         let (visit, photo) = validate(&new, issuer, unix_ms())?;
-        if self.ctx.store.get(&visit.id)?.is_some() {
-            return Err(VisitError::Exists(visit.id));
-        }
         self.ctx.store.create(visit.clone(), photo).await?;
         tracing::info!(visit = %visit.id, issuer, level = %visit.access_level, begin = %visit.begin, end = %visit.end, "visit created");
         self.ctx.wake(&visit.id);

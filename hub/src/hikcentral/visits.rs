@@ -180,6 +180,8 @@ pub enum VisitStoreError {
     Storage(String),
     #[error("stored visit {id} does not decode: {reason}")]
     Corrupt { id: String, reason: String },
+    #[error("visit {0} exists already")]
+    Exists(String),
 }
 
 impl From<sled::Error> for VisitStoreError {
@@ -242,12 +244,33 @@ impl VisitStore {
         }
     }
 
-    /// Stores a new visit and its photo durably.
+    /// Stores a new visit and its photo durably; refuses an id that exists.
     pub async fn create(&self, visit: Visit, photo: Vec<u8>) -> Result<(), VisitStoreError> {
         let this = self.clone();
         let id = visit.id.clone();
         tokio::task::spawn_blocking(move || {
-            this.photos.insert(visit.id.as_bytes(), photo)?;
+            let value =
+                serde_json::to_vec(&visit).map_err(|e| VisitStoreError::Storage(e.to_string()))?;
+            // The visit and its photo together, and only if the id is new: two requests with one
+            // id cannot both create it, and no visit is ever stored without its photo.
+            use sled::Transactional;
+            use sled::transaction::{ConflictableTransactionError, TransactionError};
+            let id = visit.id.as_bytes();
+            let created = (&this.visits, &this.photos).transaction(|(visits, photos)| {
+                if visits.get(id)?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+                visits.insert(id, value.clone())?;
+                photos.insert(id, photo.clone())?;
+                Ok(())
+            });
+            match created {
+                Ok(()) => {}
+                Err(TransactionError::Abort(())) => {
+                    return Err(VisitStoreError::Exists(visit.id.clone()));
+                }
+                Err(TransactionError::Storage(e)) => return Err(e.into()),
+            }
             this.write(&visit)
         })
         .await

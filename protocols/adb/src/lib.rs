@@ -1,2 +1,13 @@
-//! `outpost-adb`: the ADB transport codec (both sides), sans-IO. Empty until the TV work lands;
-//! the crate exists so the workspace layout matches DESIGN.md.
+//! `outpost-adb`: the ADB transport (both sides), sans-IO: messages with their 24-byte header
+//! ([`message`]), RSA authentication in Android's key format ([`auth`]), and the `sync:` service's
+//! push/stat protocol ([`sync`]). The edge's TV actor and the TV simulator drive it over TCP.
+//!
+//! Invariants: decoders never panic on any input and never buffer more than one message (or sync
+//! packet) beyond their limits; everything encoded decodes to itself.
+
+pub mod auth;
+pub mod message;
+pub mod sync;
+
+pub use message::{Banner, Command, DecodeError, Decoder, Message};
+pub use sync::{Side, SyncDecoder, SyncError, SyncPacket};

@@ -27,6 +27,8 @@ enum Command {
     Bench(BenchCommand),
     /// Simulated slot machines on one SAS line (serial port, a new pty, or TCP).
     Egm(crate::egm::EgmArgs),
+    /// Simulated Android TVs (adbd over TCP with RSA auth) on consecutive ports.
+    Tv(crate::tv::TvArgs),
     /// A simulated HikCentral Professional (HTTPS Artemis gateway) for guest visits.
     Hikcentral(crate::hikcentral::HikArgs),
     /// Run the simulators a configuration file describes.
@@ -105,6 +107,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Demo(args) => run_tool(crate::demo::run(args)),
         Command::Egm(args) => run_tool(crate::egm::run(args)),
         Command::Hikcentral(args) => run_tool(crate::hikcentral::run(args)),
+        Command::Tv(args) => run_tool(crate::tv::run(args)),
         Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
         Command::Bench(BenchCommand::Sas(args)) => run_tool(crate::bench_sas::run(args)),
         Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(crate::bench_hik::run(args)),

@@ -13,4 +13,5 @@ pub mod egm;
 pub mod harness;
 pub mod hikcentral;
 pub mod site;
+pub mod tv;
 pub mod visits_driver;

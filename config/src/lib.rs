@@ -24,8 +24,9 @@ pub use load::{load_file, load_str};
 pub use schema::{
     AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EgmConfig,
     EventClassConfig, HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat,
-    LogLevel, OutboxConfig, PkiConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig,
-    SupervisionConfig, SyntheticDeviceConfig, UplinkConfig, validate_edge_id,
+    LogLevel, OutboxConfig, PkiConfig, RecoveryConfig, RelayBankKind, RelayConfig, Role,
+    SasLineConfig, SasTransport, SasWakeup, SimConfig, SupervisionConfig, SyntheticDeviceConfig,
+    TvConfig, UplinkConfig, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.

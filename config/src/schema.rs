@@ -53,6 +53,121 @@ pub enum DeviceConfig {
     /// A SAS line (one serial port, TCP converter or pty) and the slot machines on it.
     #[serde(rename = "sas_line")]
     SasLine(SasLineConfig),
+    /// An Android TV reached over ADB (TCP).
+    Tv(TvConfig),
+    /// A power relay (GPIO line, HTTP relay board, or in memory).
+    Relay(RelayConfig),
+}
+
+fn default_telemetry_interval_ms() -> u64 {
+    5000
+}
+fn default_op_timeout_ms() -> u64 {
+    5000
+}
+fn default_player_app() -> String {
+    "com.metro.signage".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// An Android TV.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TvConfig {
+    pub id: String,
+    /// `host:port` of the TV's ADB over TCP (usually port 5555).
+    pub address: SocketAddr,
+    #[serde(default = "default_telemetry_interval_ms")]
+    pub telemetry_interval_ms: u64,
+    /// Longest wait for any ADB answer.
+    #[serde(default = "default_op_timeout_ms")]
+    pub op_timeout_ms: u64,
+    /// The app that should be in front; its absence counts as unhealthy.
+    #[serde(default = "default_player_app")]
+    pub player_app: String,
+    /// The relay (a `relay` device of this edge) that powers the TV.
+    #[serde(default)]
+    pub relay: Option<String>,
+    /// The board's network interface whose link telemetry reports (`/sys/class/net/<it>`).
+    #[serde(default)]
+    pub ethernet_interface: Option<String>,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+}
+
+/// The self-healing ladder: reconnect → restart the player app → reboot → power-cycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub enabled: bool,
+    /// Consecutive unhealthy checks before the first step.
+    pub unhealthy_checks: u32,
+    pub reconnect_wait_ms: u64,
+    pub restart_app_wait_ms: u64,
+    pub reboot_wait_ms: u64,
+    pub power_cycle_wait_ms: u64,
+    /// After the last step the ladder starts over, pausing this long, doubled each round.
+    pub round_pause_ms: u64,
+    pub round_pause_max_ms: u64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            enabled: true,
+            unhealthy_checks: 2,
+            reconnect_wait_ms: 5_000,
+            restart_app_wait_ms: 15_000,
+            reboot_wait_ms: 90_000,
+            power_cycle_wait_ms: 120_000,
+            round_pause_ms: 300_000,
+            round_pause_max_ms: 3_600_000,
+        }
+    }
+}
+
+/// How a relay is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayBankKind {
+    /// A GPIO line through the kernel's character device (v2 uAPI).
+    Gpio,
+    /// A network relay with an HTTP endpoint: `POST url {"on": bool}`.
+    Http,
+    /// In memory (no hardware; tests and dry runs).
+    Memory,
+}
+
+fn default_min_off_ms() -> u64 {
+    3000
+}
+
+/// A power relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    pub id: String,
+    pub bank: RelayBankKind,
+    /// GPIO: the chip (`/dev/gpiochip0`) and line offset.
+    #[serde(default)]
+    pub chip: Option<PathBuf>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    /// GPIO: the relay closes when the line is low.
+    #[serde(default)]
+    pub active_low: bool,
+    /// HTTP: where to POST `{"on": bool}`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A power-cycle keeps the power off at least this long, and "on" never follows "off"
+    /// sooner (power supplies and TVs need the rest).
+    #[serde(default = "default_min_off_ms")]
+    pub min_off_ms: u64,
+    /// The state it is put in at start.
+    #[serde(default = "default_true")]
+    pub initially_on: bool,
 }
 
 impl DeviceConfig {
@@ -60,6 +175,8 @@ impl DeviceConfig {
         match self {
             DeviceConfig::Synthetic(d) => &d.id,
             DeviceConfig::SasLine(d) => &d.id,
+            DeviceConfig::Tv(d) => &d.id,
+            DeviceConfig::Relay(d) => &d.id,
         }
     }
 
@@ -67,6 +184,8 @@ impl DeviceConfig {
         match self {
             DeviceConfig::Synthetic(_) => "synthetic",
             DeviceConfig::SasLine(_) => "sas_line",
+            DeviceConfig::Tv(_) => "tv",
+            DeviceConfig::Relay(_) => "relay",
         }
     }
 
@@ -78,6 +197,8 @@ impl DeviceConfig {
             DeviceConfig::SasLine(line) => {
                 line.egms.iter().map(|e| (e.id.clone(), "egm")).collect()
             }
+            DeviceConfig::Tv(d) => vec![(d.id.clone(), "tv")],
+            DeviceConfig::Relay(d) => vec![(d.id.clone(), "relay")],
         }
     }
 }
@@ -584,6 +705,44 @@ impl ConfigFile for EdgeConfig {
                     }
                 }
                 DeviceConfig::SasLine(line) => validate_sas_line(line, i, &mut seen, v),
+                DeviceConfig::Tv(tv) => {
+                    if tv.telemetry_interval_ms < 100 || tv.op_timeout_ms < 100 {
+                        v.invalid(
+                            &format!("devices.{i}.telemetry_interval_ms"),
+                            "telemetry_interval_ms and op_timeout_ms at least 100",
+                        );
+                    }
+                    if let Some(relay) = &tv.relay {
+                        let known = self
+                            .devices
+                            .iter()
+                            .any(|d| matches!(d, DeviceConfig::Relay(r) if &r.id == relay));
+                        if !known {
+                            v.invalid(
+                                &format!("devices.{i}.relay"),
+                                "the id of a relay device of this edge",
+                            );
+                        }
+                    }
+                }
+                DeviceConfig::Relay(relay) => match relay.bank {
+                    RelayBankKind::Gpio if relay.chip.is_none() || relay.line.is_none() => v
+                        .invalid(
+                            &format!("devices.{i}.chip"),
+                            "chip and line for a gpio relay",
+                        ),
+                    RelayBankKind::Http
+                        if !relay.url.as_deref().is_some_and(|u| {
+                            u.starts_with("http://") || u.starts_with("https://")
+                        }) =>
+                    {
+                        v.invalid(
+                            &format!("devices.{i}.url"),
+                            "an http:// URL for an http relay",
+                        )
+                    }
+                    _ => {}
+                },
             }
         }
         self.supervision.validate(v);

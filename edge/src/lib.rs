@@ -10,8 +10,10 @@ pub mod commands;
 pub mod devices;
 pub mod metrics;
 pub mod outbox;
+pub mod relay;
 pub mod sas;
 pub mod shared;
+pub mod tv;
 pub mod uplink;
 
 use outpost_actors::admin::{HttpArgs, HttpServer};
@@ -95,7 +97,15 @@ pub async fn run(
     })?;
     metrics::register_all();
     let readiness = Readiness::new();
-    let shared = EdgeShared::default();
+    let mut shared = EdgeShared::default();
+    if config
+        .devices
+        .iter()
+        .any(|d| matches!(d, outpost_config::DeviceConfig::Tv(_)))
+    {
+        let key = tv::load_or_create_key(&config.edge.data_dir.join("adbkey"))?;
+        shared.adb_key = Some(std::sync::Arc::new(key));
+    }
     tracing::info!(
         edge = %config.edge.id,
         admin = %config.admin.listen,

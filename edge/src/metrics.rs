@@ -146,7 +146,62 @@ pub fn register_all() {
     LazyLock::force(&SAS_LINK_UP);
     LazyLock::force(&SAS_CHIRPS);
     LazyLock::force(&SAS_EVENTS);
+    LazyLock::force(&TV_UP);
+    LazyLock::force(&TV_OP_SECONDS);
+    LazyLock::force(&RELAY_STATE);
+    for step in crate::tv::STEPS {
+        TV_RECOVERY_STEPS.with_label_values(&[step]).inc_by(0);
+    }
 }
+
+pub static TV_UP: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "outpost_tv_up",
+                "1 while the TV answers over ADB and its player app is in front.",
+            ),
+            &["device"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static TV_OP_SECONDS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    register(
+        prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "outpost_tv_op_seconds",
+                "Time a TV operation took on the edge (connecting included), by operation.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["op"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static RELAY_STATE: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("outpost_relay_state", "1 while the relay is on (powered)."),
+            &["device"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static TV_RECOVERY_STEPS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "outpost_tv_recovery_steps_total",
+                "Self-healing steps taken (reconnect, restart_app, reboot, power_cycle).",
+            ),
+            &["step"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
 
 pub static SAS_POLLS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
     register(

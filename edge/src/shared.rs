@@ -26,6 +26,8 @@ pub enum DeviceMsg {
         event: outpost_sas::HostEvent,
         reply: RpcReplyPort<Result<(), String>>,
     },
+    /// A device's own timer (telemetry, self-healing); others ignore it.
+    Tick,
 }
 
 /// Why a device refused or failed an operation.
@@ -52,6 +54,8 @@ pub struct EdgeShared {
     devices: Arc<RwLock<HashMap<String, DeviceEntry>>>,
     /// Bulk payloads for the hub; outlives uplink restarts.
     pub bulk: crate::bulk::BulkQueue,
+    /// The edge's ADB key (loaded or made at start when TVs are configured).
+    pub adb_key: Option<Arc<rsa::RsaPrivateKey>>,
 }
 
 impl std::fmt::Debug for EdgeShared {

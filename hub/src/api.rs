@@ -33,6 +33,8 @@ pub struct ApiContext {
     pub edges: EdgeDirectory,
     pub sessions: Arc<Sessions>,
     pub eventlog: EventLog,
+    /// Where bulk payloads from edges (screenshots) are stored: `<bulk_dir>/<edge>/<id>`.
+    pub bulk_dir: std::path::PathBuf,
     pub default_deadline_seconds: u64,
     /// Guest visits, when HikCentral is configured.
     pub visits: Option<crate::hikcentral::Visits>,
@@ -53,6 +55,8 @@ pub fn operations(kind: &str) -> &'static [&'static str] {
             "handpay_reset",
             "meter_refresh",
         ],
+        "tv" => outpost_adb::tv::OPERATIONS,
+        "relay" => &["on", "off", "cycle", "state"],
         _ => &[],
     }
 }
@@ -69,6 +73,12 @@ pub fn validate_args(kind: &str, op: &str, args: &serde_json::Value) -> Result<(
             Some(seed) if seed.as_u64().is_some_and(|s| s <= 0xFFFF) => Ok(()),
             Some(_) => Err("rom_signature's seed must be an integer 0-65535".into()),
         },
+        ("tv", op) => outpost_adb::tv::parse(op, args).map(|_| ()),
+        ("relay", "cycle") => match args.get("off_ms") {
+            None => Ok(()),
+            Some(ms) if ms.as_u64().is_some_and(|ms| ms <= 600_000) => Ok(()),
+            Some(_) => Err("cycle's off_ms must be an integer up to 600000".into()),
+        },
         _ => Ok(()),
     }
 }
@@ -78,6 +88,7 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
         .route("/api/v1/commands", post(create_command))
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/edges", get(list_edges))
+        .route("/api/v1/bulk/{edge}/{id}", get(get_bulk))
         .route("/api/v1/visits", post(create_visit).get(list_visits))
         .route("/api/v1/visits/{id}", get(get_visit))
         .route("/api/v1/visits/{id}/cancel", post(cancel_visit))
@@ -349,4 +360,30 @@ async fn retry_visit(
     let issuer = authorize(&ctx, &headers, Role::Operator)?;
     let visit = visits(&ctx)?.retry(&id, &issuer).await?;
     Ok((StatusCode::ACCEPTED, Json(visit)).into_response())
+}
+
+/// `GET /api/v1/bulk/{edge}/{id}`: a stored bulk payload (a screenshot), with its content type.
+async fn get_bulk(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    if !outpost_link::valid_bulk_id(&id) || outpost_config::validate_edge_id(&edge).is_err() {
+        return Err(bad_request("not a bulk payload id"));
+    }
+    let path = ctx.bulk_dir.join(&edge).join(&id);
+    let bytes = tokio::fs::read(&path).await.map_err(|_| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no bulk payload {id} from edge {edge} (yet)"),
+        )
+    })?;
+    let content_type = tokio::fs::read(ctx.bulk_dir.join(&edge).join(format!("{id}.json")))
+        .await
+        .ok()
+        .and_then(|meta| serde_json::from_slice::<serde_json::Value>(&meta).ok())
+        .and_then(|meta| meta["content_type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "application/octet-stream".into());
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }

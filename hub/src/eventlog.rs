@@ -239,7 +239,10 @@ fn run_writer(
                         outcome.command_results.push(result.clone())
                     }
                     EventBody::Shed => metrics::SHED_EVENTS.inc(),
-                    EventBody::Synthetic { .. } | EventBody::Sas(_) => {}
+                    EventBody::Synthetic { .. }
+                    | EventBody::Sas(_)
+                    | EventBody::Tv(_)
+                    | EventBody::Relay(_) => {}
                 }
                 let seq = event.seq;
                 let stored = StoredEvent {

@@ -123,6 +123,7 @@ pub async fn run(
             edges,
             sessions,
             eventlog,
+            bulk_dir: data_dir.join("bulk"),
             default_deadline_seconds: config.api.default_command_deadline_seconds,
             visits: visits.clone(),
         }),

@@ -292,6 +292,47 @@ impl RunningSite {
         Ok(clean)
     }
 
+    /// Issues a command through the hub's API and waits (up to `timeout`) for its final status;
+    /// returns the command record, or the API's refusal as `Err`.
+    pub async fn command(
+        &self,
+        edge: &str,
+        device: &str,
+        op: &str,
+        args: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let body = serde_json::json!({"edge": edge, "device": device, "op": op, "args": args});
+        let (status, text) = self
+            .api("POST", "/api/v1/commands", &body.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        if status != 201 {
+            return Err(format!("{status} {text}"));
+        }
+        let record: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let id = record["id"].as_str().unwrap_or_default().to_owned();
+        let started = std::time::Instant::now();
+        loop {
+            let (_, text) = self
+                .api("GET", &format!("/api/v1/commands/{id}"), "")
+                .await
+                .map_err(|e| e.to_string())?;
+            let record: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            let status = record["status"].as_str().unwrap_or_default();
+            if !matches!(status, "pending" | "delivered") {
+                return Ok(record);
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "command {id} not final after {timeout:?}: {record}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends an API request to the hub with the site's operator token.
     pub async fn api(
         &self,
@@ -440,6 +481,71 @@ impl HikSimProcess {
             fingerprint,
             child,
         })
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A running `outpost-sim tv` process: the first TV's ADB address (the others follow on the
+/// next ports) and the control API.
+#[derive(Debug)]
+pub struct TvSimProcess {
+    pub first: SocketAddr,
+    pub control: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl TvSimProcess {
+    /// Starts `exe tv args...`; its stderr goes to `log`.
+    pub async fn spawn(exe: &Path, args: &[&str], log: &Path) -> Result<Self, HarnessError> {
+        let (child, printed) = spawn_simulator(exe, "tv", args, log, 2).await?;
+        let bad = |what: &str| HarnessError::Spawn {
+            name: "outpost-sim tv".into(),
+            source: std::io::Error::other(format!("no {what} in {printed:?}")),
+        };
+        let first = printed[0].trim().parse().map_err(|_| bad("address"))?;
+        let control = printed[1]
+            .rsplit("control http://")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .ok_or_else(|| bad("control address"))?;
+        Ok(Self {
+            first,
+            control,
+            child,
+        })
+    }
+
+    /// TV `n`'s ADB address.
+    pub fn tv(&self, n: u16) -> SocketAddr {
+        SocketAddr::new(self.first.ip(), self.first.port() + n)
+    }
+
+    /// `GET path` of the control API as JSON.
+    pub async fn get(&self, path: &str) -> std::io::Result<serde_json::Value> {
+        let (status, body) = outpost_actors::admin::get(self.control, path).await?;
+        if status != 200 {
+            return Err(std::io::Error::other(format!("{path}: {status} {body}")));
+        }
+        serde_json::from_str(&body).map_err(std::io::Error::other)
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<()> {
+        let (status, text) = outpost_actors::admin::request(
+            self.control,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await?;
+        if status != 200 {
+            return Err(std::io::Error::other(format!("{path}: {status} {text}")));
+        }
+        Ok(())
     }
 
     pub async fn kill(mut self) {

@@ -170,3 +170,32 @@ pub fn sas_pty_line_toml(line_id: &str, path: &str, egm_ids: &[String], extra: &
         egms.join(", ")
     )
 }
+
+/// A `[[devices]]` table for the TV at `address`, optionally powered by relay `relay`; `extra`
+/// adds keys (before the `recovery` table, which `recovery` fills when given).
+pub fn tv_toml(
+    id: &str,
+    address: SocketAddr,
+    relay: Option<&str>,
+    extra: &str,
+    recovery: &str,
+) -> String {
+    let relay = relay
+        .map(|r| format!("relay = {r:?}\n"))
+        .unwrap_or_default();
+    let recovery = if recovery.is_empty() {
+        String::new()
+    } else {
+        format!("[devices.recovery]\n{recovery}\n")
+    };
+    format!(
+        "\n[[devices]]\nkind = \"tv\"\nid = {id:?}\naddress = \"{address}\"\n{relay}{extra}\n{recovery}"
+    )
+}
+
+/// A `[[devices]]` table for an HTTP relay at `url` (the TV simulator's `/tv/{n}/power`).
+pub fn http_relay_toml(id: &str, url: &str, min_off_ms: u64) -> String {
+    format!(
+        "\n[[devices]]\nkind = \"relay\"\nid = {id:?}\nbank = \"http\"\nurl = {url:?}\nmin_off_ms = {min_off_ms}\n"
+    )
+}

@@ -19,6 +19,26 @@ pub fn child_spec(
         DeviceConfig::SasLine(line) => outpost_actors::ChildSpec::supervisor(
             crate::sas::line_spec(line, shared, policy, readiness),
         ),
+        DeviceConfig::Tv(tv) => {
+            let args = crate::tv::TvArgs {
+                config: tv.clone(),
+                shared: shared.clone(),
+            };
+            outpost_actors::ChildSpec::new(tv.id.clone(), move || {
+                (crate::tv::TvActor, args.clone())
+            })
+            .restart(outpost_actors::Restart::Permanent)
+        }
+        DeviceConfig::Relay(relay) => {
+            let args = crate::relay::RelayArgs {
+                config: relay.clone(),
+                shared: shared.clone(),
+            };
+            outpost_actors::ChildSpec::new(relay.id.clone(), move || {
+                (crate::relay::RelayActor, args.clone())
+            })
+            .restart(outpost_actors::Restart::Permanent)
+        }
         DeviceConfig::Synthetic(device) => {
             let args = synthetic::SyntheticArgs {
                 config: device.clone(),

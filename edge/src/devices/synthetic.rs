@@ -139,6 +139,7 @@ impl Actor for SyntheticDevice {
             DeviceMsg::Sas { reply, .. } => {
                 let _ = reply.send(Err("a synthetic device takes no SAS events".into()));
             }
+            DeviceMsg::Tick => {}
         }
         Ok(())
     }

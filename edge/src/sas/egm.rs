@@ -89,6 +89,7 @@ impl Actor for EgmActor {
         state: &mut EgmState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            DeviceMsg::Tick => {}
             DeviceMsg::Sas { event, reply } => {
                 let result = state.store(event).await;
                 let _ = reply.send(result.clone());

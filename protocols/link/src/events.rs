@@ -28,6 +28,35 @@ pub enum EventBody {
     Shed,
     /// From a slot machine (SAS); `device` is the EGM's id.
     Sas(SasEvent),
+    /// From an Android TV (ADB); `device` is the TV's id.
+    Tv(TvEvent),
+    /// From a power relay; `device` is the relay's id.
+    Relay(RelayEvent),
+}
+
+/// What a TV reported or what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TvEvent {
+    /// Telemetry on the TV's schedule; `None` where the TV did not say.
+    Telemetry {
+        answers: bool,
+        screen_on: Option<bool>,
+        volume: Option<u8>,
+        input: Option<String>,
+        app: Option<String>,
+        /// The edge board's own Ethernet link (`up`, `down`, `unknown`).
+        ethernet: String,
+    },
+    /// The TV stopped or started answering over ADB.
+    Link { up: bool },
+    /// A self-healing step was taken (`reconnect`, `restart_app`, `reboot`, `power_cycle`).
+    Recovery { step: String, detail: String },
+}
+
+/// A relay's state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayEvent {
+    State { on: bool, reason: String },
 }
 
 /// What a slot machine reported. Meter values are absolute readings (the hub computes deltas,

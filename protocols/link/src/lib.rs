@@ -24,7 +24,10 @@ pub mod io;
 
 pub use command::{CommandOutcome, CommandRequest, CommandResult};
 pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};
-pub use events::{Event, EventBatch, EventBody, EventClass, EventFrame, MeterReading, SasEvent};
+pub use events::{
+    Event, EventBatch, EventBody, EventClass, EventFrame, MeterReading, RelayEvent, SasEvent,
+    TvEvent,
+};
 pub use frame::{
     BulkHeader, FrameDecoder, FrameError, MAX_BULK_BYTES, MAX_FRAME_BYTES, decode_one, encode,
     encode_len, valid_bulk_id,

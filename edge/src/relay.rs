@@ -1,0 +1,375 @@
+//! Power relays: a [`RelayBank`] drives one relay (a GPIO line through the kernel's v2 character
+//! device, a network relay over HTTP, or memory), and the relay actor turns operators' and TV
+//! actors' requests into switching with a minimum off time.
+//!
+//! Operations (`op`, JSON `args`): `on`, `off`, `cycle` `{"off_ms": N}` (optional, at least
+//! `min_off_ms`), `state`. Every change is an audit event; `outpost_relay_state{device}` follows
+//! the state read back from the bank.
+//!
+//! Invariants: power is never restored sooner than `min_off_ms` after it was cut (an `on` waits);
+//! the state reported is the one read back after switching, not the one asked for.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use outpost_config::{RelayBankKind, RelayConfig};
+use outpost_link::{EventBody, EventClass, RelayEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::metrics;
+use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RelayError {
+    #[error("GPIO: {0}")]
+    Gpio(String),
+    #[error("HTTP relay: {0}")]
+    Http(String),
+}
+
+/// One relay's switch.
+pub trait RelayBank: Send + Sync {
+    fn set(&self, on: bool) -> BoxFuture<'_, Result<(), RelayError>>;
+    /// The state read back from the hardware.
+    fn get(&self) -> BoxFuture<'_, Result<bool, RelayError>>;
+}
+
+/// A relay in memory.
+#[derive(Debug, Default)]
+pub struct MemoryRelay {
+    on: AtomicBool,
+}
+
+impl RelayBank for MemoryRelay {
+    fn set(&self, on: bool) -> BoxFuture<'_, Result<(), RelayError>> {
+        self.on.store(on, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    }
+    fn get(&self) -> BoxFuture<'_, Result<bool, RelayError>> {
+        let on = self.on.load(Ordering::SeqCst);
+        Box::pin(async move { Ok(on) })
+    }
+}
+
+/// A GPIO line held as an output for as long as the relay actor runs.
+pub struct GpioRelay {
+    request: gpiocdev::Request,
+    line: u32,
+}
+
+impl std::fmt::Debug for GpioRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpioRelay")
+            .field("line", &self.line)
+            .finish()
+    }
+}
+
+impl GpioRelay {
+    pub fn open(
+        chip: &std::path::Path,
+        line: u32,
+        active_low: bool,
+        on: bool,
+    ) -> Result<Self, RelayError> {
+        let value = if on {
+            gpiocdev::line::Value::Active
+        } else {
+            gpiocdev::line::Value::Inactive
+        };
+        let mut builder = gpiocdev::Request::builder();
+        builder
+            .on_chip(chip)
+            .with_consumer("outpost-edge")
+            .with_line(line)
+            .as_output(value);
+        if active_low {
+            builder.as_active_low();
+        }
+        let request = builder
+            .request()
+            .map_err(|e| RelayError::Gpio(format!("{}: line {line}: {e}", chip.display())))?;
+        Ok(GpioRelay { request, line })
+    }
+}
+
+impl RelayBank for GpioRelay {
+    fn set(&self, on: bool) -> BoxFuture<'_, Result<(), RelayError>> {
+        let value = if on {
+            gpiocdev::line::Value::Active
+        } else {
+            gpiocdev::line::Value::Inactive
+        };
+        let result = self
+            .request
+            .set_value(self.line, value)
+            .map(|_| ())
+            .map_err(|e| RelayError::Gpio(e.to_string()));
+        Box::pin(async move { result })
+    }
+    fn get(&self) -> BoxFuture<'_, Result<bool, RelayError>> {
+        let result = self
+            .request
+            .value(self.line)
+            .map(|v| v == gpiocdev::line::Value::Active)
+            .map_err(|e| RelayError::Gpio(e.to_string()));
+        Box::pin(async move { result })
+    }
+}
+
+/// A network relay: `POST url {"on": bool}` answers `{"on": bool}`, the state it is in.
+#[derive(Debug)]
+pub struct HttpRelay {
+    addr: SocketAddr,
+    path: String,
+    last: AtomicBool,
+}
+
+impl HttpRelay {
+    pub fn new(url: &str) -> Result<Self, RelayError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| RelayError::Http(format!("{url}: only http:// relays are supported")))?;
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
+        let addr = host
+            .parse()
+            .map_err(|e| RelayError::Http(format!("{url}: host must be IP:port ({e})")))?;
+        Ok(HttpRelay {
+            addr,
+            path,
+            last: AtomicBool::new(true),
+        })
+    }
+}
+
+impl RelayBank for HttpRelay {
+    fn set(&self, on: bool) -> BoxFuture<'_, Result<(), RelayError>> {
+        Box::pin(async move {
+            let body = serde_json::json!({ "on": on }).to_string();
+            let (status, answer) = tokio::time::timeout(
+                Duration::from_secs(5),
+                outpost_actors::admin::request(
+                    self.addr,
+                    "POST",
+                    &self.path,
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                ),
+            )
+            .await
+            .map_err(|_| RelayError::Http("no answer within 5 s".into()))?
+            .map_err(|e| RelayError::Http(e.to_string()))?;
+            if status != 200 {
+                return Err(RelayError::Http(format!("HTTP {status}: {answer}")));
+            }
+            let state = serde_json::from_str::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v["on"].as_bool())
+                .ok_or_else(|| RelayError::Http(format!("answer without its state: {answer}")))?;
+            self.last.store(state, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+    fn get(&self) -> BoxFuture<'_, Result<bool, RelayError>> {
+        let on = self.last.load(Ordering::SeqCst);
+        Box::pin(async move { Ok(on) })
+    }
+}
+
+/// Builds the bank a relay's config names.
+pub fn bank(config: &RelayConfig) -> Result<Arc<dyn RelayBank>, RelayError> {
+    Ok(match config.bank {
+        RelayBankKind::Memory => {
+            let relay = MemoryRelay::default();
+            relay.on.store(config.initially_on, Ordering::SeqCst);
+            Arc::new(relay)
+        }
+        RelayBankKind::Gpio => {
+            let chip = config
+                .chip
+                .clone()
+                .ok_or_else(|| RelayError::Gpio("no chip".into()))?;
+            let line = config
+                .line
+                .ok_or_else(|| RelayError::Gpio("no line".into()))?;
+            Arc::new(GpioRelay::open(
+                &chip,
+                line,
+                config.active_low,
+                config.initially_on,
+            )?)
+        }
+        RelayBankKind::Http => Arc::new(HttpRelay::new(config.url.as_deref().unwrap_or_default())?),
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayActor;
+
+#[derive(Clone)]
+pub struct RelayArgs {
+    pub config: RelayConfig,
+    pub shared: EdgeShared,
+}
+
+pub struct RelayState {
+    args: RelayArgs,
+    bank: Arc<dyn RelayBank>,
+    off_since: Option<Instant>,
+}
+
+impl Drop for RelayState {
+    fn drop(&mut self) {
+        self.args.shared.unregister_device(&self.args.config.id);
+    }
+}
+
+impl RelayState {
+    async fn switch(&mut self, on: bool, reason: &str) -> Result<bool, DeviceError> {
+        let min_off = Duration::from_millis(self.args.config.min_off_ms);
+        if on {
+            if let Some(since) = self.off_since {
+                let rest = min_off.saturating_sub(since.elapsed());
+                if !rest.is_zero() {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        }
+        self.bank
+            .set(on)
+            .await
+            .map_err(|e| DeviceError::Failed(e.to_string()))?;
+        let state = self
+            .bank
+            .get()
+            .await
+            .map_err(|e| DeviceError::Failed(e.to_string()))?;
+        if state != on {
+            return Err(DeviceError::Failed(format!(
+                "asked {} but the relay reads {}",
+                onoff(on),
+                onoff(state)
+            )));
+        }
+        self.off_since = if on { None } else { Some(Instant::now()) };
+        let id = &self.args.config.id;
+        metrics::RELAY_STATE
+            .with_label_values(&[id])
+            .set(i64::from(on));
+        tracing::info!(device = %id, on, reason, "relay switched");
+        if let Some(outbox) = self.args.shared.outbox() {
+            outbox
+                .append(
+                    id,
+                    EventClass::Audit,
+                    EventBody::Relay(RelayEvent::State {
+                        on,
+                        reason: reason.to_owned(),
+                    }),
+                )
+                .await
+                .map_err(|e| {
+                    DeviceError::Failed(format!("switched, but the event was not stored: {e}"))
+                })?;
+        }
+        Ok(state)
+    }
+
+    async fn execute(&mut self, op: &str, args: &serde_json::Value) -> Result<String, DeviceError> {
+        let min_off = self.args.config.min_off_ms;
+        match op {
+            "on" | "off" => {
+                let on = self.switch(op == "on", "operator").await?;
+                Ok(serde_json::json!({ "on": on }).to_string())
+            }
+            "cycle" => {
+                let off_ms = match args.get("off_ms") {
+                    None => min_off,
+                    Some(v) => v
+                        .as_u64()
+                        .filter(|ms| (min_off..=600_000).contains(ms))
+                        .ok_or_else(|| {
+                            DeviceError::InvalidArguments(format!(
+                                "off_ms must be {min_off}-600000"
+                            ))
+                        })?,
+                };
+                self.switch(false, "power cycle").await?;
+                tokio::time::sleep(Duration::from_millis(off_ms)).await;
+                let on = self.switch(true, "power cycle").await?;
+                Ok(serde_json::json!({ "on": on, "off_ms": off_ms }).to_string())
+            }
+            "state" => {
+                let on = self
+                    .bank
+                    .get()
+                    .await
+                    .map_err(|e| DeviceError::Failed(e.to_string()))?;
+                Ok(serde_json::json!({ "on": on }).to_string())
+            }
+            other => Err(DeviceError::Unsupported {
+                op: other.to_owned(),
+                kind: "relay".into(),
+            }),
+        }
+    }
+}
+
+fn onoff(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+impl Actor for RelayActor {
+    type Msg = DeviceMsg;
+    type State = RelayState;
+    type Arguments = RelayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        args: RelayArgs,
+    ) -> Result<RelayState, ActorProcessingErr> {
+        let bank = bank(&args.config)?;
+        let on = bank.get().await?;
+        metrics::RELAY_STATE
+            .with_label_values(&[&args.config.id])
+            .set(i64::from(on));
+        args.shared.register_device(
+            &args.config.id,
+            DeviceEntry {
+                kind: "relay",
+                actor: myself,
+            },
+        );
+        Ok(RelayState {
+            args,
+            bank,
+            off_since: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<DeviceMsg>,
+        message: DeviceMsg,
+        state: &mut RelayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            DeviceMsg::Execute { op, args, reply } => {
+                let result = state.execute(&op, &args).await;
+                let _ = reply.send(result);
+            }
+            DeviceMsg::Sas { reply, .. } => {
+                let _ = reply.send(Err("a relay is not a slot machine".into()));
+            }
+            DeviceMsg::Tick => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! The TV actor: one per Android TV, holding one ADB connection (made with the edge's RSA key),
+//! reading telemetry on a schedule, running operators' operations, and healing the TV when it
+//! stops answering or its player app is not in front.
+//!
+//! The self-healing ladder (per TV, `[devices.recovery]`): after `unhealthy_checks` failed checks,
+//! reconnect ADB → restart the player app → reboot over ADB → power-cycle by the TV's relay; each
+//! step waits its time and is skipped when it cannot apply (no ADB for the app or reboot, no
+//! relay); each step taken is an audit event and `outpost_tv_recovery_steps_total{step}`. The TV
+//! answering again (healthy) ends the ladder at once. After the last step the ladder starts over
+//! after `round_pause_ms`, doubled each round up to `round_pause_max_ms`: it never loops faster.
+//!
+//! Invariants: every ADB exchange is bounded by `op_timeout_ms`; an operation is validated
+//! ([`outpost_adb::tv::parse`]) before anything is sent; a push is verified by the TV's own
+//! `sha256sum` of the file; a screenshot is a PNG queued for the hub's bulk store.
+
+pub mod adb;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outpost_adb::tv::{self, TvOp, telemetry};
+use outpost_config::TvConfig;
+use outpost_link::{EventBody, EventClass, TvEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::metrics;
+use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+use adb::{AdbConnection, AdbError};
+
+/// Loads the edge's ADB key from `path`, or makes one there (0600) on first start.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<rsa::RsaPrivateKey> {
+    if path.exists() {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("ADB key {}: {e}", path.display()))?;
+        return outpost_adb::auth::key_from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("ADB key {}: {e}", path.display()));
+    }
+    let key = outpost_adb::auth::generate_key()?;
+    let pem = outpost_adb::auth::key_to_pem(&key)?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(pem.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    tracing::info!(path = %path.display(), "made this edge's ADB key");
+    Ok(key)
+}
+
+/// The steps of the ladder, in order.
+pub const STEPS: [&str; 4] = ["reconnect", "restart_app", "reboot", "power_cycle"];
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TvActor;
+
+#[derive(Clone)]
+pub struct TvArgs {
+    pub config: TvConfig,
+    pub shared: EdgeShared,
+}
+
+/// Where the ladder is.
+#[derive(Debug, Default)]
+struct Ladder {
+    unhealthy: u32,
+    /// Next step index (into [`STEPS`]); `None`: not climbing.
+    next: Option<usize>,
+    /// No step before this.
+    not_before: Option<Instant>,
+    rounds: u32,
+}
+
+pub struct TvState {
+    args: TvArgs,
+    key: std::sync::Arc<rsa::RsaPrivateKey>,
+    connection: Option<AdbConnection>,
+    up: Option<bool>,
+    ladder: Ladder,
+    timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<DeviceMsg>>>>,
+}
+
+impl Drop for TvState {
+    fn drop(&mut self) {
+        self.args.shared.unregister_device(&self.args.config.id);
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+fn ethernet(interface: Option<&str>) -> String {
+    match interface {
+        Some(name) => std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into()),
+        None => "unknown".into(),
+    }
+}
+
+impl TvState {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.args.config.op_timeout_ms)
+    }
+
+    fn id(&self) -> &str {
+        &self.args.config.id
+    }
+
+    async fn connection(&mut self) -> Result<&mut AdbConnection, AdbError> {
+        if self.connection.is_none() {
+            let name = format!("outpost@{}", self.args.config.id);
+            let connection =
+                AdbConnection::connect(self.args.config.address, &self.key, &name, self.timeout())
+                    .await?;
+            self.connection = Some(connection);
+        }
+        self.connection.as_mut().ok_or(AdbError::Closed)
+    }
+
+    /// Runs `service` on the connection; a failure drops it (the next call reconnects). A
+    /// connection found dead before the service started (the TV rebooted, say) is replaced once:
+    /// nothing ran, so trying again cannot run anything twice.
+    async fn run_service(&mut self, service: &str) -> Result<Vec<u8>, AdbError> {
+        let reused = self.connection.is_some();
+        let mut result = self.connection().await?.run(service).await;
+        if reused && matches!(result, Err(AdbError::NotStarted(_))) {
+            self.connection = None;
+            result = self.connection().await?.run(service).await;
+        }
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn shell(&mut self, command: &str) -> Result<String, AdbError> {
+        let bytes = self.run_service(&format!("shell:{command}")).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn record(&self, class: EventClass, event: TvEvent) {
+        if let Some(outbox) = self.args.shared.outbox() {
+            if let Err(err) = outbox.append(self.id(), class, EventBody::Tv(event)).await {
+                tracing::warn!(device = %self.id(), %err, "TV event not stored");
+            }
+        }
+    }
+
+    fn set_up(&mut self, up: bool) -> bool {
+        let changed = self.up != Some(up);
+        self.up = Some(up);
+        metrics::TV_UP
+            .with_label_values(&[self.id()])
+            .set(i64::from(up));
+        changed
+    }
+
+    /// One telemetry reading; returns whether the TV is healthy (answers, player in front).
+    async fn check(&mut self) -> bool {
+        let reading = async {
+            let power = self.shell("dumpsys power").await?;
+            let volume = self
+                .shell("cmd media_session volume --stream 3 --get")
+                .await?;
+            let input = self.shell("getprop persist.sys.tv.input").await?;
+            let activities = self.shell("dumpsys activity activities").await?;
+            Ok::<_, AdbError>((power, volume, input, activities))
+        }
+        .await;
+        let ethernet = ethernet(self.args.config.ethernet_interface.as_deref());
+        let (healthy, event) = match reading {
+            Ok((power, volume, input, activities)) => {
+                let app = telemetry::foreground_app(&activities);
+                let healthy = app.as_deref() == Some(self.args.config.player_app.as_str());
+                let input = input.trim();
+                (
+                    healthy,
+                    TvEvent::Telemetry {
+                        answers: true,
+                        screen_on: telemetry::screen_on(&power),
+                        volume: telemetry::volume(&volume),
+                        input: (!input.is_empty()).then(|| input.to_owned()),
+                        app,
+                        ethernet,
+                    },
+                )
+            }
+            Err(err) => {
+                tracing::debug!(device = %self.id(), %err, "TV check failed");
+                (
+                    false,
+                    TvEvent::Telemetry {
+                        answers: false,
+                        screen_on: None,
+                        volume: None,
+                        input: None,
+                        app: None,
+                        ethernet,
+                    },
+                )
+            }
+        };
+        self.record(EventClass::Telemetry, event).await;
+        let answers = self.connection.is_some();
+        if self.set_up(healthy) {
+            tracing::info!(device = %self.id(), healthy, answers, "TV health changed");
+            self.record(EventClass::Audit, TvEvent::Link { up: healthy })
+                .await;
+        }
+        healthy
+    }
+
+    /// Advances the ladder after a check.
+    async fn heal(&mut self, healthy: bool) {
+        let recovery = self.args.config.recovery.clone();
+        if healthy {
+            if self.ladder.next.is_some() {
+                tracing::info!(device = %self.id(), "TV healthy again; recovery ends");
+                self.record(
+                    EventClass::Audit,
+                    TvEvent::Recovery {
+                        step: "recovered".into(),
+                        detail: "the TV answers and its player is in front".into(),
+                    },
+                )
+                .await;
+            }
+            self.ladder = Ladder::default();
+            return;
+        }
+        if !recovery.enabled {
+            return;
+        }
+        self.ladder.unhealthy += 1;
+        if self.ladder.unhealthy < recovery.unhealthy_checks {
+            return;
+        }
+        if self.ladder.not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let index = self.ladder.next.unwrap_or(0);
+        if index >= STEPS.len() {
+            // A round finished: start over after the pause (doubling).
+            self.ladder.rounds += 1;
+            let pause = recovery
+                .round_pause_ms
+                .saturating_mul(1u64 << self.ladder.rounds.min(20).saturating_sub(1))
+                .min(recovery.round_pause_max_ms);
+            self.ladder.next = Some(0);
+            self.ladder.not_before = Some(Instant::now() + Duration::from_millis(pause));
+            tracing::warn!(device = %self.id(), round = self.ladder.rounds, pause_ms = pause, "every recovery step tried; starting over after a pause");
+            return;
+        }
+        let step = STEPS[index];
+        let (taken, detail, wait) = self.take_step(step).await;
+        self.ladder.next = Some(index + 1);
+        if taken {
+            metrics::TV_RECOVERY_STEPS.with_label_values(&[step]).inc();
+            tracing::warn!(device = %self.id(), step, %detail, "recovery step");
+            self.record(
+                EventClass::Audit,
+                TvEvent::Recovery {
+                    step: step.into(),
+                    detail,
+                },
+            )
+            .await;
+            self.ladder.not_before = Some(Instant::now() + Duration::from_millis(wait));
+        } else {
+            tracing::info!(device = %self.id(), step, %detail, "recovery step skipped");
+        }
+    }
+
+    /// Takes one step: (taken, what happened, wait before the next).
+    async fn take_step(&mut self, step: &str) -> (bool, String, u64) {
+        let r = self.args.config.recovery.clone();
+        let app = self.args.config.player_app.clone();
+        match step {
+            "reconnect" => {
+                self.connection = None;
+                let detail = match self.connection().await {
+                    Ok(_) => "reconnected".to_owned(),
+                    Err(e) => format!("reconnect failed: {e}"),
+                };
+                (true, detail, r.reconnect_wait_ms)
+            }
+            "restart_app" => {
+                if self.connection.is_none() {
+                    return (false, "no ADB connection".into(), 0);
+                }
+                let result = async {
+                    self.shell(&format!("am force-stop {app}")).await?;
+                    self.shell(&format!(
+                        "monkey -p {app} -c android.intent.category.LAUNCHER 1"
+                    ))
+                    .await
+                }
+                .await;
+                let detail = match result {
+                    Ok(_) => format!("restarted {app}"),
+                    Err(e) => format!("restart of {app} failed: {e}"),
+                };
+                (true, detail, r.restart_app_wait_ms)
+            }
+            "reboot" => {
+                let Some(connection) = self.connection.take() else {
+                    return (false, "no ADB connection".into(), 0);
+                };
+                let detail = match connection.reboot().await {
+                    Ok(()) => "rebooting".to_owned(),
+                    Err(e) => format!("reboot failed: {e}"),
+                };
+                (true, detail, r.reboot_wait_ms)
+            }
+            _ => {
+                let Some(relay) = self.args.config.relay.clone() else {
+                    return (false, "no relay powers this TV".into(), 0);
+                };
+                self.connection = None;
+                let detail = match self.args.shared.device(&relay) {
+                    None => format!("relay {relay} is not running"),
+                    Some(entry) => {
+                        let call = entry.actor.call(
+                            |reply| DeviceMsg::Execute {
+                                op: "cycle".into(),
+                                args: serde_json::json!({}),
+                                reply,
+                            },
+                            Some(Duration::from_secs(620)),
+                        );
+                        match call.await {
+                            Ok(ractor::rpc::CallResult::Success(Ok(detail))) => {
+                                format!("relay {relay} cycled: {detail}")
+                            }
+                            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                                format!("relay {relay} failed: {e}")
+                            }
+                            Ok(_) => format!("relay {relay} did not answer"),
+                            Err(e) => format!("relay {relay}: {e}"),
+                        }
+                    }
+                };
+                (true, detail, r.power_cycle_wait_ms)
+            }
+        }
+    }
+
+    async fn execute(&mut self, op: &str, args: &serde_json::Value) -> Result<String, DeviceError> {
+        let parsed = tv::parse(op, args).map_err(DeviceError::InvalidArguments)?;
+        let started = Instant::now();
+        let result = self.run(parsed).await;
+        metrics::TV_OP_SECONDS
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(err) = &result {
+            tracing::info!(device = %self.id(), op, %err, "TV operation failed");
+        }
+        result
+    }
+
+    async fn run(&mut self, op: TvOp) -> Result<String, DeviceError> {
+        let failed = |e: AdbError| DeviceError::Failed(e.to_string());
+        if let Some(command) = op.shell() {
+            let output = self.shell(&command).await.map_err(failed)?;
+            if output.contains("Error") || output.contains("not found") {
+                return Err(DeviceError::Failed(format!(
+                    "the TV answered: {}",
+                    output.trim()
+                )));
+            }
+            return Ok(match op {
+                TvOp::Volume(level) => serde_json::json!({ "volume": level }).to_string(),
+                TvOp::Launch(package) => serde_json::json!({ "launched": package }).to_string(),
+                _ => serde_json::json!({ "sent": command }).to_string(),
+            });
+        }
+        match op {
+            TvOp::Screenshot => {
+                let png = self
+                    .run_service("exec:screencap -p")
+                    .await
+                    .map_err(failed)?;
+                if !png.starts_with(b"\x89PNG\r\n\x1a\n") {
+                    return Err(DeviceError::Failed(format!(
+                        "screencap did not return a PNG: {}",
+                        String::from_utf8_lossy(&png[..png.len().min(80)])
+                    )));
+                }
+                let bytes = png.len();
+                let sha256 = tv::hex_sha256(&png);
+                let id = self
+                    .args
+                    .shared
+                    .bulk
+                    .submit(self.id(), "image/png", png)
+                    .map_err(|e| DeviceError::Failed(e.to_string()))?;
+                Ok(
+                    serde_json::json!({ "bulk_id": id, "bytes": bytes, "sha256": sha256 })
+                        .to_string(),
+                )
+            }
+            TvOp::Reboot => {
+                let connection = {
+                    self.connection().await.map_err(failed)?;
+                    self.connection
+                        .take()
+                        .ok_or_else(|| failed(AdbError::Closed))?
+                };
+                connection.reboot().await.map_err(failed)?;
+                Ok(serde_json::json!({ "rebooting": true }).to_string())
+            }
+            TvOp::Push { path, data, sha256 } => {
+                let result = self
+                    .connection()
+                    .await
+                    .map_err(failed)?
+                    .push(&path, 0o644, &data)
+                    .await;
+                result
+                    .inspect_err(|_| self.connection = None)
+                    .map_err(failed)?;
+                let check = self
+                    .shell(&format!("sha256sum {path}"))
+                    .await
+                    .map_err(failed)?;
+                let reported = check.split_whitespace().next().unwrap_or_default();
+                if reported != sha256 {
+                    return Err(DeviceError::Failed(format!(
+                        "pushed {path}, but the TV computes SHA-256 {reported:?}, not {sha256}"
+                    )));
+                }
+                Ok(serde_json::json!({ "path": path, "bytes": data.len(), "sha256": sha256, "verified": true }).to_string())
+            }
+            _ => Err(DeviceError::Failed("no command for this operation".into())),
+        }
+    }
+
+    fn schedule(&mut self, myself: &ActorRef<DeviceMsg>) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        let every = Duration::from_millis(self.args.config.telemetry_interval_ms);
+        self.timer = Some(myself.send_after(every, || DeviceMsg::Tick));
+    }
+}
+
+impl Actor for TvActor {
+    type Msg = DeviceMsg;
+    type State = TvState;
+    type Arguments = TvArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        args: TvArgs,
+    ) -> Result<TvState, ActorProcessingErr> {
+        let key = args
+            .shared
+            .adb_key
+            .clone()
+            .ok_or("the edge has no ADB key")?;
+        args.shared.register_device(
+            &args.config.id,
+            DeviceEntry {
+                kind: "tv",
+                actor: myself.clone(),
+            },
+        );
+        metrics::TV_UP.with_label_values(&[&args.config.id]).set(0);
+        myself.cast(DeviceMsg::Tick)?;
+        Ok(TvState {
+            args,
+            key,
+            connection: None,
+            up: None,
+            ladder: Ladder::default(),
+            timer: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DeviceMsg>,
+        message: DeviceMsg,
+        state: &mut TvState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            DeviceMsg::Tick => {
+                let healthy = state.check().await;
+                state.heal(healthy).await;
+                state.schedule(&myself);
+            }
+            DeviceMsg::Execute { op, args, reply } => {
+                let result = state.execute(&op, &args).await;
+                let _ = reply.send(result);
+            }
+            DeviceMsg::Sas { reply, .. } => {
+                let _ = reply.send(Err("a TV is not a slot machine".into()));
+            }
+        }
+        Ok(())
+    }
+}

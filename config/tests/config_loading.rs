@@ -269,3 +269,26 @@ fn api_tokens_never_show_in_debug_output() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_tv_must_name_a_relay_of_its_edge_and_an_http_relay_needs_a_url() {
+    let text = r#"
+[[devices]]
+kind = "tv"
+id = "tv-1"
+address = "10.0.0.9:5555"
+relay = "relay-9"
+[[devices]]
+kind = "relay"
+id = "relay-1"
+bank = "http"
+"#;
+    let err = load_str::<EdgeConfig>("edge.toml", text, &no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("devices[0].relay") && err.contains("relay-9"),
+        "{err}"
+    );
+    assert!(err.contains("devices[1].url"), "{err}");
+}

@@ -59,6 +59,8 @@ enum BenchCommand {
     Delivery(crate::bench::BenchArgs),
     /// The SAS host: poll-schedule jitter with 32 EGMs on 8 lines, edge CPU per EGM, decoder MB/s.
     Sas(crate::bench_sas::SasBenchArgs),
+    /// TVs at fleet scale: 200 TVs behind 4 edges, 1,000 operations at once; screenshot round trip.
+    Tv(crate::bench_tv::TvBenchArgs),
     /// Guest visits into HikCentral: visits/s at 50 ms latency vs one-at-a-time, code-5 recovery.
     Hikcentral(crate::bench_hik::HikBenchArgs),
 }
@@ -110,6 +112,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Tv(args) => run_tool(crate::tv::run(args)),
         Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
         Command::Bench(BenchCommand::Sas(args)) => run_tool(crate::bench_sas::run(args)),
+        Command::Bench(BenchCommand::Tv(args)) => run_tool(crate::bench_tv::run(args)),
         Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(crate::bench_hik::run(args)),
     }
 }

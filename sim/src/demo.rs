@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::harness::{EgmSimProcess, HikSimProcess, SiteProcess};
+use crate::harness::{EgmSimProcess, HikSimProcess, SiteProcess, TvSimProcess};
 use crate::site::{SiteLayout, SiteSpec};
 
 /// What the demo edge runs: a money stream and a telemetry stream.
@@ -44,6 +44,27 @@ fn sas_devices(lines: &[EgmSimProcess]) -> String {
             &sim.line,
             &ids,
             "meter_interval_ms = 5000",
+        );
+    }
+    out
+}
+
+/// Simulated TVs; the first is powered through a relay (the simulator's power endpoint).
+const DEMO_TVS: u16 = 3;
+
+fn tv_devices(sim: &TvSimProcess) -> String {
+    let mut out = crate::site::http_relay_toml(
+        "relay-1",
+        &format!("http://{}/tv/0/power", sim.control),
+        3000,
+    );
+    for i in 0..DEMO_TVS {
+        out += &crate::site::tv_toml(
+            &format!("tv-{}", i + 1),
+            sim.tv(i),
+            (i == 0).then_some("relay-1"),
+            "telemetry_interval_ms = 2000",
+            "reconnect_wait_ms = 2000\nrestart_app_wait_ms = 5000\nreboot_wait_ms = 10000\npower_cycle_wait_ms = 15000\nround_pause_ms = 60000",
         );
     }
     out
@@ -180,7 +201,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &logs.join("hikcentral.log"),
     )
     .await?;
-    let devices = format!("{DEMO_DEVICES}{}", sas_devices(&egm_sims));
+    let tvs = TvSimProcess::spawn(
+        &exe,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--count",
+            &DEMO_TVS.to_string(),
+            "--boot-seconds",
+            "3",
+        ],
+        &logs.join("tvs.log"),
+    )
+    .await?;
+    let devices = format!(
+        "{DEMO_DEVICES}{}{}",
+        sas_devices(&egm_sims),
+        tv_devices(&tvs)
+    );
     let mut spec = SiteSpec::single("edge-01", &devices);
     spec.hub_extra_toml = hikcentral_toml(&hik);
     let site = SiteLayout::prepare(&dir, &spec)?;
@@ -237,6 +275,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             site.api_token, site.hub_api
         );
     }
+    println!(
+        "  TVs on {edge_id}: tv-1..{DEMO_TVS} (simulated Android TVs over ADB; tv-1 powered by relay-1); simulator: http://{}/state",
+        tvs.control
+    );
+    for (device, op, args) in [
+        ("tv-2", "volume", "{\"level\":12}"),
+        ("tv-2", "screenshot", "{}"),
+        ("relay-1", "cycle", "{}"),
+    ] {
+        println!(
+            "  try:  curl -s -H 'Authorization: Bearer {}' -d '{{\"edge\":\"{edge_id}\",\"device\":\"{device}\",\"op\":\"{op}\",\"args\":{args}}}' http://{}/api/v1/commands",
+            site.api_token, site.hub_api
+        );
+    }
+    println!(
+        "        (a screenshot's result names its bulk_id: GET http://{}/api/v1/bulk/{edge_id}/<bulk_id> is the PNG)",
+        site.hub_api
+    );
     let visit_ids = book_visits(&site).await?;
     println!(
         "  HikCentral (simulated) {}  sha256 {}  state: curl -sk {}/__sim/state",
@@ -278,6 +334,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  slot machines after 3 s: {polls} polls answered, {events} exceptions and meter readings stored"
     );
+    let mut up = 0.0;
+    for i in 1..=DEMO_TVS {
+        up += crate::harness::scrape(
+            edge_layout.admin,
+            &format!("outpost_tv_up{{device=\"tv-{i}\"}}"),
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    println!("  TVs after 3 s: {up} of {DEMO_TVS} answering with their player app in front");
     let (_, answer) = outpost_actors::admin::request(
         site.hub_api,
         "GET",
@@ -335,6 +401,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sim.kill().await;
     }
     hik.kill().await;
+    tvs.kill().await;
     println!("Demo stopped cleanly.");
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod bench_hik;
 pub mod bench_sas;
+pub mod bench_tv;
 pub mod cli;
 pub mod demo;
 pub mod egm;

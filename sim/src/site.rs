@@ -41,6 +41,8 @@ pub struct SiteSpec {
     pub edge_extra_toml: String,
     /// Extra TOML appended to the hub's config (for example `[hikcentral]`).
     pub hub_extra_toml: String,
+    /// Devices for one edge each (by index), after `devices_toml`.
+    pub edge_devices_toml: Vec<String>,
 }
 
 impl SiteSpec {
@@ -51,6 +53,7 @@ impl SiteSpec {
             devices_toml: devices_toml.to_owned(),
             edge_extra_toml: String::new(),
             hub_extra_toml: String::new(),
+            edge_devices_toml: Vec::new(),
         }
     }
 }
@@ -113,7 +116,7 @@ impl SiteLayout {
         std::fs::write(&hub_config, hub_toml).map_err(io(&hub_config))?;
 
         let mut edges = Vec::new();
-        for id in &spec.edge_ids {
+        for (index, id) in spec.edge_ids.iter().enumerate() {
             let issued = outpost_hub::pki::issue_edge(&pki_dir, id, false)?;
             let admin = free_local_addr().map_err(io(dir))?;
             let data_dir = dir.join(format!("{id}-data"));
@@ -126,13 +129,18 @@ impl SiteLayout {
                  reconnect_initial_ms = 100\nreconnect_max_ms = 2000\n\n\
                  [admin]\nlisten = \"{admin}\"\n\n\
                  [supervision]\nbackoff_max_ms = 2000\n\n\
-                 {extra}\n\n{devices}\n",
+                 {extra}\n\n{devices}\n{own}\n",
                 data = quoted(&data_dir),
                 ca = quoted(&issued.ca),
                 cert = quoted(&issued.cert),
                 key = quoted(&issued.key),
                 extra = spec.edge_extra_toml,
                 devices = spec.devices_toml,
+                own = spec
+                    .edge_devices_toml
+                    .get(index)
+                    .map(String::as_str)
+                    .unwrap_or(""),
             );
             std::fs::write(&config, edge_toml).map_err(io(&config))?;
             edges.push(EdgeLayout {

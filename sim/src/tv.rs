@@ -724,24 +724,41 @@ async fn serve_tv(fleet: TvFleet, index: usize, listener: tokio::net::TcpListene
     }
 }
 
+/// Binds `count` listeners on consecutive ports from `listen`'s port; port 0 picks a free run of
+/// consecutive ports.
+async fn bind_consecutive(
+    listen: SocketAddr,
+    count: u16,
+) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let bind_run = |base: u16| async move {
+        let mut listeners = Vec::new();
+        for i in 0..count {
+            let addr = SocketAddr::new(listen.ip(), base.checked_add(i)?);
+            listeners.push(tokio::net::TcpListener::bind(addr).await.ok()?);
+        }
+        Some(listeners)
+    };
+    if listen.port() != 0 {
+        return bind_run(listen.port()).await.ok_or_else(|| {
+            anyhow::anyhow!("cannot listen on {count} consecutive ports from {listen}")
+        });
+    }
+    for _ in 0..100 {
+        let base: u16 = rand::random_range(20_000..60_000);
+        if let Some(listeners) = bind_run(base).await {
+            return Ok(listeners);
+        }
+    }
+    anyhow::bail!("found no {count} free consecutive ports")
+}
+
 /// Starts `count` TVs from `listen` on; returns the fleet and the TVs' addresses.
 pub async fn start(
     listen: SocketAddr,
     count: u16,
     boot_seconds: f64,
 ) -> anyhow::Result<(TvFleet, Vec<SocketAddr>)> {
-    let mut listeners = Vec::new();
-    for i in 0..count {
-        let addr = if listen.port() == 0 {
-            listen
-        } else {
-            SocketAddr::new(listen.ip(), listen.port() + i)
-        };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("TV {i}: cannot listen on {addr}: {e}"))?;
-        listeners.push(listener);
-    }
+    let listeners = bind_consecutive(listen, count).await?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())

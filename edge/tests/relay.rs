@@ -1,0 +1,130 @@
+//! The relay actor: switches through its bank, reads the state back, never restores power sooner
+//! than its minimum off time, and refuses bad arguments.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::time::{Duration, Instant};
+
+use outpost_config::{RelayBankKind, RelayConfig};
+use outpost_edge::relay::{RelayActor, RelayArgs};
+use outpost_edge::shared::{DeviceError, DeviceMsg, EdgeShared};
+use ractor::Actor;
+
+fn config(min_off_ms: u64) -> RelayConfig {
+    RelayConfig {
+        id: "relay-1".into(),
+        bank: RelayBankKind::Memory,
+        chip: None,
+        line: None,
+        active_low: false,
+        url: None,
+        min_off_ms,
+        initially_on: true,
+    }
+}
+
+async fn execute(
+    actor: &ractor::ActorRef<DeviceMsg>,
+    op: &str,
+    args: serde_json::Value,
+) -> Result<serde_json::Value, DeviceError> {
+    let answer = actor
+        .call(
+            |reply| DeviceMsg::Execute {
+                op: op.into(),
+                args,
+                reply,
+            },
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    match answer {
+        ractor::rpc::CallResult::Success(result) => {
+            result.map(|detail| serde_json::from_str(&detail).unwrap())
+        }
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn power_comes_back_only_after_the_minimum_off_time() {
+    let shared = EdgeShared::default();
+    let (actor, _) = Actor::spawn(
+        None,
+        RelayActor,
+        RelayArgs {
+            config: config(300),
+            shared: shared.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        shared.device("relay-1").is_some(),
+        "registered for commands"
+    );
+    assert_eq!(
+        execute(&actor, "state", serde_json::json!({}))
+            .await
+            .unwrap()["on"],
+        true
+    );
+    assert_eq!(
+        execute(&actor, "off", serde_json::json!({})).await.unwrap()["on"],
+        false
+    );
+    let started = Instant::now();
+    assert_eq!(
+        execute(&actor, "on", serde_json::json!({})).await.unwrap()["on"],
+        true
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let cycled = execute(&actor, "cycle", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(cycled["on"], true);
+    assert!(started.elapsed() >= Duration::from_millis(290));
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn bad_arguments_and_unknown_operations_are_refused() {
+    let (actor, _) = Actor::spawn(
+        None,
+        RelayActor,
+        RelayArgs {
+            config: config(1000),
+            shared: EdgeShared::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let err = execute(&actor, "cycle", serde_json::json!({"off_ms": 10}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeviceError::InvalidArguments(_)), "{err}");
+    let err = execute(&actor, "explode", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeviceError::Unsupported { .. }), "{err}");
+    actor.stop(None);
+}
+
+#[test]
+fn a_gpio_relay_on_a_missing_chip_fails_with_the_path_in_the_error() {
+    let relay = outpost_edge::relay::GpioRelay::open(
+        std::path::Path::new("/dev/gpiochip-none"),
+        3,
+        false,
+        true,
+    );
+    let err = relay.err().unwrap().to_string();
+    assert!(err.contains("/dev/gpiochip-none"), "{err}");
+}

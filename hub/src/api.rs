@@ -89,6 +89,7 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
         .route("/api/v1/commands/{id}", get(get_command))
         .route("/api/v1/edges", get(list_edges))
         .route("/api/v1/bulk/{edge}/{id}", get(get_bulk))
+        .route("/api/v1/edges/{edge}/events", get(list_events))
         .route("/api/v1/visits", post(create_visit).get(list_visits))
         .route("/api/v1/visits/{id}", get(get_visit))
         .route("/api/v1/visits/{id}/cancel", post(cancel_visit))
@@ -386,4 +387,64 @@ async fn get_bulk(
         .and_then(|meta| meta["content_type"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "application/octet-stream".into());
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventQuery {
+    /// First sequence number to look at (default 1).
+    from: Option<u64>,
+    /// At most this many events (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Only this device's events.
+    device: Option<String>,
+}
+
+/// Events scanned per request at most when filtering by device.
+const EVENT_SCAN: usize = 20_000;
+
+/// `GET /api/v1/edges/{edge}/events?from=&limit=&device=`: committed events (telemetry, SAS
+/// events, TV recovery steps, relay switching, command results), oldest first; `next` is where
+/// to continue.
+async fn list_events(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(edge): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<EventQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let from = query.from.unwrap_or(1).max(1);
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let scan = if query.device.is_some() {
+        EVENT_SCAN
+    } else {
+        limit
+    };
+    let stored = ctx
+        .eventlog
+        .read(&edge, from, scan)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut next = from;
+    let mut events = Vec::new();
+    for stored in stored {
+        next = stored.event.seq + 1;
+        if query
+            .device
+            .as_deref()
+            .is_some_and(|d| d != stored.event.device)
+        {
+            continue;
+        }
+        events.push(serde_json::json!({
+            "seq": stored.event.seq,
+            "device": stored.event.device,
+            "class": format!("{:?}", stored.event.class).to_lowercase(),
+            "edge_wall_us": stored.event.wall_us,
+            "hub_received_us": stored.hub_received_us,
+            "body": stored.event.body,
+        }));
+        if events.len() >= limit {
+            break;
+        }
+    }
+    Ok(Json(serde_json::json!({ "events": events, "next": next })).into_response())
 }

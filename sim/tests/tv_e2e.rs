@@ -314,6 +314,39 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
         "reboot needs ADB: skipped"
     );
 
+    // The operator sees each step in the edge's events at the hub.
+    let (status, text) = site
+        .api(
+            "GET",
+            "/api/v1/edges/edge-01/events?device=tv-1&limit=1000",
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let events: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let steps: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            e["body"]["Tv"]["Recovery"]["step"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    for step in ["reconnect", "restart_app", "recovered", "power_cycle"] {
+        assert!(steps.iter().any(|s| s == step), "{step} in {steps:?}");
+    }
+    let (_, text) = site
+        .api("GET", "/api/v1/edges/edge-01/events?device=relay-1", "")
+        .await
+        .unwrap();
+    assert!(
+        text.contains("power cycle"),
+        "the relay's switching is recorded: {text}"
+    );
+
     // A hung adbd: reads, never answers. Same ladder, same cure.
     sim.post("/tv/0/faults", &json!({"hang": true}))
         .await

@@ -488,6 +488,35 @@ impl HikSimProcess {
     }
 }
 
+/// `GET path` of a simulator's control API, as JSON (an error unless 200).
+async fn control_get(control: SocketAddr, path: &str) -> std::io::Result<serde_json::Value> {
+    let (status, body) = outpost_actors::admin::get(control, path).await?;
+    if status != 200 {
+        return Err(std::io::Error::other(format!("{path}: {status} {body}")));
+    }
+    serde_json::from_str(&body).map_err(std::io::Error::other)
+}
+
+/// `POST path` with a JSON body to a simulator's control API; the response body.
+async fn control_post(
+    control: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<String> {
+    let (status, text) = outpost_actors::admin::request(
+        control,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .await?;
+    if status != 200 {
+        return Err(std::io::Error::other(format!("{path}: {status} {text}")));
+    }
+    Ok(text)
+}
+
 /// A running `outpost-sim tv` process: the first TV's ADB address (the others follow on the
 /// next ports) and the control API.
 #[derive(Debug)]
@@ -525,27 +554,12 @@ impl TvSimProcess {
 
     /// `GET path` of the control API as JSON.
     pub async fn get(&self, path: &str) -> std::io::Result<serde_json::Value> {
-        let (status, body) = outpost_actors::admin::get(self.control, path).await?;
-        if status != 200 {
-            return Err(std::io::Error::other(format!("{path}: {status} {body}")));
-        }
-        serde_json::from_str(&body).map_err(std::io::Error::other)
+        control_get(self.control, path).await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<()> {
-        let (status, text) = outpost_actors::admin::request(
-            self.control,
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        )
-        .await?;
-        if status != 200 {
-            return Err(std::io::Error::other(format!("{path}: {status} {text}")));
-        }
-        Ok(())
+        control_post(self.control, path, body).await.map(|_| ())
     }
 
     pub async fn kill(mut self) {
@@ -599,27 +613,12 @@ impl EgmSimProcess {
 
     /// `GET /state` as JSON.
     pub async fn state(&self) -> std::io::Result<serde_json::Value> {
-        let (status, body) = outpost_actors::admin::get(self.control, "/state").await?;
-        if status != 200 {
-            return Err(std::io::Error::other(format!("/state: {status} {body}")));
-        }
-        serde_json::from_str(&body).map_err(std::io::Error::other)
+        control_get(self.control, "/state").await
     }
 
     /// `POST path` with a JSON body; the response body.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<String> {
-        let (status, text) = outpost_actors::admin::request(
-            self.control,
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        )
-        .await?;
-        if status != 200 {
-            return Err(std::io::Error::other(format!("{path}: {status} {text}")));
-        }
-        Ok(text)
+        control_post(self.control, path, body).await
     }
 
     pub async fn kill(mut self) {

@@ -255,6 +255,34 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     .unwrap();
 }
 
+/// Injects `fault` into tv-1, waits until it is down, then until the ladder's power cycles
+/// reached `cycles` and it is up again.
+async fn fault_until_power_cycled(
+    sim: &TvSimProcess,
+    site: &RunningSite,
+    fault: serde_json::Value,
+    cycles: f64,
+) {
+    let admin = site.layout.edges[0].admin;
+    sim.post("/tv/0/faults", &fault).await.unwrap();
+    wait_until("tv-1 down", Duration::from_secs(10), || async {
+        !tv_up(site, "tv-1").await
+    })
+    .await
+    .unwrap();
+    wait_until("power-cycled and back", Duration::from_secs(40), || async {
+        scrape(
+            admin,
+            "outpost_tv_recovery_steps_total{step=\"power_cycle\"}",
+        )
+        .await
+            >= Some(cycles)
+            && tv_up(site, "tv-1").await
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died() {
     let tmp = tempfile::tempdir().unwrap();
@@ -282,25 +310,7 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
     assert_eq!(tv["boots"], 1, "no reboot was needed");
 
     // The TV's network dies: ADB cannot help, the relay power-cycles it, and it comes back.
-    sim.post("/tv/0/faults", &json!({"drop": true}))
-        .await
-        .unwrap();
-    wait_until("tv-1 down", Duration::from_secs(10), || async {
-        !tv_up(&site, "tv-1").await
-    })
-    .await
-    .unwrap();
-    wait_until("power-cycled and back", Duration::from_secs(40), || async {
-        scrape(
-            admin,
-            "outpost_tv_recovery_steps_total{step=\"power_cycle\"}",
-        )
-        .await
-            >= Some(1.0)
-            && tv_up(&site, "tv-1").await
-    })
-    .await
-    .unwrap();
+    fault_until_power_cycled(&sim, &site, json!({"drop": true}), 1.0).await;
     let tv = sim.get("/tv/0").await.unwrap();
     assert_eq!(tv["boots"], 2, "one power cycle: {tv}");
     assert_eq!(tv["powered"], true);
@@ -348,25 +358,7 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
     );
 
     // A hung adbd: reads, never answers. Same ladder, same cure.
-    sim.post("/tv/0/faults", &json!({"hang": true}))
-        .await
-        .unwrap();
-    wait_until("tv-1 down (hung)", Duration::from_secs(10), || async {
-        !tv_up(&site, "tv-1").await
-    })
-    .await
-    .unwrap();
-    wait_until("power-cycled again", Duration::from_secs(40), || async {
-        scrape(
-            admin,
-            "outpost_tv_recovery_steps_total{step=\"power_cycle\"}",
-        )
-        .await
-            >= Some(2.0)
-            && tv_up(&site, "tv-1").await
-    })
-    .await
-    .unwrap();
+    fault_until_power_cycled(&sim, &site, json!({"hang": true}), 2.0).await;
 
     // The relay's own operations.
     assert_eq!(ok(&site, "relay-1", "state", json!({})).await["on"], true);

@@ -585,6 +585,13 @@ pub fn validate_edge_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// `http://IP:port/...` (network relays are addressed by IP; no DNS on the board's path).
+fn http_ip_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|host| host.parse::<SocketAddr>().is_ok())
+}
+
 fn validate_sas_line(
     line: &SasLineConfig,
     i: usize,
@@ -731,16 +738,11 @@ impl ConfigFile for EdgeConfig {
                             &format!("devices.{i}.chip"),
                             "chip and line for a gpio relay",
                         ),
-                    RelayBankKind::Http
-                        if !relay.url.as_deref().is_some_and(|u| {
-                            u.starts_with("http://") || u.starts_with("https://")
-                        }) =>
-                    {
-                        v.invalid(
+                    RelayBankKind::Http if !relay.url.as_deref().is_some_and(http_ip_url) => v
+                        .invalid(
                             &format!("devices.{i}.url"),
-                            "an http:// URL for an http relay",
-                        )
-                    }
+                            "http://IP:port/path for an http relay",
+                        ),
                     _ => {}
                 },
             }

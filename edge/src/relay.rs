@@ -20,7 +20,7 @@ use outpost_link::{EventBody, EventClass, RelayEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::metrics;
-use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+use crate::shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RelayError {
@@ -220,14 +220,9 @@ pub struct RelayArgs {
 
 pub struct RelayState {
     args: RelayArgs,
+    _registration: DeviceRegistration,
     bank: Arc<dyn RelayBank>,
     off_since: Option<Instant>,
-}
-
-impl Drop for RelayState {
-    fn drop(&mut self) {
-        self.args.shared.unregister_device(&self.args.config.id);
-    }
 }
 
 impl RelayState {
@@ -340,15 +335,12 @@ impl Actor for RelayActor {
         metrics::RELAY_STATE
             .with_label_values(&[&args.config.id])
             .set(i64::from(on));
-        args.shared.register_device(
-            &args.config.id,
-            DeviceEntry {
-                kind: "relay",
-                actor: myself,
-            },
-        );
+        let registration = args
+            .shared
+            .register_device(&args.config.id, "relay", myself);
         Ok(RelayState {
             args,
+            _registration: registration,
             bank,
             off_since: None,
         })

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::{ActorId, ActorRef, RpcReplyPort};
 
 use crate::outbox::Outbox;
 
@@ -84,17 +84,58 @@ impl EdgeShared {
             .cloned()
     }
 
-    pub fn register_device(&self, id: &str, entry: DeviceEntry) {
+    /// Puts device `id` in the directory (commands reach it) for as long as the returned
+    /// registration lives; device actors keep it in their state.
+    pub fn register_device(
+        &self,
+        id: &str,
+        kind: &'static str,
+        actor: ActorRef<DeviceMsg>,
+    ) -> DeviceRegistration {
+        let actor_id = actor.get_id();
         self.devices
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_owned(), entry);
+            .insert(id.to_owned(), DeviceEntry { kind, actor });
+        DeviceRegistration {
+            shared: self.clone(),
+            id: id.to_owned(),
+            actor: Some(actor_id),
+        }
     }
+}
 
-    pub fn unregister_device(&self, id: &str) {
-        self.devices
+/// A device's entry in the directory. Released explicitly (`post_stop`) or when dropped, and then
+/// only if the entry is still this actor's: on a clean stop ractor hands the old state to the
+/// supervisor, which may drop it after the restarted device registered again.
+pub struct DeviceRegistration {
+    shared: EdgeShared,
+    id: String,
+    /// `None` once released.
+    actor: Option<ActorId>,
+}
+
+impl DeviceRegistration {
+    pub fn release(&mut self) {
+        let Some(actor) = self.actor.take() else {
+            return;
+        };
+        let mut devices = self
+            .shared
+            .devices
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+            .unwrap_or_else(PoisonError::into_inner);
+        if devices
+            .get(&self.id)
+            .is_some_and(|entry| entry.actor.get_id() == actor)
+        {
+            devices.remove(&self.id);
+        }
+    }
+}
+
+impl Drop for DeviceRegistration {
+    fn drop(&mut self) {
+        self.release();
     }
 }

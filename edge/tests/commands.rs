@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use outpost_edge::commands::CommandRouter;
 use outpost_edge::outbox::{CommandMark, Outbox, OutboxLimits};
-use outpost_edge::shared::{DeviceEntry, DeviceMsg, EdgeShared};
+use outpost_edge::shared::{DeviceMsg, DeviceRegistration, EdgeShared};
 use outpost_link::{CommandOutcome, CommandRequest, ControlFrame, EventBody};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
@@ -45,6 +45,7 @@ impl Actor for CountingDevice {
 }
 
 struct Fixture {
+    _registration: DeviceRegistration,
     router: CommandRouter,
     outbox: Outbox,
     runs: Arc<AtomicUsize>,
@@ -64,14 +65,9 @@ async fn fixture() -> Fixture {
     let (device, _) = Actor::spawn(None, CountingDevice, runs.clone())
         .await
         .unwrap();
-    shared.register_device(
-        "relay-1",
-        DeviceEntry {
-            kind: "relay",
-            actor: device,
-        },
-    );
+    let registration = shared.register_device("relay-1", "relay", device);
     Fixture {
+        _registration: registration,
         router: CommandRouter::new(outbox.clone(), shared),
         outbox,
         runs,

@@ -128,3 +128,25 @@ fn a_gpio_relay_on_a_missing_chip_fails_with_the_path_in_the_error() {
     let err = relay.err().unwrap().to_string();
     assert!(err.contains("/dev/gpiochip-none"), "{err}");
 }
+
+#[tokio::test]
+async fn a_stopped_device_does_not_take_its_successor_out_of_the_directory() {
+    let shared = EdgeShared::default();
+    let spawn = || {
+        Actor::spawn(
+            None,
+            RelayActor,
+            RelayArgs {
+                config: config(0),
+                shared: shared.clone(),
+            },
+        )
+    };
+    let (old, old_handle) = spawn().await.unwrap();
+    let (new, _) = spawn().await.unwrap();
+    old.stop(None);
+    old_handle.await.unwrap();
+    let entry = shared.device("relay-1").expect("still registered");
+    assert_eq!(entry.actor.get_id(), new.get_id());
+    new.stop(None);
+}

@@ -225,12 +225,13 @@ async fn end_to_end(
     }))
 }
 
-fn percentile(sorted: &[i64], p: f64) -> f64 {
+/// The `p` quantile (0.0-1.0) of sorted values, nearest rank; 0 for none. The benchmarks share it.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
+    sorted[index.min(sorted.len() - 1)]
 }
 
 /// Per-event latency (outbox acceptance at the edge → durable commit at the hub) at `rate`.
@@ -252,20 +253,20 @@ async fn latency(
     let events = log.read(&edge_id, 0, usize::MAX)?;
     // Skip the first second (connection set-up) so the figures describe the steady state.
     let skip = rate as usize;
-    let mut micros: Vec<i64> = events
+    let mut millis: Vec<f64> = events
         .iter()
         .skip(skip)
-        .map(|e| e.hub_received_us - e.event.wall_us)
+        .map(|e| (e.hub_received_us - e.event.wall_us) as f64 / 1000.0)
         .collect();
-    micros.sort_unstable();
+    millis.sort_by(f64::total_cmp);
     Ok(json!({
         "method": "synthetic device at a fixed rate (10 ms ticks); latency = hub commit time − edge outbox acceptance time, same clock; first second skipped",
         "rate_per_second": rate,
-        "events": micros.len(),
-        "p50_ms": percentile(&micros, 0.50),
-        "p99_ms": percentile(&micros, 0.99),
-        "p999_ms": percentile(&micros, 0.999),
-        "max_ms": percentile(&micros, 1.0),
+        "events": millis.len(),
+        "p50_ms": percentile(&millis, 0.50),
+        "p99_ms": percentile(&millis, 0.99),
+        "p999_ms": percentile(&millis, 0.999),
+        "max_ms": percentile(&millis, 1.0),
     }))
 }
 

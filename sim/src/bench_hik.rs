@@ -16,6 +16,8 @@ use outpost_hub::hikcentral::client::ArtemisClient;
 use outpost_hub::hikcentral::visits::VisitState;
 use serde_json::json;
 
+use crate::bench::percentile;
+
 use crate::hikcentral::state::{Faults, Profile};
 use crate::hikcentral::{CertKind, HikSim, start};
 use crate::visits_driver::{HubVisits, Tuning, config_for, new_visit, wait_all};
@@ -45,13 +47,6 @@ pub struct HikBenchArgs {
 
 const KEY: &str = "12345678";
 const SECRET: &str = "abcdefghijklmnopqrst";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 pub async fn run(args: HikBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::bench::percentile;
+
 use crate::harness::{RunningSite, TvSimProcess, wait_until};
 use crate::site::{SiteLayout, SiteSpec, tv_toml};
 
@@ -34,13 +36,6 @@ pub struct TvBenchArgs {
 
 /// Key codes the benchmark presses (harmless for the player: d-pad keys).
 const KEYS: [u32; 5] = [19, 20, 21, 22, 23];
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 pub async fn run(args: TvBenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;

@@ -11,7 +11,7 @@ use outpost_config::SyntheticDeviceConfig;
 use outpost_link::EventBody;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+use crate::shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
 
 const TICK: Duration = Duration::from_millis(10);
 /// Most appends one tick has in flight. A device that falls behind its rate (because the outbox
@@ -29,15 +29,14 @@ pub struct SyntheticArgs {
 }
 
 pub struct SyntheticState {
-    id: String,
-    shared: EdgeShared,
+    registration: DeviceRegistration,
     generator: tokio::task::JoinHandle<()>,
 }
 
 impl SyntheticState {
-    fn shut(&self) {
+    fn shut(&mut self) {
         self.generator.abort();
-        self.shared.unregister_device(&self.id);
+        self.registration.release();
     }
 }
 
@@ -62,13 +61,9 @@ impl Actor for SyntheticDevice {
         let config = args.config.clone();
         let class = super::event_class(config.class);
         let id = config.id.clone();
-        args.shared.register_device(
-            &id,
-            DeviceEntry {
-                kind: "synthetic",
-                actor: myself.clone(),
-            },
-        );
+        let registration = args
+            .shared
+            .register_device(&id, "synthetic", myself.clone());
         let generator = tokio::spawn(async move {
             let started = Instant::now();
             let mut emitted: u64 = 0;
@@ -104,8 +99,7 @@ impl Actor for SyntheticDevice {
             }
         });
         Ok(SyntheticState {
-            id,
-            shared: args.shared,
+            registration,
             generator,
         })
     }

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::line::{LineHandle, LineRequest, PollOutcome};
 use crate::metrics;
-use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+use crate::shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EgmActor;
@@ -37,15 +37,10 @@ pub struct EgmArgs {
 
 pub struct EgmState {
     args: EgmArgs,
+    registration: DeviceRegistration,
     outbox: crate::outbox::Outbox,
     /// Seed of the last LP 21 sent, for the signature's event.
     rom_seed: u16,
-}
-
-impl Drop for EgmState {
-    fn drop(&mut self) {
-        self.args.shared.unregister_device(&self.args.config.id);
-    }
 }
 
 impl Actor for EgmActor {
@@ -59,15 +54,10 @@ impl Actor for EgmActor {
         args: EgmArgs,
     ) -> Result<EgmState, ActorProcessingErr> {
         let outbox = args.shared.outbox().ok_or("the outbox is not open")?;
-        args.shared.register_device(
-            &args.config.id,
-            DeviceEntry {
-                kind: "egm",
-                actor: myself,
-            },
-        );
+        let registration = args.shared.register_device(&args.config.id, "egm", myself);
         Ok(EgmState {
             args,
+            registration,
             outbox,
             rom_seed: 0,
         })
@@ -78,7 +68,7 @@ impl Actor for EgmActor {
         _myself: ActorRef<DeviceMsg>,
         state: &mut EgmState,
     ) -> Result<(), ActorProcessingErr> {
-        state.args.shared.unregister_device(&state.args.config.id);
+        state.registration.release();
         Ok(())
     }
 

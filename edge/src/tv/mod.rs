@@ -24,7 +24,7 @@ use outpost_link::{EventBody, EventClass, TvEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::metrics;
-use crate::shared::{DeviceEntry, DeviceError, DeviceMsg, EdgeShared};
+use crate::shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
 use adb::{AdbConnection, AdbError};
 
 /// Loads the edge's ADB key from `path`, or makes one there (0600) on first start.
@@ -80,6 +80,7 @@ struct Ladder {
 
 pub struct TvState {
     args: TvArgs,
+    _registration: DeviceRegistration,
     key: std::sync::Arc<rsa::RsaPrivateKey>,
     connection: Option<AdbConnection>,
     up: Option<bool>,
@@ -89,7 +90,6 @@ pub struct TvState {
 
 impl Drop for TvState {
     fn drop(&mut self) {
-        self.args.shared.unregister_device(&self.args.config.id);
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
@@ -467,17 +467,14 @@ impl Actor for TvActor {
             .adb_key
             .clone()
             .ok_or("the edge has no ADB key")?;
-        args.shared.register_device(
-            &args.config.id,
-            DeviceEntry {
-                kind: "tv",
-                actor: myself.clone(),
-            },
-        );
+        let registration = args
+            .shared
+            .register_device(&args.config.id, "tv", myself.clone());
         metrics::TV_UP.with_label_values(&[&args.config.id]).set(0);
         myself.cast(DeviceMsg::Tick)?;
         Ok(TvState {
             args,
+            _registration: registration,
             key,
             connection: None,
             up: None,

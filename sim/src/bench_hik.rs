@@ -20,7 +20,7 @@ use crate::bench::percentile;
 
 use crate::hikcentral::state::{Faults, Profile};
 use crate::hikcentral::{CertKind, HikSim, start};
-use crate::visits_driver::{HubVisits, Tuning, config_for, new_visit, wait_all};
+use crate::visits_driver::{HubVisits, config_for, new_visit, wait_all};
 
 /// Options of `bench hikcentral`.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,14 +52,15 @@ pub async fn run(args: HikBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("outpost-bench-hik-")
         .tempdir()?;
-    let tuning = Tuning {
-        max_concurrent_requests: args.concurrency,
-        retry_initial_ms: 200,
-        retry_max_ms: 5_000,
-        db_full_initial_ms: args.db_full_initial_ms,
-        db_full_max_ms: args.db_full_initial_ms * 8,
-        breaker_threshold: 3,
-        request_timeout_ms: 10_000,
+    let configure = |sim: &crate::hikcentral::RunningHikSim| {
+        let mut config = config_for(sim, KEY, SECRET);
+        config.max_concurrent_requests = args.concurrency;
+        config.retry_initial_ms = 200;
+        config.retry_max_ms = 5_000;
+        config.db_full_initial_ms = args.db_full_initial_ms;
+        config.db_full_max_ms = args.db_full_initial_ms * 8;
+        config.request_timeout_ms = 10_000;
+        config
     };
     let latency = Faults {
         latency_ms: args.latency_ms,
@@ -74,7 +75,7 @@ pub async fn run(args: HikBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     sim.sim.set_faults(latency.clone());
-    let config = config_for(&sim, KEY, SECRET, tuning);
+    let config = configure(&sim);
     let client = ArtemisClient::new(&config)?;
     let now = unix_ms();
     let baseline_n = (args.visits / 4).max(10);
@@ -121,11 +122,7 @@ pub async fn run(args: HikBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     sim.sim.set_faults(latency.clone());
-    let hub = HubVisits::start(
-        &config_for(&sim, KEY, SECRET, tuning),
-        &tmp.path().join("hub"),
-    )
-    .await?;
+    let hub = HubVisits::start(&configure(&sim), &tmp.path().join("hub")).await?;
     let now = unix_ms();
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -171,11 +168,7 @@ pub async fn run(args: HikBenchArgs) -> anyhow::Result<()> {
         db_full: true,
         ..latency.clone()
     });
-    let hub = HubVisits::start(
-        &config_for(&sim, KEY, SECRET, tuning),
-        &tmp.path().join("hub-full"),
-    )
-    .await?;
+    let hub = HubVisits::start(&configure(&sim), &tmp.path().join("hub-full")).await?;
     let n = (args.visits / 2).max(10);
     let mut ids = Vec::new();
     let now = unix_ms();

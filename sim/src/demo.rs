@@ -83,22 +83,15 @@ const DEMO_VISITS: &[(&str, &str, f64)] = &[
 
 /// The `[hikcentral]` table pointing the demo hub at the simulator.
 fn hikcentral_toml(sim: &HikSimProcess) -> String {
-    let tuning = crate::visits_driver::Tuning {
-        max_concurrent_requests: 4,
-        retry_initial_ms: 500,
-        retry_max_ms: 10_000,
-        db_full_initial_ms: 5_000,
-        db_full_max_ms: 60_000,
-        breaker_threshold: 3,
-        request_timeout_ms: 10_000,
-    };
-    crate::visits_driver::config_toml(&crate::visits_driver::config_at(
-        &sim.url,
-        &sim.fingerprint,
-        DEMO_HIK_KEY,
-        DEMO_HIK_SECRET,
-        tuning,
-    ))
+    let mut config =
+        crate::visits_driver::config_at(&sim.url, &sim.fingerprint, DEMO_HIK_KEY, DEMO_HIK_SECRET);
+    config.max_concurrent_requests = 4;
+    config.retry_initial_ms = 500;
+    config.retry_max_ms = 10_000;
+    config.db_full_initial_ms = 5_000;
+    config.db_full_max_ms = 60_000;
+    config.request_timeout_ms = 10_000;
+    crate::visits_driver::config_toml(&config)
 }
 
 /// Books the demo's guest visits through the hub's API; returns their ids.

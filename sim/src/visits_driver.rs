@@ -19,56 +19,16 @@ use sha2::{Digest, Sha256};
 
 use crate::hikcentral::RunningHikSim;
 
-/// Timing of the jobs under test (short, so faults resolve in seconds).
-#[derive(Debug, Clone, Copy)]
-pub struct Tuning {
-    pub max_concurrent_requests: usize,
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
-    pub db_full_initial_ms: u64,
-    pub db_full_max_ms: u64,
-    pub breaker_threshold: u32,
-    pub request_timeout_ms: u64,
+/// The `[hikcentral]` section that points at `sim`, pinned to its certificate (see
+/// [`config_at`]).
+pub fn config_for(sim: &RunningHikSim, app_key: &str, app_secret: &str) -> HikCentralConfig {
+    config_at(&sim.url, &sim.certificate.fingerprint, app_key, app_secret)
 }
 
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            max_concurrent_requests: 8,
-            retry_initial_ms: 50,
-            retry_max_ms: 1_000,
-            db_full_initial_ms: 500,
-            db_full_max_ms: 2_000,
-            breaker_threshold: 3,
-            request_timeout_ms: 5_000,
-        }
-    }
-}
-
-/// The `[hikcentral]` section that points at `sim`, pinned to its certificate.
-pub fn config_for(
-    sim: &RunningHikSim,
-    app_key: &str,
-    app_secret: &str,
-    tuning: Tuning,
-) -> HikCentralConfig {
-    config_at(
-        &sim.url,
-        &sim.certificate.fingerprint,
-        app_key,
-        app_secret,
-        tuning,
-    )
-}
-
-/// The `[hikcentral]` section for the gateway at `url` whose certificate has SHA-256 `pin`.
-pub fn config_at(
-    url: &str,
-    pin: &str,
-    app_key: &str,
-    app_secret: &str,
-    tuning: Tuning,
-) -> HikCentralConfig {
+/// The `[hikcentral]` section for the gateway at `url` whose certificate has SHA-256 `pin`, timed
+/// for tests (short retries and breaker periods, so faults resolve in seconds); callers change
+/// the fields they care about.
+pub fn config_at(url: &str, pin: &str, app_key: &str, app_secret: &str) -> HikCentralConfig {
     HikCentralConfig {
         enabled: true,
         base_url: url.into(),
@@ -78,13 +38,13 @@ pub fn config_at(
         ca_file: String::new(),
         org_index_code: "1".into(),
         connect_timeout_ms: 2_000,
-        request_timeout_ms: tuning.request_timeout_ms,
-        max_concurrent_requests: tuning.max_concurrent_requests,
-        retry_initial_ms: tuning.retry_initial_ms,
-        retry_max_ms: tuning.retry_max_ms,
-        db_full_initial_ms: tuning.db_full_initial_ms,
-        db_full_max_ms: tuning.db_full_max_ms,
-        breaker_threshold: tuning.breaker_threshold,
+        request_timeout_ms: 5_000,
+        max_concurrent_requests: 8,
+        retry_initial_ms: 50,
+        retry_max_ms: 1_000,
+        db_full_initial_ms: 500,
+        db_full_max_ms: 2_000,
+        breaker_threshold: 3,
         max_unknown_attempts: 50,
         reapply_attempts: 5,
     }

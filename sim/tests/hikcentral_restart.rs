@@ -15,7 +15,7 @@ use outpost_sim::hikcentral::state::{Faults, Profile};
 use outpost_sim::hikcentral::{CertKind, HikSim, start};
 use outpost_sim::site::{SiteLayout, SiteSpec};
 use outpost_sim::visits_driver::{
-    Tuning, audit_provisioned, audit_revoked, config_for, config_toml, new_visit, photo,
+    audit_provisioned, audit_revoked, config_for, config_toml, new_visit, photo,
 };
 
 const VISITS: usize = 150;
@@ -52,16 +52,9 @@ async fn provisioning_resumes_after_kill_9_of_the_hub_with_one_person_per_visit(
     let tmp = tempfile::tempdir().unwrap();
     let mut spec = SiteSpec::single("unused", "");
     spec.edge_ids.clear();
-    let tuning = Tuning {
-        max_concurrent_requests: 4,
-        ..Tuning::default()
-    };
-    spec.hub_extra_toml = config_toml(&config_for(
-        &sim,
-        "12345678",
-        "abcdefghijklmnopqrst",
-        tuning,
-    ));
+    let mut config = config_for(&sim, "12345678", "abcdefghijklmnopqrst");
+    config.max_concurrent_requests = 4;
+    spec.hub_extra_toml = config_toml(&config);
     let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
     let mut site = RunningSite::start(exe(), layout).await.unwrap();
 

@@ -9,7 +9,7 @@ use outpost_artemis::api;
 use outpost_hub::hikcentral::client::{ArtemisClient, ArtemisError};
 use outpost_sim::hikcentral::state::{Faults, Profile};
 use outpost_sim::hikcentral::{CertKind, HikSim, RunningHikSim, start};
-use outpost_sim::visits_driver::{Tuning, config_for};
+use outpost_sim::visits_driver::config_for;
 
 async fn simulator(kind: CertKind) -> RunningHikSim {
     outpost_actors::process::install_crypto_provider();
@@ -26,7 +26,7 @@ fn client(config: &outpost_config::HikCentralConfig) -> ArtemisClient {
 #[tokio::test]
 async fn a_pinned_self_signed_certificate_is_accepted_and_a_wrong_pin_is_refused() {
     let sim = simulator(CertKind::SelfSignedCa).await;
-    let mut config = config_for(&sim, "12345678", "abcdefghijklmnopqrst", Tuning::default());
+    let mut config = config_for(&sim, "12345678", "abcdefghijklmnopqrst");
     let version = client(&config)
         .call(api::VERSION, &serde_json::json!({}))
         .await
@@ -48,7 +48,7 @@ async fn a_ca_bundle_verifies_a_leaf_certificate_but_not_a_self_signed_ca_one() 
     let leaf = simulator(CertKind::Leaf).await;
     let bundle = dir.path().join("leaf.pem");
     std::fs::write(&bundle, &leaf.certificate.cert_pem).unwrap();
-    let mut config = config_for(&leaf, "12345678", "abcdefghijklmnopqrst", Tuning::default());
+    let mut config = config_for(&leaf, "12345678", "abcdefghijklmnopqrst");
     config.pin_sha256.clear();
     config.ca_file = bundle.display().to_string();
     assert!(
@@ -63,7 +63,7 @@ async fn a_ca_bundle_verifies_a_leaf_certificate_but_not_a_self_signed_ca_one() 
     let ca = simulator(CertKind::SelfSignedCa).await;
     let ca_bundle = dir.path().join("ca.pem");
     std::fs::write(&ca_bundle, &ca.certificate.cert_pem).unwrap();
-    let mut config = config_for(&ca, "12345678", "abcdefghijklmnopqrst", Tuning::default());
+    let mut config = config_for(&ca, "12345678", "abcdefghijklmnopqrst");
     config.pin_sha256.clear();
     config.ca_file = ca_bundle.display().to_string();
     let err = client(&config)
@@ -76,7 +76,7 @@ async fn a_ca_bundle_verifies_a_leaf_certificate_but_not_a_self_signed_ca_one() 
 #[tokio::test]
 async fn answers_are_classified_not_found_unsupported_auth_and_dropped_connections() {
     let sim = simulator(CertKind::SelfSignedCa).await;
-    let config = config_for(&sim, "12345678", "abcdefghijklmnopqrst", Tuning::default());
+    let config = config_for(&sim, "12345678", "abcdefghijklmnopqrst");
     let c = client(&config);
     let missing = c
         .call(api::PERSON_BY_CODE, &api::by_code_body("NOPE"))

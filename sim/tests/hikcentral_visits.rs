@@ -13,7 +13,7 @@ use outpost_hub::hikcentral::visits::VisitState;
 use outpost_sim::hikcentral::state::{Faults, Profile};
 use outpost_sim::hikcentral::{CertKind, HikSim, RunningHikSim, start};
 use outpost_sim::visits_driver::{
-    HubVisits, Tuning, audit_provisioned, audit_revoked, config_for, new_visit, photo, wait_all,
+    HubVisits, audit_provisioned, audit_revoked, config_for, new_visit, photo, wait_all,
 };
 
 const KEY: &str = "12345678";
@@ -33,7 +33,7 @@ async fn simulator(profile: Profile, seed: u64) -> RunningHikSim {
 /// visit to be revoked, audits again.
 async fn provision_and_revoke(sim: &RunningHikSim, faults: Faults, clear_after: Option<Duration>) {
     let dir = tempfile::tempdir().unwrap();
-    let hub = HubVisits::start(&config_for(sim, KEY, SECRET, Tuning::default()), dir.path())
+    let hub = HubVisits::start(&config_for(sim, KEY, SECRET), dir.path())
         .await
         .unwrap();
     sim.sim.set_faults(faults);

@@ -89,6 +89,13 @@ async fn ok(
     serde_json::from_str(record["detail"].as_str().unwrap()).unwrap_or(json!(record["detail"]))
 }
 
+/// The hub's refusal of an operation (status and message).
+async fn refusal(site: &RunningSite, device: &str, op: &str, args: serde_json::Value) -> String {
+    site.command("edge-01", device, op, args, Duration::from_secs(5))
+        .await
+        .expect_err("the hub refuses it")
+}
+
 async fn tv_up(site: &RunningSite, device: &str) -> bool {
     scrape(
         site.layout.edges[0].admin,
@@ -146,30 +153,12 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     }
 
     // Bad arguments are refused at the hub, with what to send instead.
-    let refused = site
-        .command(
-            "edge-01",
-            "tv-2",
-            "volume",
-            json!({"level": 99}),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+    let refused = refusal(&site, "tv-2", "volume", json!({"level": 99})).await;
     assert!(
         refused.starts_with("400") && refused.contains("0-15"),
         "{refused}"
     );
-    let refused = site
-        .command(
-            "edge-01",
-            "tv-2",
-            "input",
-            json!({"source": "scart"}),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+    let refused = refusal(&site, "tv-2", "input", json!({"source": "scart"})).await;
     assert!(refused.contains("hdmi1"), "{refused}");
 
     // A screenshot goes to the hub's bulk store and shows the state we set.
@@ -217,16 +206,13 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     assert_eq!(pushed["verified"], true);
     let tv = sim2.get("/tv/0").await.unwrap();
     assert_eq!(tv["files"]["/sdcard/Movies/ad.mp4"][0], sha);
-    let refused = site
-        .command(
-            "edge-01",
-            "tv-2",
-            "push",
-            json!({"path": "/sdcard/x.mp4", "data_base64": "AAAA", "sha256": "00"}),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+    let refused = refusal(
+        &site,
+        "tv-2",
+        "push",
+        json!({"path": "/sdcard/x.mp4", "data_base64": "AAAA", "sha256": "00"}),
+    )
+    .await;
     assert!(refused.contains("damaged"), "{refused}");
 
     // Reboot: the TV goes away and comes back.
@@ -362,16 +348,7 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
 
     // The relay's own operations.
     assert_eq!(ok(&site, "relay-1", "state", json!({})).await["on"], true);
-    let refused = site
-        .command(
-            "edge-01",
-            "relay-1",
-            "cycle",
-            json!({"off_ms": "soon"}),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+    let refused = refusal(&site, "relay-1", "cycle", json!({"off_ms": "soon"})).await;
     assert!(refused.contains("off_ms"), "{refused}");
     assert!(site.stop().await.unwrap());
 }

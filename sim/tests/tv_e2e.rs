@@ -19,34 +19,20 @@ fn exe() -> &'static Path {
 
 const FAST_LADDER: &str = "unhealthy_checks = 2\nreconnect_wait_ms = 300\nrestart_app_wait_ms = 600\nreboot_wait_ms = 1500\npower_cycle_wait_ms = 2500\nround_pause_ms = 5000\nround_pause_max_ms = 20000";
 
-async fn start(tmp: &Path) -> (TvSimProcess, TvSimProcess, RunningSite) {
+/// One simulator process with two TVs: tv-1 (behind relay-1, fast ladder) and tv-2 (no relay,
+/// no ladder, for the operations).
+async fn start(tmp: &Path) -> (TvSimProcess, RunningSite) {
     let sim = TvSimProcess::spawn(
         exe(),
         &[
             "--listen",
             "127.0.0.1:0",
             "--count",
-            "1",
+            "2",
             "--boot-seconds",
             "1",
         ],
-        &tmp.join("tv-sim-0.log"),
-    )
-    .await
-    .unwrap();
-    // A second simulator process for the second TV (ports of one process are consecutive from
-    // a fixed port; two processes with port 0 keep the test free of port collisions).
-    let sim2 = TvSimProcess::spawn(
-        exe(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--count",
-            "1",
-            "--boot-seconds",
-            "1",
-        ],
-        &tmp.join("tv-sim-1.log"),
+        &tmp.join("tv-sim.log"),
     )
     .await
     .unwrap();
@@ -63,7 +49,7 @@ async fn start(tmp: &Path) -> (TvSimProcess, TvSimProcess, RunningSite) {
         ),
         tv_toml(
             "tv-2",
-            sim2.tv(0),
+            sim.tv(1),
             None,
             "telemetry_interval_ms = 500\nop_timeout_ms = 2000",
             "enabled = false"
@@ -72,7 +58,7 @@ async fn start(tmp: &Path) -> (TvSimProcess, TvSimProcess, RunningSite) {
     let layout =
         SiteLayout::prepare(&tmp.join("site"), &SiteSpec::single("edge-01", &devices)).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();
-    (sim, sim2, site)
+    (sim, site)
 }
 
 async fn ok(
@@ -108,7 +94,7 @@ async fn tv_up(site: &RunningSite, device: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_sim, sim2, site) = start(tmp.path()).await;
+    let (sim, site) = start(tmp.path()).await;
     wait_until("tv-2 up", Duration::from_secs(20), || tv_up(&site, "tv-2"))
         .await
         .unwrap();
@@ -136,7 +122,7 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
         json!({"package": "com.metro.signage"}),
     )
     .await;
-    let tv = sim2.get("/tv/0").await.unwrap();
+    let tv = sim.get("/tv/1").await.unwrap();
     assert_eq!(tv["volume"], 11, "{tv}");
     assert_eq!(tv["muted"], false);
     assert_eq!(tv["input"], "hdmi3");
@@ -204,7 +190,7 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     )
     .await;
     assert_eq!(pushed["verified"], true);
-    let tv = sim2.get("/tv/0").await.unwrap();
+    let tv = sim.get("/tv/1").await.unwrap();
     assert_eq!(tv["files"]["/sdcard/Movies/ad.mp4"][0], sha);
     let refused = refusal(
         &site,
@@ -218,7 +204,7 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     // Reboot: the TV goes away and comes back.
     ok(&site, "tv-2", "reboot", json!({})).await;
     wait_until("tv-2 rebooted", Duration::from_secs(10), || async {
-        sim2.get("/tv/0").await.unwrap()["boots"] == 2
+        sim.get("/tv/1").await.unwrap()["boots"] == 2
     })
     .await
     .unwrap();
@@ -272,7 +258,7 @@ async fn fault_until_power_cycled(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died() {
     let tmp = tempfile::tempdir().unwrap();
-    let (sim, _sim2, site) = start(tmp.path()).await;
+    let (sim, site) = start(tmp.path()).await;
     let admin = site.layout.edges[0].admin;
     wait_until("tv-1 up", Duration::from_secs(20), || tv_up(&site, "tv-1"))
         .await

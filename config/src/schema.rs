@@ -283,6 +283,10 @@ pub struct EgmConfig {
     pub real_time_events: bool,
 }
 
+/// Largest payload of a synthetic device's events: with its envelope an event stays under the
+/// 4 KiB an event may have.
+pub const MAX_SYNTHETIC_PAYLOAD_BYTES: usize = 3584;
+
 /// A device that emits events at a rate: the whole delivery path, and load, without hardware.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -707,8 +711,14 @@ impl ConfigFile for EdgeConfig {
                             "more than 0 and at most 1000000",
                         );
                     }
-                    if s.payload_bytes > 1024 * 1024 {
-                        v.invalid(&format!("devices.{i}.payload_bytes"), "at most 1048576");
+                    // An event's frame may have at most 4 KiB (outpost_link::MAX_EVENT_BYTES).
+                    if s.payload_bytes > MAX_SYNTHETIC_PAYLOAD_BYTES {
+                        v.invalid(
+                            &format!("devices.{i}.payload_bytes"),
+                            &format!(
+                                "at most {MAX_SYNTHETIC_PAYLOAD_BYTES} (an event may have at most 4 KiB)"
+                            ),
+                        );
                     }
                 }
                 DeviceConfig::SasLine(line) => validate_sas_line(line, i, &mut seen, v),

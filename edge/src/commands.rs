@@ -134,11 +134,7 @@ impl CommandRouter {
     }
 
     async fn finish(&self, id: &str, outcome: CommandOutcome, detail: String) {
-        let result = CommandResult {
-            id: id.to_owned(),
-            outcome,
-            detail,
-        };
+        let result = CommandResult::new(id, outcome, &detail);
         tracing::info!(command = %id, ?outcome, detail = %result.detail, "command finished");
         match self
             .outbox

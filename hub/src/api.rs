@@ -217,7 +217,12 @@ async fn create_command(
     ctx.commands
         .create(record.clone())
         .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| match e {
+            crate::commands::CommandLogError::TooLarge(_) => {
+                ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            _ => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
     tracing::info!(command = %record.id, issuer = %record.issuer, edge = %record.edge, device = %record.device, op = %record.op, "command issued");
     if let Some(request) = record.request(now) {
         ctx.sessions.offer(&record.edge, request);

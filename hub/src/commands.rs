@@ -110,9 +110,26 @@ impl CommandRecord {
 pub enum CommandLogError {
     #[error("command log storage: {0}")]
     Storage(String),
+    #[error("the command is too large to store: {0}")]
+    TooLarge(String),
     #[error("stored command {id} does not decode: {reason}")]
     Corrupt { id: String, reason: String },
 }
+
+impl From<outpost_storage::StorageError> for CommandLogError {
+    fn from(e: outpost_storage::StorageError) -> Self {
+        match e {
+            outpost_storage::StorageError::EntryTooLarge { .. } => {
+                CommandLogError::TooLarge(e.to_string())
+            }
+            other => CommandLogError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Most characters of a command's result detail kept in its record (a TV's answer can be long).
+const DETAIL_CHARS: usize = 1024;
+
 
 impl From<sled::Error> for CommandLogError {
     fn from(e: sled::Error) -> Self {
@@ -155,9 +172,11 @@ impl CommandLog {
         tokio::task::spawn_blocking(move || {
             let value =
                 serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
-            this.commands.insert(record.id.as_bytes(), value)?;
-            this.pending
-                .insert(pending_key(&record.edge, &record.id), &[][..])?;
+            let pending = pending_key(&record.edge, &record.id);
+            outpost_storage::check_entry(&pending, &[])?;
+            this.durable
+                .insert(&this.commands, record.id.as_bytes(), value)?;
+            this.durable.insert(&this.pending, pending, [])?;
             this.durable
                 .commit()
                 .map_err(|e| CommandLogError::Storage(e.to_string()))?;
@@ -213,13 +232,13 @@ impl CommandLog {
             return Ok(Some(record));
         }
         record.status = status;
-        if detail.is_some() {
-            record.detail = detail;
+        if let Some(detail) = detail {
+            record.detail = Some(outpost_link::clip_text(&detail, DETAIL_CHARS));
         }
         record.updated_ms = unix_ms();
         let value =
             serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
-        self.commands.insert(id.as_bytes(), value)?;
+        self.durable.insert(&self.commands, id.as_bytes(), value)?;
         if status != CommandStatus::Pending {
             self.pending.remove(pending_key(&record.edge, id))?;
         }

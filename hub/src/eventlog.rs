@@ -14,6 +14,10 @@
 //! - A failed commit fails every request of the batch and stops the writer; the hub then exits
 //!   (systemd restarts it) rather than acknowledge anything it could not store.
 //!
+//! Events reach the writer no larger than [`outpost_link::MAX_EVENT_BYTES`] (the link refuses
+//! larger ones), so each fits a chunk of [`outpost_storage::MAX_VALUE_BYTES`] with the hub's
+//! additions (checked at compile time below).
+//!
 //! On disk: `b'e' ++ edge ++ 0x00 ++ first seq (u64 BE)` → a chunk of the [`StoredEvent`]s one
 //! commit accepted from that edge (`outpost_link::chunk`: link frames, sequences increasing);
 //! `b'h' ++ edge` → committed seq (u64 BE).
@@ -23,11 +27,14 @@ use std::sync::Arc;
 
 use outpost_link::chunk::{self, ChunkBuilder};
 use outpost_link::{CommandResult, Event, EventBody};
-use outpost_storage::{DurableDb, recv_batch};
+use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, recv_batch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics;
+
+// A stored event adds two varints and a frame header to the edge's event; a chunk its own header.
+const _: () = assert!(outpost_link::MAX_EVENT_BYTES + 32 + 8 <= MAX_VALUE_BYTES);
 
 /// An event as the hub keeps it: the edge's event and the hub's view of when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,7 +207,7 @@ fn run_writer(
     let db = durable.db();
     let mut hwm: HashMap<String, u64> = HashMap::new();
     while let Some(requests) = recv_batch(&mut rx, max_batch) {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut outcomes: Vec<(
             oneshot::Sender<Result<CommitOutcome, EventLogError>>,
             CommitOutcome,
@@ -214,7 +221,8 @@ fn run_writer(
             };
             let mut high_now = high;
             let mut outcome = CommitOutcome::default();
-            let mut chunk = ChunkBuilder::default();
+            let mut chunk = ChunkBuilder::new(MAX_VALUE_BYTES);
+            let chunk_key = |first: u64| [chunk_prefix(&request.edge), first.to_be_bytes().to_vec()].concat();
             for event in request.events {
                 if event.seq <= high_now {
                     outcome.duplicates += 1;
@@ -250,43 +258,36 @@ fn run_writer(
                     hub_received_us: received,
                     clock_offset_ms: request.clock_offset_ms,
                 };
-                chunk
-                    .push(seq, &stored)
+                let mut frame = Vec::with_capacity(256);
+                outpost_link::encode(&stored, &mut frame)
                     .map_err(|e| EventLogError::Storage(format!("cannot encode event: {e}")))?;
-                outcome.accepted += 1;
-                if chunk.is_full() {
-                    let key = [
-                        chunk_prefix(&request.edge),
-                        chunk.first().to_be_bytes().to_vec(),
-                    ]
-                    .concat();
-                    batch.insert(key, chunk.take());
+                if !chunk.fits(frame.len()) {
+                    batch
+                        .insert(chunk_key(chunk.first()), chunk.take())
+                        .map_err(|e| EventLogError::Storage(e.to_string()))?;
                 }
+                chunk.push_frame(seq, &frame);
+                outcome.accepted += 1;
             }
             if !chunk.is_empty() {
-                let key = [
-                    chunk_prefix(&request.edge),
-                    chunk.first().to_be_bytes().to_vec(),
-                ]
-                .concat();
-                batch.insert(key, chunk.take());
+                batch
+                    .insert(chunk_key(chunk.first()), chunk.take())
+                    .map_err(|e| EventLogError::Storage(e.to_string()))?;
             }
             outcome.committed_seq = high_now;
             if high_now != high {
-                batch.insert(hwm_key(&request.edge), &high_now.to_be_bytes()[..]);
+                batch
+                    .insert(hwm_key(&request.edge), high_now.to_be_bytes())
+                    .map_err(|e| EventLogError::Storage(e.to_string()))?;
                 touched.push(request.edge.clone());
             }
             hwm.insert(request.edge, high_now);
             outcomes.push((request.reply, outcome));
         }
-        let result = db
-            .apply_batch(batch)
-            .map_err(|e| EventLogError::Storage(e.to_string()))
-            .and_then(|()| {
-                durable
-                    .commit()
-                    .map_err(|e| EventLogError::Storage(e.to_string()))
-            });
+        let result = durable
+            .apply(batch)
+            .and_then(|()| durable.commit())
+            .map_err(|e| EventLogError::Storage(e.to_string()));
         match result {
             Ok(took) => {
                 metrics::COMMIT_SECONDS.observe(took.as_secs_f64());

@@ -631,19 +631,14 @@ async fn receive_bulk(
         "sha256": digest,
         "received_ms": unix_ms(),
     });
-    let stored = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::create_dir_all(&dir)?;
-        for (name, content) in [
-            (header.id.clone(), bytes),
-            (format!("{}.json", header.id), meta.to_string().into_bytes()),
-        ] {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let mut file = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut file, &content)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, dir.join(&name))?;
-        }
-        std::fs::File::open(&dir)?.sync_all()
+    // The payload first: its metadata names a file that is whole.
+    let stored = tokio::task::spawn_blocking(move || {
+        outpost_storage::write_file_durably(&dir, &header.id, &bytes)?;
+        outpost_storage::write_file_durably(
+            &dir,
+            &format!("{}.json", header.id),
+            meta.to_string().as_bytes(),
+        )
     })
     .await;
     match stored {
@@ -682,6 +677,18 @@ async fn ingest(
             match recv.next::<EventFrame>().await.map_err(link_err)? {
                 None => return Ok::<(), SessionError>(()),
                 Some(EventFrame::Batch(batch)) => {
+                    if let Some(event) = batch
+                        .events
+                        .iter()
+                        .find(|e| 4 + outpost_link::encode_len(*e) > outpost_link::MAX_EVENT_BYTES)
+                    {
+                        return Err(link_err(LinkIoError::Protocol(format!(
+                            "event {} of {} bytes is larger than the {} bytes an event may have",
+                            event.seq,
+                            4 + outpost_link::encode_len(event),
+                            outpost_link::MAX_EVENT_BYTES
+                        ))));
+                    }
                     let answer = ctx
                         .eventlog
                         .submit(edge, batch.events, clock_offset_ms)

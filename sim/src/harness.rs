@@ -202,18 +202,23 @@ pub struct RunningSite {
 impl RunningSite {
     /// Starts the hub and every edge of `layout` and waits until all are ready.
     pub async fn start(exe: &Path, layout: crate::site::SiteLayout) -> Result<Self, HarnessError> {
-        let edges = layout.edges.iter().map(|_| None).collect();
-        let mut site = Self {
-            layout,
-            exe: exe.to_owned(),
-            hub: None,
-            edges,
-        };
+        let mut site = Self::stopped(exe, layout);
         site.start_hub().await?;
         for i in 0..site.edges.len() {
             site.start_edge(i).await?;
         }
         Ok(site)
+    }
+
+    /// The site of `layout` with nothing started yet.
+    pub fn stopped(exe: &Path, layout: crate::site::SiteLayout) -> Self {
+        let edges = layout.edges.iter().map(|_| None).collect();
+        Self {
+            layout,
+            exe: exe.to_owned(),
+            hub: None,
+            edges,
+        }
     }
 
     fn log(&self, name: &str) -> PathBuf {

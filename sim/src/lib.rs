@@ -12,6 +12,7 @@ pub mod cli;
 pub mod demo;
 pub mod egm;
 pub mod harness;
+pub mod power_cut;
 pub mod hikcentral;
 pub mod site;
 pub mod tv;

@@ -6,23 +6,73 @@
 //! [`DurableDb::commit`] follows sled's flush with `fdatasync` of sled's data file; that is the only
 //! point after which Outpost calls anything "durable".
 //!
-//! Invariants: the database directory and its parent are fsynced when created, so the files exist
-//! after a power cut; `commit` returns only after both the flush and the fdatasync succeeded, and an
-//! error from either is returned, never swallowed.
+//! **Every page stays in sled's log.** sled 0.34 writes a page image larger than a quarter of its
+//! segment to a file of its own (`<db>/blobs/<lsn>`) with a plain `write()` and never syncs it, and
+//! its log entry pointing at that file can reach the disk first; after a power cut such a database
+//! does not open. Syncing the blob files ourselves cannot close that window, so no page may ever
+//! reach the threshold. The bound, from sled 0.34.7's source:
+//! - a page image is written as a blob when `32 + serialized size > segment / 4 − 20`
+//!   (`pagecache/logger.rs`), so with [`SEGMENT_BYTES`] a page must serialize to at most
+//!   [`BLOB_THRESHOLD_BYTES`];
+//! - a leaf is split when it holds more than 16 entries and a leaf with fewer than 4 is merged
+//!   into its left sibling (`node.rs`); inserts link to a leaf with a compare-and-swap after the
+//!   split check, so a leaf holds at most 17 entries, and 20 while a merge lands
+//!   ([`MAX_LEAF_ENTRIES`]); index pages hold up to 257 keys without values;
+//! - a leaf serializes as its low and high keys, then per entry two varints, the key and the value
+//!   (`serialization.rs`).
+//!
+//! So with keys of at most [`MAX_KEY_BYTES`] and values of at most [`MAX_VALUE_BYTES`] no page
+//! reaches the threshold (checked at compile time below). [`Batch`] and [`DurableDb::check_entry`]
+//! refuse larger entries with [`StorageError::EntryTooLarge`] before they reach sled, and
+//! [`DurableDb::blob_files`] lets the owner alert if a blob file ever appears anyway. The test
+//! `storage/tests/no_blobs.rs` drives the worst workloads and asserts `blobs/` stays empty, and
+//! shows that entries a little over the bound do make blobs.
+//!
+//! Invariants: the database directory, its `blobs/` directory, sled's `conf` file and the parent
+//! directory are synced at every open, so the files exist after a power cut; `commit` returns only
+//! after both the flush and the fdatasync succeeded, and an error from either is returned, never
+//! swallowed; a database that does not open is an error naming its path ([`StorageError::Open`]),
+//! never a panic.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// sled's log segment size, stated rather than inherited (it is sled's default, and a database
+/// keeps the size it was created with).
+pub const SEGMENT_BYTES: usize = 512 * 1024;
+
+/// A page that serializes to more than this is written outside the log as a blob file.
+pub const BLOB_THRESHOLD_BYTES: usize = SEGMENT_BYTES / 4 - 20 - 32;
+
+/// Most entries a leaf page holds (16 before a split, one insert, a merged sibling of at most 3).
+pub const MAX_LEAF_ENTRIES: usize = 20;
+
+/// Longest key an Outpost store may write.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// Largest value an Outpost store may write: what keeps a full leaf below the blob threshold.
+pub const MAX_VALUE_BYTES: usize = 6 * 1024;
+
+/// A varint's largest size, and a node's header without its keys (next, merging child, flags).
+const VARINT: usize = 9;
+const NODE_HEADER: usize = 64;
+
+/// The largest leaf page Outpost can make, serialized.
+pub const MAX_PAGE_BYTES: usize = NODE_HEADER
+    + 2 * (VARINT + MAX_KEY_BYTES)
+    + MAX_LEAF_ENTRIES * (2 * VARINT + MAX_KEY_BYTES + MAX_VALUE_BYTES);
+
+const _: () = assert!(
+    MAX_PAGE_BYTES < BLOB_THRESHOLD_BYTES,
+    "a full leaf of the largest entries must stay in sled's log"
+);
+
 /// What went wrong with durable storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
+    #[error("cannot open database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -35,6 +85,51 @@ pub enum StorageError {
         #[source]
         source: sled::Error,
     },
+    #[error(
+        "an entry with a key of {key_bytes} bytes and a value of {value_bytes} bytes is over the \
+         store's limits ({MAX_KEY_BYTES}-byte keys, {MAX_VALUE_BYTES}-byte values)"
+    )]
+    EntryTooLarge { key_bytes: usize, value_bytes: usize },
+}
+
+/// Refuses an entry over [`MAX_KEY_BYTES`] or [`MAX_VALUE_BYTES`].
+pub fn check_entry(key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+    if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES {
+        return Err(StorageError::EntryTooLarge {
+            key_bytes: key.len(),
+            value_bytes: value.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A sled batch whose entries are checked against the store's limits as they are added.
+#[derive(Debug, Default)]
+pub struct Batch {
+    inner: sled::Batch,
+}
+
+impl Batch {
+    /// Adds `key → value`, or refuses it (the batch is unchanged) if it is over the limits.
+    pub fn insert(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), StorageError> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        check_entry(key, value)?;
+        self.inner.insert(key, value);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.inner.remove(key.as_ref());
+    }
+
+    /// The checked sled batch, for a tree other than the database's default one.
+    pub fn into_inner(self) -> sled::Batch {
+        self.inner
+    }
 }
 
 /// A sled database whose commits are durable across power cuts.
@@ -58,39 +153,52 @@ impl DurableDb {
             let p = p.to_owned();
             move |source| StorageError::Io { path: p, source }
         };
-        let created = !path.exists();
         std::fs::create_dir_all(path).map_err(io(path))?;
         let config = sled::Config::new()
             .path(path)
+            .segment_size(SEGMENT_BYTES)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             // Our commits flush explicitly; sled's timer flush would only add I/O.
             .flush_every_ms(None);
+        let open_failed = |reason: String| StorageError::Open {
+            path: path.to_owned(),
+            reason,
+        };
         // A previous handle on the same directory (a restarted actor's, a test's) releases sled's
         // file lock from sled's own threads a moment after it is dropped: retry briefly.
         let mut attempts = 0;
         let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if attempts < 60 && e.to_string().contains("lock") => {
+            // sled panics on some damaged files instead of answering an error.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+            match opened {
+                Ok(Ok(db)) => break db,
+                Ok(Err(sled::Error::Io(e))) if attempts < 60 && e.to_string().contains("lock") => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(source) => {
-                    return Err(StorageError::Open {
-                        path: path.to_owned(),
-                        source,
-                    });
+                Ok(Err(source)) => return Err(open_failed(source.to_string())),
+                Err(panic) => {
+                    let reason = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "sled panicked".into());
+                    return Err(open_failed(format!("sled panicked: {reason}")));
                 }
             }
         };
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(io(&data_path))?;
-        if created {
-            sync_dir(path)?;
-            if let Some(parent) = path.parent() {
-                sync_dir(parent)?;
-            }
+        // sled creates these without syncing them; after a power cut a missing or empty `conf`
+        // alone makes the database unopenable.
+        File::open(path.join("conf"))
+            .and_then(|f| f.sync_all())
+            .map_err(io(&path.join("conf")))?;
+        sync_dir(&path.join("blobs"))?;
+        sync_dir(path)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
         }
         Ok(Self {
             db,
@@ -105,6 +213,33 @@ impl DurableDb {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Applies `batch` atomically (not yet durable: see [`Self::commit`]).
+    pub fn apply(&self, batch: Batch) -> Result<(), StorageError> {
+        self.db
+            .apply_batch(batch.inner)
+            .map_err(|source| StorageError::Sled {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Inserts one entry into `tree` (a tree of this database), checked against the limits.
+    pub fn insert(
+        &self,
+        tree: &sled::Tree,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), StorageError> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        check_entry(key, value)?;
+        tree.insert(key, value)
+            .map(|_| ())
+            .map_err(|source| StorageError::Sled {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Makes everything written so far durable: sled's flush, then `fdatasync` of its data file.
@@ -128,6 +263,73 @@ impl DurableDb {
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.path)
     }
+
+    /// Page images sled wrote outside its log (`blobs/`). Always 0 while the entry limits hold;
+    /// anything else is a page a power cut could leave empty: alert on it.
+    pub fn blob_files(&self) -> usize {
+        blob_files(&self.path)
+    }
+}
+
+/// Files in the `blobs/` directory of the sled database in `path`.
+pub fn blob_files(path: &Path) -> usize {
+    std::fs::read_dir(path.join("blobs"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// Moves a database that does not open out of the way, to `<path>.broken-<unix seconds>`, and
+/// syncs the parent directory; returns the new path. Nothing is deleted: the files stay there for
+/// salvage, and the next open of `path` starts an empty database.
+pub fn set_aside(path: &Path) -> Result<PathBuf, StorageError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".broken-{secs}"));
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside).map_err(|source| StorageError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(aside)
+}
+
+/// Writes `bytes` to `dir/name` so that after a power cut the file is either absent or whole:
+/// a temporary file, fsynced, renamed into place, then the directory fsynced (and every directory
+/// this call created, with its parent). An existing `dir/name` is replaced.
+pub fn write_file_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| StorageError::Io { path: p, source }
+    };
+    let mut created = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(d) = missing.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        created.push(d.to_owned());
+        missing = d.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(name);
+    {
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    sync_dir(dir)?;
+    // Oldest first does not matter: each created directory's entry is in its parent.
+    for d in created {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of all files under `dir` (0 for what cannot be read).

@@ -53,11 +53,11 @@ pub(crate) fn rebuild(
     }
     {
         let db = DurableDb::open_with_cache(&fresh, 1024 * 1024)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = outpost_storage::Batch::default();
         for (key, value) in entries {
-            batch.insert(key, value);
+            batch.insert(key, value)?;
         }
-        db.db().apply_batch(batch)?;
+        db.apply(batch)?;
         db.commit()?;
     }
     std::fs::rename(dir, &old).map_err(io(dir))?;

@@ -45,6 +45,8 @@ pub enum OutboxError {
     Closed,
     #[error("stored event {seq} does not decode: {reason}")]
     Corrupt { seq: u64, reason: String },
+    #[error("event of {size} bytes is larger than the {limit} bytes an event may have")]
+    EventTooLarge { size: usize, limit: usize },
     #[error("event of {size} bytes exceeds the outbox budget of {budget} bytes")]
     TooLarge { size: usize, budget: u64 },
     #[error("outbox is empty but holds {disk_bytes} bytes on disk; reopening it to compact")]

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use outpost_actors::clock::{unix_ms, unix_us};
 use outpost_link::chunk::{self, ChunkBuilder};
-use outpost_link::{Event, EventBody, EventClass};
-use outpost_storage::{DurableDb, key_seq, recv_batch, seq_key};
+use outpost_link::{Event, EventBody, EventClass, MAX_EVENT_BYTES};
+use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, key_seq, recv_batch, seq_key};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{OutboxError, OutboxLimits, Recovered};
@@ -141,7 +141,7 @@ impl Writer {
             sealed: Vec::new(),
             chunk_times,
             next_compaction_check: 0,
-            chunk: ChunkBuilder::default(),
+            chunk: ChunkBuilder::new(MAX_VALUE_BYTES),
             durable,
         };
         writer.publish_gauges();
@@ -195,7 +195,7 @@ impl Writer {
         commits: Arc<AtomicU64>,
     ) -> Result<(), OutboxError> {
         while let Some(messages) = recv_batch(&mut rx, self.limits.max_batch) {
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             let mut appended: Vec<AppendReply> = Vec::new();
             let mut marked: Vec<MarkReply> = Vec::new();
             let mut marks_in_batch: HashMap<String, CommandMark> = HashMap::new();
@@ -240,7 +240,7 @@ impl Writer {
                             self.acked_seq = committed_seq;
                             self.chunk_times.clear();
                             acked_shared.store(committed_seq, Ordering::Release);
-                            batch.insert(META_ACKED, &committed_seq.to_be_bytes()[..]);
+                            batch.insert(META_ACKED, committed_seq.to_be_bytes())?;
                         }
                         adopted.push(reply);
                     }
@@ -261,7 +261,11 @@ impl Writer {
                         };
                         let mut value = vec![keep.to_byte()];
                         value.extend_from_slice(&unix_ms().to_be_bytes());
-                        batch.insert(key, value);
+                        if let Err(refused) = batch.insert(key, value) {
+                            // An id too long to store (from the network): refuse this mark only.
+                            let _ = reply.send(Err(refused.into()));
+                            continue;
+                        }
                         marks_in_batch.insert(id, keep);
                         marked.push((reply, previous));
                     }
@@ -279,15 +283,14 @@ impl Writer {
                 self.sealed.push((self.chunk.first(), self.chunk.take()));
             }
             for (first, value) in self.sealed.drain(..) {
-                batch.insert(&seq_key(EVENT, first)[..], value);
+                batch.insert(seq_key(EVENT, first), value)?;
             }
-            batch.insert(META_LAST, &self.last_seq.to_be_bytes()[..]);
+            batch.insert(META_LAST, self.last_seq.to_be_bytes())?;
             let committed = self
                 .durable
-                .db()
-                .apply_batch(batch)
-                .map_err(OutboxError::from)
-                .and_then(|()| self.durable.commit().map_err(OutboxError::from));
+                .apply(batch)
+                .and_then(|()| self.durable.commit())
+                .map_err(OutboxError::from);
             match committed {
                 Ok(took) => {
                     commits.fetch_add(1, Ordering::Relaxed);
@@ -365,6 +368,13 @@ impl Writer {
             pending.class,
             pending.body.clone(),
         )?;
+        if bytes.len() > MAX_EVENT_BYTES {
+            let _ = pending.reply.send(Err(OutboxError::EventTooLarge {
+                size: bytes.len(),
+                limit: MAX_EVENT_BYTES,
+            }));
+            return Ok(());
+        }
         let budget = self.limits.budget_bytes;
         if bytes.len() as u64 > budget {
             let _ = pending.reply.send(Err(OutboxError::TooLarge {
@@ -396,13 +406,13 @@ impl Writer {
         }
         self.last_seq = seq;
         self.stored_bytes += bytes.len() as u64;
+        if !self.chunk.fits(bytes.len()) {
+            self.sealed.push((self.chunk.first(), self.chunk.take()));
+        }
         if self.chunk.is_empty() {
             self.chunk_times.push_back((seq, wall_us / 1000));
         }
         self.chunk.push_frame(seq, &bytes);
-        if self.chunk.is_full() {
-            self.sealed.push((self.chunk.first(), self.chunk.take()));
-        }
         appended.push((pending.reply, seq));
         Ok(())
     }
@@ -460,7 +470,7 @@ impl Writer {
                 shed += 1;
             }
             if shed > 0 {
-                let mut rebuilt = ChunkBuilder::default();
+                let mut rebuilt = ChunkBuilder::new(MAX_VALUE_BYTES);
                 for event in &events {
                     rebuilt
                         .push(event.seq, event)
@@ -468,7 +478,7 @@ impl Writer {
                 }
                 let rewritten = rebuilt.take();
                 self.stored_bytes = self.stored_bytes - value.len() as u64 + rewritten.len() as u64;
-                db.insert(key, rewritten)?;
+                self.durable.insert(&db, key, rewritten)?;
                 metrics::OUTBOX_SHED.inc_by(shed);
             }
         }
@@ -491,7 +501,7 @@ impl Writer {
             return Ok(false);
         }
         let db = self.durable.db();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut freed = 0u64;
         // Whole chunks go; a chunk still holding unacknowledged events stays until they are.
         for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, through.saturating_add(1))) {
@@ -503,8 +513,8 @@ impl Writer {
                 break;
             }
         }
-        batch.insert(META_ACKED, &through.to_be_bytes()[..]);
-        db.apply_batch(batch)?;
+        batch.insert(META_ACKED, through.to_be_bytes())?;
+        self.durable.apply(batch)?;
         self.stored_bytes = self.stored_bytes.saturating_sub(freed);
         // Forget chunks wholly acknowledged: those whose successor starts at or before through+1.
         while self

@@ -9,8 +9,11 @@
 //! Operators' cancel and retry requests go to a tree of their own, written by the API and applied
 //! by the visit's job, so the API and the job never overwrite each other's writes.
 //!
-//! On disk (sled trees): `visits`: id → [`Visit`] (JSON); `visit_photos`: id → photo bytes;
-//! `visit_requests`: id → [`VisitRequests`] (JSON).
+//! On disk (sled trees): `visits`: id → [`Visit`] (JSON); `visit_requests`: id →
+//! [`VisitRequests`] (JSON). Photos are files beside the database, `visit-photos/<sha256>`, written
+//! durably before the visit that names them (a photo of 200 KiB would be a page sled writes
+//! outside its log, see `outpost_storage`). A visit's record stays under the store's value limit:
+//! notes and errors are clipped and the oldest history lines go first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -134,8 +137,12 @@ pub struct Visit {
     pub updated_ms: i64,
 }
 
-/// At most this many history lines are kept per visit.
+/// At most this many history lines are kept per visit (fewer if they would not fit its record).
 const HISTORY: usize = 64;
+/// Most characters of a history note or an error kept.
+pub const NOTE_CHARS: usize = 240;
+/// A visit's record, encoded, stays under this; older history lines make room.
+const RECORD_BYTES: usize = outpost_storage::MAX_VALUE_BYTES - 256;
 
 impl Visit {
     /// `V` and the id in upper case: short ASCII alphanumerics, as HikCentral accepts.
@@ -156,7 +163,7 @@ impl Visit {
         self.history.push(VisitEvent {
             at_ms: unix_ms(),
             state: self.state,
-            note: note.into(),
+            note: outpost_link::clip_text(&note.into(), NOTE_CHARS),
         });
         if self.history.len() > HISTORY {
             let excess = self.history.len() - HISTORY;
@@ -195,7 +202,9 @@ impl From<sled::Error> for VisitStoreError {
 pub struct VisitStore {
     durable: Arc<DurableDb>,
     visits: sled::Tree,
+    /// Photos of visits stored before photos became files.
     photos: sled::Tree,
+    photo_dir: std::path::PathBuf,
     requests: sled::Tree,
     /// Last known state of every visit, for the `outpost_hikcentral_jobs{state}` gauge.
     states: Arc<Mutex<HashMap<String, VisitState>>>,
@@ -212,10 +221,16 @@ impl VisitStore {
         let visits = durable.db().open_tree("visits")?;
         let photos = durable.db().open_tree("visit_photos")?;
         let requests = durable.db().open_tree("visit_requests")?;
+        let photo_dir = durable
+            .path()
+            .parent()
+            .unwrap_or(durable.path())
+            .join("visit-photos");
         let store = VisitStore {
             durable,
             visits,
             photos,
+            photo_dir,
             requests,
             states: Arc::new(Mutex::new(HashMap::new())),
         };
@@ -249,27 +264,20 @@ impl VisitStore {
         let this = self.clone();
         let id = visit.id.clone();
         tokio::task::spawn_blocking(move || {
-            let value =
-                serde_json::to_vec(&visit).map_err(|e| VisitStoreError::Storage(e.to_string()))?;
-            // The visit and its photo together, and only if the id is new: two requests with one
-            // id cannot both create it, and no visit is ever stored without its photo.
-            use sled::Transactional;
-            use sled::transaction::{ConflictableTransactionError, TransactionError};
+            // The photo first, under its own digest: a visit is never stored without its photo,
+            // and a photo left by a refused or interrupted create is harmless.
+            outpost_storage::write_file_durably(&this.photo_dir, &visit.photo_sha256, &photo)
+                .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
+            let value = this.encode(&visit)?;
+            // Only if the id is new: two requests with one id cannot both create it.
             let id = visit.id.as_bytes();
-            let created = (&this.visits, &this.photos).transaction(|(visits, photos)| {
-                if visits.get(id)?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-                visits.insert(id, value.clone())?;
-                photos.insert(id, photo.clone())?;
-                Ok(())
-            });
-            match created {
-                Ok(()) => {}
-                Err(TransactionError::Abort(())) => {
-                    return Err(VisitStoreError::Exists(visit.id.clone()));
-                }
-                Err(TransactionError::Storage(e)) => return Err(e.into()),
+            outpost_storage::check_entry(id, &value)
+                .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
+            let created = this
+                .visits
+                .compare_and_swap(id, None::<&[u8]>, Some(value))?;
+            if created.is_err() {
+                return Err(VisitStoreError::Exists(visit.id.clone()));
             }
             this.write(&visit)
         })
@@ -288,12 +296,29 @@ impl VisitStore {
             .map_err(|e| VisitStoreError::Storage(e.to_string()))?
     }
 
+    /// The record of `visit`, its history shortened until it fits the store.
+    fn encode(&self, visit: &Visit) -> Result<Vec<u8>, VisitStoreError> {
+        let mut visit = visit.clone();
+        visit.last_error = visit
+            .last_error
+            .map(|e| outpost_link::clip_text(&e, NOTE_CHARS));
+        loop {
+            let value =
+                serde_json::to_vec(&visit).map_err(|e| VisitStoreError::Storage(e.to_string()))?;
+            if value.len() <= RECORD_BYTES || visit.history.is_empty() {
+                return Ok(value);
+            }
+            visit.history.remove(0);
+        }
+    }
+
     fn write(&self, visit: &Visit) -> Result<(), VisitStoreError> {
         let mut visit = visit.clone();
         visit.updated_ms = unix_ms();
-        let value =
-            serde_json::to_vec(&visit).map_err(|e| VisitStoreError::Storage(e.to_string()))?;
-        self.visits.insert(visit.id.as_bytes(), value)?;
+        let value = self.encode(&visit)?;
+        self.durable
+            .insert(&self.visits, visit.id.as_bytes(), value)
+            .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
         self.durable
             .commit()
             .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
@@ -319,7 +344,19 @@ impl VisitStore {
     }
 
     pub fn photo(&self, id: &str) -> Result<Option<Vec<u8>>, VisitStoreError> {
-        Ok(self.photos.get(id.as_bytes())?.map(|b| b.to_vec()))
+        let Some(visit) = self.get(id)? else {
+            return Ok(None);
+        };
+        match std::fs::read(self.photo_dir.join(&visit.photo_sha256)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(self.photos.get(id.as_bytes())?.map(|b| b.to_vec()))
+            }
+            Err(e) => Err(VisitStoreError::Storage(format!(
+                "photo of visit {id} in {}: {e}",
+                self.photo_dir.display()
+            ))),
+        }
     }
 
     /// Every visit, in id order.
@@ -349,7 +386,9 @@ impl VisitStore {
             change(&mut requests);
             let value = serde_json::to_vec(&requests)
                 .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
-            this.requests.insert(id.as_bytes(), value)?;
+            this.durable
+                .insert(&this.requests, id.as_bytes(), value)
+                .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
             this.durable
                 .commit()
                 .map_err(|e| VisitStoreError::Storage(e.to_string()))?;

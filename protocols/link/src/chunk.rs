@@ -1,5 +1,9 @@
-//! Chunks: several frames stored as one value, so a store pays its per-key cost once per group
-//! commit instead of once per event (sled's is about 6 µs, most of an append's CPU time).
+//! Chunks: several frames stored as one value, so a store pays its per-key cost once per chunk
+//! instead of once per event (sled's is about 6 µs, most of an append's CPU time).
+//!
+//! A store fills a chunk until the next frame would not fit its limit (the store's largest value:
+//! see `outpost_storage`, where a page of sled must never grow past the size it writes outside its
+//! log), and seals it then or at the end of a commit.
 //!
 //! Layout: the chunk's last sequence (u64 BE), then each item as a frame (see [`crate::encode`]).
 //! The key (chosen by the store) carries the first sequence. Sequences inside a chunk increase.
@@ -9,21 +13,31 @@ use serde::de::DeserializeOwned;
 
 use crate::{FrameDecoder, FrameError};
 
-/// Stores seal a chunk once it reaches this size. sled rewrites a whole leaf when one of its values
-/// changes and moves values over 128 KiB to files of their own, so chunks stay well below that:
-/// large enough to spread the per-key cost over ~70 events of 200 bytes, small enough to keep
-/// sled's write and space amplification low (measured: see the README).
-pub const TARGET_BYTES: usize = 16 * 1024;
-
-/// Builds one chunk.
-#[derive(Debug, Default)]
+/// Builds one chunk, never larger than its limit.
+#[derive(Debug)]
 pub struct ChunkBuilder {
     first: u64,
     last: u64,
     frames: Vec<u8>,
+    max_bytes: usize,
 }
 
 impl ChunkBuilder {
+    /// A builder whose chunks (with their 8-byte header) never exceed `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            first: 0,
+            last: 0,
+            frames: Vec::new(),
+            max_bytes,
+        }
+    }
+
+    /// Whether a frame of `frame_len` bytes fits into this chunk.
+    pub fn fits(&self, frame_len: usize) -> bool {
+        8 + self.frames.len() + frame_len <= self.max_bytes
+    }
+
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
@@ -33,17 +47,13 @@ impl ChunkBuilder {
         self.frames.len()
     }
 
-    /// Whether the chunk has reached [`TARGET_BYTES`] and should be stored.
-    pub fn is_full(&self) -> bool {
-        self.frames.len() >= TARGET_BYTES
-    }
-
     /// Sequence of the first item (meaningless while empty).
     pub fn first(&self) -> u64 {
         self.first
     }
 
-    /// Appends the encoded frame of the item with sequence `seq` (higher than the last one).
+    /// Appends the encoded frame of the item with sequence `seq` (higher than the last one). The
+    /// caller checked [`Self::fits`] first.
     pub fn push_frame(&mut self, seq: u64, frame: &[u8]) {
         if self.frames.is_empty() {
             self.first = seq;
@@ -52,15 +62,24 @@ impl ChunkBuilder {
         self.frames.extend_from_slice(frame);
     }
 
-    /// Encodes `item` and appends it; returns the frame's size.
+    /// Encodes `item` and appends it; returns the frame's size, or refuses it (the chunk is
+    /// unchanged) if it does not fit.
     pub fn push<T: Serialize>(&mut self, seq: u64, item: &T) -> Result<usize, FrameError> {
         let before = self.frames.len();
-        if self.frames.is_empty() {
+        crate::encode(item, &mut self.frames)?;
+        let len = self.frames.len() - before;
+        if 8 + self.frames.len() > self.max_bytes {
+            self.frames.truncate(before);
+            return Err(FrameError::TooLarge {
+                len,
+                limit: self.max_bytes.saturating_sub(8 + before),
+            });
+        }
+        if before == 0 {
             self.first = seq;
         }
-        crate::encode(item, &mut self.frames)?;
         self.last = seq;
-        Ok(self.frames.len() - before)
+        Ok(len)
     }
 
     /// The value to store; the builder is empty afterwards.

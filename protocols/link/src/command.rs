@@ -32,6 +32,14 @@ pub enum CommandOutcome {
     Interrupted,
 }
 
+/// `text` cut to at most `chars` characters, marked with `…` where it was cut.
+pub fn clip_text(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// The result of a command, carried as an event through the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
@@ -39,4 +47,19 @@ pub struct CommandResult {
     pub outcome: CommandOutcome,
     /// Human-readable detail (an error, or the answer, such as `pong`).
     pub detail: String,
+}
+
+impl CommandResult {
+    /// Most characters of `detail` a result carries (a TV's answer can be long; an event must stay
+    /// under [`crate::MAX_EVENT_BYTES`]).
+    pub const MAX_DETAIL_CHARS: usize = 1024;
+
+    /// A result with its detail clipped to [`Self::MAX_DETAIL_CHARS`].
+    pub fn new(id: &str, outcome: CommandOutcome, detail: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            outcome,
+            detail: clip_text(detail, Self::MAX_DETAIL_CHARS),
+        }
+    }
 }

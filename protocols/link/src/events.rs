@@ -16,6 +16,11 @@ pub enum EventClass {
     Telemetry,
 }
 
+/// The largest encoded frame of one [`Event`]: an edge refuses larger events, and the hub refuses
+/// them from the network. Both stores keep events in chunks that must stay small (see
+/// `outpost_storage::MAX_VALUE_BYTES`), and one event with the hub's additions must fit one chunk.
+pub const MAX_EVENT_BYTES: usize = 4 * 1024;
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventBody {

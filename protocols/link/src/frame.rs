@@ -161,11 +161,11 @@ pub struct BulkHeader {
 }
 
 /// Length of the frame body (version byte and bincode) `message` encodes to; what the edge outbox
-/// stores per event.
+/// stores per event. Counts without allocating.
 pub fn encode_len<T: Serialize>(message: &T) -> usize {
-    let mut bytes = Vec::new();
-    match encode(message, &mut bytes) {
-        Ok(()) => bytes.len() - 4,
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    match bincode::serde::encode_into_writer(message, &mut counter, config()) {
+        Ok(()) => 1 + counter.bytes_written,
         Err(_) => 0,
     }
 }

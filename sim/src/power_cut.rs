@@ -1,0 +1,240 @@
+//! A power cut for tests: a data directory on a loop-mounted ext4 file system whose "crash image"
+//! holds only what the kernel had sent to the disk when the power went.
+//!
+//! How: the kernel's periodic writeback is switched off while a [`CutDisk`] exists
+//! (`vm.dirty_writeback_centisecs = 0`, a long `vm.dirty_expire_centisecs`), so a page reaches the
+//! loop device's backing file only when a program makes it durable (`fsync`, `fdatasync`,
+//! `sync_file_range`) or the journal commits it. [`CutDisk::cut`] copies the backing file while
+//! the program using the disk is stopped (`SIGSTOP`), kills the program, and mounts the copy in
+//! place of the disk: the next program started on the mount point sees what a board would see
+//! after its power came back. A control program that acknowledges after `write()` loses its
+//! acknowledged records this way; one that acknowledges after `fdatasync` loses none.
+//!
+//! Invariants: the kernel settings are restored when the last `CutDisk` of the process is
+//! dropped, and only one `CutDisk` runs on the machine at a time (a lock file), so two tests can
+//! never leave the settings changed. Needs root (`mount`, `/proc/sys/vm`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// Why the disk could not be set up or cut.
+#[derive(Debug, thiserror::Error)]
+pub enum PowerCutError {
+    #[error("power-cut tests need root (mount, /proc/sys/vm); running as uid {0}")]
+    NotRoot(u32),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {output}")]
+    Command { command: String, output: String },
+    #[error("cannot take the power-cut lock {path}: {source}")]
+    Lock { path: PathBuf, source: nix::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PowerCutError + '_ {
+    move |source| PowerCutError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), PowerCutError> {
+    let command = format!("{program} {}", args.join(" "));
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| PowerCutError::Command {
+            command: command.clone(),
+            output: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(PowerCutError::Command {
+            command,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        })
+    }
+}
+
+const WRITEBACK: &str = "/proc/sys/vm/dirty_writeback_centisecs";
+const EXPIRE: &str = "/proc/sys/vm/dirty_expire_centisecs";
+
+/// The kernel's writeback switched off until dropped; holds the machine-wide lock.
+struct WritebackOff {
+    saved: Vec<(&'static str, String)>,
+    _lock: Flock<std::fs::File>,
+}
+
+impl WritebackOff {
+    fn new() -> Result<Self, PowerCutError> {
+        let lock_path = Path::new("/tmp/outpost-power-cut.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path)
+            .map_err(io(lock_path))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| {
+            PowerCutError::Lock {
+                path: lock_path.to_owned(),
+                source,
+            }
+        })?;
+        let mut saved = Vec::new();
+        for (path, value) in [(WRITEBACK, "0"), (EXPIRE, "8640000")] {
+            let before = std::fs::read_to_string(path).map_err(io(Path::new(path)))?;
+            std::fs::write(path, value).map_err(io(Path::new(path)))?;
+            saved.push((path, before.trim().to_owned()));
+        }
+        Ok(Self { saved, _lock: lock })
+    }
+}
+
+impl Drop for WritebackOff {
+    fn drop(&mut self) {
+        for (path, value) in &self.saved {
+            if let Err(e) = std::fs::write(path, value) {
+                eprintln!("cannot restore {path} to {value}: {e}");
+            }
+        }
+    }
+}
+
+/// A directory on a disk whose power can be cut.
+pub struct CutDisk {
+    mount: PathBuf,
+    image: PathBuf,
+    mounted: bool,
+    cuts: u32,
+    _writeback: WritebackOff,
+}
+
+impl std::fmt::Debug for CutDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CutDisk")
+            .field("mount", &self.mount)
+            .field("cuts", &self.cuts)
+            .finish()
+    }
+}
+
+impl CutDisk {
+    /// Whether this process may cut power (it runs as root).
+    pub fn check_privileges() -> Result<(), PowerCutError> {
+        let uid = nix::unistd::geteuid().as_raw();
+        if uid == 0 {
+            Ok(())
+        } else {
+            Err(PowerCutError::NotRoot(uid))
+        }
+    }
+
+    /// Makes an ext4 file system of `size_mib` in `image` (sparse) and mounts it on `mount`
+    /// (created if missing) with the default `data=ordered`.
+    pub fn create(image: &Path, mount: &Path, size_mib: u64) -> Result<Self, PowerCutError> {
+        Self::check_privileges()?;
+        let writeback = WritebackOff::new()?;
+        let file = std::fs::File::create(image).map_err(io(image))?;
+        file.set_len(size_mib * 1024 * 1024).map_err(io(image))?;
+        drop(file);
+        let image_arg = image.to_string_lossy().into_owned();
+        run("mkfs.ext4", &["-q", "-F", &image_arg])?;
+        std::fs::create_dir_all(mount).map_err(io(mount))?;
+        let mut disk = Self {
+            mount: mount.to_owned(),
+            image: image.to_owned(),
+            mounted: false,
+            cuts: 0,
+            _writeback: writeback,
+        };
+        disk.mount()?;
+        Ok(disk)
+    }
+
+    fn mount(&mut self) -> Result<(), PowerCutError> {
+        let image = self.image.to_string_lossy().into_owned();
+        let mount = self.mount.to_string_lossy().into_owned();
+        run("mount", &["-o", "loop,data=ordered", &image, &mount])?;
+        self.mounted = true;
+        Ok(())
+    }
+
+    fn unmount(&mut self) -> Result<(), PowerCutError> {
+        if self.mounted {
+            let mount = self.mount.to_string_lossy().into_owned();
+            run("umount", &[&mount])?;
+            self.mounted = false;
+        }
+        Ok(())
+    }
+
+    pub fn mount_point(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Cuts of this disk so far.
+    pub fn cuts(&self) -> u32 {
+        self.cuts
+    }
+
+    /// Cuts the power of process `pid`, which uses this disk: stops it (`SIGSTOP`) and copies
+    /// what the disk holds now. The process stays stopped: kill it, then [`Self::power_on`].
+    pub fn cut(&mut self, pid: u32) -> Result<(), PowerCutError> {
+        use nix::sys::signal::{Signal, kill};
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        kill(pid, Signal::SIGSTOP).map_err(|e| PowerCutError::Command {
+            command: format!("kill -STOP {pid}"),
+            output: e.to_string(),
+        })?;
+        let from = self.image.to_string_lossy().into_owned();
+        let to = self.crash_image().to_string_lossy().into_owned();
+        run("cp", &["--sparse=always", &from, &to])?;
+        self.cuts += 1;
+        Ok(())
+    }
+
+    fn crash_image(&self) -> PathBuf {
+        self.image.with_extension("crash")
+    }
+
+    /// After [`Self::cut`] and once the process that used the disk is gone: mounts the crash image
+    /// in place of the disk.
+    pub fn power_on(&mut self) -> Result<(), PowerCutError> {
+        self.unmount_retrying()?;
+        std::fs::rename(self.crash_image(), &self.image).map_err(io(&self.image))?;
+        self.mount()
+    }
+
+    fn unmount_retrying(&mut self) -> Result<(), PowerCutError> {
+        let mut last = None;
+        for _ in 0..100 {
+            match self.unmount() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(last.unwrap_or(PowerCutError::Command {
+            command: "umount".into(),
+            output: "gave up".into(),
+        }))
+    }
+}
+
+impl Drop for CutDisk {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount_retrying() {
+            eprintln!("cannot unmount {}: {e}", self.mount.display());
+        }
+    }
+}

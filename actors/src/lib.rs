@@ -12,6 +12,7 @@ pub mod clock;
 pub mod metrics;
 pub mod process;
 pub mod readiness;
+pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 

@@ -87,15 +87,22 @@ pub async fn run_root(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RootError> {
     let name = spec.name.clone();
-    let (root, handle) = ractor::Actor::spawn(None, crate::Supervisor, spec)
-        .await
-        .map_err(|e| RootError::StartFailed {
-            name: name.clone(),
-            reason: e.to_string(),
-        })?;
+    tokio::pin!(shutdown);
+    // Starting can wait (a store that does not open yet): a shutdown then ends the wait.
+    let started = tokio::select! {
+        started = ractor::Actor::spawn(None, crate::Supervisor, spec) => started,
+        () = &mut shutdown => {
+            tracing::info!(supervisor = %name, "stopped while starting");
+            return Ok(());
+        }
+    };
+    let (root, handle) = started.map_err(|e| RootError::StartFailed {
+        name: name.clone(),
+        reason: e.to_string(),
+    })?;
     tokio::pin!(handle);
     tokio::select! {
-        () = shutdown => {
+        () = &mut shutdown => {
             let timeout = Some(std::time::Duration::from_secs(30));
             if root.stop_and_wait(Some("shutdown".into()), timeout).await.is_err() {
                 tracing::warn!(supervisor = %name, "shutdown took over 30 s; killing");

@@ -26,8 +26,11 @@ impl ConfigCommand {
                 ExitCode::SUCCESS
             }
             ConfigCommand::Check { file } => match load_file::<T>(file, env) {
-                Ok(_) => {
+                Ok(config) => {
                     println!("{}: valid {} configuration", file.display(), T::KIND);
+                    if let Some(note) = config.data_dir().and_then(crate::storage_note::describe) {
+                        println!("{note}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(err) => {

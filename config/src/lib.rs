@@ -16,6 +16,7 @@ mod env;
 mod error;
 mod load;
 mod schema;
+pub mod storage_note;
 
 pub use cli::ConfigCommand;
 pub use env::{Environment, ProcessEnvironment};
@@ -38,6 +39,12 @@ pub trait ConfigFile: serde::de::DeserializeOwned {
 
     /// Checks ranges and cross-field rules, reporting each problem against its key path.
     fn validate(&self, problems: &mut Validation);
+
+    /// Where the process keeps durable state, if it keeps any (`config check` describes the file
+    /// system it is on).
+    fn data_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// Collects the problems [`ConfigFile::validate`] finds, each against a dotted key path.

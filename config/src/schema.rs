@@ -654,6 +654,10 @@ impl ConfigFile for EdgeConfig {
     const KIND: &'static str = "edge";
     const DEFAULT_TOML: &'static str = include_str!("../defaults/edge.toml");
 
+    fn data_dir(&self) -> Option<&std::path::Path> {
+        Some(&self.edge.data_dir)
+    }
+
     fn validate(&self, v: &mut Validation) {
         if !is_valid_edge_id(&self.edge.id) {
             v.invalid(
@@ -764,6 +768,10 @@ impl ConfigFile for EdgeConfig {
 impl ConfigFile for HubConfig {
     const KIND: &'static str = "hub";
     const DEFAULT_TOML: &'static str = include_str!("../defaults/hub.toml");
+
+    fn data_dir(&self) -> Option<&std::path::Path> {
+        Some(&self.hub.data_dir)
+    }
 
     fn validate(&self, v: &mut Validation) {
         if self.hub.data_dir.as_os_str().is_empty() {

@@ -28,6 +28,9 @@ enum Command {
     /// Print the default configuration, or check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The durable store: move one that does not open aside.
+    #[command(subcommand)]
+    Store(outpost_actors::store::StoreCommand),
     /// SAS debugging: decode a frame from a line capture, compute a CRC.
     #[command(subcommand)]
     Sas(SasCommand),
@@ -83,6 +86,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Config(cmd) => cmd.execute::<EdgeConfig>(&ProcessEnvironment),
+        Command::Store(cmd) => cmd.execute::<EdgeConfig>(&ProcessEnvironment, "outbox"),
         Command::Sas(cmd) => sas(cmd),
         Command::Run { config } => outpost_actors::process::run_main(
             "outpost-edge",

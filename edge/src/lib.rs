@@ -42,6 +42,7 @@ pub fn root_spec(
             compact_above_bytes: config.outbox.compact_above_bytes,
         },
         shared: shared.clone(),
+        readiness: readiness.clone(),
     };
     let uplink = UplinkArgs {
         edge_id: config.edge.id.clone(),

@@ -129,6 +129,7 @@ pub fn refresh_oldest_unacked() {
 
 /// Registers every edge metric now, so each is exported from start-up.
 pub fn register_all() {
+    outpost_actors::store::register_store("outbox");
     LazyLock::force(&OUTBOX_LAST_SEQ);
     LazyLock::force(&OUTBOX_ACKED_SEQ);
     LazyLock::force(&OUTBOX_DEPTH);

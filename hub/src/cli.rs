@@ -29,6 +29,9 @@ enum Command {
     /// Print the default configuration, or check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The durable store: move one that does not open aside.
+    #[command(subcommand)]
+    Store(outpost_actors::store::StoreCommand),
     /// Manage the CA, the hub certificate and edge certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -111,6 +114,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Config(cmd) => cmd.execute::<HubConfig>(&ProcessEnvironment),
+        Command::Store(cmd) => cmd.execute::<HubConfig>(&ProcessEnvironment, "db"),
         Command::Hikcentral(HikCommand::Sign(args)) => match sign(args) {
             Ok(text) => {
                 print!("{text}");

@@ -130,7 +130,6 @@ impl From<outpost_storage::StorageError> for CommandLogError {
 /// Most characters of a command's result detail kept in its record (a TV's answer can be long).
 const DETAIL_CHARS: usize = 1024;
 
-
 impl From<sled::Error> for CommandLogError {
     fn from(e: sled::Error) -> Self {
         CommandLogError::Storage(e.to_string())

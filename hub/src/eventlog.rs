@@ -222,7 +222,8 @@ fn run_writer(
             let mut high_now = high;
             let mut outcome = CommitOutcome::default();
             let mut chunk = ChunkBuilder::new(MAX_VALUE_BYTES);
-            let chunk_key = |first: u64| [chunk_prefix(&request.edge), first.to_be_bytes().to_vec()].concat();
+            let chunk_key =
+                |first: u64| [chunk_prefix(&request.edge), first.to_be_bytes().to_vec()].concat();
             for event in request.events {
                 if event.seq <= high_now {
                     outcome.duplicates += 1;

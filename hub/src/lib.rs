@@ -69,10 +69,25 @@ pub async fn run(
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create hub data_dir {}: {e}", data_dir.display()))?;
     metrics::register_all();
-    let durable = Arc::new(DurableDb::open_with_cache(
-        &data_dir.join("db"),
-        256 * 1024 * 1024,
-    )?);
+    tokio::pin!(shutdown);
+    let db_dir = data_dir.join("db");
+    let durable = match DurableDb::open_with_cache(&db_dir, DB_CACHE_BYTES) {
+        Ok(db) => Arc::new(db),
+        // The wait logs why, once per distinct reason.
+        Err(_) => match wait_for_database(&config, &db_dir, &mut shutdown).await? {
+            Some(db) => Arc::new(db),
+            None => return Ok(()),
+        },
+    };
+    let blob_dir = db_dir.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let blobs = outpost_storage::blob_files(&blob_dir);
+            outpost_actors::store::report_blob_files("hub", &blob_dir, blobs);
+        }
+    });
     let reset_key = link::load_or_create_reset_key(&data_dir.join("quic-reset.key"))?;
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
     let eventlog = eventlog::EventLog::start(durable.clone(), config.link.max_batch, move |err| {
@@ -144,4 +159,48 @@ pub async fn run(
         Ok(err) = fatal_rx => anyhow::bail!("event log failed, stopping the hub: {err}"),
     }
     Ok(())
+}
+
+/// sled's page cache for the hub database.
+const DB_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A hub whose database does not open stays up (see `outpost_actors::store`): only the admin
+/// server runs, `/readyz` names `storage/hub`, and the open is retried until it succeeds
+/// (`Some`) or the hub is asked to stop (`None`).
+async fn wait_for_database(
+    config: &HubConfig,
+    db_dir: &std::path::Path,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<Option<DurableDb>> {
+    let readiness = Readiness::new();
+    readiness.set("storage/hub", false);
+    let (admin, _) = ractor::Actor::spawn(
+        None,
+        HttpServer,
+        HttpArgs::admin(config.admin.listen, readiness.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the admin server: {e}"))?;
+    let what_to_do = format!(
+        "Check the disk (dmesg, free space). To give up what it holds and start an empty \
+         database: outpost-hub store set-aside --config <this hub's config> (moves {} aside, \
+         deletes nothing; edges then resend what they still hold).",
+        db_dir.display()
+    );
+    let path = db_dir.to_owned();
+    let opened = tokio::select! {
+        db = outpost_actors::store::open_until_it_opens(
+            "hub",
+            db_dir.to_owned(),
+            Some(readiness),
+            &what_to_do,
+            move || DurableDb::open_with_cache(&path, DB_CACHE_BYTES),
+        ) => Some(db),
+        () = shutdown.as_mut() => None,
+    };
+    admin
+        .stop_and_wait(None, Some(Duration::from_secs(5)))
+        .await
+        .ok();
+    Ok(opened)
 }

@@ -79,7 +79,9 @@ async fn drain_and_check(mut site: RunningSite, devices: &str) -> u64 {
         .iter()
         .map(|e| e.event.seq)
         .collect();
-    let missing = (1..=last).filter(|s| seqs.binary_search(s).is_err()).count();
+    let missing = (1..=last)
+        .filter(|s| seqs.binary_search(s).is_err())
+        .count();
     let doubled = seqs.windows(2).filter(|w| w[0] == w[1]).count();
     assert_eq!(
         (missing, doubled),
@@ -106,7 +108,8 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
     let hub_admin = layout.hub_admin;
     let edge_admin = layout.edges[0].admin;
-    let mut disk = CutDisk::create(&tmp.path().join("hub.img"), &layout.hub_data_dir, 1024).unwrap();
+    let mut disk =
+        CutDisk::create(&tmp.path().join("hub.img"), &layout.hub_data_dir, 1024).unwrap();
     let mut site = RunningSite::start(exe(), layout).await.unwrap();
     let db = site.layout.hub_data_dir.join("db");
 
@@ -177,8 +180,12 @@ async fn power_cut_edge_keeps_every_large_event_it_acknowledged_while_the_hub_is
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
     let edge_admin = layout.edges[0].admin;
     let edge_log = tmp.path().join("edge-01.log");
-    let mut disk =
-        CutDisk::create(&tmp.path().join("edge.img"), &layout.edges[0].data_dir, 2048).unwrap();
+    let mut disk = CutDisk::create(
+        &tmp.path().join("edge.img"),
+        &layout.edges[0].data_dir,
+        2048,
+    )
+    .unwrap();
     let mut site = RunningSite::stopped(exe(), layout);
     site.start_edge(0).await.unwrap();
     let outbox = site.layout.edges[0].data_dir.join("outbox");
@@ -188,9 +195,7 @@ async fn power_cut_edge_keeps_every_large_event_it_acknowledged_while_the_hub_is
     for cut in 1..=cuts() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..2000))).await;
         // Every event up to here was acknowledged to the device.
-        let acknowledged = scrape(edge_admin, "outpost_outbox_last_seq")
-            .await
-            .unwrap() as u64;
+        let acknowledged = scrape(edge_admin, "outpost_outbox_last_seq").await.unwrap() as u64;
         most_blobs = most_blobs.max(blob_files(&outbox));
         let pid = site.edges[0].as_ref().and_then(|e| e.pid()).unwrap();
         disk.cut(pid).unwrap();

@@ -85,11 +85,16 @@ pub enum StorageError {
         #[source]
         source: sled::Error,
     },
+    #[error("database {path} is open in a running process; stop it first")]
+    InUse { path: PathBuf },
     #[error(
         "an entry with a key of {key_bytes} bytes and a value of {value_bytes} bytes is over the \
          store's limits ({MAX_KEY_BYTES}-byte keys, {MAX_VALUE_BYTES}-byte values)"
     )]
-    EntryTooLarge { key_bytes: usize, value_bytes: usize },
+    EntryTooLarge {
+        key_bytes: usize,
+        value_bytes: usize,
+    },
 }
 
 /// Refuses an entry over [`MAX_KEY_BYTES`] or [`MAX_VALUE_BYTES`].
@@ -282,6 +287,15 @@ pub fn blob_files(path: &Path) -> usize {
 /// syncs the parent directory; returns the new path. Nothing is deleted: the files stay there for
 /// salvage, and the next open of `path` starts an empty database.
 pub fn set_aside(path: &Path) -> Result<PathBuf, StorageError> {
+    // sled holds an exclusive lock on its data file while a process has the database open.
+    let data = path.join("db");
+    if let Ok(file) = File::open(&data)
+        && let Err(std::fs::TryLockError::WouldBlock) = file.try_lock()
+    {
+        return Err(StorageError::InUse {
+            path: path.to_owned(),
+        });
+    }
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

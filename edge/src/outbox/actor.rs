@@ -1,9 +1,16 @@
 //! The outbox as a supervised actor: opens the outbox, publishes it to its younger siblings, and
 //! fails (to be reopened from disk by its supervisor) if a commit fails.
+//!
+//! An outbox that does not open (damaged files, an unreadable disk) holds the start here: the
+//! actor waits and retries (see `outpost_actors::store`), so its younger siblings — the uplink and
+//! every device — do not start and no device is acknowledged, while the admin server (older)
+//! answers `/readyz` with `storage/outbox` down and `/metrics` with
+//! `outpost_storage_open_failed{store="outbox"} 1`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use outpost_actors::Readiness;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::{Outbox, OutboxError, OutboxLimits, OutboxWriter};
@@ -17,6 +24,7 @@ pub struct OutboxArgs {
     pub dir: PathBuf,
     pub limits: OutboxLimits,
     pub shared: EdgeShared,
+    pub readiness: Readiness,
 }
 
 pub enum OutboxMsg {
@@ -51,18 +59,34 @@ impl Actor for OutboxActor {
         let dir = args.dir.clone();
         let limits = args.limits;
         let notify = myself.clone();
-        let (outbox, writer, _) = tokio::task::spawn_blocking(move || {
-            Outbox::open(&dir, limits, move |err| {
-                let _ = notify.send_message(OutboxMsg::WriterFailed(err));
-            })
-        })
-        .await??;
+        let what_to_do = format!(
+            "Check the disk (dmesg, free space). To give up the events stored there and start an \
+             empty outbox: outpost-edge store set-aside --config <this edge's config> (moves {} \
+             aside, deletes nothing).",
+            dir.display()
+        );
+        let open_dir = dir.clone();
+        let (outbox, writer, _) = outpost_actors::store::open_until_it_opens(
+            "outbox",
+            dir.clone(),
+            Some(args.readiness.clone()),
+            &what_to_do,
+            move || {
+                let notify = notify.clone();
+                Outbox::open(&open_dir, limits, move |err| {
+                    let _ = notify.send_message(OutboxMsg::WriterFailed(err));
+                })
+            },
+        )
+        .await;
         args.shared.set_outbox(Some(outbox));
-        let ticker = tokio::spawn(async {
+        let ticker = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
                 crate::metrics::refresh_oldest_unacked();
+                let blobs = outpost_storage::blob_files(&dir);
+                outpost_actors::store::report_blob_files("outbox", &dir, blobs);
             }
         });
         Ok(OutboxState {

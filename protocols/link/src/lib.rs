@@ -25,8 +25,8 @@ pub mod io;
 pub use command::{CommandOutcome, CommandRequest, CommandResult, clip_text};
 pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};
 pub use events::{
-    Event, EventBatch, EventBody, EventClass, EventFrame, MAX_EVENT_BYTES, MeterReading, RelayEvent,
-    SasEvent, TvEvent,
+    Event, EventBatch, EventBody, EventClass, EventFrame, MAX_EVENT_BYTES, MeterReading,
+    RelayEvent, SasEvent, TvEvent,
 };
 pub use frame::{
     BulkHeader, FrameDecoder, FrameError, MAX_BULK_BYTES, MAX_FRAME_BYTES, decode_one, encode,

@@ -1,0 +1,239 @@
+//! A store that does not open is never a crash loop: the process stays up, `/readyz` names the
+//! store, `outpost_storage_open_failed{store}` is 1, one log line names the path and what to do,
+//! the files are left as they are, and on the edge no device is started (so none is
+//! acknowledged). `store set-aside` moves the broken store aside, and the process carries on with
+//! an empty one without a restart.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use outpost_sim::harness::{RunningSite, SiteProcess, scrape, wait_until};
+use outpost_sim::site::{SiteLayout, SiteSpec};
+
+const DEVICES: &str = r#"
+[[devices]]
+kind = "synthetic"
+id = "coin-in"
+rate_per_second = 200.0
+payload_bytes = 100
+class = "money"
+"#;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+/// Damages sled's `conf` file: the database no longer opens, deterministically.
+fn damage(store: &Path) {
+    std::fs::write(store.join("conf"), b"segment_size: banana\n").unwrap();
+}
+
+fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(exe())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn spawn(
+    name: &str,
+    side: &str,
+    config: &Path,
+    admin: std::net::SocketAddr,
+    log: &Path,
+) -> SiteProcess {
+    let args: Vec<OsString> = vec![side.into(), "run".into(), "--config".into(), config.into()];
+    SiteProcess::spawn(name, exe(), &args, admin, log).unwrap()
+}
+
+async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {
+    outpost_actors::admin::get(admin, "/readyz")
+        .await
+        .unwrap_or((0, String::new()))
+}
+
+fn set_asides(store: &Path) -> Vec<PathBuf> {
+    let name = store.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(store.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}.broken-")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_outbox_does_not_open_waits_unready_and_acknowledges_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
+    let edge = layout.edges[0].clone();
+    let hub_admin = layout.hub_admin;
+    let mut site = RunningSite::start(exe(), layout).await.unwrap();
+    wait_until("events at the hub", Duration::from_secs(20), || async {
+        scrape(hub_admin, "outpost_hub_committed_seq{edge=\"edge-01\"}")
+            .await
+            .is_some_and(|s| s > 100.0)
+    })
+    .await
+    .unwrap();
+    let config = edge.config.to_string_lossy().into_owned();
+    let (ok, said) = run_cli(&["edge", "store", "set-aside", "--config", &config]);
+    assert!(
+        !ok && said.contains("open in a running process"),
+        "refused while in use: {said}"
+    );
+
+    site.kill9_edge(0).await.unwrap();
+    let store = edge.data_dir.join("outbox");
+    damage(&store);
+    let db_before = std::fs::read(store.join("db")).unwrap();
+    let log = tmp.path().join("edge-broken.log");
+    let mut process = spawn("edge-01", "edge", &edge.config, edge.admin, &log);
+
+    wait_until(
+        "the edge to report its outbox",
+        Duration::from_secs(20),
+        || async {
+            scrape(edge.admin, "outpost_storage_open_failed{store=\"outbox\"}").await == Some(1.0)
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await; // several retries
+    let (status, body) = readyz(edge.admin).await;
+    assert_eq!(status, 503, "not ready: {body}");
+    assert!(
+        body.contains("storage/outbox"),
+        "readyz names the store: {body}"
+    );
+    assert!(process.pid().is_some(), "still running");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("store does not open"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line per distinct reason: {text}");
+    assert!(
+        lines[0].contains(&store.display().to_string()) && lines[0].contains("store set-aside"),
+        "it names the path and what to do: {}",
+        lines[0]
+    );
+    let (_, metrics) = outpost_actors::admin::get(edge.admin, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("outpost_actor_up")
+            && l.contains("coin-in")
+            && l.ends_with(" 1")),
+        "no device started"
+    );
+    assert_eq!(
+        std::fs::read(store.join("db")).unwrap(),
+        db_before,
+        "the broken store's files are left as they are"
+    );
+
+    let (ok, said) = run_cli(&["edge", "store", "set-aside", "--config", &config]);
+    assert!(ok, "set aside: {said}");
+    let aside = set_asides(&store);
+    assert_eq!(aside.len(), 1, "{said}");
+    assert_eq!(
+        std::fs::read(aside[0].join("db")).unwrap(),
+        db_before,
+        "kept for salvage"
+    );
+    let committed_before = scrape(hub_admin, "outpost_hub_committed_seq{edge=\"edge-01\"}")
+        .await
+        .unwrap();
+    process.wait_ready(Duration::from_secs(70)).await.unwrap();
+    assert_eq!(
+        scrape(edge.admin, "outpost_storage_open_failed{store=\"outbox\"}").await,
+        Some(0.0)
+    );
+    let (_, metrics) = outpost_actors::admin::get(edge.admin, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("outpost_actor_up")
+            && l.contains("coin-in")
+            && l.ends_with(" 1")),
+        "the device runs once the outbox is open"
+    );
+    wait_until(
+        "new events after the hub's sequence",
+        Duration::from_secs(20),
+        || async {
+            scrape(hub_admin, "outpost_hub_committed_seq{edge=\"edge-01\"}")
+                .await
+                .is_some_and(|s| s > committed_before + 50.0)
+        },
+    )
+    .await
+    .unwrap();
+    process.kill9().await.unwrap();
+    site.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_whose_database_does_not_open_waits_unready_until_it_is_set_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", "")).unwrap();
+    let mut site = RunningSite::stopped(exe(), layout);
+    site.start_hub().await.unwrap();
+    site.kill9_hub().await.unwrap();
+    let store = site.layout.hub_data_dir.join("db");
+    damage(&store);
+    let log = tmp.path().join("hub-broken.log");
+    let mut hub = spawn(
+        "outpost-hub",
+        "hub",
+        &site.layout.hub_config,
+        site.layout.hub_admin,
+        &log,
+    );
+    let admin = site.layout.hub_admin;
+    wait_until(
+        "the hub to report its database",
+        Duration::from_secs(20),
+        || async { scrape(admin, "outpost_storage_open_failed{store=\"hub\"}").await == Some(1.0) },
+    )
+    .await
+    .unwrap();
+    let (status, body) = readyz(admin).await;
+    assert_eq!(status, 503, "not ready: {body}");
+    assert!(
+        body.contains("storage/hub"),
+        "readyz names the store: {body}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("store does not open"))
+            .count(),
+        1,
+        "{text}"
+    );
+
+    let config = site.layout.hub_config.to_string_lossy().into_owned();
+    let (ok, said) = run_cli(&["hub", "store", "set-aside", "--config", &config]);
+    assert!(ok, "set aside: {said}");
+    assert_eq!(set_asides(&store).len(), 1);
+    hub.wait_ready(Duration::from_secs(70)).await.unwrap();
+    assert_eq!(
+        scrape(admin, "outpost_storage_open_failed{store=\"hub\"}").await,
+        Some(0.0)
+    );
+    hub.terminate(Duration::from_secs(10)).await.unwrap();
+}

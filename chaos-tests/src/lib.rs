@@ -528,7 +528,7 @@ async fn run_edge(
     let mut tick = 0u64;
     while !shared.stop_producing.load(Ordering::SeqCst) {
         tick += 1;
-        if tick % 50 == 0 {
+        if tick.is_multiple_of(50) {
             // A screenshot-sized payload now and then, on streams of its own.
             let bytes: Vec<u8> = (0..4096u32)
                 .map(|i| (i as u64 ^ tick ^ seed) as u8)

@@ -719,7 +719,7 @@ impl ConfigFile for EdgeConfig {
                     if s.payload_bytes > MAX_SYNTHETIC_PAYLOAD_BYTES {
                         v.invalid(
                             &format!("devices.{i}.payload_bytes"),
-                            &format!(
+                            format!(
                                 "at most {MAX_SYNTHETIC_PAYLOAD_BYTES} (an event may have at most 4 KiB)"
                             ),
                         );

@@ -228,12 +228,10 @@ pub struct RelayState {
 impl RelayState {
     async fn switch(&mut self, on: bool, reason: &str) -> Result<bool, DeviceError> {
         let min_off = Duration::from_millis(self.args.config.min_off_ms);
-        if on {
-            if let Some(since) = self.off_since {
-                let rest = min_off.saturating_sub(since.elapsed());
-                if !rest.is_zero() {
-                    tokio::time::sleep(rest).await;
-                }
+        if on && let Some(since) = self.off_since {
+            let rest = min_off.saturating_sub(since.elapsed());
+            if !rest.is_zero() {
+                tokio::time::sleep(rest).await;
             }
         }
         self.bank

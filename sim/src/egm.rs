@@ -542,10 +542,11 @@ pub async fn serve_port(
         }
         let Some(symbol) = port.recv(deadline).await? else {
             let now = Instant::now();
-            if framer.is_partial() && now >= last_byte + INTER_BYTE {
-                if let Some(Framed::Discarded(n)) = framer.silence() {
-                    sim.lock().counters.discarded_bytes += n as u64;
-                }
+            if framer.is_partial()
+                && now >= last_byte + INTER_BYTE
+                && let Some(Framed::Discarded(n)) = framer.silence()
+            {
+                sim.lock().counters.discarded_bytes += n as u64;
             }
             if now >= next_chirp {
                 let chirps: Vec<Symbol> = sim.addresses().into_iter().map(Symbol::wakeup).collect();

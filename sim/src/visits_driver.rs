@@ -245,10 +245,11 @@ pub fn audit_provisioned(
 pub fn committed_adds(sim: &RunningHikSim) -> HashMap<String, usize> {
     let mut adds = HashMap::new();
     for call in sim.sim.calls() {
-        if call.committed && call.path.ends_with("/person/single/add") {
-            if let Some(code) = call.body["personCode"].as_str() {
-                *adds.entry(code.to_owned()).or_default() += 1;
-            }
+        if call.committed
+            && call.path.ends_with("/person/single/add")
+            && let Some(code) = call.body["personCode"].as_str()
+        {
+            *adds.entry(code.to_owned()).or_default() += 1;
         }
     }
     adds
@@ -294,13 +295,12 @@ pub fn audit_revoked(sim: &RunningHikSim, visits: &[Visit]) -> Result<(), String
             };
             if let (Some(deleted), Some(removed)) =
                 (seq_of("/person/single/delete"), seq_of("/deletePersons"))
+                && deleted < removed
             {
-                if deleted < removed {
-                    return Err(format!(
-                        "visit {}: person deleted before it left its access level",
-                        visit.id
-                    ));
-                }
+                return Err(format!(
+                    "visit {}: person deleted before it left its access level",
+                    visit.id
+                ));
             }
         }
     }

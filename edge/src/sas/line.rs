@@ -380,7 +380,7 @@ impl LineDriver {
                 Ok(()) => break,
                 Err(err) => {
                     attempt += 1;
-                    if attempt == 1 || attempt % 50 == 0 {
+                    if attempt == 1 || attempt.is_multiple_of(50) {
                         tracing::warn!(line = %self.config.id, device = %id, %err, attempt, "sas event not yet durable; the line waits");
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;

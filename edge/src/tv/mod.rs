@@ -147,10 +147,10 @@ impl TvState {
     }
 
     async fn record(&self, class: EventClass, event: TvEvent) {
-        if let Some(outbox) = self.args.shared.outbox() {
-            if let Err(err) = outbox.append(self.id(), class, EventBody::Tv(event)).await {
-                tracing::warn!(device = %self.id(), %err, "TV event not stored");
-            }
+        if let Some(outbox) = self.args.shared.outbox()
+            && let Err(err) = outbox.append(self.id(), class, EventBody::Tv(event)).await
+        {
+            tracing::warn!(device = %self.id(), %err, "TV event not stored");
         }
     }
 

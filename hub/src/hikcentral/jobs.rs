@@ -191,32 +191,32 @@ async fn step(ctx: &HikContext, visit: &mut Visit) -> Result<(), ArtemisError> {
     let code = visit.person_code.clone();
     match visit.state {
         VisitState::New => {
-            if visit.uncertain {
-                if let Some(found) = find_person(ctx, &code).await? {
-                    if !same_instant(found.begin, visit.begin_ms)
-                        || !same_instant(found.end, visit.end_ms)
-                    {
-                        ctx.client
-                            .call(
-                                api::PERSON_UPDATE,
-                                &serde_json::json!({
-                                    "personId": found.person_id,
-                                    "beginTime": api::format_time(millis(visit.begin_ms)),
-                                    "endTime": api::format_time(millis(visit.end_ms)),
-                                }),
-                            )
-                            .await?;
-                    }
-                    visit.person_id = Some(found.person_id.clone());
-                    visit.enter(
-                        VisitState::PersonReady,
-                        format!(
-                            "person {} found by code {code} after an unknown outcome",
-                            found.person_id
-                        ),
-                    );
-                    return Ok(());
+            if visit.uncertain
+                && let Some(found) = find_person(ctx, &code).await?
+            {
+                if !same_instant(found.begin, visit.begin_ms)
+                    || !same_instant(found.end, visit.end_ms)
+                {
+                    ctx.client
+                        .call(
+                            api::PERSON_UPDATE,
+                            &serde_json::json!({
+                                "personId": found.person_id,
+                                "beginTime": api::format_time(millis(visit.begin_ms)),
+                                "endTime": api::format_time(millis(visit.end_ms)),
+                            }),
+                        )
+                        .await?;
                 }
+                visit.person_id = Some(found.person_id.clone());
+                visit.enter(
+                    VisitState::PersonReady,
+                    format!(
+                        "person {} found by code {code} after an unknown outcome",
+                        found.person_id
+                    ),
+                );
+                return Ok(());
             }
             let person = NewPerson {
                 code: code.clone(),
@@ -444,21 +444,21 @@ fn on_failure(policy: &JobPolicy, visit: &mut Visit, err: &ArtemisError, now_ms:
 /// Applies operators' requests and the clock to the visit. Returns whether it changed.
 fn apply_requests_and_time(visit: &mut Visit, requests: &VisitRequests, now_ms: i64) -> bool {
     let mut changed = false;
-    if let Some(by) = &requests.cancel_by {
-        if !visit.cancel_requested {
-            visit.cancel_requested = true;
-            visit.cancelled_by = Some(by.clone());
-            visit.note(format!("cancel requested by {by}"));
-            changed = true;
-        }
+    if let Some(by) = &requests.cancel_by
+        && !visit.cancel_requested
+    {
+        visit.cancel_requested = true;
+        visit.cancelled_by = Some(by.clone());
+        visit.note(format!("cancel requested by {by}"));
+        changed = true;
     }
-    if let Some(by) = &requests.retry_by {
-        if visit.state == VisitState::Blocked {
-            let back = visit.blocked_at.take().unwrap_or(VisitState::New);
-            visit.enter(back, format!("retry requested by {by}"));
-            visit.uncertain = true;
-            changed = true;
-        }
+    if let Some(by) = &requests.retry_by
+        && visit.state == VisitState::Blocked
+    {
+        let back = visit.blocked_at.take().unwrap_or(VisitState::New);
+        visit.enter(back, format!("retry requested by {by}"));
+        visit.uncertain = true;
+        changed = true;
     }
     let ending = visit.cancel_requested || now_ms >= visit.end_ms;
     let blocked_provisioning = visit.state == VisitState::Blocked

@@ -23,7 +23,7 @@ pub enum MeterError {
 pub fn meter_size(code: u8) -> usize {
     match code {
         0x0D..=0x10 | 0x80 | 0x82 | 0x84 | 0x86 | 0x88 | 0x8C | 0x8E | 0x90 | 0x92 => 5,
-        0xA0..=0xBF if code % 2 == 0 => 5,
+        0xA0..=0xBF if code.is_multiple_of(2) => 5,
         _ => 4,
     }
 }

@@ -624,13 +624,13 @@ fn root_org() -> Value {
 /// The body as recorded: `faceData` replaced by its length and SHA-256.
 fn redact(body: &Value) -> Value {
     let mut body = body.clone();
-    if let Some(face) = body.get_mut("faceData") {
-        if let Value::String(data) = face {
-            *face = json!({
-                "length": data.len(),
-                "sha256": hex::encode(Sha256::digest(data.as_bytes())),
-            });
-        }
+    if let Some(face) = body.get_mut("faceData")
+        && let Value::String(data) = face
+    {
+        *face = json!({
+            "length": data.len(),
+            "sha256": hex::encode(Sha256::digest(data.as_bytes())),
+        });
     }
     body
 }

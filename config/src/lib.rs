@@ -25,9 +25,9 @@ pub use load::{load_file, load_str};
 pub use schema::{
     AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EgmConfig,
     EventClassConfig, HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat,
-    LogLevel, OutboxConfig, PkiConfig, RecoveryConfig, RelayBankKind, RelayConfig, Role,
-    SasLineConfig, SasTransport, SasWakeup, SimConfig, SupervisionConfig, SyntheticDeviceConfig,
-    TvConfig, UplinkConfig, validate_edge_id,
+    LogLevel, MAX_SYNTHETIC_PAYLOAD_BYTES, OutboxConfig, PkiConfig, RecoveryConfig, RelayBankKind,
+    RelayConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig, SupervisionConfig,
+    SyntheticDeviceConfig, TvConfig, UplinkConfig, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.

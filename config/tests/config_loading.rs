@@ -292,3 +292,18 @@ bank = "http"
     );
     assert!(err.contains("devices[1].url"), "{err}");
 }
+
+#[test]
+fn a_synthetic_payload_over_what_an_event_may_carry_is_refused() {
+    let device = |bytes: usize| {
+        format!(
+            "[[devices]]\nkind = \"synthetic\"\nid = \"a\"\nrate_per_second = 1.0\npayload_bytes = {bytes}\nclass = \"money\"\n"
+        )
+    };
+    let found = problems::<EdgeConfig>(&device(3585), &no_env());
+    assert!(
+        found.len() == 1 && found[0].message.contains("at most 3584"),
+        "{found:?}"
+    );
+    assert!(load_str::<EdgeConfig>("site.toml", &device(3584), &no_env()).is_ok());
+}

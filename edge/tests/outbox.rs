@@ -316,3 +316,27 @@ async fn an_empty_outbox_over_its_disk_threshold_is_compacted_on_reopen_keeping_
         last + 1
     );
 }
+
+#[tokio::test]
+async fn an_event_over_four_kib_is_refused_and_the_largest_allowed_ones_stay_in_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (outbox, _writer) = open(tmp.path(), 1 << 30);
+    let refused = outbox
+        .append("syn-1", EventClass::Money, synthetic(5000))
+        .await;
+    assert!(
+        matches!(refused, Err(OutboxError::EventTooLarge { limit, .. }) if limit == outpost_link::MAX_EVENT_BYTES),
+        "{refused:?}"
+    );
+    // The largest payload config check accepts, many at once: chunks hold one each, every page
+    // of sled stays in its log, and they read back in order.
+    let largest = outpost_config::MAX_SYNTHETIC_PAYLOAD_BYTES;
+    let seqs = append_concurrently(&outbox, 600, largest).await;
+    assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
+    assert_eq!(outpost_storage::blob_files(tmp.path()), 0);
+    let read = outbox.read_from(1, 1000, usize::MAX).unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=600).collect::<Vec<_>>()
+    );
+}

@@ -136,10 +136,22 @@ impl From<sled::Error> for CommandLogError {
     }
 }
 
+/// A command as stored: its record, with arguments too large for the store (a TV's pushed file)
+/// kept in a file of their own and named here.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredCommand {
+    #[serde(flatten)]
+    record: CommandRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args_file: Option<String>,
+}
+
 /// Handle to the command log.
 #[derive(Clone)]
 pub struct CommandLog {
     durable: Arc<DurableDb>,
+    /// Where arguments too large for a record are kept: `<id>.json`.
+    args_dir: std::path::PathBuf,
     commands: sled::Tree,
     pending: sled::Tree,
 }
@@ -158,8 +170,14 @@ impl CommandLog {
     pub fn open(durable: Arc<DurableDb>) -> Result<Self, CommandLogError> {
         let commands = durable.db().open_tree("commands")?;
         let pending = durable.db().open_tree("pending")?;
+        let args_dir = durable
+            .path()
+            .parent()
+            .unwrap_or(durable.path())
+            .join("command-args");
         Ok(Self {
             durable,
+            args_dir,
             commands,
             pending,
         })
@@ -169,8 +187,7 @@ impl CommandLog {
     pub async fn create(&self, record: CommandRecord) -> Result<(), CommandLogError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let value =
-                serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
+            let value = this.encode(&record)?;
             let pending = pending_key(&record.edge, &record.id);
             outpost_storage::check_entry(&pending, &[])?;
             this.durable
@@ -186,18 +203,51 @@ impl CommandLog {
         .map_err(|e| CommandLogError::Storage(e.to_string()))?
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<CommandRecord>, CommandLogError> {
-        match self.commands.get(id.as_bytes())? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| CommandLogError::Corrupt {
-                        id: id.to_owned(),
-                        reason: e.to_string(),
-                    })
-            }
-            None => Ok(None),
+    /// The stored form of `record`: as it is, or with its arguments in `<args_dir>/<id>.json`
+    /// (written durably, once) when the whole would not fit the store's value limit.
+    fn encode(&self, record: &CommandRecord) -> Result<Vec<u8>, CommandLogError> {
+        let encode = |stored: &StoredCommand| {
+            serde_json::to_vec(stored).map_err(|e| CommandLogError::Storage(e.to_string()))
+        };
+        let whole = StoredCommand {
+            record: record.clone(),
+            args_file: None,
+        };
+        let value = encode(&whole)?;
+        if value.len() <= outpost_storage::MAX_VALUE_BYTES {
+            return Ok(value);
         }
+        let name = format!("{}.json", record.id);
+        if !self.args_dir.join(&name).exists() {
+            let args = serde_json::to_vec(&record.args)
+                .map_err(|e| CommandLogError::Storage(e.to_string()))?;
+            outpost_storage::write_file_durably(&self.args_dir, &name, &args)?;
+        }
+        let mut slim = whole;
+        slim.record.args = serde_json::Value::Null;
+        slim.args_file = Some(name);
+        encode(&slim)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<CommandRecord>, CommandLogError> {
+        let corrupt = |reason: String| CommandLogError::Corrupt {
+            id: id.to_owned(),
+            reason,
+        };
+        let Some(bytes) = self.commands.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let stored: StoredCommand =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut record = stored.record;
+        if let Some(name) = stored.args_file {
+            let path = self.args_dir.join(&name);
+            let text = std::fs::read(&path)
+                .map_err(|e| corrupt(format!("arguments in {}: {e}", path.display())))?;
+            record.args = serde_json::from_slice(&text)
+                .map_err(|e| corrupt(format!("arguments in {}: {e}", path.display())))?;
+        }
+        Ok(Some(record))
     }
 
     /// Commands of `edge` its edge has not accepted yet, oldest id order.
@@ -235,8 +285,7 @@ impl CommandLog {
             record.detail = Some(outpost_link::clip_text(&detail, DETAIL_CHARS));
         }
         record.updated_ms = unix_ms();
-        let value =
-            serde_json::to_vec(&record).map_err(|e| CommandLogError::Storage(e.to_string()))?;
+        let value = self.encode(&record)?;
         self.durable.insert(&self.commands, id.as_bytes(), value)?;
         if status != CommandStatus::Pending {
             self.pending.remove(pending_key(&record.edge, id))?;

@@ -2,7 +2,10 @@
 //! loop-mounted ext4 whose crash image holds only what the kernel had sent to the disk (see
 //! `outpost_sim::power_cut`). At random moments the power is cut and the same config is started on
 //! the crash image. Every store must open, no acknowledged event may be lost, nothing may be
-//! doubled, and after the drain the hub holds `1..=last` exactly once.
+//! doubled, and after the drain the hub holds `1..=last` exactly once. While the hub is cut, an
+//! operator keeps issuing commands and booking guest visits with 150 KiB photos through its API:
+//! every one the API confirmed is in the command log and the visit store afterwards, each visit
+//! with its whole photo.
 //!
 //! Needs root (CI runs as root). `OUTPOST_POWER_CUTS` sets the number of cuts per side (50),
 //! `OUTPOST_CHAOS_SEED` replays a run.
@@ -13,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use outpost_hub::commands::CommandLog;
 use outpost_hub::eventlog::EventLog;
+use outpost_hub::hikcentral::visits::VisitStore;
 use outpost_sim::harness::{RunningSite, scrape, wait_edge_drained};
 use outpost_sim::power_cut::CutDisk;
 use outpost_sim::site::{SiteLayout, SiteSpec};
@@ -52,6 +57,108 @@ fn blob_files(db: &Path) -> usize {
     std::fs::read_dir(db.join("blobs"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// What the hub's API confirmed (201) while the power was being cut.
+#[derive(Debug, Default)]
+struct Confirmed {
+    commands: Vec<String>,
+    visits: Vec<String>,
+}
+
+/// A JPEG-looking photo of 150 KiB, different per visit.
+fn large_photo(i: usize) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend((0..150 * 1024).map(|k| ((k * 31 + i * 7) % 251) as u8));
+    bytes.extend([0xFF, 0xD9]);
+    bytes
+}
+
+/// Issues a `ping` command every 50 ms and books a visit every 250 ms through the hub's API until
+/// `stop`, keeping the ids the API confirmed. Requests that meet a stopped or restarting hub fail
+/// and are not retried: only confirmations count.
+async fn operator(
+    api: std::net::SocketAddr,
+    token: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Confirmed {
+    use base64::Engine;
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let mut confirmed = Confirmed::default();
+    let now = outpost_actors::clock::unix_ms();
+    let at = |ms: i64| {
+        outpost_artemis::api::format_time(
+            time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap(),
+        )
+    };
+    let mut tick = 0usize;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tick += 1;
+        let (path, body) = if tick.is_multiple_of(5) {
+            let photo = base64::engine::general_purpose::STANDARD.encode(large_photo(tick));
+            let body = serde_json::json!({
+                "id": format!("v{tick}"), "guest_name": format!("Guest {tick}"),
+                "access_level": "1", "begin": at(now), "end": at(now + 86_400_000),
+                "photo": photo,
+            });
+            ("/api/v1/visits", body)
+        } else {
+            let body = serde_json::json!({"edge": "edge-01", "device": "coin-in", "op": "ping"});
+            ("/api/v1/commands", body)
+        };
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            outpost_actors::admin::request(
+                api,
+                "POST",
+                path,
+                &headers,
+                body.to_string().as_bytes(),
+            ),
+        )
+        .await;
+        if let Ok(Ok((201, text))) = sent {
+            let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let id = record["id"].as_str().unwrap().to_owned();
+            if path.ends_with("visits") {
+                confirmed.visits.push(id);
+            } else {
+                confirmed.commands.push(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    confirmed
+}
+
+/// Every command and visit the API confirmed is in the hub's database, each visit with its photo.
+fn check_confirmed(hub_data: &Path, confirmed: &Confirmed) {
+    use sha2::Digest;
+    let durable = Arc::new(DurableDb::open(&hub_data.join("db")).unwrap());
+    let commands = CommandLog::open(durable.clone()).unwrap();
+    for id in &confirmed.commands {
+        assert!(
+            commands.get(id).unwrap().is_some(),
+            "confirmed command {id} is stored"
+        );
+    }
+    let visits = VisitStore::open(durable).unwrap();
+    for id in &confirmed.visits {
+        let visit = visits
+            .get(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("visit {id} is stored"));
+        let photo = visits.photo(id).unwrap().unwrap();
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&photo)),
+            visit.photo_sha256,
+            "visit {id} has its whole photo"
+        );
+    }
 }
 
 /// Drains the edge with its device removed and checks the hub's log is `1..=last`, each once.
@@ -103,15 +210,39 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
         return;
     }
     let mut rng = seeded_rng();
+    outpost_actors::process::install_crypto_provider();
+    let hik = outpost_sim::hikcentral::start(
+        "127.0.0.1:0".parse().unwrap(),
+        outpost_sim::hikcentral::HikSim::new(
+            "12345678",
+            "abcdefghijklmnopqrst",
+            outpost_sim::hikcentral::state::Profile::Current,
+            900,
+            11,
+        ),
+        outpost_sim::hikcentral::CertKind::SelfSignedCa,
+    )
+    .await
+    .unwrap();
     let devices = synthetic("coin-in", 3000, 200);
     let tmp = tempfile::tempdir().unwrap();
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
+    let mut spec = SiteSpec::single("edge-01", &devices);
+    spec.hub_extra_toml = outpost_sim::visits_driver::config_toml(
+        &outpost_sim::visits_driver::config_for(&hik, "12345678", "abcdefghijklmnopqrst"),
+    );
+    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
     let hub_admin = layout.hub_admin;
     let edge_admin = layout.edges[0].admin;
     let mut disk =
         CutDisk::create(&tmp.path().join("hub.img"), &layout.hub_data_dir, 1024).unwrap();
     let mut site = RunningSite::start(exe(), layout).await.unwrap();
     let db = site.layout.hub_data_dir.join("db");
+    let stop_operator = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let operator = tokio::spawn(operator(
+        site.layout.hub_api,
+        site.layout.api_token.clone(),
+        stop_operator.clone(),
+    ));
 
     let started = Instant::now();
     let mut most_blobs = 0;
@@ -140,17 +271,28 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
     }
     let cut_count = disk.cuts();
     let elapsed = started.elapsed();
+    stop_operator.store(true, std::sync::atomic::Ordering::Relaxed);
+    let confirmed = operator.await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         scrape(hub_admin, "outpost_hub_missing_events_total").await,
         Some(0.0),
         "after the last cut: no gap"
     );
+    let hub_data = site.layout.hub_data_dir.clone();
     let last = drain_and_check(site, &devices).await;
+    check_confirmed(&hub_data, &confirmed);
     drop(disk);
     println!(
-        "hub: {cut_count} power cuts in {elapsed:.0?}, {last} events, 0 lost, 0 doubled; most blob \
-         files seen {most_blobs}"
+        "hub: {cut_count} power cuts in {elapsed:.0?}, {last} events, 0 lost, 0 doubled; {} \
+         commands and {} visits (150 KiB photos) confirmed, all stored; most blob files seen \
+         {most_blobs}",
+        confirmed.commands.len(),
+        confirmed.visits.len()
+    );
+    assert!(
+        confirmed.commands.len() > 100 && confirmed.visits.len() > 20,
+        "the operator was served"
     );
     assert_eq!(most_blobs, 0, "sled never wrote a page outside its log");
     assert!(last > 10_000, "the stream ran: {last} events");

@@ -23,7 +23,7 @@ pub use env::{Environment, ProcessEnvironment};
 pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
-    AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeSection, EgmConfig,
+    AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeId, EdgeSection, EgmConfig,
     EventClassConfig, HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat,
     LogLevel, MAX_SYNTHETIC_PAYLOAD_BYTES, OutboxConfig, PkiConfig, RecoveryConfig, RelayBankKind,
     RelayConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig, SupervisionConfig,

@@ -578,6 +578,32 @@ fn is_valid_edge_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
+/// An edge's id, checked: 1 to 63 lowercase letters, digits and '-', not starting with '-'. Every
+/// place that takes an edge id from outside (config, PKI, API paths and bodies) makes one, so no id
+/// can alias another in a store's key space (a NUL, a separator).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EdgeId(String);
+
+impl EdgeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for EdgeId {
+    type Err = String;
+
+    fn from_str(id: &str) -> Result<Self, String> {
+        validate_edge_id(id).map(|()| EdgeId(id.to_owned()))
+    }
+}
+
+impl std::fmt::Display for EdgeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks an edge id the way the config and the PKI both need it checked.
 pub fn validate_edge_id(id: &str) -> Result<(), String> {
     if is_valid_edge_id(id) {

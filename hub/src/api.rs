@@ -98,6 +98,19 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
         .with_state(context)
 }
 
+/// The edge named `id` in a request: a valid id (else 400 naming the rule) of an edge this hub
+/// knows (else 404). Every endpoint that takes an edge goes through here.
+fn known_edge(ctx: &ApiContext, id: &str) -> Result<outpost_config::EdgeId, ApiError> {
+    let edge: outpost_config::EdgeId = id.parse().map_err(bad_request)?;
+    if ctx.edges.get(edge.as_str()).is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("edge {edge} has never connected to this hub"),
+        ));
+    }
+    Ok(edge)
+}
+
 struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -164,10 +177,11 @@ async fn create_command(
     let issuer = authorize(&ctx, &headers, Role::Operator)?;
     let new: NewCommand = serde_json::from_slice(&body)
         .map_err(|e| bad_request(format!("body is not a valid command: {e}")))?;
-    let edge = ctx.edges.get(&new.edge).ok_or_else(|| {
+    let edge_id = known_edge(&ctx, &new.edge)?;
+    let edge = ctx.edges.get(edge_id.as_str()).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
-            format!("edge {} has never connected", new.edge),
+            format!("edge {edge_id} has never connected to this hub"),
         )
     })?;
     let device = edge
@@ -375,17 +389,18 @@ async fn get_bulk(
     Path((edge, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers, Role::Viewer)?;
-    if !outpost_link::valid_bulk_id(&id) || outpost_config::validate_edge_id(&edge).is_err() {
+    let edge = known_edge(&ctx, &edge)?;
+    if !outpost_link::valid_bulk_id(&id) {
         return Err(bad_request("not a bulk payload id"));
     }
-    let path = ctx.bulk_dir.join(&edge).join(&id);
+    let path = ctx.bulk_dir.join(edge.as_str()).join(&id);
     let bytes = tokio::fs::read(&path).await.map_err(|_| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("no bulk payload {id} from edge {edge} (yet)"),
         )
     })?;
-    let content_type = tokio::fs::read(ctx.bulk_dir.join(&edge).join(format!("{id}.json")))
+    let content_type = tokio::fs::read(ctx.bulk_dir.join(edge.as_str()).join(format!("{id}.json")))
         .await
         .ok()
         .and_then(|meta| serde_json::from_slice::<serde_json::Value>(&meta).ok())
@@ -417,6 +432,7 @@ async fn list_events(
     axum::extract::Query(query): axum::extract::Query<EventQuery>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers, Role::Viewer)?;
+    let edge = known_edge(&ctx, &edge)?;
     let from = query.from.unwrap_or(1).max(1);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let scan = if query.device.is_some() {
@@ -426,7 +442,7 @@ async fn list_events(
     };
     let stored = ctx
         .eventlog
-        .read(&edge, from, scan)
+        .read(edge.as_str(), from, scan)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut next = from;
     let mut events = Vec::new();

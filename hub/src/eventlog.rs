@@ -167,6 +167,25 @@ impl EventLog {
             .map_err(|_| EventLogError::Closed)?
     }
 
+    /// Every edge's committed high-water mark as stored, so `outpost_hub_committed_seq{edge}`
+    /// tells the truth from start-up, not from the edge's next event.
+    pub fn publish_committed(&self) -> Result<usize, EventLogError> {
+        let mut edges = 0;
+        for entry in self.durable.db().scan_prefix(b"h") {
+            let (key, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
+            let edge = String::from_utf8_lossy(&key[1..]).into_owned();
+            let seq: [u8; 8] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| EventLogError::Corrupt(format!("high-water mark of {edge}")))?;
+            metrics::COMMITTED_SEQ
+                .with_label_values(&[&edge])
+                .set(u64::from_be_bytes(seq) as i64);
+            edges += 1;
+        }
+        Ok(edges)
+    }
+
     /// The committed high-water mark of `edge` (0 if it never sent anything).
     pub fn committed_seq(&self, edge: &str) -> Result<u64, EventLogError> {
         read_hwm(self.durable.db(), edge)

@@ -93,6 +93,7 @@ pub async fn run(
     let eventlog = eventlog::EventLog::start(durable.clone(), config.link.max_batch, move |err| {
         let _ = fatal_tx.send(err);
     })?;
+    eventlog.publish_committed()?;
     let commands = commands::CommandLog::open(durable.clone())?;
     let edges = edges::EdgeDirectory::open(durable.db())?;
     let sessions = Arc::new(Sessions::default());

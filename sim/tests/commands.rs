@@ -186,3 +186,42 @@ async fn an_idle_edge_with_nothing_to_send_still_gets_its_commands() {
     wait_status(&site, record["id"].as_str().unwrap(), "succeeded").await;
     assert!(site.stop().await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_checks_the_edge_id_and_knows_unknown_edges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site(tmp.path()).await;
+    wait_until("events at the hub", Duration::from_secs(20), || async {
+        let (_, body) = site
+            .api("GET", "/api/v1/edges/edge-01/events?limit=1", "")
+            .await
+            .unwrap();
+        body.contains("\"seq\":1")
+    })
+    .await
+    .unwrap();
+    // A NUL after a real id once read that edge's events (a key-prefix alias).
+    for path in [
+        "/api/v1/edges/edge-01%00/events",
+        "/api/v1/edges/EDGE-01/events",
+        "/api/v1/bulk/edge-01%00/x.png",
+    ] {
+        let (status, body) = site.api("GET", path, "").await.unwrap();
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("lowercase letters"), "{path}: {body}");
+    }
+    for path in ["/api/v1/edges/edge-99/events", "/api/v1/bulk/edge-99/x.png"] {
+        let (status, body) = site.api("GET", path, "").await.unwrap();
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("never connected"), "{path}: {body}");
+    }
+    let (status, body) = issue(
+        &site,
+        r#"{"edge":"edge-01\u0000","device":"syn-1","op":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = issue(&site, r#"{"edge":"edge-99","device":"syn-1","op":"ping"}"#).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(site.stop().await.unwrap());
+}

@@ -45,3 +45,25 @@ async fn edge_resumes_within_seconds_after_the_hub_is_killed_and_restarted() {
     println!("resumed {:?} after the restart", restarted.elapsed());
     assert!(site.stop().await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hub_exports_each_edges_committed_sequence_before_the_edge_is_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
+    let series = "outpost_hub_committed_seq{edge=\"edge-01\"}";
+    let mut site = RunningSite::start(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    site.stop_edge(0).await.unwrap();
+    let committed = scrape(site.layout.hub_admin, series).await.unwrap();
+    assert!(committed > 0.0);
+    site.kill9_hub().await.unwrap();
+    site.start_hub().await.unwrap();
+    assert_eq!(
+        scrape(site.layout.hub_admin, series).await,
+        Some(committed),
+        "the stored high-water mark, with the edge still away"
+    );
+    assert!(site.stop().await.unwrap());
+}

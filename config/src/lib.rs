@@ -45,6 +45,19 @@ pub trait ConfigFile: serde::de::DeserializeOwned {
     fn data_dir(&self) -> Option<&std::path::Path> {
         None
     }
+
+    /// Files the process reads at start (certificates, keys), by key: `config check` and `run`
+    /// refuse a config naming one that is not there.
+    fn files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        Vec::new()
+    }
+
+    /// Explains a deserialization error reported at `key` (dotted, e.g. `devices.0`) on `value`
+    /// as a whole — what serde does inside an internally tagged enum: the dotted path of the
+    /// problem inside `value`, and its message. `None`: nothing more precise to say.
+    fn explain(_key: &str, _value: &toml::Value) -> Option<(String, String)> {
+        None
+    }
 }
 
 /// Collects the problems [`ConfigFile::validate`] finds, each against a dotted key path.

@@ -19,14 +19,32 @@ pub fn load_file<T: ConfigFile>(path: &Path, env: &dyn Environment) -> Result<T,
         path: path.to_owned(),
         source,
     })?;
-    load_str(&path.display().to_string(), &text, env)
+    load(&path.display().to_string(), &text, env, true)
 }
 
-/// Loads a config from `text`; `origin` names it in messages (usually the file path).
+/// Loads a config from `text`; `origin` names it in messages (usually the file path). Files the
+/// config names are not looked at (see [`load_file`]).
 pub fn load_str<T: ConfigFile>(
     origin: &str,
     text: &str,
     env: &dyn Environment,
+) -> Result<T, ConfigError> {
+    load(origin, text, env, false)
+}
+
+/// Keys whose values are secrets: a problem with one never shows its value.
+fn is_secret(key: &KeyPath) -> bool {
+    matches!(
+        key.0.last(),
+        Some(Segment::Key(k)) if ["token", "app_secret", "password"].contains(&k.as_str())
+    )
+}
+
+fn load<T: ConfigFile>(
+    origin: &str,
+    text: &str,
+    env: &dyn Environment,
+    check_files: bool,
 ) -> Result<T, ConfigError> {
     let defaults: toml::Table = toml::from_str(T::DEFAULT_TOML).map_err(|e| {
         invalid(vec![Problem {
@@ -101,7 +119,15 @@ pub fn load_str<T: ConfigFile>(
     let config = match typed {
         Ok(config) => config,
         Err(err) => {
-            let key = KeyPath::from_serde(err.path());
+            let mut key = KeyPath::from_serde(err.path());
+            let mut message = err.inner().message().trim_end().to_owned();
+            if let Some((inner, explained)) = key
+                .lookup(&merged)
+                .and_then(|value| T::explain(&key.dotted(), value))
+            {
+                key = KeyPath::from_dotted(&format!("{}.{inner}", key.dotted()));
+                message = explained;
+            }
             let found = match key.lookup(&merged) {
                 Some(value) if !value.is_table() => format!(" (found {value})"),
                 _ => String::new(),
@@ -109,7 +135,7 @@ pub fn load_str<T: ConfigFile>(
             problems.push(Problem {
                 location: locator.locate(&key),
                 key: key.to_string(),
-                message: format!("{}{found}", err.inner().message().trim_end()),
+                message: format!("{message}{found}"),
             });
             return Err(invalid(problems));
         }
@@ -123,15 +149,28 @@ pub fn load_str<T: ConfigFile>(
     for (key, expected) in validation.problems {
         // `devices.2.id`: numeric segments are array indices.
         let path = KeyPath::from_dotted(&key);
-        let found = path
-            .lookup(&merged)
-            .map(|v| format!(", found {v}"))
-            .unwrap_or_default();
+        let found = match path.lookup(&merged) {
+            Some(_) if is_secret(&path) => String::new(),
+            Some(v) => format!(", found {v}"),
+            None => String::new(),
+        };
         problems.push(Problem {
             location: locator.locate(&path),
             key: path.to_string(),
             message: format!("expected {expected}{found}"),
         });
+    }
+    if check_files {
+        for (key, file) in config.files() {
+            if !file.is_file() {
+                let path = KeyPath::from_dotted(key);
+                problems.push(Problem {
+                    location: locator.locate(&path),
+                    key: path.to_string(),
+                    message: format!("expected a readable file, found none at {}", file.display()),
+                });
+            }
+        }
     }
     if problems.is_empty() {
         Ok(config)
@@ -230,6 +269,18 @@ enum Segment {
 struct KeyPath(Vec<Segment>);
 
 impl KeyPath {
+    /// `devices.2.id`: the form [`Self::from_dotted`] reads.
+    fn dotted(&self) -> String {
+        self.0
+            .iter()
+            .map(|segment| match segment {
+                Segment::Key(k) => k.clone(),
+                Segment::Index(i) => i.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
     fn from_dotted(dotted: &str) -> Self {
         KeyPath(
             dotted

@@ -59,6 +59,35 @@ pub enum DeviceConfig {
     Relay(RelayConfig),
 }
 
+impl DeviceConfig {
+    /// Deserializes one device's table (without `kind`) as its kind's config, where serde can say
+    /// where inside it a problem is; `(dotted path inside the table, message)`.
+    fn explain_as<C: serde::de::DeserializeOwned>(table: toml::Table) -> Option<(String, String)> {
+        let Err(err) = serde_path_to_error::deserialize::<_, C>(toml::Value::Table(table)) else {
+            return None;
+        };
+        let mut path: Vec<String> = err
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let message = err.inner().message().trim_end().to_owned();
+        // serde names an unknown field in its message, at the table that holds it.
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .filter(|field| path.last().map(String::as_str) != Some(*field))
+        {
+            path.push(field.to_owned());
+        }
+        (!path.is_empty()).then(|| (path.join("."), message))
+    }
+}
+
 fn default_telemetry_interval_ms() -> u64 {
     5000
 }
@@ -282,6 +311,10 @@ pub struct EgmConfig {
     #[serde(default)]
     pub real_time_events: bool,
 }
+
+/// Smallest `outbox.compact_above_bytes`: below it an outbox under steady load would compact
+/// (restart) every few seconds.
+pub const MIN_COMPACT_ABOVE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Largest payload of a synthetic device's events: with its envelope an event stays under the
 /// 4 KiB an event may have.
@@ -684,6 +717,29 @@ impl ConfigFile for EdgeConfig {
         Some(&self.edge.data_dir)
     }
 
+    fn files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        vec![
+            ("uplink.ca", &self.uplink.ca),
+            ("uplink.cert", &self.uplink.cert),
+            ("uplink.key", &self.uplink.key),
+        ]
+    }
+
+    fn explain(key: &str, value: &toml::Value) -> Option<(String, String)> {
+        let index = key.strip_prefix("devices.")?;
+        index.parse::<usize>().ok()?;
+        let mut table = value.as_table()?.clone();
+        let kind = table.remove("kind")?;
+        let explained = match kind.as_str()? {
+            "synthetic" => DeviceConfig::explain_as::<SyntheticDeviceConfig>(table),
+            "sas_line" => DeviceConfig::explain_as::<SasLineConfig>(table),
+            "tv" => DeviceConfig::explain_as::<TvConfig>(table),
+            "relay" => DeviceConfig::explain_as::<RelayConfig>(table),
+            _ => None,
+        };
+        explained
+    }
+
     fn validate(&self, v: &mut Validation) {
         if !is_valid_edge_id(&self.edge.id) {
             v.invalid(
@@ -699,6 +755,15 @@ impl ConfigFile for EdgeConfig {
         }
         if !(1..=65536).contains(&self.outbox.max_batch) {
             v.invalid("outbox.max_batch", "1 to 65536");
+        }
+        if self.outbox.compact_above_bytes < MIN_COMPACT_ABOVE_BYTES {
+            v.invalid(
+                "outbox.compact_above_bytes",
+                format!(
+                    "at least {MIN_COMPACT_ABOVE_BYTES} (16 MiB): each compaction restarts the outbox \
+                     and the actors after it"
+                ),
+            );
         }
         let u = &self.uplink;
         if u.reconnect_initial_ms == 0 || u.reconnect_max_ms < u.reconnect_initial_ms {
@@ -821,6 +886,19 @@ impl ConfigFile for HubConfig {
         for (i, token) in self.api.tokens.iter().enumerate() {
             if token.token.len() < 16 {
                 v.invalid(&format!("api.tokens.{i}.token"), "at least 16 characters");
+            }
+            if let Some(first) = self.api.tokens[..i]
+                .iter()
+                .position(|t| t.token == token.token)
+            {
+                v.invalid(
+                    &format!("api.tokens.{i}.token"),
+                    format!(
+                        "a token of its own (it is the token of api.tokens[{first}], \
+                         {:?}; a token says who is calling and with which role)",
+                        self.api.tokens[first].name
+                    ),
+                );
             }
         }
         self.hikcentral.validate(v);

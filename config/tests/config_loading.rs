@@ -307,3 +307,75 @@ fn a_synthetic_payload_over_what_an_event_may_carry_is_refused() {
     );
     assert!(load_str::<EdgeConfig>("site.toml", &device(3584), &no_env()).is_ok());
 }
+
+#[test]
+fn an_outbox_compacting_below_sixteen_mib_is_refused() {
+    let found = problems::<EdgeConfig>("[outbox]\ncompact_above_bytes = 0\n", &no_env());
+    assert_eq!(found[0].key, "outbox.compact_above_bytes", "{found:?}");
+    assert!(found[0].message.contains("at least 16777216"), "{found:?}");
+}
+
+#[test]
+fn one_token_under_two_names_is_refused_without_showing_it() {
+    let text = "[[api.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef-secret\"\nrole = \"viewer\"\n\
+                [[api.tokens]]\nname = \"b\"\ntoken = \"0123456789abcdef-secret\"\nrole = \"admin\"\n";
+    let found = problems::<HubConfig>(text, &no_env());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "api.tokens[1].token");
+    assert!(
+        matches!(found[0].location, Location::File { line: 7, .. }),
+        "{found:?}"
+    );
+    let shown = found[0].to_string();
+    assert!(
+        !shown.contains("secret"),
+        "the token is never shown: {shown}"
+    );
+}
+
+#[test]
+fn certificate_files_that_do_not_exist_are_refused_by_config_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, "pem").unwrap();
+    let file = tmp.path().join("edge.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[uplink]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            ca.display().to_string(),
+            tmp.path().join("missing.pem").display().to_string(),
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let err = outpost_config::load_file::<EdgeConfig>(&file, &no_env()).unwrap_err();
+    let found = err.problems();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "uplink.cert");
+    assert!(found[0].message.contains("missing.pem"), "{found:?}");
+    assert!(
+        matches!(found[0].location, Location::File { line: 3, .. }),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_wrong_value_inside_a_device_names_its_key_and_line() {
+    let text = "[[devices]]\nkind = \"synthetic\"\nid = \"a\"\nrate_per_second = \"fast\"\n\
+                payload_bytes = 1\nclass = \"money\"\n";
+    let found = problems::<EdgeConfig>(text, &no_env());
+    assert_eq!(found[0].key, "devices[0].rate_per_second", "{found:?}");
+    assert!(
+        matches!(found[0].location, Location::File { line: 4, .. }),
+        "{found:?}"
+    );
+    let text = "[[devices]]\nkind = \"synthetic\"\nid = \"a\"\nrate_per_second = 1.0\n\
+                payload_bytes = 1\nclass = \"money\"\nrate = 5\n";
+    let found = problems::<EdgeConfig>(text, &no_env());
+    assert_eq!(found[0].key, "devices[0].rate", "{found:?}");
+    assert!(
+        matches!(found[0].location, Location::File { line: 7, .. }),
+        "{found:?}"
+    );
+}

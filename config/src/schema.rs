@@ -730,14 +730,13 @@ impl ConfigFile for EdgeConfig {
         index.parse::<usize>().ok()?;
         let mut table = value.as_table()?.clone();
         let kind = table.remove("kind")?;
-        let explained = match kind.as_str()? {
+        match kind.as_str()? {
             "synthetic" => DeviceConfig::explain_as::<SyntheticDeviceConfig>(table),
             "sas_line" => DeviceConfig::explain_as::<SasLineConfig>(table),
             "tv" => DeviceConfig::explain_as::<TvConfig>(table),
             "relay" => DeviceConfig::explain_as::<RelayConfig>(table),
             _ => None,
-        };
-        explained
+        }
     }
 
     fn validate(&self, v: &mut Validation) {

@@ -247,6 +247,7 @@ fn uplink_config(pki: &Path, hub: SocketAddr) -> outpost_config::UplinkConfig {
         window_events: 512,
         keepalive_ms: 500,
         idle_timeout_ms: 3000,
+        dead_after_ms: 1500,
     }
 }
 
@@ -459,6 +460,7 @@ async fn run_hub(
         sessions: Arc::default(),
         pki_dir: pki.to_owned(),
         bulk_dir: dir.join("bulk"),
+        dead_after: Duration::from_secs(2),
     });
     let socket = turmoil::net::UdpSocket::bind(("0.0.0.0", HUB_PORT)).await?;
     let server = outpost_link::io::server_config(

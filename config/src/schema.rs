@@ -43,6 +43,7 @@ pub struct UplinkConfig {
     pub window_events: u64,
     pub keepalive_ms: u64,
     pub idle_timeout_ms: u64,
+    pub dead_after_ms: u64,
 }
 
 /// One device the edge supervises.
@@ -469,6 +470,7 @@ pub struct LinkConfig {
     pub max_batch: usize,
     pub keepalive_ms: u64,
     pub idle_timeout_ms: u64,
+    pub dead_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -783,6 +785,12 @@ impl ConfigFile for EdgeConfig {
                 "more than keepalive_ms (and keepalive_ms at least 1)",
             );
         }
+        if u.dead_after_ms < 3 * u.keepalive_ms || u.dead_after_ms > u.idle_timeout_ms {
+            v.invalid(
+                "uplink.dead_after_ms",
+                "at least 3 × keepalive_ms and at most idle_timeout_ms",
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, device) in self.devices.iter().enumerate() {
             if !is_valid_edge_id(device.id()) {
@@ -877,6 +885,13 @@ impl ConfigFile for HubConfig {
             v.invalid(
                 "link.idle_timeout_ms",
                 "more than keepalive_ms (and keepalive_ms at least 1)",
+            );
+        }
+        let l = &self.link;
+        if l.dead_after_ms < 3 * l.keepalive_ms || l.dead_after_ms > l.idle_timeout_ms {
+            v.invalid(
+                "link.dead_after_ms",
+                "at least 3 × keepalive_ms and at most idle_timeout_ms",
             );
         }
         if self.api.default_command_deadline_seconds == 0 {

@@ -82,7 +82,7 @@ pub static UPLINK_RTT: LazyLock<Gauge> = LazyLock::new(|| {
     register(
         Gauge::new(
             "outpost_uplink_rtt_seconds",
-            "Round-trip time to the hub, as QUIC measures it.",
+            "Round-trip time to the hub, as QUIC measures it; NaN while there is no session.",
         )
         .expect("static metric definition is valid"),
     )
@@ -130,6 +130,8 @@ pub fn refresh_oldest_unacked() {
 /// Registers every edge metric now, so each is exported from start-up.
 pub fn register_all() {
     outpost_actors::store::register_store("outbox");
+    // No session yet, so no round trip to report (NaN, not a made-up 0).
+    UPLINK_RTT.set(f64::NAN);
     LazyLock::force(&OUTBOX_LAST_SEQ);
     LazyLock::force(&OUTBOX_ACKED_SEQ);
     LazyLock::force(&OUTBOX_DEPTH);

@@ -141,6 +141,8 @@ impl Session {
             let started = Instant::now();
             let result = self.run_once().await;
             metrics::UPLINK_CONNECTED.set(0);
+            // No session, no round trip: an old value would pass for a live one.
+            metrics::UPLINK_RTT.set(f64::NAN);
             if started.elapsed() > STABLE_SESSION {
                 attempt = 0;
             }
@@ -244,6 +246,10 @@ impl Session {
             r = bulk => r,
             () = rtt => Ok(()),
             e = connection.closed() => Err(e.into()),
+            e = outpost_link::io::peer_silent(
+                &connection,
+                Duration::from_millis(self.config.dead_after_ms),
+            ) => Err(e),
         };
         connection.close(close::SHUTDOWN.into(), b"session ended");
         result

@@ -131,6 +131,7 @@ pub async fn run(
                 sessions: sessions.clone(),
                 pki_dir: pki.clone(),
                 bulk_dir: data_dir.join("bulk"),
+                dead_after: Duration::from_millis(config.link.dead_after_ms),
             }),
         },
         api: Arc::new(api::ApiContext {

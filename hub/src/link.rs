@@ -42,6 +42,8 @@ pub struct LinkContext {
     pub pki_dir: PathBuf,
     /// Where bulk payloads are kept: `<bulk_dir>/<edge>/<id>` and `<id>.json` beside it.
     pub bulk_dir: PathBuf,
+    /// An edge not heard from for this long is disconnected (`link.dead_after_ms`).
+    pub dead_after: Duration,
 }
 
 /// The open session of each connected edge.
@@ -563,6 +565,7 @@ async fn run_session(
         result = control => result,
         result = events => result,
         result = bulk => result,
+        silent = outpost_link::io::peer_silent(connection, ctx.dead_after) => Err(link_err(silent)),
     }
 }
 

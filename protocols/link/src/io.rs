@@ -47,6 +47,28 @@ pub enum LinkIoError {
     Timeout(Duration),
     #[error("protocol violation: {0}")]
     Protocol(String),
+    #[error("nothing heard from the peer for {0:?}: the path is gone")]
+    PeerSilent(Duration),
+}
+
+/// Resolves once nothing has arrived from the peer for `dead_after`: the path is gone. Both ends
+/// send keep-alives (every `keepalive_ms`, well under `dead_after`), so a live peer is heard from
+/// even when no stream is busy; quinn's idle timeout stays the backstop. Uses tokio's clock, so it
+/// runs on simulated time too.
+pub async fn peer_silent(connection: &quinn::Connection, dead_after: Duration) -> LinkIoError {
+    let mut heard_datagrams = connection.stats().udp_rx.datagrams;
+    let mut heard_at = tokio::time::Instant::now();
+    let mut every = tokio::time::interval((dead_after / 8).max(Duration::from_millis(10)));
+    loop {
+        every.tick().await;
+        let datagrams = connection.stats().udp_rx.datagrams;
+        if datagrams != heard_datagrams {
+            heard_datagrams = datagrams;
+            heard_at = tokio::time::Instant::now();
+        } else if heard_at.elapsed() >= dead_after {
+            return LinkIoError::PeerSilent(dead_after);
+        }
+    }
 }
 
 /// Reads whole frames from a quinn receive stream.

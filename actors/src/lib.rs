@@ -19,6 +19,6 @@ pub mod telemetry;
 pub use backoff::Backoff;
 pub use readiness::Readiness;
 pub use supervisor::{
-    ChildInfo, ChildSpec, Intensity, Restart, RestartPolicy, Strategy, Supervisor, SupervisorError,
-    SupervisorMsg, SupervisorSpec,
+    ChildInfo, ChildSpec, Intensity, PLANNED_RESTART, Restart, RestartPolicy, Strategy, Supervisor,
+    SupervisorError, SupervisorMsg, SupervisorSpec,
 };

@@ -10,6 +10,9 @@
 //! - More than `intensity.max_restarts` restarts within `intensity.within` make the supervisor stop
 //!   its children and fail itself, so that its own parent decides (escalation).
 //! - A child that stops cleanly is not restarted unless its spec says [`Restart::Permanent`].
+//! - A child that stops with a reason starting with [`PLANNED_RESTART`] is restarted at once (with
+//!   its younger siblings under rest-for-one) and counts neither against the intensity nor as a
+//!   failure: planned work, such as compacting a store, is not a fault.
 //! - Stopping the supervisor stops its children youngest first, each within `shutdown_timeout`
 //!   (then it is killed).
 //! - Every restart is one `warn` log line with the cause and is counted in
@@ -39,6 +42,11 @@ use ractor::{
 use crate::backoff::Backoff;
 use crate::metrics::{ACTOR_RESTARTS, ACTOR_UP};
 use crate::readiness::Readiness;
+
+/// A child that stops with a reason starting with this asks for a planned restart (a compaction,
+/// say): it and, under rest-for-one, its younger siblings start again at once, and it counts
+/// neither against the restart intensity nor in `outpost_actor_restarts_total`.
+pub const PLANNED_RESTART: &str = "planned restart: ";
 
 /// Which children restart when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +233,20 @@ impl SupervisorState {
         ACTOR_UP.with_label_values(&[path]).set(0);
     }
 
+    /// Under rest-for-one, stops the children younger than `index` so they restart after it.
+    async fn stop_younger(&mut self, index: usize, reason: &str) {
+        if self.strategy != Strategy::RestForOne {
+            return;
+        }
+        self.stop_children_from(index + 1, reason).await;
+        for younger in index + 1..self.slots.len() {
+            self.slots[younger].generation += 1;
+            if !self.slots[younger].finished {
+                self.mark(younger, false);
+            }
+        }
+    }
+
     /// Stops children `from..` youngest first; each gets `shutdown_timeout`, then is killed.
     async fn stop_children_from(&mut self, from: usize, reason: &str) {
         for index in (from..self.slots.len()).rev() {
@@ -266,6 +288,27 @@ impl Supervisor {
         }
     }
 
+    /// A child stopped asking to be restarted ([`PLANNED_RESTART`]): restarted at once with its
+    /// younger siblings (rest-for-one), neither counted against the intensity nor as a failure.
+    async fn planned_restart(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        index: usize,
+        reason: &str,
+    ) {
+        state.slots[index].cell = None;
+        state.mark(index, false);
+        state
+            .stop_younger(index, "rest-for-one: an older sibling restarts as planned")
+            .await;
+        let slot = &mut state.slots[index];
+        slot.generation += 1;
+        tracing::info!(actor = %slot.path, %reason, "planned restart");
+        let generation = slot.generation;
+        let _ = myself.send_message(SupervisorMsg::Restart { index, generation });
+    }
+
     async fn child_failed(
         &self,
         myself: &ActorRef<SupervisorMsg>,
@@ -303,17 +346,9 @@ impl Supervisor {
             return Err(err.into());
         }
 
-        if state.strategy == Strategy::RestForOne {
-            state
-                .stop_children_from(index + 1, "rest-for-one: an older sibling failed")
-                .await;
-            for younger in index + 1..state.slots.len() {
-                state.slots[younger].generation += 1;
-                if !state.slots[younger].finished {
-                    state.mark(younger, false);
-                }
-            }
-        }
+        state
+            .stop_younger(index, "rest-for-one: an older sibling failed")
+            .await;
 
         let policy = state.policy;
         let slot = &mut state.slots[index];
@@ -462,6 +497,12 @@ impl Actor for Supervisor {
                     return Ok(());
                 };
                 let reason = reason.unwrap_or_else(|| "no reason given".to_owned());
+                if reason.starts_with(PLANNED_RESTART)
+                    && state.slots[index].spec.restart != Restart::Temporary
+                {
+                    self.planned_restart(&myself, state, index, &reason).await;
+                    return Ok(());
+                }
                 if state.slots[index].spec.restart == Restart::Permanent {
                     return self
                         .child_failed(

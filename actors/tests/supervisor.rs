@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outpost_actors::{
-    Backoff, ChildInfo, ChildSpec, Intensity, Readiness, RestartPolicy, Strategy, Supervisor,
-    SupervisorMsg, SupervisorSpec,
+    Backoff, ChildInfo, ChildSpec, Intensity, PLANNED_RESTART, Readiness, RestartPolicy, Strategy,
+    Supervisor, SupervisorMsg, SupervisorSpec,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ enum WorkerMsg {
     Panic,
     Fail,
     StopCleanly,
+    PlannedRestart,
 }
 
 impl Actor for Worker {
@@ -67,6 +68,10 @@ impl Actor for Worker {
             WorkerMsg::Fail => Err("serial line answered garbage".into()),
             WorkerMsg::StopCleanly => {
                 myself.stop(Some("done".into()));
+                Ok(())
+            }
+            WorkerMsg::PlannedRestart => {
+                myself.stop(Some(format!("{PLANNED_RESTART}compaction")));
                 Ok(())
             }
         }
@@ -429,5 +434,39 @@ async fn nested_supervisor_restarts_its_own_children_without_bothering_the_paren
     let ready = fam.readiness.snapshot();
     assert_eq!(ready.get("t-nest/t-nest/devices"), Some(&true));
     assert_eq!(ready.get("t-nest/devices/egm-1"), Some(&true));
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn planned_restarts_are_immediate_and_never_escalate() {
+    // Backoff 1 s and at most 2 restarts in 10 s: twenty failures would escalate and take seconds.
+    let (spec, fam) = family(
+        "t-planned",
+        &["a", "b"],
+        Strategy::RestForOne,
+        policy(1000, 2),
+    );
+    let (sup, _) = Actor::spawn(None, Supervisor, spec).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        let a = child(&sup, 0).await;
+        let b_before = child(&sup, 1).await.get_id();
+        a.send_message(WorkerMsg::PlannedRestart).unwrap();
+        wait_for_new_child(&sup, 1, b_before).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no backoff: {:?}",
+        started.elapsed()
+    );
+    let now = children(&sup).await;
+    assert_eq!(now[0].restarts, 0, "not counted as a failure");
+    assert_eq!(fam.starts[0].load(Ordering::SeqCst), 21);
+    assert_eq!(
+        fam.starts[1].load(Ordering::SeqCst),
+        21,
+        "the younger sibling restarted too"
+    );
+    assert!(fam.readiness.is_ready());
     sup.stop_and_wait(None, None).await.unwrap();
 }

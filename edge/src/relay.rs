@@ -28,6 +28,43 @@ pub enum RelayError {
     Gpio(String),
     #[error("HTTP relay: {0}")]
     Http(String),
+    #[error("HTTP relay answered {status}: {excerpt}")]
+    Status { status: u16, excerpt: String },
+    #[error("HTTP relay's answer is over {limit} bytes (a relay's state is a few bytes)")]
+    AnswerTooLarge { limit: usize },
+    #[error("HTTP relay's answer is not {{\"on\": true|false}} ({reason}): {excerpt}")]
+    BadAnswer { reason: String, excerpt: String },
+}
+
+/// Most bytes read from a relay board's answer; whatever answers at that address is input.
+pub const MAX_ANSWER_BYTES: usize = 4096;
+
+/// The state a relay board's answer reports: status 200 and exactly `{"on": true|false}`.
+/// Errors quote at most 200 characters of the body.
+pub fn parse_answer(status: u16, body: &[u8]) -> Result<bool, RelayError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Answer {
+        on: bool,
+    }
+    let excerpt = || outpost_link::clip_text(&String::from_utf8_lossy(body), 200);
+    if status != 200 {
+        return Err(RelayError::Status {
+            status,
+            excerpt: excerpt(),
+        });
+    }
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err(RelayError::AnswerTooLarge {
+            limit: MAX_ANSWER_BYTES,
+        });
+    }
+    serde_json::from_slice::<Answer>(body)
+        .map(|answer| answer.on)
+        .map_err(|e| RelayError::BadAnswer {
+            reason: e.to_string(),
+            excerpt: excerpt(),
+        })
 }
 
 /// One relay's switch.
@@ -123,8 +160,8 @@ impl RelayBank for GpioRelay {
 /// A network relay: `POST url {"on": bool}` answers `{"on": bool}`, the state it is in.
 #[derive(Debug)]
 pub struct HttpRelay {
-    addr: SocketAddr,
-    path: String,
+    url: String,
+    client: reqwest::Client,
     last: AtomicBool,
 }
 
@@ -133,45 +170,64 @@ impl HttpRelay {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| RelayError::Http(format!("{url}: only http:// relays are supported")))?;
-        let (host, path) = rest
-            .split_once('/')
-            .map(|(h, p)| (h, format!("/{p}")))
-            .unwrap_or((rest, "/".into()));
-        let addr = host
-            .parse()
+        let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+        host.parse::<SocketAddr>()
             .map_err(|e| RelayError::Http(format!("{url}: host must be IP:port ({e})")))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| RelayError::Http(format!("cannot make an HTTP client: {e}")))?;
         Ok(HttpRelay {
-            addr,
-            path,
+            url: url.to_owned(),
+            client,
             last: AtomicBool::new(true),
         })
+    }
+
+    /// Posts `{"on": on}` and reads at most [`MAX_ANSWER_BYTES`] of the answer.
+    async fn post(&self, on: bool) -> Result<bool, RelayError> {
+        let failed = |e: reqwest::Error| {
+            RelayError::Http(if e.is_timeout() {
+                "no answer within 5 s".into()
+            } else {
+                e.to_string()
+            })
+        };
+        let mut response = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({ "on": on }).to_string())
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status().as_u16();
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(RelayError::AnswerTooLarge {
+                limit: MAX_ANSWER_BYTES,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(RelayError::AnswerTooLarge {
+                    limit: MAX_ANSWER_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_answer(status, &body)
     }
 }
 
 impl RelayBank for HttpRelay {
     fn set(&self, on: bool) -> BoxFuture<'_, Result<(), RelayError>> {
         Box::pin(async move {
-            let body = serde_json::json!({ "on": on }).to_string();
-            let (status, answer) = tokio::time::timeout(
-                Duration::from_secs(5),
-                outpost_actors::admin::request(
-                    self.addr,
-                    "POST",
-                    &self.path,
-                    &[("Content-Type", "application/json")],
-                    body.as_bytes(),
-                ),
-            )
-            .await
-            .map_err(|_| RelayError::Http("no answer within 5 s".into()))?
-            .map_err(|e| RelayError::Http(e.to_string()))?;
-            if status != 200 {
-                return Err(RelayError::Http(format!("HTTP {status}: {answer}")));
-            }
-            let state = serde_json::from_str::<serde_json::Value>(&answer)
-                .ok()
-                .and_then(|v| v["on"].as_bool())
-                .ok_or_else(|| RelayError::Http(format!("answer without its state: {answer}")))?;
+            let state = self.post(on).await?;
             self.last.store(state, Ordering::SeqCst);
             Ok(())
         })

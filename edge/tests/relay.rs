@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use outpost_config::{RelayBankKind, RelayConfig};
-use outpost_edge::relay::{RelayActor, RelayArgs};
+use outpost_edge::relay::{HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
 use outpost_edge::shared::{DeviceError, DeviceMsg, EdgeShared};
 use ractor::Actor;
 
@@ -149,4 +149,106 @@ async fn a_stopped_device_does_not_take_its_successor_out_of_the_directory() {
     let entry = shared.device("relay-1").expect("still registered");
     assert_eq!(entry.actor.get_id(), new.get_id());
     new.stop(None);
+}
+
+/// A one-shot HTTP server at a loopback address that answers `raw` to whatever it is sent.
+async fn answering(raw: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = vec![0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(&raw).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    format!("http://{addr}/relay/1")
+}
+
+async fn switch_on(raw: Vec<u8>) -> Result<(), outpost_edge::relay::RelayError> {
+    outpost_actors::process::install_crypto_provider();
+    let relay = HttpRelay::new(&answering(raw).await).unwrap();
+    relay.set(true).await
+}
+
+fn http(status_line: &str, body: &[u8], with_length: bool) -> Vec<u8> {
+    let mut raw = format!("{status_line}\r\nContent-Type: application/json\r\n").into_bytes();
+    if with_length {
+        raw.extend(format!("Content-Length: {}\r\n", body.len()).into_bytes());
+    }
+    raw.extend(b"Connection: close\r\n\r\n");
+    raw.extend(body);
+    raw
+}
+
+#[tokio::test]
+async fn an_http_relay_reports_the_state_its_board_answers() {
+    outpost_actors::process::install_crypto_provider();
+    let relay = HttpRelay::new(&answering(http("HTTP/1.1 200 OK", br#"{"on":false}"#, true)).await)
+        .unwrap();
+    relay.set(true).await.unwrap();
+    assert!(
+        !relay.get().await.unwrap(),
+        "the state read back, not the one asked for"
+    );
+}
+
+#[tokio::test]
+async fn an_http_relay_answer_is_bounded_and_parsed_strictly() {
+    let big = vec![b'x'; 1024 * 1024];
+    for (name, raw) in [
+        ("long, with its length", http("HTTP/1.1 200 OK", &big, true)),
+        ("long, until close", http("HTTP/1.1 200 OK", &big, false)),
+    ] {
+        let err = switch_on(raw).await.unwrap_err();
+        assert!(
+            matches!(err, RelayError::AnswerTooLarge { .. }),
+            "{name}: {err}"
+        );
+    }
+    let err = switch_on(http("HTTP/1.1 +20 OK", br#"{"on":true}"#, true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RelayError::Http(_)),
+        "a status of +20 is not HTTP: {err}"
+    );
+    let err = switch_on(http("HTTP/1.1 500 Oops", &vec![b'e'; 3000], true))
+        .await
+        .unwrap_err();
+    match &err {
+        RelayError::Status {
+            status: 500,
+            excerpt,
+        } => {
+            assert!(
+                excerpt.chars().count() <= 201,
+                "the body is not copied whole: {err}"
+            )
+        }
+        other => panic!("{other}"),
+    }
+    for body in [
+        &br#"{"on":"yes"}"#[..],
+        br#"{"on":true,"extra":1}"#,
+        b"on",
+        b"",
+    ] {
+        let err = switch_on(http("HTTP/1.1 200 OK", body, true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RelayError::BadAnswer { .. }), "{err}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_answer_parses_to_a_state_or_an_error_without_panicking(
+        status in 0u16..1000,
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
+        let _ = outpost_edge::relay::parse_answer(status, &body);
+    }
 }

@@ -98,11 +98,19 @@ impl Actor for OutboxActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            // Planned work, not a fault: restarted at once, not counted (see compact.rs).
+            OutboxMsg::WriterFailed(OutboxError::CompactionDue { disk_bytes }) => {
+                myself.stop(Some(format!(
+                    "{}compacting the empty outbox ({disk_bytes} bytes on disk)",
+                    outpost_actors::PLANNED_RESTART
+                )));
+                Ok(())
+            }
             OutboxMsg::WriterFailed(err) => Err(format!("outbox writer failed: {err}").into()),
         }
     }
@@ -121,7 +129,9 @@ impl Actor for OutboxActor {
             )
             .await;
             match joined {
-                Ok(Ok(Ok(()))) => tracing::info!("outbox closed"),
+                Ok(Ok(Ok(()) | Err(OutboxError::CompactionDue { .. }))) => {
+                    tracing::info!("outbox closed")
+                }
                 Ok(Ok(Err(err))) => tracing::warn!(%err, "outbox writer ended with an error"),
                 _ => tracing::warn!("outbox writer did not finish within 10 s"),
             }

@@ -1,8 +1,10 @@
 //! Compaction: sled keeps the disk space (and memory) a large backlog used after it drains, and has
 //! no call to give it back. When the outbox is empty and its directory is over
-//! `compact_above_bytes`, the writer stops with [`OutboxError::CompactionDue`]; the outbox actor is
-//! restarted and [`super::Outbox::open`] rebuilds the directory with only what must survive (the
-//! sequence numbers and the command marks).
+//! `compact_above_bytes`, the writer stops with [`OutboxError::CompactionDue`]; the outbox actor
+//! stops with a planned-restart reason (`outpost_actors::PLANNED_RESTART`), so its supervisor
+//! restarts it and the actors after it at once, without counting a failure, and
+//! [`super::Outbox::open`] rebuilds the directory with only what must survive (the sequence numbers
+//! and the command marks).
 //!
 //! Crash safety: the new database is built beside the old one (`<dir>.compact`), the old one moved
 //! to `<dir>.old`, the new one moved into place, then the old one removed. [`recover_interrupted`]

@@ -28,8 +28,16 @@ impl ConfigCommand {
             ConfigCommand::Check { file } => match load_file::<T>(file, env) {
                 Ok(config) => {
                     println!("{}: valid {} configuration", file.display(), T::KIND);
-                    if let Some(note) = config.data_dir().and_then(crate::storage_note::describe) {
-                        println!("{note}");
+                    if let Some(dir) = config.data_dir() {
+                        if let Some(note) = crate::storage_note::describe(dir) {
+                            println!("{note}");
+                        }
+                        if let Some(warning) = config
+                            .storage_budget()
+                            .and_then(|budget| crate::storage_note::budget_warning(dir, budget))
+                        {
+                            println!("{warning}");
+                        }
                     }
                     ExitCode::SUCCESS
                 }

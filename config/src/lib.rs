@@ -46,6 +46,12 @@ pub trait ConfigFile: serde::de::DeserializeOwned {
         None
     }
 
+    /// Bytes the process may store under `data_dir` by configuration (`config check` compares it
+    /// with the file system's size).
+    fn storage_budget(&self) -> Option<u64> {
+        None
+    }
+
     /// Files the process reads at start (certificates, keys), by key: `config check` and `run`
     /// refuse a config naming one that is not there.
     fn files(&self) -> Vec<(&'static str, &std::path::Path)> {

@@ -719,6 +719,10 @@ impl ConfigFile for EdgeConfig {
         Some(&self.edge.data_dir)
     }
 
+    fn storage_budget(&self) -> Option<u64> {
+        Some(self.outbox.budget_bytes)
+    }
+
     fn files(&self) -> Vec<(&'static str, &std::path::Path)> {
         vec![
             ("uplink.ca", &self.uplink.ca),

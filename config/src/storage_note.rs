@@ -104,6 +104,22 @@ pub fn describe(data_dir: &Path) -> Option<String> {
     mount_of(&mounts, &absolute).map(|m| note(data_dir, m))
 }
 
+/// A warning when `budget` (outbox.budget_bytes) is more than the file system under `data_dir`
+/// holds: the edge then applies a smaller budget from the free space (see the edge's
+/// `outbox::room`), and the operator should know the configured one is not what runs.
+pub fn budget_warning(data_dir: &Path, budget: u64) -> Option<String> {
+    let existing = data_dir.ancestors().find(|p| p.exists())?;
+    let fs = nix::sys::statvfs::statvfs(existing).ok()?;
+    let size = fs.blocks() * fs.fragment_size();
+    (budget > size).then(|| {
+        format!(
+            "warning: outbox.budget_bytes is {budget} but the file system under {} holds {size} \
+             bytes; the edge stores what its free space allows (outpost_outbox_budget_bytes)",
+            data_dir.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

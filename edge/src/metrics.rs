@@ -34,6 +34,12 @@ pub static OUTBOX_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
         "Encoded bytes of the events stored in the outbox.",
     )
 });
+pub static OUTBOX_BUDGET: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "outpost_outbox_budget_bytes",
+        "Bytes of events the outbox may store now: its budget, or less when the disk holds less.",
+    )
+});
 pub static OUTBOX_WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "outpost_outbox_waiting_appends",
@@ -137,6 +143,7 @@ pub fn register_all() {
     LazyLock::force(&OUTBOX_DEPTH);
     LazyLock::force(&OUTBOX_BYTES);
     LazyLock::force(&OUTBOX_WAITING);
+    LazyLock::force(&OUTBOX_BUDGET);
     LazyLock::force(&OUTBOX_OLDEST_UNACKED);
     LazyLock::force(&OUTBOX_FLUSH_SECONDS);
     LazyLock::force(&OUTBOX_SHED);

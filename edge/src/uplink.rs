@@ -297,6 +297,10 @@ impl Session {
             }
             write_frame(&mut send, &EventFrame::Batch(EventBatch { events })).await?;
             next = last + 1;
+            // A backlog is read and encoded batch after batch without waiting on anything; let the
+            // QUIC driver and the session's other tasks run in between, or the hub hears nothing
+            // from this edge (not even keep-alives) and rightly ends the session as dead.
+            tokio::task::yield_now().await;
         }
     }
 

@@ -238,3 +238,41 @@ impl Drop for CutDisk {
         }
     }
 }
+
+/// A small disk: a size-limited tmpfs mounted on a directory until dropped, for disk-full tests.
+#[derive(Debug)]
+pub struct SmallDisk {
+    mount: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size_mib` on `mount` (created if missing). Needs root.
+    pub fn mount(mount: &Path, size_mib: u64) -> Result<Self, PowerCutError> {
+        CutDisk::check_privileges()?;
+        std::fs::create_dir_all(mount).map_err(io(mount))?;
+        let target = mount.to_string_lossy().into_owned();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m"),
+                "tmpfs",
+                &target,
+            ],
+        )?;
+        Ok(Self {
+            mount: mount.to_owned(),
+        })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let target = self.mount.to_string_lossy().into_owned();
+        if let Err(e) = run("umount", &["-l", &target]) {
+            eprintln!("cannot unmount {target}: {e}");
+        }
+    }
+}

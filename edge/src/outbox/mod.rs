@@ -8,7 +8,8 @@
 //!   across restarts (`last_seq` is stored in the same sled batch as the events).
 //! - **Trim only on the hub's word.** Events are removed only up to a sequence the hub acknowledged
 //!   ([`Outbox::ack`]); `acked_seq` never decreases.
-//! - **Back-pressure by class.** When the stored bytes would exceed the budget, money and audit
+//! - **Back-pressure by class.** When the stored bytes would exceed the budget (the configured one,
+//!   or less when the disk holds less: see [`room`]), money and audit
 //!   appends wait (in order) until acks free space; telemetry sheds the oldest stored telemetry,
 //!   replacing each shed event by an `EventBody::Shed` tombstone under the same sequence number, so
 //!   the hub sees no gap; every shed event is counted.
@@ -22,6 +23,7 @@
 
 pub mod actor;
 mod compact;
+pub mod room;
 mod writer;
 
 use std::path::Path;

@@ -83,6 +83,8 @@ type MarkReply = (
 pub(crate) struct Writer {
     durable: DurableDb,
     limits: OutboxLimits,
+    /// The budget in force: the configured one, or less when the disk holds less.
+    room: super::room::DiskRoom,
     last_seq: u64,
     acked_seq: u64,
     stored_bytes: u64,
@@ -131,6 +133,7 @@ impl Writer {
             }
         }
         let writer = Self {
+            room: super::room::DiskRoom::new(durable.path(), limits.budget_bytes),
             limits,
             last_seq,
             acked_seq,
@@ -375,14 +378,14 @@ impl Writer {
             }));
             return Ok(());
         }
-        let budget = self.limits.budget_bytes;
-        if bytes.len() as u64 > budget {
+        if bytes.len() as u64 > self.limits.budget_bytes {
             let _ = pending.reply.send(Err(OutboxError::TooLarge {
                 size: bytes.len(),
-                budget,
+                budget: self.limits.budget_bytes,
             }));
             return Ok(());
         }
+        let budget = self.room.budget();
         if self.stored_bytes + bytes.len() as u64 > budget {
             match pending.class {
                 EventClass::Money | EventClass::Audit => {
@@ -434,7 +437,7 @@ impl Writer {
 
     /// Replaces the oldest stored telemetry by tombstones until `need` more bytes fit.
     fn shed_until(&mut self, need: u64) -> Result<(), OutboxError> {
-        let budget = self.limits.budget_bytes;
+        let budget = self.room.budget();
         let db = self.durable.db().clone();
         let from = self.shed_cursor.max(self.acked_seq + 1);
         for entry in outpost_storage::chunks_from(&db, &[EVENT], from) {

@@ -1,0 +1,143 @@
+//! A disk that fills up is back-pressure, not a crash loop: the edge's data directory is a 24 MiB
+//! tmpfs, a money stream of 1,500-byte events offers 3 MB/s and the hub is away. The outbox stops
+//! at the budget the disk allows (`outpost_outbox_budget_bytes`), money waits with its device
+//! unacknowledged, the outbox never fails, the disk is never full; when the hub comes back the
+//! edge delivers everything and goes on, and the hub holds `1..=last` exactly once.
+//!
+//! Needs root (mount); skipped with a message otherwise. CI runs as root.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_sim::harness::{RunningSite, scrape, wait_edge_drained, wait_until};
+use outpost_sim::power_cut::{CutDisk, SmallDisk};
+use outpost_sim::site::{SiteLayout, SiteSpec};
+
+const DEVICES: &str = r#"
+[[devices]]
+kind = "synthetic"
+id = "note-in"
+rate_per_second = 2000.0
+payload_bytes = 1500
+class = "money"
+"#;
+
+/// Whether any outbox restart was counted.
+async fn outbox_restarts(admin: std::net::SocketAddr) -> f64 {
+    let (_, metrics) = outpost_actors::admin::get(admin, "/metrics").await.unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("outpost_actor_restarts_total") && l.contains("outbox"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    let fs = nix::sys::statvfs::statvfs(dir).unwrap();
+    fs.blocks_available() * fs.fragment_size()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_money_wait_and_the_edge_delivers_all_once_the_hub_is_back() {
+    if let Err(e) = CutDisk::check_privileges() {
+        println!("SKIPPED: {e}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
+    let (edge, hub) = (layout.edges[0].admin, layout.hub_admin);
+    let data = layout.edges[0].data_dir.clone();
+    let _disk = SmallDisk::mount(&data, 24).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_outpost-sim"))
+        .args(["edge", "config", "check"])
+        .arg(&layout.edges[0].config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(
+        said.contains("warning: outbox.budget_bytes is 268435456 but the file system"),
+        "config check says the budget is more than the disk: {said}"
+    );
+    let mut site = RunningSite::stopped(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout);
+    site.start_edge(0).await.unwrap();
+
+    wait_until(
+        "money to wait for room",
+        Duration::from_secs(60),
+        || async {
+            scrape(edge, "outpost_outbox_waiting_appends")
+                .await
+                .is_some_and(|w| w > 0.0)
+        },
+    )
+    .await
+    .unwrap();
+    // Stay full for a while: nothing fails, the disk keeps room.
+    let mut least_free = u64::MAX;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        least_free = least_free.min(free_bytes(&data));
+        assert!(
+            scrape(edge, "outpost_outbox_last_seq").await.is_some(),
+            "the edge is up"
+        );
+    }
+    let budget = scrape(edge, "outpost_outbox_budget_bytes").await.unwrap();
+    let stored = scrape(edge, "outpost_outbox_bytes").await.unwrap();
+    let stored_seq = scrape(edge, "outpost_outbox_last_seq").await.unwrap();
+    println!(
+        "full: budget {budget} bytes (configured 268435456), stored {stored} bytes in {stored_seq} \
+         events, least free {least_free} bytes"
+    );
+    assert!(
+        budget < 24.0 * 1024.0 * 1024.0,
+        "the budget follows the disk: {budget}"
+    );
+    assert!(
+        stored <= budget,
+        "stored {stored} within the budget {budget}"
+    );
+    assert!(least_free > 0, "the disk never filled up");
+    assert_eq!(outbox_restarts(edge).await, 0.0, "the outbox never failed");
+    assert_eq!(
+        scrape(edge, "outpost_storage_open_failed{store=\"outbox\"}").await,
+        Some(0.0)
+    );
+
+    site.start_hub().await.unwrap();
+    wait_until(
+        "the backlog at the hub",
+        Duration::from_secs(60),
+        || async {
+            scrape(hub, "outpost_hub_committed_seq{edge=\"edge-01\"}")
+                .await
+                .is_some_and(|c| c >= stored_seq + 1000.0)
+        },
+    )
+    .await
+    .unwrap();
+
+    // Drain without the device and check the log.
+    site.kill9_edge(0).await.unwrap();
+    let config = site.layout.edges[0].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(DEVICES, "")).unwrap();
+    site.start_edge(0).await.unwrap();
+    let last = wait_edge_drained(edge, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        scrape(hub, "outpost_hub_committed_seq{edge=\"edge-01\"}").await,
+        Some(last as f64)
+    );
+    assert_eq!(
+        scrape(hub, "outpost_hub_missing_events_total").await,
+        Some(0.0)
+    );
+    assert_eq!(outbox_restarts(edge).await, 0.0);
+    println!("delivered {last} events, none lost");
+    assert!(site.stop().await.unwrap());
+}

@@ -259,6 +259,24 @@ impl RunningSite {
         Ok(())
     }
 
+    /// `kill -9` edge `index` and start it again with `devices` (`[[devices]]` TOML written into
+    /// its config) taken out: the drain at the end of a delivery test, with nothing new arriving.
+    pub async fn restart_edge_without(
+        &mut self,
+        index: usize,
+        devices: &str,
+    ) -> Result<(), HarnessError> {
+        self.kill9_edge(index).await?;
+        let config = self.layout.edges[index].config.clone();
+        let edit = |source| HarnessError::Spawn {
+            name: config.display().to_string(),
+            source,
+        };
+        let text = std::fs::read_to_string(&config).map_err(edit)?;
+        std::fs::write(&config, text.replace(devices, "")).map_err(edit)?;
+        self.start_edge(index).await
+    }
+
     /// `kill -9` the hub (if running).
     pub async fn kill9_hub(&mut self) -> Result<(), HarnessError> {
         if let Some(mut hub) = self.hub.take() {

@@ -10,6 +10,8 @@
 //! after its power came back. A control program that acknowledges after `write()` loses its
 //! acknowledged records this way; one that acknowledges after `fdatasync` loses none.
 //!
+//! [`SmallDisk`] is the other fault disk: a size-limited tmpfs, for disk-full tests.
+//!
 //! Invariants: the kernel settings are restored when the last `CutDisk` of the process is
 //! dropped, and only one `CutDisk` runs on the machine at a time (a lock file), so two tests can
 //! never leave the settings changed. Needs root (`mount`, `/proc/sys/vm`).

@@ -54,11 +54,7 @@ async fn nothing_is_lost_or_committed_twice_when_edge_and_hub_are_killed() {
     }
 
     // Drain: one last kill, then the edge comes back without its device and delivers its backlog.
-    site.kill9_edge(0).await.unwrap();
-    let config = &site.layout.edges[0].config;
-    let text = std::fs::read_to_string(config).unwrap();
-    std::fs::write(config, text.replace(DEVICES, "")).unwrap();
-    site.start_edge(0).await.unwrap();
+    site.restart_edge_without(0, DEVICES).await.unwrap();
     wait_edge_drained(edge_admin, Duration::from_secs(60))
         .await
         .unwrap();

@@ -121,11 +121,7 @@ async fn a_full_disk_makes_money_wait_and_the_edge_delivers_all_once_the_hub_is_
     .unwrap();
 
     // Drain without the device and check the log.
-    site.kill9_edge(0).await.unwrap();
-    let config = site.layout.edges[0].config.clone();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace(DEVICES, "")).unwrap();
-    site.start_edge(0).await.unwrap();
+    site.restart_edge_without(0, DEVICES).await.unwrap();
     let last = wait_edge_drained(edge, Duration::from_secs(60))
         .await
         .unwrap();

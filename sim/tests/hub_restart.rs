@@ -19,15 +19,23 @@ payload_bytes = 100
 class = "money"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edge_resumes_within_seconds_after_the_hub_is_killed_and_restarted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
-    let series = "outpost_hub_committed_seq{edge=\"edge-01\"}";
-    let mut site = RunningSite::start(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout)
+const SERIES: &str = "outpost_hub_committed_seq{edge=\"edge-01\"}";
+
+/// A hub and an edge that has been streaming for a second.
+async fn streaming_site(dir: &Path) -> RunningSite {
+    let layout = SiteLayout::prepare(dir, &SiteSpec::single("edge-01", DEVICES)).unwrap();
+    let site = RunningSite::start(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    site
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_resumes_within_seconds_after_the_hub_is_killed_and_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let series = SERIES;
+    let mut site = streaming_site(tmp.path()).await;
     site.kill9_hub().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     site.start_hub().await.unwrap();
@@ -49,12 +57,8 @@ async fn edge_resumes_within_seconds_after_the_hub_is_killed_and_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_hub_exports_each_edges_committed_sequence_before_the_edge_is_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
-    let series = "outpost_hub_committed_seq{edge=\"edge-01\"}";
-    let mut site = RunningSite::start(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let series = SERIES;
+    let mut site = streaming_site(tmp.path()).await;
     site.stop_edge(0).await.unwrap();
     let committed = scrape(site.layout.hub_admin, series).await.unwrap();
     assert!(committed > 0.0);

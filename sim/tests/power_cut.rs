@@ -164,11 +164,7 @@ fn check_confirmed(hub_data: &Path, confirmed: &Confirmed) {
 /// Drains the edge with its device removed and checks the hub's log is `1..=last`, each once.
 async fn drain_and_check(mut site: RunningSite, devices: &str) -> u64 {
     let edge_admin = site.layout.edges[0].admin;
-    site.kill9_edge(0).await.unwrap();
-    let config = site.layout.edges[0].config.clone();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace(devices, "")).unwrap();
-    site.start_edge(0).await.unwrap();
+    site.restart_edge_without(0, devices).await.unwrap();
     if site.hub.is_none() {
         site.start_hub().await.unwrap();
     }

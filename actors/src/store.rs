@@ -54,8 +54,10 @@ pub fn register_store(store: &str) {
     BLOB_FILES.with_label_values(&[store]).set(0);
 }
 
-/// Sets `outpost_storage_blob_files{store}` and logs an error when blob files appear.
-pub fn report_blob_files(store: &str, path: &Path, count: usize) {
+/// Counts the blob files of the sled database in `path`, sets `outpost_storage_blob_files{store}`
+/// and logs an error when they appear. Owners call it about once a second.
+pub fn report_blob_files(store: &str, path: &Path) {
+    let count = outpost_storage::blob_files(path);
     let gauge = BLOB_FILES.with_label_values(&[store]);
     if count > 0 && gauge.get() == 0 {
         tracing::error!(

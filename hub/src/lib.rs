@@ -84,8 +84,7 @@ pub async fn run(
         let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
-            let blobs = outpost_storage::blob_files(&blob_dir);
-            outpost_actors::store::report_blob_files("hub", &blob_dir, blobs);
+            outpost_actors::store::report_blob_files("hub", &blob_dir);
         }
     });
     let reset_key = link::load_or_create_reset_key(&data_dir.join("quic-reset.key"))?;

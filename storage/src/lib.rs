@@ -31,7 +31,8 @@
 //! Invariants: the database directory, its `blobs/` directory, sled's `conf` file and the parent
 //! directory are synced at every open, so the files exist after a power cut; `commit` returns only
 //! after both the flush and the fdatasync succeeded, and an error from either is returned, never
-//! swallowed; a database that does not open is an error naming its path ([`StorageError::Open`]),
+//! swallowed; a database that does not open is an error naming its path ([`StorageError::Open`],
+//! [`StorageError::OpenPanicked`]),
 //! never a panic.
 
 use std::fs::File;
@@ -71,8 +72,14 @@ const _: () = assert!(
 /// What went wrong with durable storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("cannot open database {path}: {reason}")]
-    Open { path: PathBuf, reason: String },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("cannot open database {path}: sled panicked reading it: {message}")]
+    OpenPanicked { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -166,10 +173,6 @@ impl DurableDb {
             .cache_capacity(cache_bytes)
             // Our commits flush explicitly; sled's timer flush would only add I/O.
             .flush_every_ms(None);
-        let open_failed = |reason: String| StorageError::Open {
-            path: path.to_owned(),
-            reason,
-        };
         // A previous handle on the same directory (a restarted actor's, a test's) releases sled's
         // file lock from sled's own threads a moment after it is dropped: retry briefly.
         let mut attempts = 0;
@@ -182,14 +185,22 @@ impl DurableDb {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Ok(Err(source)) => return Err(open_failed(source.to_string())),
+                Ok(Err(source)) => {
+                    return Err(StorageError::Open {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
                 Err(panic) => {
-                    let reason = panic
+                    let message = panic
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "sled panicked".into());
-                    return Err(open_failed(format!("sled panicked: {reason}")));
+                        .unwrap_or_default();
+                    return Err(StorageError::OpenPanicked {
+                        path: path.to_owned(),
+                        message,
+                    });
                 }
             }
         };

@@ -85,8 +85,7 @@ impl Actor for OutboxActor {
             loop {
                 every.tick().await;
                 crate::metrics::refresh_oldest_unacked();
-                let blobs = outpost_storage::blob_files(&dir);
-                outpost_actors::store::report_blob_files("outbox", &dir, blobs);
+                outpost_actors::store::report_blob_files("outbox", &dir);
             }
         });
         Ok(OutboxState {

@@ -268,6 +268,8 @@ impl VisitStore {
             // and a photo left by a refused or interrupted create is harmless.
             outpost_storage::write_file_durably(&this.photo_dir, &visit.photo_sha256, &photo)
                 .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
+            let mut visit = visit;
+            visit.updated_ms = unix_ms();
             let value = this.encode(&visit)?;
             // Only if the id is new: two requests with one id cannot both create it.
             let id = visit.id.as_bytes();
@@ -279,7 +281,7 @@ impl VisitStore {
             if created.is_err() {
                 return Err(VisitStoreError::Exists(visit.id.clone()));
             }
-            this.write(&visit)
+            this.committed(&visit)
         })
         .await
         .map_err(|e| VisitStoreError::Storage(e.to_string()))??;
@@ -319,6 +321,11 @@ impl VisitStore {
         self.durable
             .insert(&self.visits, visit.id.as_bytes(), value)
             .map_err(|e| VisitStoreError::Storage(e.to_string()))?;
+        self.committed(&visit)
+    }
+
+    /// Makes what was written of `visit` durable and follows its state in the gauge.
+    fn committed(&self, visit: &Visit) -> Result<(), VisitStoreError> {
         self.durable
             .commit()
             .map_err(|e| VisitStoreError::Storage(e.to_string()))?;

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use outpost_command::CommandReply;
 use outpost_link::{
     CommandOutcome, CommandRequest, CommandResult, ControlFrame, EventBody, EventClass,
 };
@@ -39,11 +40,11 @@ impl CommandRouter {
         };
         for id in ids {
             tracing::warn!(command = %id, "command was running when the edge stopped; reporting it interrupted");
-            self.finish(
+            self.finish(CommandResult::new(
                 &id,
                 CommandOutcome::Interrupted,
-                "the edge restarted while it ran; not retried".into(),
-            )
+                "the edge restarted while it ran; not retried",
+            ))
             .await;
         }
     }
@@ -74,81 +75,86 @@ impl CommandRouter {
                 id: request.id.clone(),
             })
             .await;
-        tracing::info!(command = %request.id, device = %request.device, op = %request.op, issuer = %request.issuer, "command accepted");
+        tracing::info!(command = %request.id, device = %request.device, op = request.command.op(), issuer = %request.issuer, "command accepted");
         let deadline = received + Duration::from_millis(request.remaining_ms);
-        let (outcome, detail) = self.execute(&request, deadline).await;
-        self.finish(&request.id, outcome, detail).await;
+        let finished = self.execute(&request, deadline).await;
+        self.finish(finished.into_result(&request.id)).await;
     }
 
-    async fn execute(
-        &self,
-        request: &CommandRequest,
-        deadline: tokio::time::Instant,
-    ) -> (CommandOutcome, String) {
+    async fn execute(&self, request: &CommandRequest, deadline: tokio::time::Instant) -> Finished {
         if request.remaining_ms == 0 || tokio::time::Instant::now() >= deadline {
-            return (
+            return Finished::not_run(
                 CommandOutcome::Expired,
-                "deadline passed before it could run".into(),
+                "deadline passed before it could run",
             );
         }
-        let args: serde_json::Value = match serde_json::from_str(&request.args_json) {
-            Ok(v @ serde_json::Value::Object(_)) => v,
-            _ => {
-                return (
-                    CommandOutcome::Rejected,
-                    "arguments are not a JSON object".into(),
-                );
-            }
-        };
         let Some(device) = self.shared.device(&request.device) else {
-            return (
+            return Finished::not_run(
                 CommandOutcome::Rejected,
                 format!("no running device {} on this edge", request.device),
             );
         };
         let call = device.actor.call(
             |reply| DeviceMsg::Execute {
-                op: request.op.clone(),
-                args,
+                command: request.command.clone(),
                 reply,
             },
             None,
         );
         match tokio::time::timeout_at(deadline, call).await {
-            Err(_) => (
-                CommandOutcome::Failed,
-                "deadline passed while it ran".into(),
-            ),
-            Ok(Err(err)) => (CommandOutcome::Failed, format!("device unavailable: {err}")),
-            Ok(Ok(ractor::rpc::CallResult::Success(Ok(detail)))) => {
-                (CommandOutcome::Succeeded, detail)
+            Err(_) => Finished::not_run(CommandOutcome::Failed, "deadline passed while it ran"),
+            Ok(Err(err)) => {
+                Finished::not_run(CommandOutcome::Failed, format!("device unavailable: {err}"))
             }
+            Ok(Ok(ractor::rpc::CallResult::Success(Ok(reply)))) => Finished::Succeeded(reply),
             Ok(Ok(ractor::rpc::CallResult::Success(Err(err)))) => match err {
-                DeviceError::Unsupported { .. } | DeviceError::InvalidArguments(_) => {
-                    (CommandOutcome::Rejected, err.to_string())
+                DeviceError::Refused(_) => {
+                    Finished::not_run(CommandOutcome::Rejected, err.to_string())
                 }
-                DeviceError::Failed(_) => (CommandOutcome::Failed, err.to_string()),
+                DeviceError::Failed(_) => {
+                    Finished::not_run(CommandOutcome::Failed, err.to_string())
+                }
             },
-            Ok(Ok(_)) => (CommandOutcome::Failed, "device did not answer".into()),
+            Ok(Ok(_)) => Finished::not_run(CommandOutcome::Failed, "device did not answer"),
         }
     }
 
-    async fn finish(&self, id: &str, outcome: CommandOutcome, detail: String) {
-        let result = CommandResult::new(id, outcome, &detail);
-        tracing::info!(command = %id, ?outcome, detail = %result.detail, "command finished");
+    async fn finish(&self, result: CommandResult) {
+        let id = result.id.clone();
+        tracing::info!(command = %id, outcome = ?result.outcome, detail = %result.detail, "command finished");
         match self
             .outbox
             .append("edge", EventClass::Audit, EventBody::CommandResult(result))
             .await
         {
             Ok(_) => {
-                if let Err(err) = self.outbox.mark_command(id, CommandMark::Finished).await {
+                if let Err(err) = self.outbox.mark_command(&id, CommandMark::Finished).await {
                     tracing::warn!(command = %id, %err, "cannot mark command finished");
                 }
             }
             Err(err) => {
                 tracing::error!(command = %id, %err, "cannot store command result; it will be reported interrupted")
             }
+        }
+    }
+}
+
+/// How a command ended on the device.
+enum Finished {
+    Succeeded(CommandReply),
+    /// Any other outcome, and why.
+    NotRun(CommandOutcome, String),
+}
+
+impl Finished {
+    fn not_run(outcome: CommandOutcome, why: impl Into<String>) -> Self {
+        Finished::NotRun(outcome, why.into())
+    }
+
+    fn into_result(self, id: &str) -> CommandResult {
+        match self {
+            Finished::Succeeded(reply) => CommandResult::succeeded(id, reply),
+            Finished::NotRun(outcome, why) => CommandResult::new(id, outcome, &why),
         }
     }
 }

@@ -2,9 +2,10 @@
 //! device, a network relay over HTTP, or memory), and the relay actor turns operators' and TV
 //! actors' requests into switching with a minimum off time.
 //!
-//! Operations (`op`, JSON `args`): `on`, `off`, `cycle` `{"off_ms": N}` (optional, at least
-//! `min_off_ms`), `state`. Every change is an audit event; `outpost_relay_state{device}` follows
-//! the state read back from the bank.
+//! Operations ([`outpost_command::RelayCommand`]): `on`, `off`, `cycle` `{"off_ms": N}` (a cycle
+//! shorter than the relay's `min_off_ms` is stretched to it; the answer gives the time it was
+//! really off), `state`. Every change is an audit event; `outpost_relay_state{device}` follows the
+//! state read back from the bank.
 //!
 //! Invariants: power is never restored sooner than `min_off_ms` after it was cut (an `on` waits);
 //! the state reported is the one read back after switching, not the one asked for.
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use outpost_command::{CommandReply, DeviceCommand, DeviceKind, RelayCommand};
 use outpost_config::{RelayBankKind, RelayConfig};
 use outpost_link::{EventBody, EventClass, RelayEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -330,43 +332,34 @@ impl RelayState {
         Ok(state)
     }
 
-    async fn execute(&mut self, op: &str, args: &serde_json::Value) -> Result<String, DeviceError> {
-        let min_off = self.args.config.min_off_ms;
-        match op {
-            "on" | "off" => {
-                let on = self.switch(op == "on", "operator").await?;
-                Ok(serde_json::json!({ "on": on }).to_string())
-            }
-            "cycle" => {
-                let off_ms = match args.get("off_ms") {
-                    None => min_off,
-                    Some(v) => v
-                        .as_u64()
-                        .filter(|ms| (min_off..=600_000).contains(ms))
-                        .ok_or_else(|| {
-                            DeviceError::InvalidArguments(format!(
-                                "off_ms must be {min_off}-600000"
-                            ))
-                        })?,
-                };
+    async fn execute(&mut self, command: DeviceCommand) -> Result<CommandReply, DeviceError> {
+        let DeviceCommand::Relay(command) = command else {
+            return Err(command.wrong_kind(DeviceKind::Relay).into());
+        };
+        let on = match command {
+            RelayCommand::On(_) => self.switch(true, "operator").await?,
+            RelayCommand::Off(_) => self.switch(false, "operator").await?,
+            RelayCommand::Cycle(args) => {
+                // The relay's own floor wins: a shorter cycle is stretched to min_off_ms (`switch`
+                // waits for it), and the answer says how long the power was really off.
+                let asked = args.off_ms.map_or(0, |ms| ms.get());
                 self.switch(false, "power cycle").await?;
-                tokio::time::sleep(Duration::from_millis(off_ms)).await;
+                let off_at = Instant::now();
+                tokio::time::sleep(Duration::from_millis(u64::from(asked))).await;
                 let on = self.switch(true, "power cycle").await?;
-                Ok(serde_json::json!({ "on": on, "off_ms": off_ms }).to_string())
+                let off_ms = u32::try_from(off_at.elapsed().as_millis()).unwrap_or(u32::MAX);
+                return Ok(CommandReply::Relay {
+                    on,
+                    off_ms: Some(off_ms),
+                });
             }
-            "state" => {
-                let on = self
-                    .bank
-                    .get()
-                    .await
-                    .map_err(|e| DeviceError::Failed(e.to_string()))?;
-                Ok(serde_json::json!({ "on": on }).to_string())
-            }
-            other => Err(DeviceError::Unsupported {
-                op: other.to_owned(),
-                kind: "relay".into(),
-            }),
-        }
+            RelayCommand::State(_) => self
+                .bank
+                .get()
+                .await
+                .map_err(|e| DeviceError::Failed(e.to_string()))?,
+        };
+        Ok(CommandReply::Relay { on, off_ms: None })
     }
 }
 
@@ -407,8 +400,8 @@ impl Actor for RelayActor {
         state: &mut RelayState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            DeviceMsg::Execute { op, args, reply } => {
-                let result = state.execute(&op, &args).await;
+            DeviceMsg::Execute { command, reply } => {
+                let result = state.execute(command).await;
                 let _ = reply.send(result);
             }
             DeviceMsg::Sas { reply, .. } => {

@@ -8,17 +8,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use outpost_command::{CommandReply, DeviceCommand};
 use ractor::{ActorId, ActorRef, RpcReplyPort};
 
 use crate::outbox::Outbox;
 
 /// A request to a device actor.
 pub enum DeviceMsg {
-    /// Run operation `op`; answer with a detail line, or an error saying why it failed.
+    /// Run `command`; answer with the device's typed answer, or an error saying why it was
+    /// refused or failed.
     Execute {
-        op: String,
-        args: serde_json::Value,
-        reply: RpcReplyPort<Result<String, DeviceError>>,
+        command: DeviceCommand,
+        reply: RpcReplyPort<Result<CommandReply, DeviceError>>,
     },
     /// What the SAS line learnt about this EGM; answer once it is durable (the line sends
     /// nothing that would acknowledge it to the EGM before that).
@@ -33,10 +34,10 @@ pub enum DeviceMsg {
 /// Why a device refused or failed an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
-    #[error("operation {op} is not supported by a {kind} device")]
-    Unsupported { op: String, kind: String },
-    #[error("invalid arguments: {0}")]
-    InvalidArguments(String),
+    /// Not run: the command is not for this kind of device.
+    #[error(transparent)]
+    Refused(#[from] outpost_command::CommandError),
+    /// Run, and it did not work.
     #[error("{0}")]
     Failed(String),
 }

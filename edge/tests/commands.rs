@@ -39,7 +39,10 @@ impl Actor for CountingDevice {
             return Ok(());
         };
         runs.fetch_add(1, Ordering::SeqCst);
-        let _ = reply.send(Ok("done".into()));
+        let _ = reply.send(Ok(outpost_command::CommandReply::Relay {
+            on: true,
+            off_ms: Some(1),
+        }));
         Ok(())
     }
 }
@@ -79,8 +82,9 @@ fn request(id: &str, device: &str, remaining_ms: u64) -> CommandRequest {
     CommandRequest {
         id: id.into(),
         device: device.into(),
-        op: "power_cycle".into(),
-        args_json: "{}".into(),
+        command: outpost_command::DeviceCommand::Relay(outpost_command::RelayCommand::Cycle(
+            Default::default(),
+        )),
         remaining_ms,
         issuer: "test".into(),
     }

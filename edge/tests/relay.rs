@@ -1,10 +1,12 @@
 //! The relay actor: switches through its bank, reads the state back, never restores power sooner
-//! than its minimum off time, and refuses bad arguments.
+//! than its minimum off time (a shorter cycle is stretched and says so), and refuses commands for
+//! other kinds of device.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
 use std::time::{Duration, Instant};
 
+use outpost_command::{DeviceCommand, DeviceKind};
 use outpost_config::{RelayBankKind, RelayConfig};
 use outpost_edge::relay::{HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
 use outpost_edge::shared::{DeviceError, DeviceMsg, EdgeShared};
@@ -28,20 +30,24 @@ async fn execute(
     op: &str,
     args: serde_json::Value,
 ) -> Result<serde_json::Value, DeviceError> {
+    let command = DeviceCommand::parse(DeviceKind::Relay, op, args).unwrap();
+    send(actor, command).await
+}
+
+async fn send(
+    actor: &ractor::ActorRef<DeviceMsg>,
+    command: DeviceCommand,
+) -> Result<serde_json::Value, DeviceError> {
     let answer = actor
         .call(
-            |reply| DeviceMsg::Execute {
-                op: op.into(),
-                args,
-                reply,
-            },
+            |reply| DeviceMsg::Execute { command, reply },
             Some(Duration::from_secs(10)),
         )
         .await
         .unwrap();
     match answer {
         ractor::rpc::CallResult::Success(result) => {
-            result.map(|detail| serde_json::from_str(&detail).unwrap())
+            result.map(|reply| serde_json::to_value(reply).unwrap()["relay"].clone())
         }
         other => panic!("no answer: {other:?}"),
     }
@@ -95,7 +101,30 @@ async fn power_comes_back_only_after_the_minimum_off_time() {
 }
 
 #[tokio::test]
-async fn bad_arguments_and_unknown_operations_are_refused() {
+async fn a_cycle_shorter_than_the_minimum_off_time_is_stretched_and_says_how_long_it_was_off() {
+    let (actor, _) = Actor::spawn(
+        None,
+        RelayActor,
+        RelayArgs {
+            config: config(400),
+            shared: EdgeShared::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let cycled = execute(&actor, "cycle", serde_json::json!({"off_ms": 10}))
+        .await
+        .unwrap();
+    assert_eq!(cycled["on"], true);
+    let off_ms = cycled["off_ms"].as_u64().unwrap();
+    assert!((390..2000).contains(&off_ms), "{cycled}");
+    assert!(started.elapsed() >= Duration::from_millis(390));
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn a_command_for_another_kind_of_device_is_refused() {
     let (actor, _) = Actor::spawn(
         None,
         RelayActor,
@@ -106,14 +135,10 @@ async fn bad_arguments_and_unknown_operations_are_refused() {
     )
     .await
     .unwrap();
-    let err = execute(&actor, "cycle", serde_json::json!({"off_ms": 10}))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, DeviceError::InvalidArguments(_)), "{err}");
-    let err = execute(&actor, "explode", serde_json::json!({}))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, DeviceError::Unsupported { .. }), "{err}");
+    let ping = DeviceCommand::parse(DeviceKind::Synthetic, "ping", serde_json::json!({})).unwrap();
+    let err = send(&actor, ping).await.unwrap_err();
+    assert!(matches!(err, DeviceError::Refused(_)), "{err}");
+    assert_eq!(err.to_string(), "a relay cannot run a synthetic command");
     actor.stop(None);
 }
 

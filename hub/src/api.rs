@@ -1,14 +1,19 @@
 //! The hub's REST API under `/api/v1/` (JSON, bearer tokens with roles).
 //!
-//! Today: commands (`POST /api/v1/commands`, `GET /api/v1/commands/{id}`), the edges the hub knows
-//! (`GET /api/v1/edges`), guest visits (`POST|GET /api/v1/visits`, `GET /api/v1/visits/{id}`,
-//! `POST /api/v1/visits/{id}/cancel`, `POST /api/v1/visits/{id}/retry`) and the OpenAPI document
-//! (`GET /api/v1/openapi.json`).
+//! Today: commands (`POST /api/v1/commands`, `GET /api/v1/commands/{id}`, the operations each
+//! kind of device accepts at `GET /api/v1/operations`), the edges the hub knows
+//! (`GET /api/v1/edges`), their events and bulk payloads, guest visits (`POST|GET
+//! /api/v1/visits`, `GET /api/v1/visits/{id}`, `POST /api/v1/visits/{id}/cancel|retry`) and the
+//! OpenAPI document (`GET /api/v1/openapi.json`).
+//!
+//! The OpenAPI document is generated (utoipa) from the handlers' annotations and the types they
+//! take and give, the command vocabulary's from `outpost-command` itself: nothing is kept by hand.
 //!
 //! Invariants: every request but the OpenAPI document needs a configured token (401 without, 403
-//! when its role is too low); a command is validated (edge known, device known on that edge,
-//! operation fits the device kind, arguments are a JSON object, deadline in range) and durably
-//! stored before the answer; errors are JSON `{"error": "..."}` that say what to fix.
+//! when its role is too low); a command is validated (edge known, device known on that edge, the
+//! operation and its arguments parse as a [`DeviceCommand`] of the device's kind, deadline in
+//! range) and durably stored before the answer; errors are JSON `{"error": "..."}` that say what
+//! to fix.
 
 use std::sync::Arc;
 
@@ -16,15 +21,21 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use outpost_command::CommandReply;
 use outpost_config::{ApiToken, Role};
 use serde::Deserialize;
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::{RefOr, schema::Schema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::commands::{CommandLog, CommandRecord, CommandStatus};
+use crate::commands::{CommandLog, CommandRecord, CommandStatus, Dispatch};
 use crate::edges::EdgeDirectory;
 use crate::eventlog::EventLog;
 use crate::link::Sessions;
 use outpost_actors::clock::unix_ms;
+use outpost_command::{DeviceCommand, DeviceKind};
 
 /// What the API handlers share.
 pub struct ApiContext {
@@ -43,58 +54,81 @@ pub struct ApiContext {
 /// The longest deadline a command may have.
 pub const MAX_DEADLINE_SECONDS: u64 = 7 * 24 * 3600;
 
-/// Operations each device kind accepts.
-pub fn operations(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "synthetic" => &["ping"],
-        "egm" => &[
-            "enable",
-            "disable",
-            "bill_acceptor",
-            "rom_signature",
-            "handpay_reset",
-            "meter_refresh",
-        ],
-        "tv" => outpost_adb::tv::OPERATIONS,
-        "relay" => &["on", "off", "cycle", "state"],
-        _ => &[],
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Outpost hub API", version = "1"),
+    modifiers(&BearerTokens),
+    security(("bearer" = [])),
+    components(schemas(CommandReply, DeviceKind))
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme: API tokens from the hub config.
+struct BearerTokens;
+
+impl Modify for BearerTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
-/// Checks an operation's arguments before it is queued (the edge checks them again).
-pub fn validate_args(kind: &str, op: &str, args: &serde_json::Value) -> Result<(), String> {
-    match (kind, op) {
-        ("egm", "bill_acceptor") => match args.get("enable") {
-            Some(serde_json::Value::Bool(_)) => Ok(()),
-            _ => Err("bill_acceptor needs {\"enable\": true|false}".into()),
-        },
-        ("egm", "rom_signature") => match args.get("seed") {
-            None => Ok(()),
-            Some(seed) if seed.as_u64().is_some_and(|s| s <= 0xFFFF) => Ok(()),
-            Some(_) => Err("rom_signature's seed must be an integer 0-65535".into()),
-        },
-        ("tv", op) => outpost_adb::tv::parse(op, args).map(|_| ()),
-        ("relay", "cycle") => match args.get("off_ms") {
-            None => Ok(()),
-            Some(ms) if ms.as_u64().is_some_and(|ms| ms <= 600_000) => Ok(()),
-            Some(_) => Err("cycle's off_ms must be an integer up to 600000".into()),
-        },
-        _ => Ok(()),
-    }
+/// The API's routes with their OpenAPI description.
+fn routes() -> OpenApiRouter<Arc<ApiContext>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_command))
+        .routes(routes!(get_command))
+        .routes(routes!(list_operations))
+        .routes(routes!(list_edges))
+        .routes(routes!(get_bulk))
+        .routes(routes!(list_events))
+        .routes(routes!(create_visit, list_visits))
+        .routes(routes!(get_visit))
+        .routes(routes!(cancel_visit))
+        .routes(routes!(retry_visit))
+}
+
+/// The OpenAPI document of this API, as `GET /api/v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    doc.paths.add_path_operation(
+        "/api/v1/openapi.json",
+        vec![utoipa::openapi::HttpMethod::Get],
+        utoipa::openapi::path::OperationBuilder::new()
+            .summary(Some("This document"))
+            .security(utoipa::openapi::security::SecurityRequirement::default())
+            .response(
+                "200",
+                utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 document"),
+            )
+            .build(),
+    );
+    doc
 }
 
 pub fn router(context: Arc<ApiContext>) -> axum::Router {
-    axum::Router::new()
-        .route("/api/v1/commands", post(create_command))
-        .route("/api/v1/commands/{id}", get(get_command))
-        .route("/api/v1/edges", get(list_edges))
-        .route("/api/v1/bulk/{edge}/{id}", get(get_bulk))
-        .route("/api/v1/edges/{edge}/events", get(list_events))
-        .route("/api/v1/visits", post(create_visit).get(list_visits))
-        .route("/api/v1/visits/{id}", get(get_visit))
-        .route("/api/v1/visits/{id}/cancel", post(cancel_visit))
-        .route("/api/v1/visits/{id}/retry", post(retry_visit))
-        .route("/api/v1/openapi.json", get(openapi))
+    let (router, _) = routes().split_for_parts();
+    let document = Arc::new(openapi().to_json().unwrap_or_else(|e| {
+        tracing::error!(%e, "cannot render the OpenAPI document");
+        String::from("{}")
+    }));
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        document.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
         .with_state(context)
 }
 
@@ -112,6 +146,14 @@ fn known_edge(ctx: &ApiContext, id: &str) -> Result<outpost_config::EdgeId, ApiE
 }
 
 struct ApiError(StatusCode, String);
+
+/// What every error answer looks like.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What was wrong and how to fix it.
+    pub error: String,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -157,6 +199,7 @@ fn authorize(ctx: &ApiContext, headers: &HeaderMap, needed: Role) -> Result<Stri
     Ok(token.name.clone())
 }
 
+/// A command as operators write it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewCommand {
@@ -169,6 +212,98 @@ struct NewCommand {
     deadline_seconds: Option<u64>,
 }
 
+/// Its schema: the envelope, and one alternative per operation with that operation's arguments,
+/// generated from the command vocabulary.
+impl utoipa::PartialSchema for NewCommand {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, AllOfBuilder, ObjectBuilder, OneOfBuilder, Type,
+        };
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        let envelope = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("edge", text("edge id"))
+            .property("device", text("device id on that edge"))
+            .property(
+                "op",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(outpost_command::catalogue().map(|o| o.name)))
+                    .description(Some(
+                        "operation; which ones a device takes depends on its kind",
+                    )),
+            )
+            .property(
+                "args",
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .description(Some(
+                        "the operation's arguments ({} or absent when it takes none)",
+                    )),
+            )
+            .property(
+                "deadline_seconds",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_DEADLINE_SECONDS))
+                    .description(Some(
+                        "not run after this many seconds (default from the hub config)",
+                    )),
+            )
+            .required("edge")
+            .required("device")
+            .required("op")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let mut alternatives = OneOfBuilder::new();
+        let catalogue: Vec<_> = outpost_command::catalogue().collect();
+        for (kind, op, args) in outpost_command::argument_schemas() {
+            let summary = catalogue
+                .iter()
+                .find(|o| o.kind == kind && o.name == op)
+                .map_or("", |o| o.summary);
+            alternatives = alternatives.item(
+                ObjectBuilder::new()
+                    .title(Some(format!("{kind} {op}")))
+                    .description(Some(summary))
+                    .property(
+                        "op",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some([op])),
+                    )
+                    .property("args", args),
+            );
+        }
+        AllOfBuilder::new().item(envelope).item(alternatives).into()
+    }
+}
+
+impl utoipa::ToSchema for NewCommand {}
+
+/// Issue a command to a device (role operator).
+///
+/// The operation and its arguments are checked against the device's kind (see
+/// `GET /api/v1/operations`); the command is durably stored before the answer and runs at most
+/// once on the edge, before its deadline.
+#[utoipa::path(
+    post,
+    path = "/api/v1/commands",
+    tag = "commands",
+    request_body = NewCommand,
+    responses(
+        (status = 201, description = "Stored; sent to its edge now or when it connects", body = CommandRecord),
+        (status = 400, description = "Not a valid command; the message says what to fix", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token's role is too low", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device", body = ErrorBody),
+        (status = 413, description = "Too large to store", body = ErrorBody),
+    )
+)]
 async fn create_command(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -194,20 +329,15 @@ async fn create_command(
                 format!("edge {} has no device {}", new.edge, new.device),
             )
         })?;
-    let allowed = operations(&device.kind);
-    if !allowed.contains(&new.op.as_str()) {
-        return Err(bad_request(format!(
-            "device {} is a {}; its operations are: {}",
-            device.id,
-            device.kind,
-            allowed.join(", ")
-        )));
-    }
-    let args = new.args.unwrap_or_else(|| serde_json::json!({}));
-    if !args.is_object() {
-        return Err(bad_request("args must be a JSON object"));
-    }
-    validate_args(&device.kind, &new.op, &args).map_err(bad_request)?;
+    let kind: DeviceKind = device
+        .kind
+        .parse()
+        .map_err(|e: outpost_command::UnknownKind| {
+            bad_request(format!("device {} cannot take commands: {e}", device.id))
+        })?;
+    let args = new.args.unwrap_or(serde_json::Value::Null);
+    let command = DeviceCommand::parse(kind, &new.op, args)
+        .map_err(|e| bad_request(format!("device {} is a {kind}: {e}", device.id)))?;
     let deadline_seconds = new.deadline_seconds.unwrap_or(ctx.default_deadline_seconds);
     if !(1..=MAX_DEADLINE_SECONDS).contains(&deadline_seconds) {
         return Err(bad_request(format!(
@@ -220,12 +350,14 @@ async fn create_command(
         issuer,
         edge: new.edge,
         device: new.device,
-        op: new.op,
-        args,
+        kind,
+        op: command.op().to_owned(),
+        args: command.args(),
         created_ms: now,
         deadline_ms: now + (deadline_seconds * 1000) as i64,
         status: CommandStatus::Pending,
         detail: None,
+        result: None,
         updated_ms: now,
     };
     ctx.commands
@@ -238,12 +370,23 @@ async fn create_command(
             _ => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
     tracing::info!(command = %record.id, issuer = %record.issuer, edge = %record.edge, device = %record.device, op = %record.op, "command issued");
-    if let Some(request) = record.request(now) {
+    if let Dispatch::Send(request) = record.dispatch(now) {
         ctx.sessions.offer(&record.edge, request);
     }
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
+/// A command and its status (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands/{id}",
+    tag = "commands",
+    params(("id" = String, Path, description = "command id")),
+    responses(
+        (status = 200, description = "The command; `result` holds the device's typed answer once it succeeded", body = CommandRecord),
+        (status = 404, description = "No such command", body = ErrorBody),
+    )
+)]
 async fn get_command(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -257,37 +400,128 @@ async fn get_command(
     }
 }
 
+/// One operation a kind of device accepts, for forms and documentation.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OperationView {
+    pub kind: DeviceKind,
+    pub op: &'static str,
+    pub summary: &'static str,
+    /// Arguments that work.
+    #[schema(value_type = Object)]
+    pub example: serde_json::Value,
+    /// JSON schema of the arguments.
+    #[schema(value_type = Object)]
+    pub args_schema: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct OperationFilter {
+    /// Only this kind's operations (`egm`, `tv`, `relay`, `synthetic`).
+    kind: Option<String>,
+}
+
+/// The operations each kind of device accepts, with their arguments' schemas (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/operations",
+    tag = "commands",
+    params(OperationFilter),
+    responses(
+        (status = 200, description = "Operations, by kind", body = Vec<OperationView>),
+        (status = 400, description = "Unknown kind", body = ErrorBody),
+    )
+)]
+async fn list_operations(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    axum::extract::Query(filter): axum::extract::Query<OperationFilter>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let kind: Option<DeviceKind> = match filter.kind.as_deref() {
+        None => None,
+        Some(text) => Some(
+            text.parse()
+                .map_err(|e: outpost_command::UnknownKind| bad_request(e.to_string()))?,
+        ),
+    };
+    let catalogue: Vec<_> = outpost_command::catalogue().collect();
+    let views: Vec<OperationView> = outpost_command::argument_schemas()
+        .into_iter()
+        .filter(|(k, _, _)| kind.is_none_or(|wanted| wanted == *k))
+        .filter_map(|(kind, op, schema)| {
+            let operation = catalogue.iter().find(|o| o.kind == kind && o.name == op)?;
+            Some(OperationView {
+                kind,
+                op,
+                summary: operation.summary,
+                example: serde_json::from_str(operation.example).unwrap_or_default(),
+                args_schema: serde_json::to_value(schema).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(Json(views).into_response())
+}
+
+/// A device as its edge reported it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    /// `egm`, `tv`, `relay` or `synthetic`.
+    pub kind: String,
+}
+
+/// An edge as the hub knows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EdgeView {
+    pub id: String,
+    /// It has a session with this hub now.
+    pub connected: bool,
+    /// Every event up to this sequence is durably stored at the hub.
+    pub committed_seq: u64,
+    pub devices: Vec<DeviceView>,
+    /// The edge's software version.
+    pub software: String,
+    pub last_hello_ms: i64,
+    /// Edge clock minus hub clock at its last handshake, ms.
+    pub clock_offset_ms: i64,
+}
+
+/// Edges the hub knows, with their devices and committed sequence (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/edges",
+    tag = "edges",
+    responses((status = 200, description = "Every edge that has connected", body = Vec<EdgeView>))
+)]
 async fn list_edges(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers, Role::Viewer)?;
     let connected = ctx.sessions.connected();
-    let edges: Vec<serde_json::Value> = ctx
+    let edges: Vec<EdgeView> = ctx
         .edges
         .all()
         .into_iter()
-        .map(|e| {
-            let committed = ctx.eventlog.committed_seq(&e.id).unwrap_or(0);
-            serde_json::json!({
-                "id": e.id,
-                "connected": connected.contains(&e.id),
-                "committed_seq": committed,
-                "devices": e.devices,
-                "software": e.software,
-                "last_hello_ms": e.last_hello_ms,
-                "clock_offset_ms": e.clock_offset_ms,
-            })
+        .map(|e| EdgeView {
+            committed_seq: ctx.eventlog.committed_seq(&e.id).unwrap_or(0),
+            connected: connected.contains(&e.id),
+            devices: e
+                .devices
+                .into_iter()
+                .map(|d| DeviceView {
+                    id: d.id,
+                    kind: d.kind,
+                })
+                .collect(),
+            id: e.id,
+            software: e.software,
+            last_hello_ms: e.last_hello_ms,
+            clock_offset_ms: e.clock_offset_ms,
         })
         .collect();
     Ok(Json(edges).into_response())
-}
-
-async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
 }
 
 fn visits(ctx: &ApiContext) -> Result<&crate::hikcentral::Visits, ApiError> {
@@ -313,6 +547,19 @@ impl From<crate::hikcentral::VisitError> for ApiError {
     }
 }
 
+/// Book a guest visit; it is stored durably, then provisioned into HikCentral (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/visits",
+    tag = "visits",
+    request_body = crate::hikcentral::NewVisit,
+    responses(
+        (status = 201, description = "Stored; provisioning runs in the background", body = crate::hikcentral::visits::Visit),
+        (status = 400, description = "Not a valid visit", body = ErrorBody),
+        (status = 409, description = "A visit with this id exists", body = ErrorBody),
+        (status = 503, description = "HikCentral is not configured, or the store failed", body = ErrorBody),
+    )
+)]
 async fn create_visit(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -326,11 +573,25 @@ async fn create_visit(
     Ok((StatusCode::CREATED, Json(visit)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VisitFilter {
+    /// Only visits in this state.
+    #[param(value_type = Option<crate::hikcentral::visits::VisitState>)]
     state: Option<String>,
 }
 
+/// All visits, optionally in one state (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/visits",
+    tag = "visits",
+    params(VisitFilter),
+    responses(
+        (status = 200, description = "Visits", body = Vec<crate::hikcentral::visits::Visit>),
+        (status = 400, description = "Unknown state", body = ErrorBody),
+    )
+)]
 async fn list_visits(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -353,6 +614,17 @@ async fn list_visits(
     Ok(Json(visits(&ctx)?.list(state)?).into_response())
 }
 
+/// A visit, its provisioning state and history (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/visits/{id}",
+    tag = "visits",
+    params(("id" = String, Path, description = "visit id")),
+    responses(
+        (status = 200, description = "The visit", body = crate::hikcentral::visits::Visit),
+        (status = 404, description = "No such visit", body = ErrorBody),
+    )
+)]
 async fn get_visit(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -362,6 +634,17 @@ async fn get_visit(
     Ok(Json(visits(&ctx)?.get(&id)?).into_response())
 }
 
+/// Revoke the visit now: removed from its access level, reapplied, person deleted (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/visits/{id}/cancel",
+    tag = "visits",
+    params(("id" = String, Path, description = "visit id")),
+    responses(
+        (status = 202, description = "Cancellation under way", body = crate::hikcentral::visits::Visit),
+        (status = 404, description = "No such visit", body = ErrorBody),
+    )
+)]
 async fn cancel_visit(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -372,6 +655,18 @@ async fn cancel_visit(
     Ok((StatusCode::ACCEPTED, Json(visit)).into_response())
 }
 
+/// Retry the step a blocked visit stopped at (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/visits/{id}/retry",
+    tag = "visits",
+    params(("id" = String, Path, description = "visit id")),
+    responses(
+        (status = 202, description = "Retrying", body = crate::hikcentral::visits::Visit),
+        (status = 400, description = "The visit is not blocked", body = ErrorBody),
+        (status = 404, description = "No such visit", body = ErrorBody),
+    )
+)]
 async fn retry_visit(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -382,7 +677,22 @@ async fn retry_visit(
     Ok((StatusCode::ACCEPTED, Json(visit)).into_response())
 }
 
-/// `GET /api/v1/bulk/{edge}/{id}`: a stored bulk payload (a screenshot), with its content type.
+/// A bulk payload an edge sent (a TV screenshot: image/png), by the bulk id a command's result
+/// names (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/bulk/{edge}/{id}",
+    tag = "edges",
+    params(
+        ("edge" = String, Path, description = "edge id"),
+        ("id" = String, Path, description = "bulk id, as in a screenshot's result"),
+    ),
+    responses(
+        (status = 200, description = "The payload, with its content type", content_type = "application/octet-stream"),
+        (status = 400, description = "Not a valid edge or bulk id", body = ErrorBody),
+        (status = 404, description = "Unknown edge, or no such payload (yet)", body = ErrorBody),
+    )
+)]
 async fn get_bulk(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -409,7 +719,8 @@ async fn get_bulk(
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventQuery {
     /// First sequence number to look at (default 1).
     from: Option<u64>,
@@ -422,9 +733,42 @@ struct EventQuery {
 /// Events scanned per request at most when filtering by device.
 const EVENT_SCAN: usize = 20_000;
 
-/// `GET /api/v1/edges/{edge}/events?from=&limit=&device=`: committed events (telemetry, SAS
-/// events, TV recovery steps, relay switching, command results), oldest first; `next` is where
-/// to continue.
+/// One committed event.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub seq: u64,
+    pub device: String,
+    /// `money`, `audit` or `telemetry`.
+    pub class: String,
+    /// The edge's wall clock when it happened, µs since 1970.
+    pub edge_wall_us: i64,
+    /// When the hub stored it, µs since 1970.
+    pub hub_received_us: i64,
+    /// What happened.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}
+
+/// A page of events; `next` is the `from` of the following page.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    pub next: u64,
+}
+
+/// Committed events of an edge, oldest first: telemetry, SAS events, TV recovery steps, relay
+/// switching, command results (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/edges/{edge}/events",
+    tag = "edges",
+    params(("edge" = String, Path, description = "edge id"), EventQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "Not a valid edge id", body = ErrorBody),
+        (status = 404, description = "Unknown edge", body = ErrorBody),
+    )
+)]
 async fn list_events(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
@@ -455,17 +799,17 @@ async fn list_events(
         {
             continue;
         }
-        events.push(serde_json::json!({
-            "seq": stored.event.seq,
-            "device": stored.event.device,
-            "class": format!("{:?}", stored.event.class).to_lowercase(),
-            "edge_wall_us": stored.event.wall_us,
-            "hub_received_us": stored.hub_received_us,
-            "body": stored.event.body,
-        }));
+        events.push(EventView {
+            seq: stored.event.seq,
+            device: stored.event.device,
+            class: format!("{:?}", stored.event.class).to_lowercase(),
+            edge_wall_us: stored.event.wall_us,
+            hub_received_us: stored.hub_received_us,
+            body: serde_json::to_value(&stored.event.body).unwrap_or_default(),
+        });
         if events.len() >= limit {
             break;
         }
     }
-    Ok(Json(serde_json::json!({ "events": events, "next": next })).into_response())
+    Ok(Json(EventPage { events, next }).into_response())
 }

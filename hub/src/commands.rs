@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use outpost_actors::clock::unix_ms;
+use outpost_command::{CommandError, CommandReply, DeviceCommand, DeviceKind};
 use outpost_link::{CommandOutcome, CommandRequest, CommandResult};
 use outpost_storage::DurableDb;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics;
 
 /// Where a command is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CommandStatus {
     /// Stored; waiting for its edge.
@@ -74,35 +75,59 @@ impl From<CommandOutcome> for CommandStatus {
 }
 
 /// One command and its fate: the audit record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Command)]
 pub struct CommandRecord {
     pub id: String,
     /// Name of the API token that issued it.
     pub issuer: String,
     pub edge: String,
     pub device: String,
+    /// The device's kind when the command was issued (what `op` and `args` were checked against).
+    pub kind: DeviceKind,
     pub op: String,
+    /// The arguments as the vocabulary writes them back (defaults filled in, keys by name).
+    #[schema(value_type = Object)]
     pub args: serde_json::Value,
     pub created_ms: i64,
     pub deadline_ms: i64,
     pub status: CommandStatus,
-    /// The edge's answer or error, when there is one.
+    /// The edge's answer or error in words, when there is one.
     pub detail: Option<String>,
+    /// The device's typed answer, when it succeeded.
+    #[serde(default)]
+    pub result: Option<CommandReply>,
     pub updated_ms: i64,
 }
 
+/// What to do with a stored command now.
+#[derive(Debug)]
+pub enum Dispatch {
+    /// Send this frame to its edge.
+    Send(CommandRequest),
+    /// Its deadline has passed: never send it.
+    Expired,
+    /// It no longer parses (stored by a hub whose vocabulary differed): never send it.
+    Refused(CommandError),
+}
+
 impl CommandRecord {
-    /// The frame that carries this command to its edge, or `None` if its deadline has passed.
-    pub fn request(&self, now_ms: i64) -> Option<CommandRequest> {
+    /// The frame that carries this command to its edge, unless it must not be sent.
+    pub fn dispatch(&self, now_ms: i64) -> Dispatch {
         let remaining = self.deadline_ms - now_ms;
-        (remaining > 0).then(|| CommandRequest {
-            id: self.id.clone(),
-            device: self.device.clone(),
-            op: self.op.clone(),
-            args_json: self.args.to_string(),
-            remaining_ms: remaining as u64,
-            issuer: self.issuer.clone(),
-        })
+        if remaining <= 0 {
+            return Dispatch::Expired;
+        }
+        match DeviceCommand::parse(self.kind, &self.op, self.args.clone()) {
+            Ok(command) => Dispatch::Send(CommandRequest {
+                id: self.id.clone(),
+                device: self.device.clone(),
+                command,
+                remaining_ms: remaining as u64,
+                issuer: self.issuer.clone(),
+            }),
+            Err(err) => Dispatch::Refused(err),
+        }
     }
 }
 
@@ -273,6 +298,16 @@ impl CommandLog {
         status: CommandStatus,
         detail: Option<String>,
     ) -> Result<Option<CommandRecord>, CommandLogError> {
+        self.transition(id, status, detail, None)
+    }
+
+    fn transition(
+        &self,
+        id: &str,
+        status: CommandStatus,
+        detail: Option<String>,
+        result: Option<CommandReply>,
+    ) -> Result<Option<CommandRecord>, CommandLogError> {
         let Some(mut record) = self.get(id)? else {
             tracing::warn!(command = %id, status = status.as_str(), "update for an unknown command");
             return Ok(None);
@@ -283,6 +318,9 @@ impl CommandLog {
         record.status = status;
         if let Some(detail) = detail {
             record.detail = Some(outpost_link::clip_text(&detail, DETAIL_CHARS));
+        }
+        if result.is_some() {
+            record.result = result;
         }
         record.updated_ms = unix_ms();
         let value = self.encode(&record)?;
@@ -300,10 +338,11 @@ impl CommandLog {
     /// Applies results that arrived as committed events.
     pub fn apply_results(&self, results: &[CommandResult]) -> Result<(), CommandLogError> {
         for result in results {
-            self.update(
+            self.transition(
                 &result.id,
                 result.outcome.into(),
                 Some(result.detail.clone()),
+                result.reply.clone(),
             )?;
         }
         Ok(())

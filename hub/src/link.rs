@@ -23,7 +23,7 @@ use outpost_link::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
-use crate::commands::{CommandLog, CommandStatus};
+use crate::commands::{CommandLog, CommandStatus, Dispatch};
 use crate::edges::EdgeDirectory;
 use crate::eventlog::EventLog;
 use crate::metrics;
@@ -493,17 +493,24 @@ async fn run_session(
     let control = async {
         let now = unix_ms();
         for record in pending {
-            match record.request(now) {
-                Some(request) => {
+            match record.dispatch(now) {
+                Dispatch::Send(request) => {
                     write_frame(&mut control_send, &ControlFrame::Command(request))
                         .await
                         .map_err(link_err)?;
                 }
-                None => {
+                Dispatch::Expired => {
                     let _ = ctx.commands.update(
                         &record.id,
                         CommandStatus::Expired,
                         Some("deadline passed before the edge connected".into()),
+                    );
+                }
+                Dispatch::Refused(err) => {
+                    let _ = ctx.commands.update(
+                        &record.id,
+                        CommandStatus::Rejected,
+                        Some(format!("not sent: {err}")),
                     );
                 }
             }

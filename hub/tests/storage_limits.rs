@@ -53,12 +53,14 @@ fn command(id: &str, args: serde_json::Value) -> CommandRecord {
         issuer: "test".into(),
         edge: "edge-01".into(),
         device: "tv-1".into(),
+        kind: outpost_command::DeviceKind::Tv,
         op: "push".into(),
         args,
         created_ms: 1,
         deadline_ms: i64::MAX,
         status: CommandStatus::Pending,
         detail: None,
+        result: None,
         updated_ms: 1,
     }
 }

@@ -202,9 +202,10 @@ pub async fn run(args: TvBenchArgs) -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
-        let detail: serde_json::Value =
-            serde_json::from_str(record["detail"].as_str().unwrap_or("{}"))?;
-        let id = detail["bulk_id"].as_str().unwrap_or_default().to_owned();
+        let id = record["result"]["screenshot"]["bulk_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         wait_until(
             "screenshot stored at the hub",
             Duration::from_secs(30),

@@ -283,7 +283,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "        (a screenshot's result names its bulk_id: GET http://{}/api/v1/bulk/{edge_id}/<bulk_id> is the PNG)",
+        "        (a command's result: GET http://{}/api/v1/commands/<id>; a screenshot's result.screenshot.bulk_id names the PNG: GET /api/v1/bulk/{edge_id}/<bulk_id>)",
         site.hub_api
     );
     let visit_ids = book_visits(&site).await?;

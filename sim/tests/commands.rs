@@ -78,6 +78,7 @@ async fn ping_runs_on_the_device_and_its_result_comes_back() {
     assert_eq!(record["issuer"], "site-operator");
     let done = wait_status(&site, record["id"].as_str().unwrap(), "succeeded").await;
     assert_eq!(done["detail"], "pong");
+    assert_eq!(done["result"], serde_json::json!({"pong": {}}));
     assert!(site.stop().await.unwrap());
 }
 
@@ -159,18 +160,189 @@ async fn a_command_issued_while_the_edge_is_away_runs_when_it_returns_unless_exp
     assert!(site.stop().await.unwrap());
 }
 
+/// Arguments to try against an operation: its example, then objects made of its own fields and
+/// a stranger, with values at and past the limits: each value in each field, then random mixtures
+/// (deterministic: the same probes every run).
+fn probes(example: &serde_json::Value, seed: u64) -> Vec<serde_json::Value> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut fields: Vec<String> = example
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    fields.push("junk".into());
+    let values = serde_json::json!([
+        null,
+        true,
+        false,
+        -1,
+        0,
+        1,
+        7,
+        15,
+        16,
+        22,
+        288,
+        289,
+        4660,
+        65535,
+        65536,
+        600000,
+        600001,
+        1.5,
+        "",
+        "home",
+        "KEYCODE_HOME",
+        "Home",
+        "hdmi1",
+        "scart",
+        "com.example.player",
+        "com..x",
+        "1com.x",
+        "/sdcard/a.txt",
+        "/sdcard/../etc",
+        "relative",
+        [],
+        {}
+    ]);
+    let values = values.as_array().unwrap();
+    let mut out = vec![example.clone(), serde_json::json!({})];
+    // Every value in every field, one at a time, then random mixtures.
+    for field in &fields {
+        for value in values {
+            let mut object = example.as_object().cloned().unwrap_or_default();
+            object.insert(field.clone(), value.clone());
+            out.push(serde_json::Value::Object(object));
+        }
+    }
+    for _ in 0..40 {
+        let mut object = example.as_object().cloned().unwrap_or_default();
+        if rng.random_bool(0.3) {
+            object.clear();
+        }
+        for _ in 0..rng.random_range(1..=2) {
+            let field = &fields[rng.random_range(0..fields.len())];
+            let value = &values[rng.random_range(0..values.len())];
+            object.insert(field.clone(), value.clone());
+        }
+        out.push(serde_json::Value::Object(object));
+    }
+    out
+}
+
 #[tokio::test]
-async fn openapi_document_describes_the_command_endpoints() {
+async fn the_api_contract_is_valid_openapi_and_the_argument_schemas_agree_with_the_parser() {
+    use outpost_command::{DeviceCommand, DeviceKind};
     let tmp = tempfile::tempdir().unwrap();
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", "")).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();
-    let (status, body) = outpost_actors::admin::get(site.layout.hub_api, "/api/v1/openapi.json")
+    let (status, doc) = outpost_actors::admin::get(site.layout.hub_api, "/api/v1/openapi.json")
         .await
         .unwrap();
     assert_eq!(status, 200);
-    let doc = json(&body);
-    assert!(doc["paths"]["/api/v1/commands"]["post"].is_object());
-    assert!(doc["paths"]["/api/v1/commands/{id}"]["get"].is_object());
+    let paths = json(&doc)["paths"].clone();
+    for (path, method) in [
+        ("/api/v1/commands", "post"),
+        ("/api/v1/commands/{id}", "get"),
+        ("/api/v1/operations", "get"),
+        ("/api/v1/edges", "get"),
+        ("/api/v1/edges/{edge}/events", "get"),
+        ("/api/v1/bulk/{edge}/{id}", "get"),
+        ("/api/v1/visits", "post"),
+        ("/api/v1/visits/{id}/retry", "post"),
+        ("/api/v1/openapi.json", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    let (status, operations) = site.api("GET", "/api/v1/operations", "").await.unwrap();
+    assert_eq!(status, 200, "{operations}");
+    let listed = json(&operations);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), outpost_command::catalogue().count());
+    let (status, tv_only) = site
+        .api("GET", "/api/v1/operations?kind=tv", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        json(&tv_only)
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["kind"] == "tv")
+    );
+    let (status, _) = site
+        .api("GET", "/api/v1/operations?kind=toaster", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+
+    // Probes: each operation's example and arguments around its limits, plus the canonical form
+    // of every probe the parser accepts.
+    let mut all = Vec::new();
+    for (n, operation) in listed.iter().enumerate() {
+        let kind: DeviceKind = operation["kind"].as_str().unwrap().parse().unwrap();
+        let op = operation["op"].as_str().unwrap().to_owned();
+        for args in probes(&operation["example"], n as u64) {
+            let parsed = DeviceCommand::parse(kind, &op, args.clone());
+            if let Ok(command) = &parsed {
+                all.push((kind, op.clone(), command.args(), true));
+            }
+            all.push((kind, op.clone(), args, parsed.is_ok()));
+        }
+    }
+    let write = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let probes_json: Vec<_> = all
+        .iter()
+        .map(|(kind, op, args, _)| serde_json::json!({"kind": kind, "op": op, "args": args}))
+        .collect();
+    let output = std::process::Command::new(outpost_sim::harness::peers_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/openapi_check.py"))
+        .arg(write("doc.json", &doc))
+        .arg(write("operations.json", &operations))
+        .arg(write(
+            "probes.json",
+            &serde_json::to_string(&probes_json).unwrap(),
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the independent validator refused the contract: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdicts: Vec<bool> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdicts.len(), all.len());
+    let mut parser_only = 0;
+    for ((kind, op, args, parses), schema_valid) in all.iter().zip(verdicts) {
+        // A form that satisfies the schema is never refused by the hub (a push's SHA-256 must
+        // also match its data, which a schema cannot say).
+        if schema_valid && op != "push" {
+            assert!(
+                parses,
+                "{kind} {op} {args}: the schema allows it, the parser refuses it"
+            );
+        }
+        // The parser is at most more lenient than the schema (key names in any case).
+        if *parses && !schema_valid {
+            parser_only += 1;
+            assert!(
+                op == "key",
+                "{kind} {op} {args}: the parser takes it, the schema refuses it"
+            );
+        }
+    }
+    println!(
+        "{} probes agree ({parser_only} accepted only by the lenient key parser)",
+        all.len()
+    );
     assert!(site.stop().await.unwrap());
 }
 

@@ -72,7 +72,12 @@ async fn ok(
         .await
         .unwrap();
     assert_eq!(record["status"], "succeeded", "{op}: {record}");
-    serde_json::from_str(record["detail"].as_str().unwrap()).unwrap_or(json!(record["detail"]))
+    // The typed answer: `{"<what>": {...fields}}`; its fields are what the tests read.
+    let result = record["result"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{op}: {record}"));
+    assert_eq!(result.len(), 1, "{record}");
+    result.values().next().unwrap().clone()
 }
 
 /// The hub's refusal of an operation (status and message).
@@ -100,7 +105,7 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
         .unwrap();
 
     assert_eq!(
-        ok(&site, "tv-2", "volume", json!({"level": 11})).await["volume"],
+        ok(&site, "tv-2", "volume", json!({"level": 11})).await["level"],
         11
     );
     ok(&site, "tv-2", "volume_up", json!({})).await;
@@ -141,7 +146,7 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
     // Bad arguments are refused at the hub, with what to send instead.
     let refused = refusal(&site, "tv-2", "volume", json!({"level": 99})).await;
     assert!(
-        refused.starts_with("400") && refused.contains("0-15"),
+        refused.starts_with("400") && refused.contains("0 to 15"),
         "{refused}"
     );
     let refused = refusal(&site, "tv-2", "input", json!({"source": "scart"})).await;
@@ -189,14 +194,15 @@ async fn every_tv_operation_runs_through_the_hub_and_its_result_comes_back() {
         json!({"path": "/sdcard/Movies/ad.mp4", "data_base64": base64::engine::general_purpose::STANDARD.encode(&media), "sha256": sha}),
     )
     .await;
-    assert_eq!(pushed["verified"], true);
+    assert_eq!(pushed["sha256"], sha.as_str(), "the TV's checksum matched");
+    assert_eq!(pushed["bytes"], media.len());
     let tv = sim.get("/tv/1").await.unwrap();
     assert_eq!(tv["files"]["/sdcard/Movies/ad.mp4"][0], sha);
     let refused = refusal(
         &site,
         "tv-2",
         "push",
-        json!({"path": "/sdcard/x.mp4", "data_base64": "AAAA", "sha256": "00"}),
+        json!({"path": "/sdcard/x.mp4", "data_base64": "AAAA", "sha256": "00".repeat(32)}),
     )
     .await;
     assert!(refused.contains("damaged"), "{refused}");

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use outpost_command::{CommandReply, DeviceCommand, DeviceKind, SyntheticCommand};
 use outpost_config::SyntheticDeviceConfig;
 use outpost_link::EventBody;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -120,13 +121,14 @@ impl Actor for SyntheticDevice {
         _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            DeviceMsg::Execute { op, args: _, reply } => {
-                let answer = match op.as_str() {
-                    "ping" => Ok("pong".to_owned()),
-                    _ => Err(DeviceError::Unsupported {
-                        op,
-                        kind: "synthetic".into(),
-                    }),
+            DeviceMsg::Execute { command, reply } => {
+                let answer = match command {
+                    DeviceCommand::Synthetic(SyntheticCommand::Ping(_)) => {
+                        Ok(CommandReply::Pong {})
+                    }
+                    other => Err(DeviceError::Refused(
+                        other.wrong_kind(DeviceKind::Synthetic),
+                    )),
                 };
                 let _ = reply.send(answer);
             }

@@ -1,7 +1,7 @@
 //! The EGM actor: one per slot machine. It turns what the line learnt into outbox events (and
 //! answers the line only once they are durable), and turns operators' commands into long polls.
 //!
-//! Commands (`op`, JSON `args`):
+//! Commands ([`outpost_command::EgmCommand`]):
 //! - `disable` / `enable`: LP 01 / 02 (lock out or enable play);
 //! - `bill_acceptor` `{"enable": bool}`: LP 06 / 07;
 //! - `rom_signature` `{"seed": 0-65535}` (seed optional, default 0): LP 21, answers with the
@@ -12,6 +12,7 @@
 //! A command's poll is queued on the line; the actor does not wait for it in its own mailbox (the
 //! line may need the actor to store an event before that poll is even sent).
 
+use outpost_command::{CommandReply, DeviceCommand, DeviceKind, EgmCommand};
 use outpost_config::EgmConfig;
 use outpost_link::{EventBody, EventClass, MeterReading, SasEvent};
 use outpost_sas::egm::REPORTED_METERS;
@@ -87,9 +88,9 @@ impl Actor for EgmActor {
                 // waits meanwhile and hands the event over again).
                 result?;
             }
-            DeviceMsg::Execute { op, args, reply } => {
-                let request = match state.command(&op, &args) {
-                    Ok(request) => request,
+            DeviceMsg::Execute { command, reply } => {
+                let (op, request) = match state.command(command) {
+                    Ok(polled) => polled,
                     Err(err) => {
                         let _ = reply.send(Err(err));
                         return Ok(());
@@ -126,49 +127,40 @@ impl Actor for EgmActor {
     }
 }
 
-fn describe(op: &str, outcome: &PollOutcome) -> String {
-    match outcome {
-        PollOutcome::Acked => format!("{op}: acknowledged by the EGM"),
-        PollOutcome::RomSignature(signature) => format!("ROM signature {signature:04X}"),
-        PollOutcome::Data(payload) => match op {
-            "meter_refresh" => "meters read and stored".into(),
-            _ => format!("{} bytes of data", payload.len()),
-        },
+/// The answer to `op` from what its poll gave.
+fn describe(op: &EgmCommand, outcome: &PollOutcome) -> CommandReply {
+    match (op, outcome) {
+        (EgmCommand::RomSignature(args), PollOutcome::RomSignature(signature)) => {
+            CommandReply::RomSignature {
+                seed: args.seed,
+                signature: *signature,
+            }
+        }
+        (EgmCommand::MeterRefresh(_), _) => CommandReply::MetersStored {},
+        _ => CommandReply::Acknowledged {},
     }
 }
 
 impl EgmState {
-    fn command(&mut self, op: &str, args: &serde_json::Value) -> Result<Request, DeviceError> {
+    /// The long poll that performs `command`.
+    fn command(&mut self, command: DeviceCommand) -> Result<(EgmCommand, Request), DeviceError> {
+        let DeviceCommand::Egm(command) = command else {
+            return Err(command.wrong_kind(DeviceKind::Egm).into());
+        };
         let address = self.args.config.address;
-        let invalid = |what: &str| DeviceError::InvalidArguments(what.to_owned());
-        Ok(match op {
-            "disable" => Request::shutdown(address),
-            "enable" => Request::startup(address),
-            "bill_acceptor" => match args.get("enable").and_then(|v| v.as_bool()) {
-                Some(enable) => Request::bill_acceptor(address, enable),
-                None => return Err(invalid("bill_acceptor needs {\"enable\": true|false}")),
-            },
-            "rom_signature" => {
-                let seed = match args.get("seed") {
-                    None => 0,
-                    Some(v) => v
-                        .as_u64()
-                        .and_then(|s| u16::try_from(s).ok())
-                        .ok_or_else(|| invalid("seed must be an integer 0-65535"))?,
-                };
-                self.rom_seed = seed;
-                Request::rom_signature(address, seed)
+        let request = match &command {
+            EgmCommand::Disable(_) => Request::shutdown(address),
+            EgmCommand::Enable(_) => Request::startup(address),
+            EgmCommand::BillAcceptor(args) => Request::bill_acceptor(address, args.enable),
+            EgmCommand::RomSignature(args) => {
+                self.rom_seed = args.seed;
+                Request::rom_signature(address, args.seed)
             }
-            "handpay_reset" => Request::handpay_reset(address),
-            "meter_refresh" => Request::selected_meters(address, 0, &REPORTED_METERS)
+            EgmCommand::HandpayReset(_) => Request::handpay_reset(address),
+            EgmCommand::MeterRefresh(_) => Request::selected_meters(address, 0, &REPORTED_METERS)
                 .map_err(|e| DeviceError::Failed(e.to_string()))?,
-            _ => {
-                return Err(DeviceError::Unsupported {
-                    op: op.to_owned(),
-                    kind: "egm".into(),
-                });
-            }
-        })
+        };
+        Ok((command, request))
     }
 
     /// Makes the event durable.

@@ -9,8 +9,9 @@
 //! answering again (healthy) ends the ladder at once. After the last step the ladder starts over
 //! after `round_pause_ms`, doubled each round up to `round_pause_max_ms`: it never loops faster.
 //!
-//! Invariants: every ADB exchange is bounded by `op_timeout_ms`; an operation is validated
-//! ([`outpost_adb::tv::parse`]) before anything is sent; a push is verified by the TV's own
+//! Invariants: every ADB exchange is bounded by `op_timeout_ms`; an operation is typed
+//! ([`outpost_command::TvCommand`], valid by construction) and translated by
+//! [`outpost_adb::tv::action`]; a push is verified by the TV's own
 //! `sha256sum` of the file; a screenshot is a PNG queued for the hub's bulk store.
 
 pub mod adb;
@@ -18,7 +19,8 @@ pub mod adb;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_adb::tv::{self, TvOp, telemetry};
+use outpost_adb::tv::{self, TvAction, telemetry};
+use outpost_command::{CommandReply, DeviceCommand, DeviceKind, RelayCommand, TvCommand};
 use outpost_config::TvConfig;
 use outpost_link::{EventBody, EventClass, TvEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -330,8 +332,9 @@ impl TvState {
                     Some(entry) => {
                         let call = entry.actor.call(
                             |reply| DeviceMsg::Execute {
-                                op: "cycle".into(),
-                                args: serde_json::json!({}),
+                                command: DeviceCommand::Relay(RelayCommand::Cycle(
+                                    Default::default(),
+                                )),
                                 reply,
                             },
                             Some(Duration::from_secs(620)),
@@ -353,10 +356,13 @@ impl TvState {
         }
     }
 
-    async fn execute(&mut self, op: &str, args: &serde_json::Value) -> Result<String, DeviceError> {
-        let parsed = tv::parse(op, args).map_err(DeviceError::InvalidArguments)?;
+    async fn execute(&mut self, command: DeviceCommand) -> Result<CommandReply, DeviceError> {
+        let DeviceCommand::Tv(command) = command else {
+            return Err(command.wrong_kind(DeviceKind::Tv).into());
+        };
+        let op = command.op();
         let started = Instant::now();
-        let result = self.run(parsed).await;
+        let result = self.run(command).await;
         metrics::TV_OP_SECONDS
             .with_label_values(&[op])
             .observe(started.elapsed().as_secs_f64());
@@ -366,24 +372,28 @@ impl TvState {
         result
     }
 
-    async fn run(&mut self, op: TvOp) -> Result<String, DeviceError> {
+    async fn run(&mut self, command: TvCommand) -> Result<CommandReply, DeviceError> {
         let failed = |e: AdbError| DeviceError::Failed(e.to_string());
-        if let Some(command) = op.shell() {
-            let output = self.shell(&command).await.map_err(failed)?;
-            if output.contains("Error") || output.contains("not found") {
-                return Err(DeviceError::Failed(format!(
-                    "the TV answered: {}",
-                    output.trim()
-                )));
+        match (tv::action(&command), command) {
+            (TvAction::Shell(line), command) => {
+                let output = self.shell(&line).await.map_err(failed)?;
+                if output.contains("Error") || output.contains("not found") {
+                    return Err(DeviceError::Failed(format!(
+                        "the TV answered: {}",
+                        output.trim()
+                    )));
+                }
+                Ok(match command {
+                    TvCommand::Volume(args) => CommandReply::Volume {
+                        level: args.level.get(),
+                    },
+                    TvCommand::Launch(args) => CommandReply::Launched {
+                        package: args.package.as_str().to_owned(),
+                    },
+                    _ => CommandReply::sent(&line),
+                })
             }
-            return Ok(match op {
-                TvOp::Volume(level) => serde_json::json!({ "volume": level }).to_string(),
-                TvOp::Launch(package) => serde_json::json!({ "launched": package }).to_string(),
-                _ => serde_json::json!({ "sent": command }).to_string(),
-            });
-        }
-        match op {
-            TvOp::Screenshot => {
+            (TvAction::Screenshot, _) => {
                 let png = self
                     .run_service("exec:screencap -p")
                     .await
@@ -394,20 +404,21 @@ impl TvState {
                         String::from_utf8_lossy(&png[..png.len().min(80)])
                     )));
                 }
-                let bytes = png.len();
+                let bytes = png.len() as u64;
                 let sha256 = tv::hex_sha256(&png);
-                let id = self
+                let bulk_id = self
                     .args
                     .shared
                     .bulk
                     .submit(self.id(), "image/png", png)
                     .map_err(|e| DeviceError::Failed(e.to_string()))?;
-                Ok(
-                    serde_json::json!({ "bulk_id": id, "bytes": bytes, "sha256": sha256 })
-                        .to_string(),
-                )
+                Ok(CommandReply::Screenshot {
+                    bulk_id,
+                    bytes,
+                    sha256,
+                })
             }
-            TvOp::Reboot => {
+            (TvAction::Reboot, _) => {
                 let connection = {
                     self.connection().await.map_err(failed)?;
                     self.connection
@@ -415,14 +426,15 @@ impl TvState {
                         .ok_or_else(|| failed(AdbError::Closed))?
                 };
                 connection.reboot().await.map_err(failed)?;
-                Ok(serde_json::json!({ "rebooting": true }).to_string())
+                Ok(CommandReply::Rebooting {})
             }
-            TvOp::Push { path, data, sha256 } => {
+            (TvAction::Push, TvCommand::Push(push)) => {
+                let path = push.path().as_str();
                 let result = self
                     .connection()
                     .await
                     .map_err(failed)?
-                    .push(&path, 0o644, &data)
+                    .push(path, 0o644, push.data())
                     .await;
                 result
                     .inspect_err(|_| self.connection = None)
@@ -432,14 +444,21 @@ impl TvState {
                     .await
                     .map_err(failed)?;
                 let reported = check.split_whitespace().next().unwrap_or_default();
-                if reported != sha256 {
+                if reported != push.sha256() {
                     return Err(DeviceError::Failed(format!(
-                        "pushed {path}, but the TV computes SHA-256 {reported:?}, not {sha256}"
+                        "pushed {path}, but the TV computes SHA-256 {reported:?}, not {}",
+                        push.sha256()
                     )));
                 }
-                Ok(serde_json::json!({ "path": path, "bytes": data.len(), "sha256": sha256, "verified": true }).to_string())
+                Ok(CommandReply::Pushed {
+                    path: path.to_owned(),
+                    bytes: push.data().len() as u64,
+                    sha256: push.sha256().to_owned(),
+                })
             }
-            _ => Err(DeviceError::Failed("no command for this operation".into())),
+            (TvAction::Push, other) => {
+                Err(DeviceError::Failed(format!("{} is not a push", other.op())))
+            }
         }
     }
 
@@ -495,8 +514,8 @@ impl Actor for TvActor {
                 state.heal(healthy).await;
                 state.schedule(&myself);
             }
-            DeviceMsg::Execute { op, args, reply } => {
-                let result = state.execute(&op, &args).await;
+            DeviceMsg::Execute { command, reply } => {
+                let result = state.execute(command).await;
                 let _ = reply.send(result);
             }
             DeviceMsg::Sas { reply, .. } => {

@@ -36,19 +36,25 @@ pub const MAX_PHOTO_BYTES: usize = 200 * 1024;
 pub const MAX_VISIT_DAYS: i64 = 31;
 
 /// A visit as the API receives it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVisit {
     /// Optional caller-chosen id (1-15 letters and digits), so a retried request cannot create
     /// the visit twice.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9]{1,15}$")]
     pub id: Option<String>,
+    #[schema(max_length = 64)]
     pub guest_name: String,
+    /// HikCentral `privilegeGroupId`.
     pub access_level: String,
     /// RFC 3339 with an offset.
+    #[schema(format = DateTime)]
     pub begin: String,
+    #[schema(format = DateTime)]
     pub end: String,
-    /// Base64 JPEG or PNG (a `data:image/...;base64,` prefix is accepted).
+    /// Base64 JPEG or PNG, at most 200 KiB decoded (a `data:image/...;base64,` prefix is
+    /// accepted).
     pub photo: String,
 }
 

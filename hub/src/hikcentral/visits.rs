@@ -27,7 +27,7 @@ use crate::metrics;
 /// Where a visit's provisioning is. Provisioning: `new → person_ready → face_ready →
 /// access_assigned → active`; revocation (at the end or on cancel): `revoking → access_removed →
 /// revoke_applied → revoked`. `blocked` waits for an operator (retry or cancel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VisitState {
     New,
@@ -88,7 +88,7 @@ impl VisitState {
 }
 
 /// One line of a visit's history: what its job did, for the operator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VisitEvent {
     pub at_ms: i64,
     pub state: VisitState,
@@ -96,7 +96,7 @@ pub struct VisitEvent {
 }
 
 /// A guest visit and its provisioning.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Visit {
     pub id: String,
     pub guest_name: String,

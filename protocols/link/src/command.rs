@@ -1,5 +1,6 @@
 //! Commands from the hub to a device on an edge, and their results.
 
+use outpost_command::{CommandReply, DeviceCommand};
 use serde::{Deserialize, Serialize};
 
 /// One command, as sent to the edge.
@@ -8,10 +9,9 @@ pub struct CommandRequest {
     /// Globally unique; the edge executes each id at most once.
     pub id: String,
     pub device: String,
-    /// Operation name (`ping`, `power_cycle`, `volume_set`, ...).
-    pub op: String,
-    /// Operation arguments as a JSON object text (validated at the hub and again at the edge).
-    pub args_json: String,
+    /// What to do, typed: valid by construction (the argument types carry their limits), so the
+    /// edge needs only to check that the device is of the command's kind.
+    pub command: DeviceCommand,
     /// Milliseconds left until the deadline when the hub sent it. Relative, because the edge's
     /// wall clock may be wrong; the edge measures it on its monotonic clock.
     pub remaining_ms: u64,
@@ -45,8 +45,10 @@ pub fn clip_text(text: &str, chars: usize) -> String {
 pub struct CommandResult {
     pub id: String,
     pub outcome: CommandOutcome,
-    /// Human-readable detail (an error, or the answer, such as `pong`).
+    /// Human-readable detail: why it failed, or the answer in words.
     pub detail: String,
+    /// The device's typed answer, when it succeeded.
+    pub reply: Option<CommandReply>,
 }
 
 impl CommandResult {
@@ -54,12 +56,23 @@ impl CommandResult {
     /// under [`crate::MAX_EVENT_BYTES`]).
     pub const MAX_DETAIL_CHARS: usize = 1024;
 
-    /// A result with its detail clipped to [`Self::MAX_DETAIL_CHARS`].
+    /// A result that is not a success, with its detail clipped to [`Self::MAX_DETAIL_CHARS`].
     pub fn new(id: &str, outcome: CommandOutcome, detail: &str) -> Self {
         Self {
             id: id.to_owned(),
             outcome,
             detail: clip_text(detail, Self::MAX_DETAIL_CHARS),
+            reply: None,
+        }
+    }
+
+    /// A success with the device's answer (described in words in `detail`).
+    pub fn succeeded(id: &str, reply: CommandReply) -> Self {
+        Self {
+            id: id.to_owned(),
+            outcome: CommandOutcome::Succeeded,
+            detail: clip_text(&reply.to_string(), Self::MAX_DETAIL_CHARS),
+            reply: Some(reply),
         }
     }
 }

@@ -32,10 +32,12 @@ pub use frame::{
     BulkHeader, FrameDecoder, FrameError, MAX_BULK_BYTES, MAX_FRAME_BYTES, decode_one, encode,
     encode_len, valid_bulk_id,
 };
+pub use outpost_command;
 
-/// ALPN of protocol version 1. A hub that does not speak it refuses the connection in the TLS
+/// ALPN of protocol version 2 (since 2, commands and their answers are typed: `outpost-command`).
+/// A hub that does not speak it refuses the connection in the TLS
 /// handshake, before any frame is exchanged.
-pub const ALPN: &[u8] = b"outpost/1";
+pub const ALPN: &[u8] = b"outpost/2";
 
 /// The version byte every frame of this protocol version carries.
-pub const FRAME_VERSION: u8 = 1;
+pub const FRAME_VERSION: u8 = 2;

@@ -80,7 +80,18 @@ fn trailing_bytes_inside_a_frame_are_refused() {
 #[test]
 fn a_huge_length_inside_the_body_does_not_allocate_it() {
     // A batch claiming 2^60 events in a 16-byte frame.
-    let body = [1u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    let body = [
+        outpost_link::FRAME_VERSION,
+        0,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0x0f,
+    ];
     assert!(matches!(
         decode_one::<EventFrame>(&body),
         Err(FrameError::Malformed(_))

@@ -1,10 +1,10 @@
 //! The uplink: the edge's QUIC session with the hub, kept up for as long as the edge runs.
 //!
-//! Per session: `Hello` (with the last assigned sequence and the devices) → `Welcome` (the hub's
-//! committed sequence, which the outbox treats as an ack) → events are sent from the outbox in
-//! batches, in order, from the first sequence the hub lacks, with at most `window_events` sent and
-//! not yet acknowledged; each `Ack` trims the outbox. Commands arrive on the control stream and run
-//! through the [`CommandRouter`]. When the session fails, the uplink reconnects after a backoff that
+//! The protocol is [`outpost_link::session::EdgeSession`] (pure; its module states the rules); this
+//! is its driver: it opens the streams, writes the frames the session gives, runs its storage
+//! requests against the outbox (read, trim, adopt the hub's sequence) and hands commands to the
+//! [`CommandRouter`]. Per session: `Hello` → `Welcome` → batches from the first sequence the hub
+//! lacks, at most `window_events` unacknowledged; each `Ack` trims the outbox. When the session fails, the uplink reconnects after a backoff that
 //! doubles up to `reconnect_max_ms` (with jitter) and starts over from the hub's committed sequence:
 //! nothing is lost, and duplicates are dropped at the hub.
 
@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use outpost_actors::Backoff;
 use outpost_config::UplinkConfig;
-use outpost_link::io::{FramedRecv, LinkIoError, close, write_frame};
-use outpost_link::{ControlFrame, DeviceInfo, EventBatch, EventFrame, Hello};
+use outpost_link::io::{Duplex, FramedRecv, LinkIoError, close, next_on, sleep_until, write_frame};
+use outpost_link::session::{EdgeConfig, EdgeOutput, EdgeSession};
+use outpost_link::{ControlFrame, DeviceInfo, EventFrame, Hello};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::bulk::BulkQueue;
 use crate::commands::CommandRouter;
@@ -170,68 +171,6 @@ impl Session {
             .endpoint
             .connect(self.config.hub, &self.config.server_name)?
             .await?;
-        let (mut control_send, control_recv) = connection.open_bi().await?;
-        let mut control_recv = FramedRecv::new(control_recv);
-        write_frame(
-            &mut control_send,
-            &ControlFrame::Hello(Hello {
-                edge_id: self.edge_id.clone(),
-                boot_id: crate::outbox::boot_id(),
-                wall_ms: outpost_actors::clock::unix_ms(),
-                last_seq: self.outbox.durable_seq(),
-                devices: self.devices.clone(),
-                software: format!("outpost-edge {}", env!("CARGO_PKG_VERSION")),
-            }),
-        )
-        .await?;
-        let welcome = match control_recv.expect::<ControlFrame>(WELCOME_TIMEOUT).await? {
-            ControlFrame::Welcome(welcome) => welcome,
-            ControlFrame::Refused { reason } => {
-                return Err(LinkIoError::Protocol(format!(
-                    "hub refused this edge: {reason}"
-                )));
-            }
-            other => {
-                return Err(LinkIoError::Protocol(format!(
-                    "expected Welcome, got {other:?}"
-                )));
-            }
-        };
-        let outbox_err =
-            |e: crate::outbox::OutboxError| LinkIoError::Protocol(format!("outbox: {e}"));
-        if welcome.committed_seq > self.outbox.durable_seq() {
-            self.outbox
-                .adopt_hub_sequence(welcome.committed_seq)
-                .await
-                .map_err(outbox_err)?;
-        }
-        self.outbox
-            .ack(welcome.committed_seq)
-            .await
-            .map_err(outbox_err)?;
-        if welcome.committed_seq < self.outbox.acked_seq() {
-            tracing::error!(
-                hub_committed = welcome.committed_seq,
-                edge_acked = self.outbox.acked_seq(),
-                "the hub lost events it had acknowledged (restored from a backup?); they are gone from this edge too"
-            );
-        }
-        metrics::UPLINK_CONNECTED.set(1);
-        tracing::info!(
-            hub = %self.config.hub,
-            committed_seq = welcome.committed_seq,
-            last_seq = self.outbox.durable_seq(),
-            clock_offset_ms = welcome.clock_offset_ms,
-            "uplink session established"
-        );
-
-        let (events_send, events_recv) = connection.open_bi().await?;
-        let (acked_tx, acked_rx) = watch::channel(welcome.committed_seq);
-        let first = welcome.committed_seq.max(self.outbox.acked_seq()) + 1;
-        let sender = self.send_events(events_send, first, acked_rx);
-        let acks = self.receive_acks(FramedRecv::new(events_recv), acked_tx);
-        let control = self.control(control_send, control_recv);
-        let bulk = self.send_bulk(&connection);
         let rtt = async {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -240,10 +179,8 @@ impl Session {
             }
         };
         let result = tokio::select! {
-            r = sender => r,
-            r = acks => r,
-            r = control => r,
-            r = bulk => r,
+            r = self.drive(&connection) => r,
+            r = self.send_bulk(&connection) => r,
             () = rtt => Ok(()),
             e = connection.closed() => Err(e.into()),
             e = outpost_link::io::peer_silent(
@@ -255,52 +192,112 @@ impl Session {
         result
     }
 
-    async fn send_events(
-        &self,
-        mut send: quinn::SendStream,
-        first: u64,
-        mut acked: watch::Receiver<u64>,
-    ) -> Result<(), LinkIoError> {
+    /// Drives one [`EdgeSession`] over `connection`: its frames to the streams, its storage
+    /// requests to the outbox, its commands to the router, and what arrives back to it.
+    async fn drive(&self, connection: &quinn::Connection) -> Result<(), LinkIoError> {
+        let (mut control_send, control_recv) = connection.open_bi().await?;
+        let mut control_recv = FramedRecv::new(control_recv);
+        let hello = Hello {
+            edge_id: self.edge_id.clone(),
+            boot_id: crate::outbox::boot_id(),
+            wall_ms: outpost_actors::clock::unix_ms(),
+            last_seq: self.outbox.durable_seq(),
+            trimmed_seq: self.outbox.acked_seq(),
+            devices: self.devices.clone(),
+            software: format!("outpost-edge {}", env!("CARGO_PKG_VERSION")),
+        };
+        let config = EdgeConfig {
+            window_events: self.config.window_events,
+            batch_max_events: self.config.batch_max_events,
+            welcome_timeout: WELCOME_TIMEOUT,
+        };
+        // Tokio's clock, so the session's timers run on simulated time too.
+        let mut session = EdgeSession::start(config, hello, tokio::time::Instant::now().into_std());
         let outbox_err =
             |e: crate::outbox::OutboxError| LinkIoError::Protocol(format!("outbox: {e}"));
-        let mut next = first;
-        let window = self.config.window_events;
+        // Commands answer `CommandAccepted` through here, from their own tasks.
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<ControlFrame>(1024);
+        let router = Arc::new(self.router.clone());
+        let mut events: Option<Duplex> = None;
+        let mut read: Option<(u64, usize)> = None;
         loop {
-            // Flow control: at most `window` events sent and not yet acknowledged.
-            let limit = *acked.borrow() + window;
-            if next > limit {
-                acked
-                    .changed()
-                    .await
-                    .map_err(|_| LinkIoError::Protocol("ack reader ended".into()))?;
-                continue;
+            while let Some(output) = session.poll_output() {
+                match output {
+                    EdgeOutput::Control(frame) => write_frame(&mut control_send, &frame).await?,
+                    EdgeOutput::Events(frame) => {
+                        let (send, _) = events
+                            .as_mut()
+                            .ok_or_else(|| LinkIoError::Protocol("no events stream".into()))?;
+                        write_frame(send, &frame).await?;
+                        // A backlog is read and encoded batch after batch; let the QUIC driver
+                        // and the other tasks run in between, or the hub hears nothing from this
+                        // edge (not even keep-alives) and rightly ends the session as dead.
+                        tokio::task::yield_now().await;
+                    }
+                    EdgeOutput::AdoptSequence(seq) => {
+                        self.outbox
+                            .adopt_hub_sequence(seq)
+                            .await
+                            .map_err(outbox_err)?;
+                    }
+                    EdgeOutput::Trim(seq) => self.outbox.ack(seq).await.map_err(outbox_err)?,
+                    EdgeOutput::Read { from, max } => read = Some((from, max)),
+                    EdgeOutput::Run(request) => {
+                        let router = router.clone();
+                        let out = accepted_tx.clone();
+                        tokio::spawn(async move { router.handle(request, out).await });
+                    }
+                    EdgeOutput::BulkSettled { id, refused } => {
+                        if let Some(reason) = refused {
+                            tracing::warn!(bulk = %id, %reason, "hub refused a bulk payload; dropped");
+                        }
+                        self.bulk.settled(&id);
+                    }
+                    EdgeOutput::Established {
+                        committed_seq,
+                        clock_offset_ms,
+                    } => {
+                        metrics::UPLINK_CONNECTED.set(1);
+                        tracing::info!(
+                            hub = %self.config.hub,
+                            committed_seq,
+                            last_seq = self.outbox.durable_seq(),
+                            clock_offset_ms,
+                            "uplink session established"
+                        );
+                        let (send, recv) = connection.open_bi().await?;
+                        events = Some((send, FramedRecv::new(recv)));
+                    }
+                    EdgeOutput::HubLostEvents {
+                        hub_committed,
+                        edge_trimmed,
+                    } => tracing::error!(
+                        hub_committed,
+                        edge_trimmed,
+                        "the hub lost events it had acknowledged (restored from a backup?); they are gone from this edge too"
+                    ),
+                    EdgeOutput::Closed(error) => return Err(error.into()),
+                }
             }
-            let room = (limit + 1 - next) as usize;
-            let events = self
-                .outbox
-                .read_from(next, self.config.batch_max_events.min(room), 1024 * 1024)
-                .map_err(outbox_err)?;
-            let Some(last) = events.last().map(|e| e.seq) else {
-                self.outbox
-                    .wait_beyond(next - 1)
-                    .await
-                    .map_err(outbox_err)?;
-                continue;
-            };
-            if events[0].seq != next {
-                // The outbox no longer has `next` (trimmed by an ack from an earlier session).
-                tracing::debug!(
-                    expected = next,
-                    got = events[0].seq,
-                    "resuming from the outbox's first event"
-                );
+            let timeout = session.poll_timeout();
+            tokio::select! {
+                frame = control_recv.next::<ControlFrame>() => match frame? {
+                    Some(frame) => session.handle_control(frame),
+                    None => return Ok(()),
+                },
+                frame = next_on::<EventFrame>(&mut events) => match frame? {
+                    Some(frame) => session.handle_events(frame),
+                    None => return Ok(()),
+                },
+                answer = read_outbox(&self.outbox, read), if read.is_some() => {
+                    read = None;
+                    session.handle_outbox(answer.map_err(outbox_err)?);
+                }
+                Some(frame) = accepted_rx.recv() => write_frame(&mut control_send, &frame).await?,
+                () = sleep_until(timeout), if timeout.is_some() => {
+                    session.handle_timeout(tokio::time::Instant::now().into_std());
+                }
             }
-            write_frame(&mut send, &EventFrame::Batch(EventBatch { events })).await?;
-            next = last + 1;
-            // A backlog is read and encoded batch after batch without waiting on anything; let the
-            // QUIC driver and the session's other tasks run in between, or the hub hears nothing
-            // from this edge (not even keep-alives) and rightly ends the session as dead.
-            tokio::task::yield_now().await;
         }
     }
 
@@ -322,76 +319,21 @@ impl Session {
             self.bulk.added().await;
         }
     }
+}
 
-    async fn receive_acks(
-        &self,
-        mut recv: FramedRecv,
-        acked: watch::Sender<u64>,
-    ) -> Result<(), LinkIoError> {
-        loop {
-            match recv.next::<EventFrame>().await? {
-                None => return Ok(()),
-                Some(EventFrame::Ack { committed_seq }) => {
-                    self.outbox
-                        .ack(committed_seq)
-                        .await
-                        .map_err(|e| LinkIoError::Protocol(format!("outbox: {e}")))?;
-                    acked.send_replace(committed_seq);
-                }
-                Some(EventFrame::Batch(_)) => {
-                    return Err(LinkIoError::Protocol("the hub sent events".into()));
-                }
-            }
+/// The outbox's durable events from `from` on (at most `max`), once there is at least one.
+async fn read_outbox(
+    outbox: &Outbox,
+    read: Option<(u64, usize)>,
+) -> Result<Vec<outpost_link::Event>, crate::outbox::OutboxError> {
+    let Some((from, max)) = read else {
+        return std::future::pending().await;
+    };
+    loop {
+        let events = outbox.read_from(from, max, 1024 * 1024)?;
+        if !events.is_empty() {
+            return Ok(events);
         }
-    }
-
-    async fn control(
-        &self,
-        mut send: quinn::SendStream,
-        mut recv: FramedRecv,
-    ) -> Result<(), LinkIoError> {
-        let (out_tx, mut out_rx) = mpsc::channel::<ControlFrame>(1024);
-        let router = Arc::new(self.router.clone());
-        let writer = async {
-            while let Some(frame) = out_rx.recv().await {
-                write_frame(&mut send, &frame).await?;
-            }
-            Ok::<(), LinkIoError>(())
-        };
-        let reader = async {
-            loop {
-                match recv.next::<ControlFrame>().await? {
-                    None => return Ok::<(), LinkIoError>(()),
-                    Some(ControlFrame::Command(request)) => {
-                        let router = router.clone();
-                        let out = out_tx.clone();
-                        tokio::spawn(async move { router.handle(request, out).await });
-                    }
-                    Some(ControlFrame::Ping { nonce }) => {
-                        let _ = out_tx.send(ControlFrame::Pong { nonce }).await;
-                    }
-                    Some(ControlFrame::Pong { .. }) => {}
-                    Some(ControlFrame::BulkStored { id }) => self.bulk.settled(&id),
-                    Some(ControlFrame::BulkRefused { id, reason }) => {
-                        tracing::warn!(bulk = %id, %reason, "hub refused a bulk payload; dropped");
-                        self.bulk.settled(&id);
-                    }
-                    Some(ControlFrame::Refused { reason }) => {
-                        return Err(LinkIoError::Protocol(format!(
-                            "hub refused this edge: {reason}"
-                        )));
-                    }
-                    Some(other) => {
-                        return Err(LinkIoError::Protocol(format!(
-                            "unexpected control frame {other:?}"
-                        )));
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            r = writer => r,
-            r = reader => r,
-        }
+        outbox.wait_beyond(from - 1).await?;
     }
 }

@@ -1,6 +1,9 @@
 //! The event log: the hub's source of truth, keyed by (edge, seq), with a committed high-water
 //! mark per edge.
 //!
+//! The rule for each edge's sequence is [`outpost_link::session::Ledger`] (pure, shared with the
+//! link's deterministic simulation); this module makes its decisions durable.
+//!
 //! Invariants:
 //! - An event is committed at most once: a sequence at or below the edge's high-water mark is a
 //!   duplicate (counted, dropped). That, with the edge's at-least-once delivery, makes each event's
@@ -19,14 +22,15 @@
 //! additions (checked at compile time below).
 //!
 //! On disk: `b'e' ++ edge ++ 0x00 ++ first seq (u64 BE)` → a chunk of the [`StoredEvent`]s one
-//! commit accepted from that edge (`outpost_link::chunk`: link frames, sequences increasing);
+//! commit accepted from that edge (`outpost_storage::chunk`, sequences increasing);
 //! `b'h' ++ edge` → committed seq (u64 BE).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use outpost_link::chunk::{self, ChunkBuilder};
+use outpost_link::session::Ledger;
 use outpost_link::{CommandResult, Event, EventBody};
+use outpost_storage::chunk::{self, ChunkBuilder};
 use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, recv_batch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -238,30 +242,29 @@ fn run_writer(
                 Some(h) => *h,
                 None => read_hwm(db, &request.edge)?,
             };
-            let mut high_now = high;
-            let mut outcome = CommitOutcome::default();
+            let mut ledger = Ledger::new(high);
+            let admission = ledger.admit(request.events);
+            for gap in &admission.gaps {
+                tracing::error!(
+                    edge = %request.edge,
+                    after = gap.after,
+                    next = gap.next,
+                    missing = gap.missing(),
+                    "GAP in the event sequence: events were lost before the hub"
+                );
+                metrics::GAPS.inc();
+                metrics::MISSING_EVENTS.inc_by(gap.missing());
+            }
+            let high_now = admission.committed;
+            let mut outcome = CommitOutcome {
+                duplicates: admission.duplicates,
+                missing: admission.missing(),
+                ..CommitOutcome::default()
+            };
             let mut chunk = ChunkBuilder::new(MAX_VALUE_BYTES);
             let chunk_key =
                 |first: u64| [chunk_prefix(&request.edge), first.to_be_bytes().to_vec()].concat();
-            for event in request.events {
-                if event.seq <= high_now {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                if event.seq > high_now + 1 {
-                    let missing = event.seq - high_now - 1;
-                    tracing::error!(
-                        edge = %request.edge,
-                        after = high_now,
-                        next = event.seq,
-                        missing,
-                        "GAP in the event sequence: events were lost before the hub"
-                    );
-                    metrics::GAPS.inc();
-                    metrics::MISSING_EVENTS.inc_by(missing);
-                    outcome.missing += missing;
-                }
-                high_now = event.seq;
+            for event in admission.accepted {
                 match &event.body {
                     EventBody::CommandResult(result) => {
                         outcome.command_results.push(result.clone())
@@ -279,7 +282,7 @@ fn run_writer(
                     clock_offset_ms: request.clock_offset_ms,
                 };
                 let mut frame = Vec::with_capacity(256);
-                outpost_link::encode(&stored, &mut frame)
+                chunk::encode_item(&stored, &mut frame)
                     .map_err(|e| EventLogError::Storage(format!("cannot encode event: {e}")))?;
                 if !chunk.fits(frame.len()) {
                     batch

@@ -10,27 +10,33 @@
 //!
 //! A newer session of the same edge replaces the older one (the old connection is closed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use outpost_link::io::{FramedRecv, LinkIoError, close, peer_certificate, write_frame};
+use outpost_link::io::{
+    Duplex, FramedRecv, LinkIoError, close, next_on, peer_certificate, sleep_until, write_frame,
+};
+use outpost_link::session::{HubConfig, HubOutput, HubSession, SessionError as LinkSessionError};
 use outpost_link::{
-    BulkHeader, CommandRequest, ControlFrame, EventFrame, MAX_BULK_BYTES, Welcome, valid_bulk_id,
+    BulkHeader, CommandRequest, ControlFrame, EventFrame, MAX_BULK_BYTES, valid_bulk_id,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
 use crate::commands::{CommandLog, CommandStatus, Dispatch};
 use crate::edges::EdgeDirectory;
-use crate::eventlog::EventLog;
+use crate::eventlog::{EventLog, EventLogError};
 use crate::metrics;
 use crate::pki::{EdgeRegistry, edge_identity};
 use outpost_actors::clock::unix_ms;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Batches of one session handed to the event log and not yet committed, at most: reading runs
+/// ahead of the commits, so a batch is in flight while the previous one is made durable.
+const MAX_COMMITS_IN_FLIGHT: usize = 64;
 
 /// Everything sessions share.
 #[derive(Debug)]
@@ -381,87 +387,19 @@ pub async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), S
         return Err(refuse(&connection, label, refusal.to_string()));
     }
     let edge = identity.id;
-    let link_err = |source| SessionError::Link {
-        edge: edge.clone(),
-        source,
-    };
-
-    let (mut control_send, control_recv) = connection.accept_bi().await?;
-    let mut control_recv = FramedRecv::new(control_recv);
-    let hello = match control_recv
-        .expect::<ControlFrame>(HELLO_TIMEOUT)
-        .await
-        .map_err(link_err)?
-    {
-        ControlFrame::Hello(hello) => hello,
-        other => {
-            connection.close(close::PROTOCOL.into(), b"expected Hello");
-            return Err(link_err(LinkIoError::Protocol(format!(
-                "expected Hello, got {other:?}"
-            ))));
-        }
-    };
-    if hello.edge_id != edge {
-        let reason = format!(
-            "Hello names edge {} but the certificate is {edge}",
-            hello.edge_id
-        );
-        return Err(refuse(&connection, "id_mismatch", reason));
-    }
-    let now = unix_ms();
-    let clock_offset_ms = hello.wall_ms - now;
-    let committed_seq = ctx
-        .eventlog
-        .committed_seq(&edge)
-        .map_err(|e| SessionError::EventLog {
-            edge: edge.clone(),
-            reason: e.to_string(),
-        })?;
-    if let Err(err) = ctx.edges.record_hello(&hello, now, clock_offset_ms) {
-        tracing::warn!(edge = %edge, %err, "could not record the handshake");
-    }
-    write_frame(
-        &mut control_send,
-        &ControlFrame::Welcome(Welcome {
-            committed_seq,
-            hub_wall_ms: now,
-            clock_offset_ms,
-        }),
-    )
-    .await
-    .map_err(link_err)?;
-    if clock_offset_ms.abs() > 5_000 {
-        tracing::warn!(edge = %edge, clock_offset_ms, "edge clock is off; events keep both times");
-    }
-    tracing::info!(
-        edge = %edge,
-        %remote,
-        edge_last_seq = hello.last_seq,
-        committed_seq,
-        clock_offset_ms,
-        "edge session started"
-    );
-
     let (command_tx, command_rx) = mpsc::channel(1024);
     let session_id = ctx.sessions.next_id.fetch_add(1, Ordering::Relaxed);
-    ctx.sessions.register(
-        &edge,
-        SessionHandle {
-            id: session_id,
-            commands: command_tx,
-            connection: connection.clone(),
-        },
-    );
-    let result = run_session(
-        &connection,
-        &edge,
-        clock_offset_ms,
-        control_send,
-        control_recv,
-        command_rx,
-        ctx,
-    )
-    .await;
+    let handle = SessionHandle {
+        id: session_id,
+        commands: command_tx,
+        connection: connection.clone(),
+    };
+    let result = tokio::select! {
+        result = drive(&connection, &edge, remote, handle, command_rx, ctx) => result,
+        silent = outpost_link::io::peer_silent(&connection, ctx.dead_after) => {
+            Err(SessionError::Link { edge: edge.clone(), source: silent })
+        }
+    };
     ctx.sessions.unregister(&edge, session_id);
     match &result {
         Ok(()) => tracing::info!(edge = %edge, "edge session ended"),
@@ -470,12 +408,14 @@ pub async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), S
     result
 }
 
-async fn run_session(
+/// Drives one [`HubSession`] over `connection`: the handshake (the edge's committed sequence,
+/// its pending commands), its batches to the event log and the acknowledgements back, commands
+/// to the edge, and bulk payloads from it.
+async fn drive(
     connection: &quinn::Connection,
     edge: &str,
-    clock_offset_ms: i64,
-    mut control_send: quinn::SendStream,
-    mut control_recv: FramedRecv,
+    remote: std::net::SocketAddr,
+    handle: SessionHandle,
     mut command_rx: mpsc::Receiver<CommandRequest>,
     ctx: &LinkContext,
 ) -> Result<(), SessionError> {
@@ -483,75 +423,29 @@ async fn run_session(
         edge: edge.to_owned(),
         source,
     };
+    let log_err = |reason: String| SessionError::EventLog {
+        edge: edge.to_owned(),
+        reason,
+    };
+    let (mut control_send, control_recv) = connection.accept_bi().await?;
+    let mut control_recv = FramedRecv::new(control_recv);
+    let config = HubConfig {
+        hello_timeout: HELLO_TIMEOUT,
+        max_commits_in_flight: MAX_COMMITS_IN_FLIGHT,
+    };
+    // Tokio's clock, so the session's timers run on simulated time too.
+    let mut session = HubSession::new(config, edge, tokio::time::Instant::now().into_std());
     let (notice_tx, mut notice_rx) = mpsc::channel::<ControlFrame>(64);
-
-    // Pending commands first, then whatever operators issue while connected.
-    let pending = ctx.commands.pending_for(edge).unwrap_or_else(|err| {
-        tracing::error!(edge = %edge, %err, "cannot read pending commands");
-        Vec::new()
-    });
-    let control = async {
-        let now = unix_ms();
-        for record in pending {
-            match record.dispatch(now) {
-                Dispatch::Send(request) => {
-                    write_frame(&mut control_send, &ControlFrame::Command(request))
-                        .await
-                        .map_err(link_err)?;
-                }
-                Dispatch::Expired => {
-                    let _ = ctx.commands.update(
-                        &record.id,
-                        CommandStatus::Expired,
-                        Some("deadline passed before the edge connected".into()),
-                    );
-                }
-                Dispatch::Refused(err) => {
-                    let _ = ctx.commands.update(
-                        &record.id,
-                        CommandStatus::Rejected,
-                        Some(format!("not sent: {err}")),
-                    );
-                }
-            }
-        }
-        loop {
-            tokio::select! {
-                request = command_rx.recv() => {
-                    let Some(request) = request else { return Ok(()) };
-                    write_frame(&mut control_send, &ControlFrame::Command(request)).await.map_err(link_err)?;
-                }
-                Some(notice) = notice_rx.recv() => {
-                    write_frame(&mut control_send, &notice).await.map_err(link_err)?;
-                }
-                frame = control_recv.next::<ControlFrame>() => {
-                    match frame.map_err(link_err)? {
-                        None => return Ok(()),
-                        Some(ControlFrame::CommandAccepted { id }) => {
-                            let _ = ctx.commands.update(&id, CommandStatus::Delivered, None);
-                        }
-                        Some(ControlFrame::Ping { nonce }) => {
-                            write_frame(&mut control_send, &ControlFrame::Pong { nonce }).await.map_err(link_err)?;
-                        }
-                        Some(ControlFrame::Pong { .. }) => {}
-                        Some(other) => {
-                            connection.close(close::PROTOCOL.into(), b"unexpected control frame");
-                            return Err(link_err(LinkIoError::Protocol(format!("unexpected control frame {other:?}"))));
-                        }
-                    }
-                }
-            }
-        }
-    };
-    // The events stream reaches the hub only with its first batch; an idle edge must still get
-    // its commands, so nothing else waits for it.
-    let events = async {
-        let (events_send, events_recv) = connection.accept_bi().await?;
-        ingest(edge, clock_offset_ms, events_send, events_recv, ctx).await
-    };
+    let mut handle = Some(handle);
+    let mut clock_offset_ms = 0;
+    let mut events: Option<Duplex> = None;
+    let mut commits: VecDeque<CommitAnswer> = VecDeque::new();
     let bulk = async {
         loop {
-            let recv = connection.accept_uni().await?;
+            let recv = connection
+                .accept_uni()
+                .await
+                .map_err(|e| link_err(e.into()))?;
             let notice = match receive_bulk(recv, edge, ctx).await {
                 Ok(id) => ControlFrame::BulkStored { id },
                 Err((Some(id), reason)) => {
@@ -568,12 +462,170 @@ async fn run_session(
             }
         }
     };
+    let session_loop = async {
+        loop {
+            while let Some(output) = session.poll_output() {
+                match output {
+                    HubOutput::Admit(hello) => {
+                        let now = unix_ms();
+                        clock_offset_ms = hello.wall_ms - now;
+                        let committed_seq = ctx
+                            .eventlog
+                            .committed_seq(edge)
+                            .map_err(|e| log_err(e.to_string()))?;
+                        if let Err(err) = ctx.edges.record_hello(&hello, now, clock_offset_ms) {
+                            tracing::warn!(edge = %edge, %err, "could not record the handshake");
+                        }
+                        session.welcome(committed_seq, now, clock_offset_ms);
+                        if clock_offset_ms.abs() > 5_000 {
+                            tracing::warn!(edge = %edge, clock_offset_ms, "edge clock is off; events keep both times");
+                        }
+                        tracing::info!(
+                            edge = %edge,
+                            %remote,
+                            edge_last_seq = hello.last_seq,
+                            edge_trimmed_seq = hello.trimmed_seq,
+                            committed_seq,
+                            clock_offset_ms,
+                            "edge session started"
+                        );
+                    }
+                    HubOutput::Control(frame) => {
+                        let welcomed = matches!(frame, ControlFrame::Welcome(_));
+                        write_frame(&mut control_send, &frame)
+                            .await
+                            .map_err(link_err)?;
+                        if welcomed {
+                            // Commands reach a session only once it is up; pending ones first.
+                            if let Some(handle) = handle.take() {
+                                ctx.sessions.register(edge, handle);
+                            }
+                            send_pending_commands(edge, &mut control_send, ctx)
+                                .await
+                                .map_err(link_err)?;
+                        }
+                    }
+                    HubOutput::Events(frame) => {
+                        let (send, _) = events.as_mut().ok_or_else(|| {
+                            link_err(LinkIoError::Protocol("no events stream".into()))
+                        })?;
+                        write_frame(send, &frame).await.map_err(link_err)?;
+                    }
+                    HubOutput::Commit(batch) => {
+                        let answer = ctx
+                            .eventlog
+                            .submit(edge, batch, clock_offset_ms)
+                            .await
+                            .map_err(|e| log_err(e.to_string()))?;
+                        commits.push_back(answer);
+                    }
+                    HubOutput::Delivered(id) => {
+                        let _ = ctx.commands.update(&id, CommandStatus::Delivered, None);
+                    }
+                    HubOutput::Closed(error @ LinkSessionError::IdMismatch { .. }) => {
+                        return Err(refuse(connection, "id_mismatch", error.to_string()));
+                    }
+                    HubOutput::Closed(error) => {
+                        connection.close(close::PROTOCOL.into(), error.to_string().as_bytes());
+                        return Err(link_err(error.into()));
+                    }
+                }
+            }
+            let timeout = session.poll_timeout();
+            let reading_events = events.is_some() && session.wants_events();
+            tokio::select! {
+                frame = control_recv.next::<ControlFrame>() => match frame.map_err(link_err)? {
+                    Some(frame) => session.handle_control(frame),
+                    None => return Ok(()),
+                },
+                // The events stream reaches the hub only with the edge's first batch; an idle edge
+                // still gets its commands, so nothing else waits for it.
+                stream = connection.accept_bi(), if events.is_none() => {
+                    let (send, recv) = stream.map_err(|e| link_err(e.into()))?;
+                    events = Some((send, FramedRecv::new(recv)));
+                }
+                frame = next_on::<EventFrame>(&mut events), if reading_events => match frame.map_err(link_err)? {
+                    Some(frame) => session.handle_events(frame),
+                    None => return Ok(()),
+                },
+                outcome = next_commit(&mut commits), if !commits.is_empty() => {
+                    let outcome = outcome.map_err(|e| log_err(e.to_string()))?;
+                    if !outcome.command_results.is_empty()
+                        && let Err(err) = ctx.commands.apply_results(&outcome.command_results)
+                    {
+                        tracing::error!(edge = %edge, %err, "cannot record command results");
+                    }
+                    session.handle_committed(outcome.committed_seq);
+                }
+                Some(request) = command_rx.recv() => {
+                    write_frame(&mut control_send, &ControlFrame::Command(request))
+                        .await
+                        .map_err(link_err)?;
+                }
+                Some(notice) = notice_rx.recv() => {
+                    write_frame(&mut control_send, &notice).await.map_err(link_err)?;
+                }
+                () = sleep_until(timeout), if timeout.is_some() => {
+                    session.handle_timeout(tokio::time::Instant::now().into_std());
+                }
+            }
+        }
+    };
     tokio::select! {
-        result = control => result,
-        result = events => result,
+        result = session_loop => result,
         result = bulk => result,
-        silent = outpost_link::io::peer_silent(connection, ctx.dead_after) => Err(link_err(silent)),
     }
+}
+
+/// An answer of the event log to one commit.
+type CommitAnswer =
+    tokio::sync::oneshot::Receiver<Result<crate::eventlog::CommitOutcome, EventLogError>>;
+
+/// The oldest outstanding commit's outcome, once it is there.
+async fn next_commit(
+    commits: &mut VecDeque<CommitAnswer>,
+) -> Result<crate::eventlog::CommitOutcome, EventLogError> {
+    let Some(front) = commits.front_mut() else {
+        return std::future::pending().await;
+    };
+    let outcome = front.await.map_err(|_| EventLogError::Closed);
+    commits.pop_front();
+    outcome?
+}
+
+/// Sends `edge` the commands it has not accepted yet (expired ones are marked so, never sent).
+async fn send_pending_commands(
+    edge: &str,
+    control_send: &mut quinn::SendStream,
+    ctx: &LinkContext,
+) -> Result<(), LinkIoError> {
+    let pending = ctx.commands.pending_for(edge).unwrap_or_else(|err| {
+        tracing::error!(edge = %edge, %err, "cannot read pending commands");
+        Vec::new()
+    });
+    let now = unix_ms();
+    for record in pending {
+        match record.dispatch(now) {
+            Dispatch::Send(request) => {
+                write_frame(control_send, &ControlFrame::Command(request)).await?;
+            }
+            Dispatch::Expired => {
+                let _ = ctx.commands.update(
+                    &record.id,
+                    CommandStatus::Expired,
+                    Some("deadline passed before the edge connected".into()),
+                );
+            }
+            Dispatch::Refused(err) => {
+                let _ = ctx.commands.update(
+                    &record.id,
+                    CommandStatus::Rejected,
+                    Some(format!("not sent: {err}")),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads one bulk stream: a [`BulkHeader`] frame, then exactly `len` bytes whose SHA-256 must match;
@@ -660,86 +712,5 @@ async fn receive_bulk(
         }
         Ok(Err(e)) => Err(fail(format!("cannot store it: {e}"))),
         Err(e) => Err(fail(format!("cannot store it: {e}"))),
-    }
-}
-
-/// Commits batches in order and acknowledges each after its commit. Reading runs ahead of the
-/// commits (bounded), so a batch is in flight while the previous one is being made durable.
-async fn ingest(
-    edge: &str,
-    clock_offset_ms: i64,
-    mut send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    ctx: &LinkContext,
-) -> Result<(), SessionError> {
-    let link_err = |source| SessionError::Link {
-        edge: edge.to_owned(),
-        source,
-    };
-    let log_err = |reason: String| SessionError::EventLog {
-        edge: edge.to_owned(),
-        reason,
-    };
-    let (in_flight_tx, mut in_flight_rx) = mpsc::channel(64);
-    let mut recv = FramedRecv::new(recv);
-    let reader = async {
-        loop {
-            match recv.next::<EventFrame>().await.map_err(link_err)? {
-                None => return Ok::<(), SessionError>(()),
-                Some(EventFrame::Batch(batch)) => {
-                    if let Some(event) = batch
-                        .events
-                        .iter()
-                        .find(|e| 4 + outpost_link::encode_len(*e) > outpost_link::MAX_EVENT_BYTES)
-                    {
-                        return Err(link_err(LinkIoError::Protocol(format!(
-                            "event {} of {} bytes is larger than the {} bytes an event may have",
-                            event.seq,
-                            4 + outpost_link::encode_len(event),
-                            outpost_link::MAX_EVENT_BYTES
-                        ))));
-                    }
-                    let answer = ctx
-                        .eventlog
-                        .submit(edge, batch.events, clock_offset_ms)
-                        .await
-                        .map_err(|e| log_err(e.to_string()))?;
-                    if in_flight_tx.send(answer).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Some(EventFrame::Ack { .. }) => {
-                    return Err(link_err(LinkIoError::Protocol(
-                        "the edge sent an Ack".into(),
-                    )));
-                }
-            }
-        }
-    };
-    let acker = async {
-        while let Some(answer) = in_flight_rx.recv().await {
-            let outcome = answer
-                .await
-                .map_err(|_| log_err("event log closed".into()))?
-                .map_err(|e| log_err(e.to_string()))?;
-            if !outcome.command_results.is_empty()
-                && let Err(err) = ctx.commands.apply_results(&outcome.command_results)
-            {
-                tracing::error!(edge = %edge, %err, "cannot record command results");
-            }
-            write_frame(
-                &mut send,
-                &EventFrame::Ack {
-                    committed_seq: outcome.committed_seq,
-                },
-            )
-            .await
-            .map_err(link_err)?;
-        }
-        Ok(())
-    };
-    tokio::select! {
-        result = reader => result,
-        result = acker => result,
     }
 }

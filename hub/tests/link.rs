@@ -93,11 +93,16 @@ fn edge_client(pki_dir: &Path, id: &str, ca_dir: &Path) -> quinn::ClientConfig {
 }
 
 fn hello(edge_id: &str) -> ControlFrame {
+    hello_trimmed(edge_id, 0)
+}
+
+fn hello_trimmed(edge_id: &str, trimmed_seq: u64) -> ControlFrame {
     ControlFrame::Hello(Hello {
         edge_id: edge_id.into(),
         boot_id: 7,
         wall_ms: 0,
-        last_seq: 0,
+        last_seq: trimmed_seq,
+        trimmed_seq,
         devices: vec![],
         software: "test".into(),
     })
@@ -269,6 +274,11 @@ struct TestSession {
 
 impl TestSession {
     async fn open(hub: &RunningHub, id: &str) -> Self {
+        Self::open_trimmed(hub, id, 0).await
+    }
+
+    /// A session of an edge whose outbox holds nothing at or below `trimmed`.
+    async fn open_trimmed(hub: &RunningHub, id: &str, trimmed: u64) -> Self {
         let endpoint = endpoint(edge_client(&hub.pki, id, &hub.pki));
         let connection = endpoint
             .connect(hub.link, "localhost")
@@ -276,7 +286,9 @@ impl TestSession {
             .await
             .unwrap();
         let (mut send, recv) = connection.open_bi().await.unwrap();
-        write_frame(&mut send, &hello(id)).await.unwrap();
+        write_frame(&mut send, &hello_trimmed(id, trimmed))
+            .await
+            .unwrap();
         let mut control = FramedRecv::new(recv);
         let ControlFrame::Welcome(welcome) = control.expect(Duration::from_secs(5)).await.unwrap()
         else {
@@ -349,15 +361,45 @@ async fn hub_drops_duplicate_batch_after_reconnect() {
 }
 
 #[tokio::test]
-async fn hub_counts_a_gap_loudly_and_still_commits() {
+async fn hub_counts_the_gap_an_edge_declares_loudly_and_still_commits() {
+    // The edge trimmed up to 5 (a hub acknowledged them; this one, restored, has only 2).
     let hub = RunningHub::start().await;
     pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
     let mut session = TestSession::open(&hub, "edge-01").await;
     assert_eq!(session.send(1..=2).await, 2);
+    drop(session);
+    let mut session = TestSession::open_trimmed(&hub, "edge-01", 5).await;
+    assert_eq!(session.committed_at_welcome, 2);
     assert_eq!(session.send(6..=6).await, 6);
     assert_eq!(metric("outpost_hub_gaps_total"), 1.0);
     assert_eq!(metric("outpost_hub_missing_events_total"), 3.0);
     assert_eq!(metric("outpost_hub_committed_seq{edge=\"edge-01\"}"), 6.0);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_that_skips_ahead_inside_a_session_ends_it_and_commits_nothing() {
+    let hub = RunningHub::start().await;
+    pki::issue_edge(&hub.pki, "edge-01", false).unwrap();
+    let mut session = TestSession::open(&hub, "edge-01").await;
+    assert_eq!(session.send(1..=2).await, 2);
+    let batch = outpost_link::EventFrame::Batch(outpost_link::EventBatch {
+        events: vec![event(6)],
+    });
+    write_frame(&mut session.events_send, &batch).await.unwrap();
+    let ended = session
+        .events_recv
+        .expect::<outpost_link::EventFrame>(Duration::from_secs(5))
+        .await;
+    assert!(ended.is_err(), "no Ack, the session ends: {ended:?}");
+    let reason = session.connection.closed().await.to_string();
+    assert!(reason.contains("beyond 3"), "{reason}");
+    let session = TestSession::open(&hub, "edge-01").await;
+    assert_eq!(
+        session.committed_at_welcome, 2,
+        "nothing of the skipping batch was committed"
+    );
+    assert_eq!(metric("outpost_hub_gaps_total"), 0.0);
     hub.stop().await;
 }
 

@@ -32,6 +32,7 @@ fn an_edge_with_five_hundred_devices_is_recorded_and_read_back() {
         boot_id: 7,
         wall_ms: 0,
         last_seq: 0,
+        trimmed_seq: 0,
         devices: devices.clone(),
         software: "test".into(),
     };

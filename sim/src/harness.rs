@@ -21,11 +21,13 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{name} exited with {status} before it was ready; its log: {log}")]
+    #[error("{name} exited with {status} before it was ready; its log: {log}; it ends:\n{tail}")]
     ExitedEarly {
         name: String,
         status: ExitStatus,
         log: PathBuf,
+        /// The log's last lines (the log is gone once the test's directory is).
+        tail: String,
     },
     #[error("{name} was not ready within {waited:?} (last /readyz answer: {last}); its log: {log}")]
     NotReady {
@@ -106,10 +108,14 @@ impl SiteProcess {
                 name: self.name.clone(),
                 source,
             })? {
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
                 return Err(HarnessError::ExitedEarly {
                     name: self.name.clone(),
                     status,
                     log: self.log.clone(),
+                    tail,
                 });
             }
             let last = match outpost_actors::admin::get(self.admin, "/readyz").await {
@@ -168,10 +174,22 @@ impl SiteProcess {
     }
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// Ports the harness hands out: below Linux's ephemeral range (32768-60999 by default), so the
+/// outgoing connections of tests running in parallel never take a port between the moment it was
+/// found free and the moment the process under test binds it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback address with a port (TCP and UDP) that was free a moment ago, outside the kernel's
+/// ephemeral range.
 pub fn free_local_addr() -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.local_addr()
+    for _ in 0..1000 {
+        let port = rand::random_range(TEST_PORTS);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() && std::net::UdpSocket::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
 /// The value of metric `series` (name with labels, exactly as exposed, e.g.

@@ -71,10 +71,6 @@ pub enum SiteError {
     Pki(#[from] outpost_hub::pki::PkiError),
 }
 
-fn free_udp_addr() -> std::io::Result<SocketAddr> {
-    std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
-}
-
 fn quoted(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
@@ -96,7 +92,7 @@ impl SiteLayout {
 
         let hub_admin = free_local_addr().map_err(io(dir))?;
         let hub_api = free_local_addr().map_err(io(dir))?;
-        let hub_link = free_udp_addr().map_err(io(dir))?;
+        let hub_link = free_local_addr().map_err(io(dir))?;
         let hub_data_dir = dir.join("hub-data");
         let api_token = format!("{:032x}", rand::random::<u128>());
         let hub_config = dir.join("hub.toml");

@@ -35,6 +35,8 @@
 //! [`StorageError::OpenPanicked`]),
 //! never a panic.
 
+pub mod chunk;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

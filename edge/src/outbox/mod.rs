@@ -18,7 +18,7 @@
 //!   disk, which is the only source of truth.
 //!
 //! On-disk format (one sled tree, so one batch is atomic): `b'e' ++ first seq (u64 BE)` → a chunk,
-//! the events of one commit (see `chunk.rs`); `b'm' ++ "last"` → last assigned seq; `b'm' ++ "acked"` → acked seq; `b'c' ++
+//! the events of one commit (`outpost_storage::chunk`); `b'm' ++ "last"` → last assigned seq; `b'm' ++ "acked"` → acked seq; `b'c' ++
 //! command id` → command state (see [`CommandMark`]).
 
 pub mod actor;
@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use outpost_link::{Event, EventBody, EventClass, chunk};
+use outpost_link::{Event, EventBody, EventClass};
+use outpost_storage::chunk;
 use outpost_storage::{DurableDb, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use outpost_actors::clock::{unix_ms, unix_us};
-use outpost_link::chunk::{self, ChunkBuilder};
 use outpost_link::{Event, EventBody, EventClass, MAX_EVENT_BYTES};
+use outpost_storage::chunk::{self, ChunkBuilder};
 use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, key_seq, recv_batch, seq_key};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -351,7 +351,7 @@ impl Writer {
         };
         {
             let mut frame = Vec::with_capacity(256);
-            outpost_link::encode(&event, &mut frame)
+            chunk::encode_item(&event, &mut frame)
                 .map_err(|e| OutboxError::Storage(format!("cannot encode event: {e}")))?;
             Ok(frame)
         }

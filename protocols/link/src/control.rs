@@ -23,6 +23,9 @@ pub struct Hello {
     pub wall_ms: i64,
     /// Highest sequence number the edge has assigned (0: none yet).
     pub last_seq: u64,
+    /// The edge holds no event at or below this sequence (a hub acknowledged them). A hub whose
+    /// committed sequence is lower lost events it had acknowledged: the gap is known from here.
+    pub trimmed_seq: u64,
     pub devices: Vec<DeviceInfo>,
     pub software: String,
 }

@@ -47,6 +47,8 @@ pub enum LinkIoError {
     Timeout(Duration),
     #[error("protocol violation: {0}")]
     Protocol(String),
+    #[error("session: {0}")]
+    Session(#[from] crate::session::SessionError),
     #[error("nothing heard from the peer for {0:?}: the path is gone")]
     PeerSilent(Duration),
 }
@@ -242,4 +244,27 @@ pub mod close {
     pub const PROTOCOL: u32 = 0x12;
     /// Clean shutdown of either side.
     pub const SHUTDOWN: u32 = 0x13;
+}
+
+/// A bidirectional stream a session opens or accepts after the handshake: its send half and its
+/// framed receive half.
+pub type Duplex = (quinn::SendStream, FramedRecv);
+
+/// The next frame on `stream` once it is open; pending while it is not.
+pub async fn next_on<T: DeserializeOwned>(
+    stream: &mut Option<Duplex>,
+) -> Result<Option<T>, LinkIoError> {
+    match stream {
+        Some((_, recv)) => recv.next::<T>().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until a session's timer (`at`, a std instant taken from tokio's clock, so simulated time
+/// works too); pending forever when there is none.
+pub async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }

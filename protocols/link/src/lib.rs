@@ -14,13 +14,13 @@
 //! then the bincode 2 encoding of the message. Decoding never panics and never allocates more than
 //! the configured limit: a bad frame is a [`FrameError`], on which the caller closes the stream.
 
-pub mod chunk;
 mod command;
 mod control;
 mod events;
 mod frame;
 #[cfg(feature = "quinn")]
 pub mod io;
+pub mod session;
 
 pub use command::{CommandOutcome, CommandRequest, CommandResult, clip_text};
 pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};

@@ -27,6 +27,7 @@ fn hello_round_trips() {
         boot_id: u128::MAX,
         wall_ms: -5,
         last_seq: 42,
+        trimmed_seq: 40,
         devices: vec![],
         software: "outpost-edge 0.1.0".into(),
     });

@@ -72,12 +72,15 @@ pub fn report_blob_files(store: &str, path: &Path) {
 }
 
 /// Runs `open` (blocking, on tokio's blocking pool) until it succeeds; meanwhile the process
-/// reports the store as failed (see the module docs). `what_to_do` ends the log line.
+/// reports the store as failed (see the module docs). `what_to_do` ends the log line. The pause
+/// between attempts doubles from 1 s to 60 s, except after errors `soon` picks (a full disk, which
+/// frees up without anyone touching the store): then the next attempt comes within a second.
 pub async fn open_until_it_opens<T, E, F>(
     store: &'static str,
     path: PathBuf,
     readiness: Option<Readiness>,
     what_to_do: &str,
+    soon: fn(&E) -> bool,
     open: F,
 ) -> T
 where
@@ -108,6 +111,9 @@ where
                 return opened;
             }
             Ok(Err(err)) => {
+                if soon(&err) {
+                    pause = Duration::from_millis(500);
+                }
                 log_failure(store, &path, &err.to_string(), what_to_do, &mut last_reason)
             }
             Err(err) => log_failure(store, &path, &err, what_to_do, &mut last_reason),
@@ -117,7 +123,7 @@ where
             readiness.set(&component, false);
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(60));
+        pause = (pause * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
     }
 }
 

@@ -195,6 +195,7 @@ async fn wait_for_database(
             db_dir.to_owned(),
             Some(readiness),
             &what_to_do,
+            outpost_storage::StorageError::is_disk_full,
             move || DurableDb::open_with_cache(&path, DB_CACHE_BYTES),
         ) => Some(db),
         () = shutdown.as_mut() => None,

@@ -106,6 +106,31 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// Whether this is the file system being full (ENOSPC): nothing is wrong with the store, and
+    /// it opens again once there is room.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            StorageError::Open { source, .. } | StorageError::Sled { source, .. } => match source {
+                sled::Error::Io(io) => io,
+                _ => return false,
+            },
+            StorageError::Io { source, .. } => source,
+            _ => return false,
+        };
+        is_disk_full(io)
+    }
+}
+
+/// Whether `error` is ENOSPC (sled sometimes wraps the OS error in a custom one).
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.raw_os_error() == Some(28)
+        || error
+            .get_ref()
+            .is_some_and(|inner| inner.to_string().contains("No space left on device"))
+}
+
 /// Refuses an entry over [`MAX_KEY_BYTES`] or [`MAX_VALUE_BYTES`].
 pub fn check_entry(key: &[u8], value: &[u8]) -> Result<(), StorageError> {
     if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES {

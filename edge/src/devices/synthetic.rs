@@ -92,7 +92,12 @@ impl Actor for SyntheticDevice {
                 for result in futures::future::join_all(appends).await {
                     if let Err(err) = result {
                         tracing::warn!(device = %config.id, %err, "append failed; the device stops until restarted");
-                        myself.stop(Some(format!("append failed: {err}")));
+                        let planned = if err.outbox_restarting() {
+                            outpost_actors::PLANNED_RESTART
+                        } else {
+                            ""
+                        };
+                        myself.stop(Some(format!("{planned}append failed: {err}")));
                         return;
                     }
                 }

@@ -71,6 +71,7 @@ impl Actor for OutboxActor {
             dir.clone(),
             Some(args.readiness.clone()),
             &what_to_do,
+            |err: &OutboxError| matches!(err, OutboxError::DiskFull(_)),
             move || {
                 let notify = notify.clone();
                 Outbox::open(&open_dir, limits, move |err| {
@@ -106,6 +107,17 @@ impl Actor for OutboxActor {
             OutboxMsg::WriterFailed(OutboxError::CompactionDue { disk_bytes }) => {
                 myself.stop(Some(format!(
                     "{}compacting the empty outbox ({disk_bytes} bytes on disk)",
+                    outpost_actors::PLANNED_RESTART
+                )));
+                Ok(())
+            }
+            // Not a fault of the outbox either: sled cannot go on after a failed write, so it is
+            // reopened, at once and uncounted; opening waits (devices stay unacknowledged, what is
+            // stored stays) until there is room again.
+            OutboxMsg::WriterFailed(OutboxError::DiskFull(reason)) => {
+                tracing::error!(%reason, "the disk is full; the outbox reopens when there is room (money waits, nothing stored is lost)");
+                myself.stop(Some(format!(
+                    "{}the disk is full: {reason}",
                     outpost_actors::PLANNED_RESTART
                 )));
                 Ok(())

@@ -54,17 +54,38 @@ pub enum OutboxError {
     TooLarge { size: usize, budget: u64 },
     #[error("outbox is empty but holds {disk_bytes} bytes on disk; reopening it to compact")]
     CompactionDue { disk_bytes: u64 },
+    /// The file system is full (filled by something else: the outbox's own budget keeps room).
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
+}
+
+impl OutboxError {
+    /// The outbox is being reopened (it restarts, or the disk is full): the caller's event was not
+    /// stored and its device must not be acknowledged; it is not the caller's fault, so a device
+    /// stops with a planned restart (uncounted) and comes back with the outbox.
+    pub fn outbox_restarting(&self) -> bool {
+        matches!(self, OutboxError::Closed | OutboxError::DiskFull(_))
+    }
 }
 
 impl From<StorageError> for OutboxError {
     fn from(e: StorageError) -> Self {
-        OutboxError::Storage(e.to_string())
+        if e.is_disk_full() {
+            OutboxError::DiskFull(e.to_string())
+        } else {
+            OutboxError::Storage(e.to_string())
+        }
     }
 }
 
 impl From<sled::Error> for OutboxError {
     fn from(e: sled::Error) -> Self {
-        OutboxError::Storage(e.to_string())
+        match &e {
+            sled::Error::Io(io) if outpost_storage::is_disk_full(io) => {
+                OutboxError::DiskFull(e.to_string())
+            }
+            _ => OutboxError::Storage(e.to_string()),
+        }
     }
 }
 

@@ -75,7 +75,7 @@ impl Actor for EgmActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<DeviceMsg>,
+        myself: ActorRef<DeviceMsg>,
         message: DeviceMsg,
         state: &mut EgmState,
     ) -> Result<(), ActorProcessingErr> {
@@ -83,10 +83,18 @@ impl Actor for EgmActor {
             DeviceMsg::Tick => {}
             DeviceMsg::Sas { event, reply } => {
                 let result = state.store(event).await;
-                let _ = reply.send(result.clone());
+                let _ = reply.send(result.clone().map_err(|e| format!("outbox: {e}")));
                 // The outbox failed: let the supervisor restart us with a fresh handle (the line
-                // waits meanwhile and hands the event over again).
-                result?;
+                // waits meanwhile and hands the event over again). An outbox that is reopening
+                // (restart, full disk) is no fault of ours: a planned, uncounted restart.
+                match result {
+                    Ok(()) => {}
+                    Err(err) if err.outbox_restarting() => myself.stop(Some(format!(
+                        "{}outbox: {err}",
+                        outpost_actors::PLANNED_RESTART
+                    ))),
+                    Err(err) => return Err(format!("outbox: {err}").into()),
+                }
             }
             DeviceMsg::Execute { command, reply } => {
                 let (op, request) = match state.command(command) {
@@ -164,7 +172,7 @@ impl EgmState {
     }
 
     /// Makes the event durable.
-    async fn store(&mut self, event: HostEvent) -> Result<(), String> {
+    async fn store(&mut self, event: HostEvent) -> Result<(), crate::outbox::OutboxError> {
         let id = self.args.config.id.clone();
         let (class, body, kind) = match event {
             HostEvent::Exception { code, .. } => {
@@ -197,10 +205,7 @@ impl EgmState {
             HostEvent::LinkUp { .. } => (EventClass::Audit, SasEvent::Link { up: true }, "link"),
             HostEvent::Acked { .. } | HostEvent::PollFailed { .. } => return Ok(()),
         };
-        self.outbox
-            .append(&id, class, EventBody::Sas(body))
-            .await
-            .map_err(|e| format!("outbox: {e}"))?;
+        self.outbox.append(&id, class, EventBody::Sas(body)).await?;
         metrics::SAS_EVENTS.with_label_values(&[&id, kind]).inc();
         Ok(())
     }

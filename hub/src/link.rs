@@ -427,7 +427,19 @@ async fn drive(
         edge: edge.to_owned(),
         reason,
     };
-    let (mut control_send, control_recv) = connection.accept_bi().await?;
+    // An edge that connects and opens no stream is gone after the Hello timeout too.
+    let (mut control_send, control_recv) =
+        match tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()).await {
+            Ok(stream) => stream?,
+            Err(_) => {
+                let error = LinkSessionError::Timeout {
+                    expected: "Hello",
+                    waited_ms: HELLO_TIMEOUT.as_millis() as u64,
+                };
+                connection.close(close::PROTOCOL.into(), error.to_string().as_bytes());
+                return Err(link_err(error.into()));
+            }
+        };
     let mut control_recv = FramedRecv::new(control_recv);
     let config = HubConfig {
         hello_timeout: HELLO_TIMEOUT,
@@ -562,7 +574,8 @@ async fn drive(
                         .await
                         .map_err(link_err)?;
                 }
-                Some(notice) = notice_rx.recv() => {
+                // Bulk notices go out only after Welcome (an edge reads nothing else before it).
+                Some(notice) = notice_rx.recv(), if handle.is_none() => {
                     write_frame(&mut control_send, &notice).await.map_err(link_err)?;
                 }
                 () = sleep_until(timeout), if timeout.is_some() => {

@@ -12,14 +12,20 @@
 //! This is a storage format, versioned on its own: it does not change when the link's protocol
 //! does (the items' types may; their decoders then say so).
 //!
-//! Invariants: decoding never panics and never allocates more than the chunk holds; an item that
-//! does not decode exactly (trailing bytes included) is an error.
+//! Invariants: decoding never panics and never allocates more than [`MAX_ITEM_BYTES`] per item
+//! whatever lengths the bytes claim (found by fuzzing: without the limit, 64 bytes claiming a huge
+//! vector exhausted memory); an item that does not decode exactly (trailing bytes included) is an
+//! error.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The version byte of every stored item (1 since the first release of the store).
 pub const ITEM_VERSION: u8 = 1;
+
+/// Most bytes decoding one item may allocate (stored values are far smaller: see
+/// [`crate::MAX_VALUE_BYTES`]); a hostile length claim fails instead of exhausting memory.
+pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
 
 /// What is wrong with a chunk or an item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +74,9 @@ fn decode_item<T: DeserializeOwned>(body: &[u8]) -> Result<T, ChunkError> {
     if version != ITEM_VERSION {
         return Err(ChunkError::UnsupportedVersion(version));
     }
-    let (item, used) = bincode::serde::decode_from_slice(rest, config())
+    // A length inside the item may claim anything: bincode allocates at most this much for it.
+    let limited = config().with_limit::<MAX_ITEM_BYTES>();
+    let (item, used) = bincode::serde::decode_from_slice(rest, limited)
         .map_err(|e| ChunkError::Malformed(e.to_string()))?;
     if used != rest.len() {
         return Err(ChunkError::TrailingBytes(rest.len() - used));

@@ -84,3 +84,18 @@ proptest! {
         prop_assert_eq!(decoded, items);
     }
 }
+
+#[test]
+fn a_hostile_length_claim_is_refused_before_anything_is_allocated() {
+    // The fuzzer's find (64 bytes that exhausted memory): an item whose string claims 1 GiB.
+    // The decoder refuses the claim against its limit instead of allocating it and then finding
+    // the bytes are not there.
+    let mut value = 1u64.to_be_bytes().to_vec();
+    let body = [ITEM_VERSION, 0xFC, 0x40, 0x00, 0x00, 0x00];
+    value.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    value.extend_from_slice(&body);
+    match chunk::decode::<String>(&value) {
+        Err(ChunkError::Malformed(reason)) => assert!(reason.contains("Limit"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -85,6 +85,18 @@ struct CommitRequest {
 pub struct EventLog {
     tx: mpsc::Sender<CommitRequest>,
     durable: Arc<DurableDb>,
+    /// Each edge's committed sequence as far as it is durable. Not read from sled: a batch applied
+    /// there is visible before its flush, and a hub that told an edge such a number in `Welcome`
+    /// and then lost power would have let the edge drop events the hub no longer has.
+    committed: Arc<std::sync::Mutex<HashMap<String, u64>>>,
+}
+
+fn lock_committed(
+    committed: &std::sync::Mutex<HashMap<String, u64>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    committed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for EventLog {
@@ -126,16 +138,33 @@ impl EventLog {
     ) -> Result<Self, EventLogError> {
         let (tx, rx) = mpsc::channel(max_batch.max(1));
         let writer_db = durable.clone();
+        // What the store holds at start is durable (nothing was applied yet by this process).
+        let mut at_start = HashMap::new();
+        for entry in durable.db().scan_prefix(b"h") {
+            let (key, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
+            let edge = String::from_utf8_lossy(&key[1..]).into_owned();
+            let seq: [u8; 8] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| EventLogError::Corrupt(format!("high-water mark of {edge}")))?;
+            at_start.insert(edge, u64::from_be_bytes(seq));
+        }
+        let committed = Arc::new(std::sync::Mutex::new(at_start));
+        let writer_committed = committed.clone();
         std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || {
-                if let Err(err) = run_writer(&writer_db, rx, max_batch) {
+                if let Err(err) = run_writer(&writer_db, rx, max_batch, &writer_committed) {
                     tracing::error!(%err, "event log writer stopped");
                     on_fatal(err);
                 }
             })
             .map_err(|e| EventLogError::Storage(format!("cannot start the writer: {e}")))?;
-        Ok(Self { tx, durable })
+        Ok(Self {
+            tx,
+            durable,
+            committed,
+        })
     }
 
     /// Queues `events` of `edge` for the next commit; the receiver answers after it.
@@ -190,9 +219,13 @@ impl EventLog {
         Ok(edges)
     }
 
-    /// The committed high-water mark of `edge` (0 if it never sent anything).
+    /// The durably committed high-water mark of `edge` (0 if it never sent anything): what the
+    /// hub may tell the edge it holds.
     pub fn committed_seq(&self, edge: &str) -> Result<u64, EventLogError> {
-        read_hwm(self.durable.db(), edge)
+        Ok(lock_committed(&self.committed)
+            .get(edge)
+            .copied()
+            .unwrap_or(0))
     }
 
     /// Committed events of `edge` from `from_seq` on, at most `max`.
@@ -226,6 +259,7 @@ fn run_writer(
     durable: &DurableDb,
     mut rx: mpsc::Receiver<CommitRequest>,
     max_batch: usize,
+    committed: &std::sync::Mutex<HashMap<String, u64>>,
 ) -> Result<(), EventLogError> {
     let db = durable.db();
     let mut hwm: HashMap<String, u64> = HashMap::new();
@@ -314,6 +348,14 @@ fn run_writer(
         match result {
             Ok(took) => {
                 metrics::COMMIT_SECONDS.observe(took.as_secs_f64());
+                {
+                    let mut durable_marks = lock_committed(committed);
+                    for edge in &touched {
+                        if let Some(h) = hwm.get(edge) {
+                            durable_marks.insert(edge.clone(), *h);
+                        }
+                    }
+                }
                 for edge in touched {
                     if let Some(h) = hwm.get(&edge) {
                         metrics::COMMITTED_SEQ

@@ -117,6 +117,21 @@ fn hwm_key(edge: &str) -> Vec<u8> {
     [&b"h"[..], edge.as_bytes()].concat()
 }
 
+/// Every edge's high-water mark as stored.
+fn stored_marks(db: &sled::Db) -> Result<HashMap<String, u64>, EventLogError> {
+    let mut marks = HashMap::new();
+    for entry in db.scan_prefix(b"h") {
+        let (key, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
+        let edge = String::from_utf8_lossy(&key[1..]).into_owned();
+        let seq: [u8; 8] = value
+            .as_ref()
+            .try_into()
+            .map_err(|_| EventLogError::Corrupt(format!("high-water mark of {edge}")))?;
+        marks.insert(edge, u64::from_be_bytes(seq));
+    }
+    Ok(marks)
+}
+
 fn read_hwm(db: &sled::Db, edge: &str) -> Result<u64, EventLogError> {
     match db.get(hwm_key(edge)) {
         Ok(Some(v)) => v
@@ -139,17 +154,7 @@ impl EventLog {
         let (tx, rx) = mpsc::channel(max_batch.max(1));
         let writer_db = durable.clone();
         // What the store holds at start is durable (nothing was applied yet by this process).
-        let mut at_start = HashMap::new();
-        for entry in durable.db().scan_prefix(b"h") {
-            let (key, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
-            let edge = String::from_utf8_lossy(&key[1..]).into_owned();
-            let seq: [u8; 8] = value
-                .as_ref()
-                .try_into()
-                .map_err(|_| EventLogError::Corrupt(format!("high-water mark of {edge}")))?;
-            at_start.insert(edge, u64::from_be_bytes(seq));
-        }
-        let committed = Arc::new(std::sync::Mutex::new(at_start));
+        let committed = Arc::new(std::sync::Mutex::new(stored_marks(durable.db())?));
         let writer_committed = committed.clone();
         std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -203,20 +208,13 @@ impl EventLog {
     /// Every edge's committed high-water mark as stored, so `outpost_hub_committed_seq{edge}`
     /// tells the truth from start-up, not from the edge's next event.
     pub fn publish_committed(&self) -> Result<usize, EventLogError> {
-        let mut edges = 0;
-        for entry in self.durable.db().scan_prefix(b"h") {
-            let (key, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
-            let edge = String::from_utf8_lossy(&key[1..]).into_owned();
-            let seq: [u8; 8] = value
-                .as_ref()
-                .try_into()
-                .map_err(|_| EventLogError::Corrupt(format!("high-water mark of {edge}")))?;
+        let marks = lock_committed(&self.committed);
+        for (edge, seq) in marks.iter() {
             metrics::COMMITTED_SEQ
-                .with_label_values(&[&edge])
-                .set(u64::from_be_bytes(seq) as i64);
-            edges += 1;
+                .with_label_values(&[edge])
+                .set(*seq as i64);
         }
-        Ok(edges)
+        Ok(marks.len())
     }
 
     /// The durably committed high-water mark of `edge` (0 if it never sent anything): what the

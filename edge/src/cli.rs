@@ -57,7 +57,7 @@ enum SasCommand {
 }
 
 fn sas(command: SasCommand) -> ExitCode {
-    use crate::sas::debug;
+    use crate::devices::sas::debug;
     let result = match command {
         SasCommand::Decode { from, request, hex } => {
             let hex = hex.join(" ");

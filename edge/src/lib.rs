@@ -10,10 +10,7 @@ pub mod commands;
 pub mod devices;
 pub mod metrics;
 pub mod outbox;
-pub mod relay;
-pub mod sas;
 pub mod shared;
-pub mod tv;
 pub mod uplink;
 
 use outpost_actors::admin::{HttpArgs, HttpServer};
@@ -104,7 +101,7 @@ pub async fn run(
         .iter()
         .any(|d| matches!(d, outpost_config::DeviceConfig::Tv(_)))
     {
-        let key = tv::load_or_create_key(&config.edge.data_dir.join("adbkey"))?;
+        let key = devices::tv::load_or_create_key(&config.edge.data_dir.join("adbkey"))?;
         shared.adb_key = Some(std::sync::Arc::new(key));
     }
     tracing::info!(

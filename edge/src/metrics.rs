@@ -159,7 +159,7 @@ pub fn register_all() {
     LazyLock::force(&TV_UP);
     LazyLock::force(&TV_OP_SECONDS);
     LazyLock::force(&RELAY_STATE);
-    for step in crate::tv::STEPS {
+    for step in crate::devices::tv::STEPS {
         TV_RECOVERY_STEPS.with_label_values(&[step]).inc_by(0);
     }
 }

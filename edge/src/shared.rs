@@ -21,12 +21,6 @@ pub enum DeviceMsg {
         command: DeviceCommand,
         reply: RpcReplyPort<Result<CommandReply, DeviceError>>,
     },
-    /// What the SAS line learnt about this EGM; answer once it is durable (the line sends
-    /// nothing that would acknowledge it to the EGM before that).
-    Sas {
-        event: outpost_sas::HostEvent,
-        reply: RpcReplyPort<Result<(), String>>,
-    },
     /// A device's own timer (telemetry, self-healing); others ignore it.
     Tick,
 }

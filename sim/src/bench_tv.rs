@@ -232,7 +232,7 @@ pub async fn run(args: TvBenchArgs) -> anyhow::Result<()> {
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let mut times = Vec::new();
-            let mut adb = outpost_edge::tv::adb::AdbConnection::connect(
+            let mut adb = outpost_edge::devices::tv::adb::AdbConnection::connect(
                 addr,
                 &key,
                 "bench",

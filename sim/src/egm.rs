@@ -30,7 +30,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use outpost_edge::sas::port::{PortError, SasPort, WakeupEncoding};
+use outpost_edge::devices::sas::port::{PortError, SasPort, WakeupEncoding};
 use outpost_sas::egm::{EgmModel, REPORTED_METERS, meter};
 use outpost_sas::wire::{Framed, Framing, RequestFramer, Symbol};
 use rand::rngs::StdRng;

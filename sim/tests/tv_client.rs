@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_edge::tv::adb::{AdbConnection, AdbError};
+use outpost_edge::devices::tv::adb::{AdbConnection, AdbError};
 use outpost_sim::tv::{TvFaults, start};
 
 fn key() -> rsa::RsaPrivateKey {

@@ -1,7 +1,10 @@
 //! Device actors. Each device is one supervised actor under `edge/devices`; it registers itself in
 //! the shared directory (so commands reach it) while it runs.
 
+pub mod relay;
+pub mod sas;
 pub mod synthetic;
+pub mod tv;
 
 use outpost_config::{DeviceConfig, EventClassConfig};
 use outpost_link::EventClass;
@@ -16,26 +19,24 @@ pub fn child_spec(
     readiness: &outpost_actors::Readiness,
 ) -> outpost_actors::ChildSpec {
     match config {
-        DeviceConfig::SasLine(line) => outpost_actors::ChildSpec::supervisor(
-            crate::sas::line_spec(line, shared, policy, readiness),
-        ),
+        DeviceConfig::SasLine(line) => {
+            outpost_actors::ChildSpec::supervisor(sas::line_spec(line, shared, policy, readiness))
+        }
         DeviceConfig::Tv(tv) => {
-            let args = crate::tv::TvArgs {
+            let args = tv::TvArgs {
                 config: tv.clone(),
                 shared: shared.clone(),
             };
-            outpost_actors::ChildSpec::new(tv.id.clone(), move || {
-                (crate::tv::TvActor, args.clone())
-            })
-            .restart(outpost_actors::Restart::Permanent)
+            outpost_actors::ChildSpec::new(tv.id.clone(), move || (tv::TvActor, args.clone()))
+                .restart(outpost_actors::Restart::Permanent)
         }
         DeviceConfig::Relay(relay) => {
-            let args = crate::relay::RelayArgs {
+            let args = relay::RelayArgs {
                 config: relay.clone(),
                 shared: shared.clone(),
             };
             outpost_actors::ChildSpec::new(relay.id.clone(), move || {
-                (crate::relay::RelayActor, args.clone())
+                (relay::RelayActor, args.clone())
             })
             .restart(outpost_actors::Restart::Permanent)
         }

@@ -137,9 +137,6 @@ impl Actor for SyntheticDevice {
                 };
                 let _ = reply.send(answer);
             }
-            DeviceMsg::Sas { reply, .. } => {
-                let _ = reply.send(Err("a synthetic device takes no SAS events".into()));
-            }
             DeviceMsg::Tick => {}
         }
         Ok(())

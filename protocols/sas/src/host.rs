@@ -75,8 +75,11 @@ pub enum HostEvent {
         code: u8,
         data: Vec<u8>,
     },
+    /// LP 21's answer; `seed` is the seed of the last LP 21 sent to this EGM (the signature may
+    /// come back in answer to a later poll).
     RomSignature {
         address: u8,
+        seed: u16,
         signature: u16,
     },
     /// The poll failed after its retries.
@@ -118,6 +121,8 @@ struct Egm {
     failures: u32,
     link_up: bool,
     real_time: bool,
+    /// Seed of the last LP 21 sent.
+    rom_seed: u16,
 }
 
 #[derive(Debug)]
@@ -152,6 +157,7 @@ impl Line {
                     failures: 0,
                     link_up: true,
                     real_time: false,
+                    rom_seed: 0,
                 })
                 .collect(),
             needs_sync: true,
@@ -218,6 +224,15 @@ impl Line {
             return self.send_sync(now);
         }
         egm.last_polled = Some(now);
+        if let Request::LongPoll {
+            command: 0x21,
+            data,
+            ..
+        } = &request
+            && let [high, low] = data[..]
+        {
+            egm.rom_seed = u16::from_be_bytes([high, low]);
+        }
         self.outstanding = Some(Outstanding {
             egm: index,
             request: request.clone(),
@@ -336,7 +351,11 @@ impl Line {
                         }
                     }
                     Reply::RomSignature(signature) => {
-                        events.push(HostEvent::RomSignature { address, signature });
+                        events.push(HostEvent::RomSignature {
+                            address,
+                            seed: egm.rom_seed,
+                            signature,
+                        });
                         if command.is_some() && command != Some(0x21) {
                             egm.queue.push_front(outstanding.request);
                         }

@@ -16,6 +16,7 @@
 
 pub mod bcd;
 pub mod crc;
+pub mod data;
 pub mod egm;
 pub mod host;
 pub mod meters;
@@ -25,6 +26,7 @@ pub mod wire;
 
 pub use bcd::{Bcd, BcdError, MeterDelta};
 pub use crc::{crc16_kermit, crc16_kermit_seeded, with_crc};
+pub use data::{DataError, DataReply, data_reply};
 pub use host::{HostConfig, HostEvent, Line, Transmit};
 pub use reply::{Expectation, Reply, ReplyDecoder, ReplyError};
 pub use request::{Frame, Request, RequestLength, request_length};

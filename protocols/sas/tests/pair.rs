@@ -192,7 +192,7 @@ fn the_host_disables_and_enables_play_and_the_bill_acceptor() {
 }
 
 #[test]
-fn a_rom_signature_request_is_acked_and_the_signature_arrives_with_a_later_poll() {
+fn a_rom_signature_request_is_acked_and_the_signature_arrives_with_a_later_poll_naming_its_seed() {
     let mut egm = EgmModel::new(1);
     let mut line = Line::new(&[1], HostConfig::default());
     line.enqueue(Request::rom_signature(1, 0x1234));
@@ -207,9 +207,16 @@ fn a_rom_signature_request_is_acked_and_the_signature_arrives_with_a_later_poll(
             command: 0x21,
         }
     });
-    let signed = events
-        .iter()
-        .position(|e| matches!(e, HostEvent::RomSignature { address: 1, .. }));
+    let signed = events.iter().position(|e| {
+        matches!(
+            e,
+            HostEvent::RomSignature {
+                address: 1,
+                seed: 0x1234,
+                ..
+            }
+        )
+    });
     assert!(
         acked.is_some() && signed.is_some() && acked < signed,
         "{events:?}"

@@ -518,9 +518,6 @@ impl Actor for TvActor {
                 let result = state.execute(command).await;
                 let _ = reply.send(result);
             }
-            DeviceMsg::Sas { reply, .. } => {
-                let _ = reply.send(Err("a TV is not a slot machine".into()));
-            }
         }
         Ok(())
     }

@@ -404,9 +404,6 @@ impl Actor for RelayActor {
                 let result = state.execute(command).await;
                 let _ = reply.send(result);
             }
-            DeviceMsg::Sas { reply, .. } => {
-                let _ = reply.send(Err("a relay is not a slot machine".into()));
-            }
             DeviceMsg::Tick => {}
         }
         Ok(())

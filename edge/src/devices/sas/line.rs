@@ -1,10 +1,11 @@
 //! The line actor: one per SAS port. It owns the port and the sans-IO [`Line`], sends each poll,
-//! reads and classifies the reply, and hands what it learnt to the EGM actors.
+//! reads and classifies the reply, and appends what it learnt to the outbox itself.
 //!
 //! Invariant (implied ACK, DESIGN.md): every event a reply carried is durable in the outbox before
 //! the line sends its next byte, because any next poll acknowledges that reply to the EGM. If an
-//! EGM actor cannot make an event durable, the whole line waits (an EGM that is not polled keeps
-//! its exception and chirps); it does not drop the event and move on.
+//! event cannot be made durable, the whole line waits (an EGM that is not polled keeps its
+//! exception and chirps); it does not drop the event and move on. The EGM actors only turn
+//! operators' commands into polls ([`LineRequest`]).
 //!
 //! The port failing (a closed pty or TCP peer, an I/O error) stops the actor; its supervisor
 //! restarts it after a backoff, and the new line starts with a sync poll.
@@ -23,8 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::port::{PortError, SasPort};
+use super::record;
 use crate::metrics;
-use crate::shared::{DeviceMsg, EdgeShared};
+use crate::shared::EdgeShared;
+use outpost_link::EventBody;
 
 /// Longest silence inside a reply (reference §3.3).
 const INTER_BYTE: Duration = Duration::from_millis(5);
@@ -374,10 +377,30 @@ impl LineDriver {
             }
             _ => None,
         };
+        if let Some(record) = record::record(&event, &id) {
+            self.store(&id, record).await;
+        }
+        if let Some((command, outcome)) = outcome {
+            self.resolve(address, command, outcome);
+        }
+    }
+
+    /// Makes `record` durable, however long that takes: the line sends nothing meanwhile (a next
+    /// poll would acknowledge the reply to the EGM). An outbox that is reopening (a restart, a
+    /// full disk) is waited for, not skipped.
+    async fn store(&self, id: &str, record: record::Record) {
+        let body = EventBody::Sas(record.event);
         let mut attempt = 0u32;
         loop {
-            match self.hand_over(&id, event.clone()).await {
-                Ok(()) => break,
+            let stored = match self.shared.outbox() {
+                Some(outbox) => outbox
+                    .append(id, record.class, body.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("the outbox is not open".to_owned()),
+            };
+            match stored {
+                Ok(_) => break,
                 Err(err) => {
                     attempt += 1;
                     if attempt == 1 || attempt.is_multiple_of(50) {
@@ -387,28 +410,9 @@ impl LineDriver {
                 }
             }
         }
-        if let Some((command, outcome)) = outcome {
-            self.resolve(address, command, outcome);
-        }
-    }
-
-    async fn hand_over(&self, id: &str, event: HostEvent) -> Result<(), String> {
-        let entry = self
-            .shared
-            .device(id)
-            .ok_or_else(|| format!("EGM actor {id} is not running"))?;
-        match entry
-            .actor
-            .call(
-                |reply| DeviceMsg::Sas { event, reply },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(_) => Err("the EGM actor did not answer".into()),
-            Err(err) => Err(err.to_string()),
-        }
+        metrics::SAS_EVENTS
+            .with_label_values(&[id, record.kind])
+            .inc();
     }
 }
 

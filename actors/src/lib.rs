@@ -1,20 +1,17 @@
-//! Supervision and process conventions shared by `outpost-edge`, `outpost-hub` and `outpost-sim`.
+//! Supervision for Outpost's actors, on ractor and nothing else.
 //!
 //! ractor gives parents supervision events but no restart strategies; [`supervisor`] adds them
-//! (one-for-one, rest-for-one, backoff with jitter, an intensity limit that escalates). The other
-//! modules are what every Outpost process does the same way: logging ([`telemetry`]), metrics and
-//! readiness ([`metrics`], [`readiness`]), the admin HTTP server ([`admin`]) and start-up chores
-//! ([`process`]).
+//! (one-for-one, rest-for-one, backoff with jitter, an intensity limit that escalates). [`task`]
+//! is the one way an actor owns a tokio task. [`metrics`] holds the process's one metric registry
+//! (and the supervisors' own metrics); [`readiness`] what `/readyz` reports. What every Outpost
+//! process does around its tree (logging, the admin server, start-up, stores) is
+//! `outpost-process`.
 
-pub mod admin;
 pub mod backoff;
-pub mod clock;
 pub mod metrics;
-pub mod process;
 pub mod readiness;
-pub mod store;
 pub mod supervisor;
-pub mod telemetry;
+pub mod task;
 
 pub use backoff::Backoff;
 pub use readiness::Readiness;
@@ -22,3 +19,4 @@ pub use supervisor::{
     ChildInfo, ChildSpec, Intensity, PLANNED_RESTART, Restart, RestartPolicy, Strategy, Supervisor,
     SupervisorError, SupervisorMsg, SupervisorSpec,
 };
+pub use task::OwnedTask;

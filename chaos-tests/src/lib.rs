@@ -255,8 +255,8 @@ fn uplink_config(pki: &Path, hub: SocketAddr) -> outpost_config::UplinkConfig {
 pub fn simulate(scenario: &Scenario) -> Result<Outcome, Violation> {
     let seed = scenario.seed;
     let violation = |what: String| Violation { seed, what };
-    outpost_actors::process::install_crypto_provider();
-    outpost_actors::telemetry::init_logging("error", outpost_actors::telemetry::LogStyle::Human);
+    outpost_process::install_crypto_provider();
+    outpost_process::telemetry::init_logging("error", outpost_process::telemetry::LogStyle::Human);
     let dir = tempfile::tempdir().map_err(|e| violation(e.to_string()))?;
     let pki = dir.path().join("pki");
     outpost_hub::pki::init(&pki, &["localhost".to_owned()])

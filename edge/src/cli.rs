@@ -30,7 +30,7 @@ enum Command {
     Config(ConfigCommand),
     /// The durable store: move one that does not open aside.
     #[command(subcommand)]
-    Store(outpost_actors::store::StoreCommand),
+    Store(outpost_process::store::StoreCommand),
     /// SAS debugging: decode a frame from a line capture, compute a CRC.
     #[command(subcommand)]
     Sas(SasCommand),
@@ -88,7 +88,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Command::Config(cmd) => cmd.execute::<EdgeConfig>(&ProcessEnvironment),
         Command::Store(cmd) => cmd.execute::<EdgeConfig>(&ProcessEnvironment, "outbox"),
         Command::Sas(cmd) => sas(cmd),
-        Command::Run { config } => outpost_actors::process::run_main(
+        Command::Run { config } => outpost_process::run_main(
             "outpost-edge",
             &config,
             cli.log_format,

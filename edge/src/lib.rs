@@ -13,10 +13,10 @@ pub mod outbox;
 pub mod shared;
 pub mod uplink;
 
-use outpost_actors::admin::{HttpArgs, HttpServer};
 use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
 use outpost_config::EdgeConfig;
 use outpost_link::DeviceInfo;
+use outpost_process::admin::{HttpArgs, HttpServer};
 
 use crate::outbox::OutboxLimits;
 use crate::outbox::actor::{OutboxActor, OutboxArgs};
@@ -29,7 +29,7 @@ pub fn root_spec(
     readiness: &Readiness,
     shared: &EdgeShared,
 ) -> SupervisorSpec {
-    let policy = outpost_actors::process::restart_policy(&config.supervision);
+    let policy = outpost_process::restart_policy(&config.supervision);
     let admin = HttpArgs::admin(config.admin.listen, readiness.clone());
     let outbox = OutboxArgs {
         dir: config.edge.data_dir.join("outbox"),
@@ -111,6 +111,6 @@ pub async fn run(
         devices = config.devices.len(),
         "edge starting"
     );
-    outpost_actors::process::run_root(root_spec(&config, &readiness, &shared), shutdown).await?;
+    outpost_process::run_root(root_spec(&config, &readiness, &shared), shutdown).await?;
     Ok(())
 }

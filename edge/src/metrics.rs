@@ -128,14 +128,14 @@ pub fn refresh_oldest_unacked() {
     let age = if oldest == i64::MIN {
         0.0
     } else {
-        ((outpost_actors::clock::unix_ms() - oldest).max(0) as f64) / 1000.0
+        ((outpost_process::clock::unix_ms() - oldest).max(0) as f64) / 1000.0
     };
     OUTBOX_OLDEST_UNACKED.set(age);
 }
 
 /// Registers every edge metric now, so each is exported from start-up.
 pub fn register_all() {
-    outpost_actors::store::register_store("outbox");
+    outpost_process::store::register_store("outbox");
     // No session yet, so no round trip to report (NaN, not a made-up 0).
     UPLINK_RTT.set(f64::NAN);
     LazyLock::force(&OUTBOX_LAST_SEQ);

@@ -42,7 +42,7 @@ pub struct UplinkArgs {
 }
 
 pub struct UplinkState {
-    task: tokio::task::JoinHandle<()>,
+    task: outpost_actors::OwnedTask,
     endpoint: quinn::Endpoint,
 }
 
@@ -101,7 +101,7 @@ impl Actor for Uplink {
             endpoint: endpoint.clone(),
             bulk: args.shared.bulk.clone(),
         };
-        let task = tokio::spawn(session.run_forever());
+        let task = outpost_actors::OwnedTask::spawn(session.run_forever());
         Ok(UplinkState { task, endpoint })
     }
 
@@ -200,7 +200,7 @@ impl Session {
         let hello = Hello {
             edge_id: self.edge_id.clone(),
             boot_id: crate::outbox::boot_id(),
-            wall_ms: outpost_actors::clock::unix_ms(),
+            wall_ms: outpost_process::clock::unix_ms(),
             last_seq: self.outbox.durable_seq(),
             trimmed_seq: self.outbox.acked_seq(),
             devices: self.devices.clone(),

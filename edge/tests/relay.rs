@@ -193,7 +193,7 @@ async fn answering(raw: Vec<u8>) -> String {
 }
 
 async fn switch_on(raw: Vec<u8>) -> Result<(), outpost_edge::devices::relay::RelayError> {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let relay = HttpRelay::new(&answering(raw).await).unwrap();
     relay.set(true).await
 }
@@ -210,7 +210,7 @@ fn http(status_line: &str, body: &[u8], with_length: bool) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_http_relay_reports_the_state_its_board_answers() {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let relay = HttpRelay::new(&answering(http("HTTP/1.1 200 OK", br#"{"on":false}"#, true)).await)
         .unwrap();
     relay.set(true).await.unwrap();

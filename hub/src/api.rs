@@ -34,8 +34,8 @@ use crate::commands::{CommandLog, CommandRecord, CommandStatus, Dispatch};
 use crate::edges::EdgeDirectory;
 use crate::eventlog::EventLog;
 use crate::link::Sessions;
-use outpost_actors::clock::unix_ms;
 use outpost_command::{DeviceCommand, DeviceKind};
+use outpost_process::clock::unix_ms;
 
 /// What the API handlers share.
 pub struct ApiContext {

@@ -31,7 +31,7 @@ enum Command {
     Config(ConfigCommand),
     /// The durable store: move one that does not open aside.
     #[command(subcommand)]
-    Store(outpost_actors::store::StoreCommand),
+    Store(outpost_process::store::StoreCommand),
     /// Manage the CA, the hub certificate and edge certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -132,7 +132,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => outpost_actors::process::run_main(
+        Command::Run { config } => outpost_process::run_main(
             "outpost-hub",
             &config,
             cli.log_format,

@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use outpost_actors::clock::unix_ms;
 use outpost_command::{CommandError, CommandReply, DeviceCommand, DeviceKind};
 use outpost_link::{CommandOutcome, CommandRequest, CommandResult};
+use outpost_process::clock::unix_ms;
 use outpost_storage::DurableDb;
 use serde::{Deserialize, Serialize};
 

@@ -268,7 +268,7 @@ fn run_writer(
             CommitOutcome,
         )> = Vec::with_capacity(requests.len());
         let mut touched: Vec<String> = Vec::new();
-        let received = outpost_actors::clock::unix_us();
+        let received = outpost_process::clock::unix_us();
         for request in requests {
             let high = match hwm.get(&request.edge) {
                 Some(h) => *h,

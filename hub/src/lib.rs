@@ -19,9 +19,9 @@ pub mod pki;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_actors::admin::{HttpArgs, HttpServer};
 use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
 use outpost_config::HubConfig;
+use outpost_process::admin::{HttpArgs, HttpServer};
 use outpost_storage::DurableDb;
 
 use crate::link::{LinkContext, LinkServer, LinkServerArgs, Sessions};
@@ -54,7 +54,7 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
     SupervisorSpec {
         name: "hub".into(),
         strategy: Strategy::OneForOne,
-        policy: outpost_actors::process::restart_policy(&config.supervision),
+        policy: outpost_process::restart_policy(&config.supervision),
         children,
         readiness: readiness.clone(),
     }
@@ -84,7 +84,7 @@ pub async fn run(
         let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
-            outpost_actors::store::report_blob_files("hub", &blob_dir);
+            outpost_process::store::report_blob_files("hub", &blob_dir);
         }
     });
     let reset_key = link::load_or_create_reset_key(&data_dir.join("quic-reset.key"))?;
@@ -154,7 +154,7 @@ pub async fn run(
         data_dir = %data_dir.display(),
         "hub starting"
     );
-    let root = outpost_actors::process::run_root(root_spec(&config, &readiness, &parts), shutdown);
+    let root = outpost_process::run_root(root_spec(&config, &readiness, &parts), shutdown);
     tokio::select! {
         result = root => result?,
         Ok(err) = fatal_rx => anyhow::bail!("event log failed, stopping the hub: {err}"),
@@ -165,7 +165,7 @@ pub async fn run(
 /// sled's page cache for the hub database.
 const DB_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// A hub whose database does not open stays up (see `outpost_actors::store`): only the admin
+/// A hub whose database does not open stays up (see `outpost_process::store`): only the admin
 /// server runs, `/readyz` names `storage/hub`, and the open is retried until it succeeds
 /// (`Some`) or the hub is asked to stop (`None`).
 async fn wait_for_database(
@@ -190,7 +190,7 @@ async fn wait_for_database(
     );
     let path = db_dir.to_owned();
     let opened = tokio::select! {
-        db = outpost_actors::store::open_until_it_opens(
+        db = outpost_process::store::open_until_it_opens(
             "hub",
             db_dir.to_owned(),
             Some(readiness),

@@ -31,7 +31,7 @@ use crate::edges::EdgeDirectory;
 use crate::eventlog::{EventLog, EventLogError};
 use crate::metrics;
 use crate::pki::{EdgeRegistry, edge_identity};
-use outpost_actors::clock::unix_ms;
+use outpost_process::clock::unix_ms;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batches of one session handed to the event log and not yet committed, at most: reading runs
@@ -156,12 +156,12 @@ pub enum LinkServerMsg {
 pub struct LinkServerState {
     endpoint: quinn::Endpoint,
     context: Arc<LinkContext>,
-    accept: tokio::task::JoinHandle<()>,
+    /// Held for its drop (the accept loop ends with the actor).
+    _accept: outpost_actors::OwnedTask,
 }
 
 impl Drop for LinkServerState {
     fn drop(&mut self) {
-        self.accept.abort();
         self.endpoint.close(close::SHUTDOWN.into(), b"hub stopping");
     }
 }
@@ -195,7 +195,7 @@ impl Actor for LinkServer {
         .map_err(|e| format!("cannot start the QUIC endpoint on {}: {e}", args.listen))?;
         tracing::info!(listen = %args.listen, "link listening for edges (QUIC)");
         let accepting = endpoint.clone();
-        let accept = tokio::spawn(async move {
+        let accept = outpost_actors::OwnedTask::spawn(async move {
             while let Some(incoming) = accepting.accept().await {
                 if myself
                     .send_message(LinkServerMsg::Incoming(Box::new(incoming)))
@@ -209,7 +209,7 @@ impl Actor for LinkServer {
         Ok(LinkServerState {
             endpoint,
             context: args.context,
-            accept,
+            _accept: accept,
         })
     }
 
@@ -264,13 +264,8 @@ pub enum SessionMsg {
 }
 
 pub struct SessionState {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SessionState {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Held for its drop: the session's task ends with the actor.
+    _task: outpost_actors::OwnedTask,
 }
 
 impl Actor for EdgeSession {
@@ -290,11 +285,11 @@ impl Actor for EdgeSession {
             .take()
             .ok_or("session started twice")?;
         let context = args.context;
-        let task = tokio::spawn(async move {
+        let task = outpost_actors::OwnedTask::spawn(async move {
             let result = serve(incoming, &context).await.map_err(|e| e.to_string());
             let _ = myself.send_message(SessionMsg::Ended(result));
         });
-        Ok(SessionState { task })
+        Ok(SessionState { _task: task })
     }
 
     async fn handle(

@@ -164,7 +164,7 @@ pub static HIK_DB_FULL: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 pub fn register_all() {
-    outpost_actors::store::register_store("hub");
+    outpost_process::store::register_store("hub");
     LazyLock::force(&COMMITTED_SEQ);
     LazyLock::force(&EVENTS_COMMITTED);
     LazyLock::force(&DUPLICATES);

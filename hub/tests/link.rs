@@ -23,8 +23,11 @@ struct RunningHub {
 
 impl RunningHub {
     async fn start() -> Self {
-        outpost_actors::process::install_crypto_provider();
-        outpost_actors::telemetry::init_logging("warn", outpost_actors::telemetry::LogStyle::Human);
+        outpost_process::install_crypto_provider();
+        outpost_process::telemetry::init_logging(
+            "warn",
+            outpost_process::telemetry::LogStyle::Human,
+        );
         let dir = tempfile::tempdir().unwrap();
         let pki_dir = dir.path().join("pki");
         pki::init(&pki_dir, &["localhost".to_owned()]).unwrap();
@@ -52,7 +55,7 @@ impl RunningHub {
             let _ = stopped.await;
         }));
         for _ in 0..200 {
-            if let Ok((200, _)) = outpost_actors::admin::get(admin, "/readyz").await {
+            if let Ok((200, _)) = outpost_process::admin::get(admin, "/readyz").await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -34,7 +34,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn init_creates_a_ca_and_a_hub_certificate_that_verifies_for_its_names() {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pki");
     pki::init(&dir, &hub_names()).unwrap();
@@ -91,7 +91,7 @@ fn init_refuses_to_overwrite_an_existing_ca() {
 
 #[test]
 fn edge_certificate_is_accepted_as_a_client_and_names_the_edge() {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
     pki::init(tmp.path(), &hub_names()).unwrap();
     let issued = pki::issue_edge(tmp.path(), "metro-station-12", false).unwrap();
@@ -111,7 +111,7 @@ fn edge_certificate_is_accepted_as_a_client_and_names_the_edge() {
 
 #[test]
 fn edge_certificate_from_another_ca_is_refused_by_the_verifier() {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let ours = tempfile::tempdir().unwrap();
     let theirs = tempfile::tempdir().unwrap();
     pki::init(ours.path(), &hub_names()).unwrap();

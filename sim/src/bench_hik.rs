@@ -10,10 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_actors::clock::unix_ms;
 use outpost_artemis::api;
 use outpost_hub::hikcentral::client::ArtemisClient;
 use outpost_hub::hikcentral::visits::VisitState;
+use outpost_process::clock::unix_ms;
 use serde_json::json;
 
 use crate::bench::percentile;

@@ -207,7 +207,7 @@ pub async fn run(args: SasBenchArgs) -> anyhow::Result<()> {
     let mut worst_max = 0u64;
     let mut p50s = Vec::new();
     for sim in &sims {
-        let (status, body) = outpost_actors::admin::get(sim.control, "/intervals").await?;
+        let (status, body) = outpost_process::admin::get(sim.control, "/intervals").await?;
         anyhow::ensure!(status == 200, "/intervals: {status} {body}");
         let figures: crate::egm::PollIntervals = serde_json::from_str(&body)?;
         worst_p99 = worst_p99.max(figures.p99_us);

@@ -70,8 +70,8 @@ fn run_tool<F>(work: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
-    outpost_actors::process::install_crypto_provider();
-    outpost_actors::telemetry::init_logging("warn", outpost_actors::telemetry::LogStyle::Human);
+    outpost_process::install_crypto_provider();
+    outpost_process::telemetry::init_logging("warn", outpost_process::telemetry::LogStyle::Human);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -99,7 +99,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             outpost_edge::cli::main(std::iter::once(OsString::from("outpost-edge")).chain(args))
         }
         Command::Config(cmd) => cmd.execute::<SimConfig>(&ProcessEnvironment),
-        Command::Run { config } => outpost_actors::process::run_main(
+        Command::Run { config } => outpost_process::run_main(
             "outpost-sim",
             &config,
             cli.log_format,
@@ -122,20 +122,20 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 async fn serve(
     config: SimConfig,
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-) -> Result<(), outpost_actors::process::RootError> {
-    use outpost_actors::admin::{HttpArgs, HttpServer};
+) -> Result<(), outpost_process::RootError> {
     use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
+    use outpost_process::admin::{HttpArgs, HttpServer};
     let readiness = Readiness::new();
     let admin = HttpArgs::admin(config.admin.listen, readiness.clone());
     let spec = SupervisorSpec {
         name: "sim".into(),
         strategy: Strategy::OneForOne,
-        policy: outpost_actors::process::restart_policy(&config.supervision),
+        policy: outpost_process::restart_policy(&config.supervision),
         children: vec![
             ChildSpec::new("admin", move || (HttpServer, admin.clone()))
                 .restart(Restart::Permanent),
         ],
         readiness,
     };
-    outpost_actors::process::run_root(spec, shutdown).await
+    outpost_process::run_root(spec, shutdown).await
 }

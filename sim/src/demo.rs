@@ -97,7 +97,7 @@ fn hikcentral_toml(sim: &HikSimProcess) -> String {
 /// Books the demo's guest visits through the hub's API; returns their ids.
 async fn book_visits(site: &SiteLayout) -> anyhow::Result<Vec<String>> {
     use base64::Engine;
-    let now = outpost_actors::clock::unix_ms();
+    let now = outpost_process::clock::unix_ms();
     let at = |ms: i64| {
         outpost_artemis::api::format_time(
             time::OffsetDateTime::from_unix_timestamp(ms / 1000)
@@ -114,7 +114,7 @@ async fn book_visits(site: &SiteLayout) -> anyhow::Result<Vec<String>> {
             "end": at(now + (hours * 3_600_000.0) as i64),
             "photo": base64::engine::general_purpose::STANDARD.encode(crate::visits_driver::photo(i)),
         });
-        let (status, answer) = outpost_actors::admin::request(
+        let (status, answer) = outpost_process::admin::request(
             site.hub_api,
             "POST",
             "/api/v1/visits",
@@ -337,7 +337,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     }
     println!("  TVs after 3 s: {up} of {DEMO_TVS} answering with their player app in front");
-    let (_, answer) = outpost_actors::admin::request(
+    let (_, answer) = outpost_process::admin::request(
         site.hub_api,
         "GET",
         "/api/v1/visits",
@@ -370,7 +370,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let wait = async {
         match args.duration {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            None => outpost_actors::process::shutdown_signal().await,
+            None => outpost_process::shutdown_signal().await,
         }
     };
     let outcome = tokio::select! {

@@ -118,7 +118,7 @@ impl SiteProcess {
                     tail,
                 });
             }
-            let last = match outpost_actors::admin::get(self.admin, "/readyz").await {
+            let last = match outpost_process::admin::get(self.admin, "/readyz").await {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => format!("{status} {}", body.trim()),
                 Err(err) => err.to_string(),
@@ -195,7 +195,7 @@ pub fn free_local_addr() -> std::io::Result<SocketAddr> {
 /// The value of metric `series` (name with labels, exactly as exposed, e.g.
 /// `outpost_hub_committed_seq{edge="edge-01"}`) on the admin server at `admin`.
 pub async fn scrape(admin: SocketAddr, series: &str) -> Option<f64> {
-    let (status, body) = outpost_actors::admin::get(admin, "/metrics").await.ok()?;
+    let (status, body) = outpost_process::admin::get(admin, "/metrics").await.ok()?;
     if status != 200 {
         return None;
     }
@@ -382,7 +382,7 @@ impl RunningSite {
         body: &str,
     ) -> std::io::Result<(u16, String)> {
         let auth = format!("Bearer {}", self.layout.api_token);
-        outpost_actors::admin::request(
+        outpost_process::admin::request(
             self.layout.hub_api,
             method,
             path,
@@ -531,7 +531,7 @@ impl HikSimProcess {
 
 /// `GET path` of a simulator's control API, as JSON (an error unless 200).
 async fn control_get(control: SocketAddr, path: &str) -> std::io::Result<serde_json::Value> {
-    let (status, body) = outpost_actors::admin::get(control, path).await?;
+    let (status, body) = outpost_process::admin::get(control, path).await?;
     if status != 200 {
         return Err(std::io::Error::other(format!("{path}: {status} {body}")));
     }
@@ -544,7 +544,7 @@ async fn control_post(
     path: &str,
     body: &serde_json::Value,
 ) -> std::io::Result<String> {
-    let (status, text) = outpost_actors::admin::request(
+    let (status, text) = outpost_process::admin::request(
         control,
         "POST",
         path,

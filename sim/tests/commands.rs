@@ -114,7 +114,7 @@ async fn the_api_refuses_what_cannot_run_with_a_clear_error() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = issue(&site, r#"{"edge":"nowhere","device":"syn-1","op":"ping"}"#).await;
     assert_eq!(status, 404);
-    let (status, _) = outpost_actors::admin::request(
+    let (status, _) = outpost_process::admin::request(
         site.layout.hub_api,
         "POST",
         "/api/v1/commands",
@@ -124,7 +124,7 @@ async fn the_api_refuses_what_cannot_run_with_a_clear_error() {
     .await
     .unwrap();
     assert_eq!(status, 401);
-    let (status, _) = outpost_actors::admin::request(
+    let (status, _) = outpost_process::admin::request(
         site.layout.hub_api,
         "GET",
         "/api/v1/commands/x",
@@ -236,7 +236,7 @@ async fn the_api_contract_is_valid_openapi_and_the_argument_schemas_agree_with_t
     let tmp = tempfile::tempdir().unwrap();
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", "")).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();
-    let (status, doc) = outpost_actors::admin::get(site.layout.hub_api, "/api/v1/openapi.json")
+    let (status, doc) = outpost_process::admin::get(site.layout.hub_api, "/api/v1/openapi.json")
         .await
         .unwrap();
     assert_eq!(status, 200);

@@ -26,7 +26,9 @@ class = "money"
 
 /// Whether any outbox restart was counted.
 async fn outbox_restarts(admin: std::net::SocketAddr) -> f64 {
-    let (_, metrics) = outpost_actors::admin::get(admin, "/metrics").await.unwrap();
+    let (_, metrics) = outpost_process::admin::get(admin, "/metrics")
+        .await
+        .unwrap();
     metrics
         .lines()
         .filter(|l| l.starts_with("outpost_actor_restarts_total") && l.contains("outbox"))

@@ -15,7 +15,7 @@ use outpost_sim::hikcentral::{CertKind, HikSim, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_python_clients_are_accepted_and_replays_and_tampering_are_refused() {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let sim = HikSim::new("12345678", "abcdefghijklmnopqrst", Profile::Current, 900, 1);
     let running = start(
         "127.0.0.1:0".parse().unwrap(),

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_actors::clock::unix_ms;
 use outpost_hub::hikcentral::visits::Visit;
+use outpost_process::clock::unix_ms;
 use outpost_sim::harness::{RunningSite, scrape, wait_until};
 use outpost_sim::hikcentral::state::{Faults, Profile};
 use outpost_sim::hikcentral::{CertKind, HikSim, start};
@@ -35,7 +35,7 @@ async fn visits(site: &RunningSite, query: &str) -> Vec<Visit> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_resumes_after_kill_9_of_the_hub_with_one_person_per_visit() {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let sim = start(
         "127.0.0.1:0".parse().unwrap(),
         HikSim::new(

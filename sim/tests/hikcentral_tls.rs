@@ -12,7 +12,7 @@ use outpost_sim::hikcentral::{CertKind, HikSim, RunningHikSim, start};
 use outpost_sim::visits_driver::config_for;
 
 async fn simulator(kind: CertKind) -> RunningHikSim {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let sim = HikSim::new("12345678", "abcdefghijklmnopqrst", Profile::Current, 900, 1);
     start("127.0.0.1:0".parse().unwrap(), sim, kind)
         .await

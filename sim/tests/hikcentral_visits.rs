@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use outpost_actors::clock::unix_ms;
 use outpost_hub::hikcentral::visits::VisitState;
+use outpost_process::clock::unix_ms;
 use outpost_sim::hikcentral::state::{Faults, Profile};
 use outpost_sim::hikcentral::{CertKind, HikSim, RunningHikSim, start};
 use outpost_sim::visits_driver::{
@@ -21,7 +21,7 @@ const SECRET: &str = "abcdefghijklmnopqrst";
 const VISITS: usize = 500;
 
 async fn simulator(profile: Profile, seed: u64) -> RunningHikSim {
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let sim = HikSim::new(KEY, SECRET, profile, 900, seed);
     start("127.0.0.1:0".parse().unwrap(), sim, CertKind::SelfSignedCa)
         .await

@@ -89,7 +89,7 @@ async fn operator(
         ("Content-Type", "application/json"),
     ];
     let mut confirmed = Confirmed::default();
-    let now = outpost_actors::clock::unix_ms();
+    let now = outpost_process::clock::unix_ms();
     let at = |ms: i64| {
         outpost_artemis::api::format_time(
             time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap(),
@@ -112,7 +112,7 @@ async fn operator(
         };
         let sent = tokio::time::timeout(
             Duration::from_secs(5),
-            outpost_actors::admin::request(
+            outpost_process::admin::request(
                 api,
                 "POST",
                 path,
@@ -206,7 +206,7 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
         return;
     }
     let mut rng = seeded_rng();
-    outpost_actors::process::install_crypto_provider();
+    outpost_process::install_crypto_provider();
     let hik = outpost_sim::hikcentral::start(
         "127.0.0.1:0".parse().unwrap(),
         outpost_sim::hikcentral::HikSim::new(

@@ -45,16 +45,16 @@ async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_si
         (&hub, "outpost-hub", "hub/admin"),
         (&edge, "outpost-edge", "edge/uplink"),
     ] {
-        let (status, body) = outpost_actors::admin::get(process.admin, "/healthz")
+        let (status, body) = outpost_process::admin::get(process.admin, "/healthz")
             .await
             .unwrap();
         assert_eq!((status, body.as_str()), (200, "ok\n"));
-        let (status, body) = outpost_actors::admin::get(process.admin, "/readyz")
+        let (status, body) = outpost_process::admin::get(process.admin, "/readyz")
             .await
             .unwrap();
         assert_eq!(status, 200);
         assert!(body.contains(&format!("\"{component}\":true")), "{body}");
-        let (status, body) = outpost_actors::admin::get(process.admin, "/metrics")
+        let (status, body) = outpost_process::admin::get(process.admin, "/metrics")
             .await
             .unwrap();
         assert_eq!(status, 200);

@@ -56,7 +56,7 @@ fn spawn(
 }
 
 async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {
-    outpost_actors::admin::get(admin, "/readyz")
+    outpost_process::admin::get(admin, "/readyz")
         .await
         .unwrap_or((0, String::new()))
 }
@@ -130,7 +130,7 @@ async fn an_edge_whose_outbox_does_not_open_waits_unready_and_acknowledges_nothi
         "it names the path and what to do: {}",
         lines[0]
     );
-    let (_, metrics) = outpost_actors::admin::get(edge.admin, "/metrics")
+    let (_, metrics) = outpost_process::admin::get(edge.admin, "/metrics")
         .await
         .unwrap();
     assert!(
@@ -162,7 +162,7 @@ async fn an_edge_whose_outbox_does_not_open_waits_unready_and_acknowledges_nothi
         scrape(edge.admin, "outpost_storage_open_failed{store=\"outbox\"}").await,
         Some(0.0)
     );
-    let (_, metrics) = outpost_actors::admin::get(edge.admin, "/metrics")
+    let (_, metrics) = outpost_process::admin::get(edge.admin, "/metrics")
         .await
         .unwrap();
     assert!(

@@ -31,7 +31,7 @@ pub struct SyntheticArgs {
 
 pub struct SyntheticState {
     registration: DeviceRegistration,
-    generator: tokio::task::JoinHandle<()>,
+    generator: outpost_actors::OwnedTask,
 }
 
 impl SyntheticState {
@@ -65,7 +65,7 @@ impl Actor for SyntheticDevice {
         let registration = args
             .shared
             .register_device(&id, "synthetic", myself.clone());
-        let generator = tokio::spawn(async move {
+        let generator = outpost_actors::OwnedTask::spawn(async move {
             let started = Instant::now();
             let mut emitted: u64 = 0;
             let mut every = tokio::time::interval(TICK);

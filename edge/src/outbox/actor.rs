@@ -2,7 +2,7 @@
 //! fails (to be reopened from disk by its supervisor) if a commit fails.
 //!
 //! An outbox that does not open (damaged files, an unreadable disk) holds the start here: the
-//! actor waits and retries (see `outpost_actors::store`), so its younger siblings — the uplink and
+//! actor waits and retries (see `outpost_process::store`), so its younger siblings — the uplink and
 //! every device — do not start and no device is acknowledged, while the admin server (older)
 //! answers `/readyz` with `storage/outbox` down and `/metrics` with
 //! `outpost_storage_open_failed{store="outbox"} 1`.
@@ -34,12 +34,12 @@ pub enum OutboxMsg {
 pub struct OutboxState {
     shared: EdgeShared,
     writer: Option<OutboxWriter>,
-    ticker: tokio::task::JoinHandle<()>,
+    /// Held for its drop (metrics refresh ends with the actor).
+    _ticker: outpost_actors::OwnedTask,
 }
 
 impl Drop for OutboxState {
     fn drop(&mut self) {
-        self.ticker.abort();
         // Younger siblings were stopped first (rest-for-one); with the slot cleared, the writer
         // ends when the last handle is dropped.
         self.shared.set_outbox(None);
@@ -66,7 +66,7 @@ impl Actor for OutboxActor {
             dir.display()
         );
         let open_dir = dir.clone();
-        let (outbox, writer, _) = outpost_actors::store::open_until_it_opens(
+        let (outbox, writer, _) = outpost_process::store::open_until_it_opens(
             "outbox",
             dir.clone(),
             Some(args.readiness.clone()),
@@ -81,18 +81,18 @@ impl Actor for OutboxActor {
         )
         .await;
         args.shared.set_outbox(Some(outbox));
-        let ticker = tokio::spawn(async move {
+        let ticker = outpost_actors::OwnedTask::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
                 crate::metrics::refresh_oldest_unacked();
-                outpost_actors::store::report_blob_files("outbox", &dir);
+                outpost_process::store::report_blob_files("outbox", &dir);
             }
         });
         Ok(OutboxState {
             shared: args.shared,
             writer: Some(writer),
-            ticker,
+            _ticker: ticker,
         })
     }
 

@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use outpost_actors::clock::{unix_ms, unix_us};
 use outpost_link::{Event, EventBody, EventClass, MAX_EVENT_BYTES};
+use outpost_process::clock::{unix_ms, unix_us};
 use outpost_storage::chunk::{self, ChunkBuilder};
 use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, key_seq, recv_batch, seq_key};
 use tokio::sync::{mpsc, oneshot, watch};

@@ -250,7 +250,7 @@ impl ArtemisClient {
             path,
             "application/json",
             self.form,
-            outpost_actors::clock::unix_ms(),
+            outpost_process::clock::unix_ms(),
             &nonce,
         );
         let mut request = self.http.post(format!("{}{path}", self.base));

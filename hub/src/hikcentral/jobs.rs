@@ -19,9 +19,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use outpost_actors::backoff::Backoff;
-use outpost_actors::clock::unix_ms;
 use outpost_artemis::Class;
 use outpost_artemis::api::{self, NewPerson, PersonInfo};
+use outpost_process::clock::unix_ms;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use time::OffsetDateTime;
 

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use outpost_actors::clock::unix_ms;
+use outpost_process::clock::unix_ms;
 use outpost_storage::DurableDb;
 use serde::{Deserialize, Serialize};
 

@@ -80,7 +80,7 @@ pub struct LineArgs {
 }
 
 pub struct LineState {
-    task: tokio::task::JoinHandle<()>,
+    task: outpost_actors::OwnedTask,
     handle: LineHandle,
 }
 
@@ -126,10 +126,11 @@ impl Actor for LineActor {
         let (tx, rx) = mpsc::channel(64);
         args.handle.set(Some(tx));
         let driver = LineDriver::new(args.config, args.shared, port, rx);
-        let task = tokio::spawn(async move {
-            let reason = driver.run().await;
-            myself.stop(Some(reason));
-        });
+        let task =
+            outpost_actors::OwnedTask::ending_owner(
+                myself,
+                async move { Some(driver.run().await) },
+            );
         Ok(LineState {
             task,
             handle: args.handle,

@@ -256,7 +256,7 @@ impl AdbConnection {
         for chunk in data.chunks(outpost_adb::sync::MAX_CHUNK) {
             request.extend(SyncPacket::Data(chunk.to_vec()).encode());
         }
-        let mtime = (outpost_actors::clock::unix_ms() / 1000) as u32;
+        let mtime = (outpost_process::clock::unix_ms() / 1000) as u32;
         request.extend(SyncPacket::Done(mtime).encode());
         self.write(local, remote, &request).await?;
         let mut decoder = SyncDecoder::new(Side::Host);

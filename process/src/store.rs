@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use prometheus::{IntGaugeVec, Opts};
 
-use crate::metrics::register;
-use crate::readiness::Readiness;
+use outpost_actors::Readiness;
+use outpost_actors::metrics::register;
 
 /// `outpost_storage_open_failed{store}`: 1 while the store does not open.
 pub static OPEN_FAILED: LazyLock<IntGaugeVec> = LazyLock::new(|| {

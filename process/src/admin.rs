@@ -12,9 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 
-use crate::readiness::Readiness;
+use outpost_actors::Readiness;
 
 /// Arguments of an HTTP server actor.
 #[derive(Debug, Clone)]
@@ -47,16 +46,11 @@ pub enum AdminMsg {
 }
 
 pub struct AdminState {
-    server: JoinHandle<()>,
+    server: outpost_actors::OwnedTask,
 }
 
-impl Drop for AdminState {
-    // post_stop does not run when the actor fails; the listener must go either way, or the
-    // restarted server could not bind its port.
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
+// post_stop does not run when the actor fails: the task (and with it the listener) goes when the
+// state drops, or the restarted server could not bind its port.
 
 /// The admin routes, for a process that serves them itself (and for tests).
 pub fn router(readiness: Readiness) -> Router {
@@ -70,7 +64,7 @@ pub fn router(readiness: Readiness) -> Router {
 async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        crate::metrics::render(),
+        outpost_actors::metrics::render(),
     )
 }
 
@@ -101,7 +95,7 @@ impl Actor for HttpServer {
             .map_err(|e| format!("{} server cannot listen on {}: {e}", args.name, args.listen))?;
         let app = args.router;
         tracing::info!(listen = %args.listen, server = args.name, "HTTP server listening");
-        let server = tokio::spawn(async move {
+        let server = outpost_actors::OwnedTask::spawn(async move {
             let ended = match axum::serve(listener, app).await {
                 Ok(()) => "server stopped".to_owned(),
                 Err(err) => err.to_string(),

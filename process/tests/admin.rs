@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use outpost_actors::Readiness;
-use outpost_actors::admin::{HttpArgs, HttpServer};
+use outpost_process::admin::{HttpArgs, HttpServer};
 use ractor::Actor;
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    outpost_actors::admin::get(addr, path).await.unwrap()
+    outpost_process::admin::get(addr, path).await.unwrap()
 }
 
 fn free_port() -> std::net::SocketAddr {
@@ -19,7 +19,7 @@ fn free_port() -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn admin_server_serves_metrics_health_and_readiness() {
-    outpost_actors::metrics::register_process_metrics("admin-test");
+    outpost_process::register_process_metrics("admin-test");
     let readiness = Readiness::new();
     let listen = free_port();
     let (admin, _) = Actor::spawn(None, HttpServer, HttpArgs::admin(listen, readiness.clone()))

@@ -50,16 +50,16 @@ pub fn init(
 }
 
 /// The restart policy a `[supervision]` section describes.
-pub fn restart_policy(config: &outpost_config::SupervisionConfig) -> crate::RestartPolicy {
+pub fn restart_policy(config: &outpost_config::SupervisionConfig) -> outpost_actors::RestartPolicy {
     use std::time::Duration;
-    crate::RestartPolicy {
-        backoff: crate::Backoff {
+    outpost_actors::RestartPolicy {
+        backoff: outpost_actors::Backoff {
             initial: Duration::from_millis(config.backoff_initial_ms),
             max: Duration::from_millis(config.backoff_max_ms),
             multiplier: 2.0,
             jitter: config.jitter,
         },
-        intensity: crate::Intensity {
+        intensity: outpost_actors::Intensity {
             max_restarts: config.max_restarts,
             within: Duration::from_secs(config.within_seconds),
         },
@@ -83,14 +83,14 @@ pub enum RootError {
 /// cleanly, youngest first) or until the root itself ends, which is an error: the process should
 /// exit non-zero and let systemd restart it.
 pub async fn run_root(
-    spec: crate::SupervisorSpec,
+    spec: outpost_actors::SupervisorSpec,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RootError> {
     let name = spec.name.clone();
     tokio::pin!(shutdown);
     // Starting can wait (a store that does not open yet): a shutdown then ends the wait.
     let started = tokio::select! {
-        started = ractor::Actor::spawn(None, crate::Supervisor, spec) => started,
+        started = ractor::Actor::spawn(None, outpost_actors::Supervisor, spec) => started,
         () = &mut shutdown => {
             tracing::info!(supervisor = %name, "stopped while starting");
             return Ok(());

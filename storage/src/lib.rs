@@ -171,6 +171,25 @@ impl Batch {
     }
 }
 
+/// Where a batch becomes durable: applied to the database, then flushed and fdatasynced. [`Disk`]
+/// is the real one; a test's implementation fails where a disk would, so the paths that handle a
+/// failed commit can be tested.
+pub trait Commit: Send + 'static {
+    /// Applies `batch` to `db` and makes it durable; returns how long the flush took.
+    fn commit(&mut self, db: &DurableDb, batch: Batch) -> Result<Duration, StorageError>;
+}
+
+/// The disk: [`DurableDb::apply`] then [`DurableDb::commit`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Disk;
+
+impl Commit for Disk {
+    fn commit(&mut self, db: &DurableDb, batch: Batch) -> Result<Duration, StorageError> {
+        db.apply(batch)?;
+        db.commit()
+    }
+}
+
 /// A sled database whose commits are durable across power cuts.
 #[derive(Debug)]
 pub struct DurableDb {

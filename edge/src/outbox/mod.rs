@@ -151,6 +151,16 @@ impl Outbox {
         limits: OutboxLimits,
         on_fatal: impl FnOnce(OutboxError) + Send + 'static,
     ) -> Result<(Self, OutboxWriter, Recovered), OutboxError> {
+        Self::open_on(dir, limits, Box::new(outpost_storage::Disk), on_fatal)
+    }
+
+    /// [`Outbox::open`], committing through `disk` (tests give one that fails).
+    pub fn open_on(
+        dir: &Path,
+        limits: OutboxLimits,
+        disk: Box<dyn outpost_storage::Commit>,
+        on_fatal: impl FnOnce(OutboxError) + Send + 'static,
+    ) -> Result<(Self, OutboxWriter, Recovered), OutboxError> {
         compact::recover_interrupted(dir)?;
         // The uplink reads what was just written; older pages are rarely needed again.
         let durable = DurableDb::open_with_cache(dir, 16 * 1024 * 1024)?;
@@ -173,6 +183,7 @@ impl Outbox {
                 "outbox compacted"
             );
         }
+        writer.commit_through(disk);
         let db = writer.db();
         let (durable_tx, durable_seq) = watch::channel(recovered.last_seq);
         let acked_seq = Arc::new(AtomicU64::new(recovered.acked_seq));

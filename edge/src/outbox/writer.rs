@@ -82,6 +82,8 @@ type MarkReply = (
 
 pub(crate) struct Writer {
     durable: DurableDb,
+    /// How a batch reaches the disk (the disk itself, or a test's failing one).
+    disk: Box<dyn outpost_storage::Commit>,
     limits: OutboxLimits,
     /// The budget in force: the configured one, or less when the disk holds less.
     room: super::room::DiskRoom,
@@ -146,9 +148,15 @@ impl Writer {
             next_compaction_check: 0,
             chunk: ChunkBuilder::new(MAX_VALUE_BYTES),
             durable,
+            disk: Box::new(outpost_storage::Disk),
         };
         writer.publish_gauges();
         Ok(writer)
+    }
+
+    /// Commits through `disk` from now on.
+    pub(crate) fn commit_through(&mut self, disk: Box<dyn outpost_storage::Commit>) {
+        self.disk = disk;
     }
 
     pub(crate) fn disk_bytes(&self) -> u64 {
@@ -290,9 +298,8 @@ impl Writer {
             }
             batch.insert(META_LAST, self.last_seq.to_be_bytes())?;
             let committed = self
-                .durable
-                .apply(batch)
-                .and_then(|()| self.durable.commit())
+                .disk
+                .commit(&self.durable, batch)
                 .map_err(OutboxError::from);
             match committed {
                 Ok(took) => {

@@ -26,11 +26,11 @@ enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Simulated slot machines on one SAS line (serial port, a new pty, or TCP).
-    Egm(crate::egm::EgmArgs),
+    Egm(outpost_simulators::egm::EgmArgs),
     /// Simulated Android TVs (adbd over TCP with RSA auth) on consecutive ports.
-    Tv(crate::tv::TvArgs),
+    Tv(outpost_simulators::tv::TvArgs),
     /// A simulated HikCentral Professional (HTTPS Artemis gateway) for guest visits.
-    Hikcentral(crate::hikcentral::HikArgs),
+    Hikcentral(outpost_simulators::hikcentral::HikArgs),
     /// Run the simulators a configuration file describes.
     Run {
         #[arg(long)]
@@ -56,13 +56,13 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// The delivery path: outbox appends vs raw fdatasync, end-to-end throughput, latency, drain.
-    Delivery(crate::bench::BenchArgs),
+    Delivery(outpost_bench::delivery::BenchArgs),
     /// The SAS host: poll-schedule jitter with 32 EGMs on 8 lines, edge CPU per EGM, decoder MB/s.
-    Sas(crate::bench_sas::SasBenchArgs),
+    Sas(outpost_bench::sas::SasBenchArgs),
     /// TVs at fleet scale: 200 TVs behind 4 edges, 1,000 operations at once; screenshot round trip.
-    Tv(crate::bench_tv::TvBenchArgs),
+    Tv(outpost_bench::tv::TvBenchArgs),
     /// Guest visits into HikCentral: visits/s at 50 ms latency vs one-at-a-time, code-5 recovery.
-    Hikcentral(crate::bench_hik::HikBenchArgs),
+    Hikcentral(outpost_bench::hik::HikBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -107,13 +107,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             serve,
         ),
         Command::Demo(args) => run_tool(crate::demo::run(args)),
-        Command::Egm(args) => run_tool(crate::egm::run(args)),
-        Command::Hikcentral(args) => run_tool(crate::hikcentral::run(args)),
-        Command::Tv(args) => run_tool(crate::tv::run(args)),
-        Command::Bench(BenchCommand::Delivery(args)) => run_tool(crate::bench::delivery(args)),
-        Command::Bench(BenchCommand::Sas(args)) => run_tool(crate::bench_sas::run(args)),
-        Command::Bench(BenchCommand::Tv(args)) => run_tool(crate::bench_tv::run(args)),
-        Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(crate::bench_hik::run(args)),
+        Command::Egm(args) => run_tool(outpost_simulators::egm::run(args)),
+        Command::Hikcentral(args) => run_tool(outpost_simulators::hikcentral::run(args)),
+        Command::Tv(args) => run_tool(outpost_simulators::tv::run(args)),
+        Command::Bench(BenchCommand::Delivery(args)) => {
+            run_tool(outpost_bench::delivery::delivery(args))
+        }
+        Command::Bench(BenchCommand::Sas(args)) => run_tool(outpost_bench::sas::run(args)),
+        Command::Bench(BenchCommand::Tv(args)) => run_tool(outpost_bench::tv::run(args)),
+        Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(outpost_bench::hik::run(args)),
     }
 }
 

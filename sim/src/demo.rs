@@ -9,8 +9,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::harness::{EgmSimProcess, HikSimProcess, SiteProcess, TvSimProcess};
-use crate::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{EgmSimProcess, HikSimProcess, SiteProcess, TvSimProcess};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 /// What the demo edge runs: a money stream and a telemetry stream.
 const DEMO_DEVICES: &str = r#"
@@ -39,7 +39,7 @@ fn sas_devices(lines: &[EgmSimProcess]) -> String {
         let ids: Vec<String> = (1..=DEMO_EGMS_PER_LINE)
             .map(|a| format!("egm-{}-{a}", i + 1))
             .collect();
-        out += &crate::site::sas_pty_line_toml(
+        out += &outpost_harness::site::sas_pty_line_toml(
             &format!("line-{}", i + 1),
             &sim.line,
             &ids,
@@ -53,13 +53,13 @@ fn sas_devices(lines: &[EgmSimProcess]) -> String {
 const DEMO_TVS: u16 = 3;
 
 fn tv_devices(sim: &TvSimProcess) -> String {
-    let mut out = crate::site::http_relay_toml(
+    let mut out = outpost_harness::site::http_relay_toml(
         "relay-1",
         &format!("http://{}/tv/0/power", sim.control),
         3000,
     );
     for i in 0..DEMO_TVS {
-        out += &crate::site::tv_toml(
+        out += &outpost_harness::site::tv_toml(
             &format!("tv-{}", i + 1),
             sim.tv(i),
             (i == 0).then_some("relay-1"),
@@ -83,15 +83,19 @@ const DEMO_VISITS: &[(&str, &str, f64)] = &[
 
 /// The `[hikcentral]` table pointing the demo hub at the simulator.
 fn hikcentral_toml(sim: &HikSimProcess) -> String {
-    let mut config =
-        crate::visits_driver::config_at(&sim.url, &sim.fingerprint, DEMO_HIK_KEY, DEMO_HIK_SECRET);
+    let mut config = outpost_harness::visits_driver::config_at(
+        &sim.url,
+        &sim.fingerprint,
+        DEMO_HIK_KEY,
+        DEMO_HIK_SECRET,
+    );
     config.max_concurrent_requests = 4;
     config.retry_initial_ms = 500;
     config.retry_max_ms = 10_000;
     config.db_full_initial_ms = 5_000;
     config.db_full_max_ms = 60_000;
     config.request_timeout_ms = 10_000;
-    crate::visits_driver::config_toml(&config)
+    outpost_harness::visits_driver::config_toml(&config)
 }
 
 /// Books the demo's guest visits through the hub's API; returns their ids.
@@ -112,7 +116,7 @@ async fn book_visits(site: &SiteLayout) -> anyhow::Result<Vec<String>> {
             "access_level": level,
             "begin": at(now),
             "end": at(now + (hours * 3_600_000.0) as i64),
-            "photo": base64::engine::general_purpose::STANDARD.encode(crate::visits_driver::photo(i)),
+            "photo": base64::engine::general_purpose::STANDARD.encode(outpost_harness::visits_driver::photo(i)),
         });
         let (status, answer) = outpost_process::admin::request(
             site.hub_api,
@@ -308,14 +312,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for line in 1..=DEMO_SAS_LINES {
         for a in 1..=DEMO_EGMS_PER_LINE {
             let device = format!("egm-{line}-{a}");
-            polls += crate::harness::scrape(
+            polls += outpost_harness::harness::scrape(
                 edge_layout.admin,
                 &format!("outpost_sas_polls_total{{device=\"{device}\",result=\"ok\"}}"),
             )
             .await
             .unwrap_or(0.0);
             for kind in ["exception", "meters"] {
-                events += crate::harness::scrape(
+                events += outpost_harness::harness::scrape(
                     edge_layout.admin,
                     &format!("outpost_sas_events_total{{device=\"{device}\",kind=\"{kind}\"}}"),
                 )
@@ -329,7 +333,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let mut up = 0.0;
     for i in 1..=DEMO_TVS {
-        up += crate::harness::scrape(
+        up += outpost_harness::harness::scrape(
             edge_layout.admin,
             &format!("outpost_tv_up{{device=\"tv-{i}\"}}"),
         )

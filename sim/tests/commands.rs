@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_sim::harness::{RunningSite, wait_until};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{RunningSite, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 const DEVICES: &str = r#"
 [[devices]]
@@ -303,7 +303,7 @@ async fn the_api_contract_is_valid_openapi_and_the_argument_schemas_agree_with_t
         .iter()
         .map(|(kind, op, args, _)| serde_json::json!({"kind": kind, "op": op, "args": args}))
         .collect();
-    let output = std::process::Command::new(outpost_sim::harness::peers_python())
+    let output = std::process::Command::new(outpost_harness::harness::peers_python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/openapi_check.py"))
         .arg(write("doc.json", &doc))
         .arg(write("operations.json", &operations))

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_harness::harness::{RunningSite, scrape, wait_edge_drained};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 use outpost_hub::eventlog::EventLog;
-use outpost_sim::harness::{RunningSite, scrape, wait_edge_drained};
-use outpost_sim::site::{SiteLayout, SiteSpec};
 use outpost_storage::DurableDb;
 use rand::{Rng, SeedableRng};
 

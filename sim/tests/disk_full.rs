@@ -11,9 +11,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_sim::harness::{RunningSite, scrape, wait_edge_drained, wait_until};
-use outpost_sim::power_cut::{CutDisk, SmallDisk};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{RunningSite, scrape, wait_edge_drained, wait_until};
+use outpost_harness::power_cut::{CutDisk, SmallDisk};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 const DEVICES: &str = r#"
 [[devices]]

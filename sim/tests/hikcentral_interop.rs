@@ -9,9 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_sim::harness::peers_python;
-use outpost_sim::hikcentral::state::Profile;
-use outpost_sim::hikcentral::{CertKind, HikSim, start};
+use outpost_harness::harness::peers_python;
+use outpost_simulators::hikcentral::state::Profile;
+use outpost_simulators::hikcentral::{CertKind, HikSim, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_python_clients_are_accepted_and_replays_and_tampering_are_refused() {

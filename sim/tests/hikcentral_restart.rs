@@ -8,15 +8,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_hub::hikcentral::visits::Visit;
-use outpost_process::clock::unix_ms;
-use outpost_sim::harness::{RunningSite, scrape, wait_until};
-use outpost_sim::hikcentral::state::{Faults, Profile};
-use outpost_sim::hikcentral::{CertKind, HikSim, start};
-use outpost_sim::site::{SiteLayout, SiteSpec};
-use outpost_sim::visits_driver::{
+use outpost_harness::harness::{RunningSite, scrape, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec};
+use outpost_harness::visits_driver::{
     audit_provisioned, audit_revoked, config_for, config_toml, new_visit, photo,
 };
+use outpost_hub::hikcentral::visits::Visit;
+use outpost_process::clock::unix_ms;
+use outpost_simulators::hikcentral::state::{Faults, Profile};
+use outpost_simulators::hikcentral::{CertKind, HikSim, start};
 
 const VISITS: usize = 150;
 

@@ -6,10 +6,10 @@
 
 use outpost_artemis::Class;
 use outpost_artemis::api;
+use outpost_harness::visits_driver::config_for;
 use outpost_hub::hikcentral::client::{ArtemisClient, ArtemisError};
-use outpost_sim::hikcentral::state::{Faults, Profile};
-use outpost_sim::hikcentral::{CertKind, HikSim, RunningHikSim, start};
-use outpost_sim::visits_driver::config_for;
+use outpost_simulators::hikcentral::state::{Faults, Profile};
+use outpost_simulators::hikcentral::{CertKind, HikSim, RunningHikSim, start};
 
 async fn simulator(kind: CertKind) -> RunningHikSim {
     outpost_process::install_crypto_provider();

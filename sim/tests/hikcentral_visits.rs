@@ -8,13 +8,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use outpost_hub::hikcentral::visits::VisitState;
-use outpost_process::clock::unix_ms;
-use outpost_sim::hikcentral::state::{Faults, Profile};
-use outpost_sim::hikcentral::{CertKind, HikSim, RunningHikSim, start};
-use outpost_sim::visits_driver::{
+use outpost_harness::visits_driver::{
     HubVisits, audit_provisioned, audit_revoked, config_for, new_visit, photo, wait_all,
 };
+use outpost_hub::hikcentral::visits::VisitState;
+use outpost_process::clock::unix_ms;
+use outpost_simulators::hikcentral::state::{Faults, Profile};
+use outpost_simulators::hikcentral::{CertKind, HikSim, RunningHikSim, start};
 
 const KEY: &str = "12345678";
 const SECRET: &str = "abcdefghijklmnopqrst";

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_sim::harness::{RunningSite, scrape, wait_until_every};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{RunningSite, scrape, wait_until_every};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 const DEVICES: &str = r#"
 [[devices]]

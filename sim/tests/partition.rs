@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use outpost_sim::harness::{RunningSite, scrape, wait_until};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{RunningSite, scrape, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 use tokio::net::UdpSocket;
 
 const DEVICES: &str = r#"

@@ -1,6 +1,6 @@
 //! Power cuts, not just `kill -9`: the data directory of the hub (or of the edge) is on a
 //! loop-mounted ext4 whose crash image holds only what the kernel had sent to the disk (see
-//! `outpost_sim::power_cut`). At random moments the power is cut and the same config is started on
+//! `outpost_harness::power_cut`). At random moments the power is cut and the same config is started on
 //! the crash image. Every store must open, no acknowledged event may be lost, nothing may be
 //! doubled, and after the drain the hub holds `1..=last` exactly once. While the hub is cut, an
 //! operator keeps issuing commands and booking guest visits with 150 KiB photos through its API:
@@ -16,12 +16,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use outpost_harness::harness::{RunningSite, scrape, wait_edge_drained};
+use outpost_harness::power_cut::CutDisk;
+use outpost_harness::site::{SiteLayout, SiteSpec};
 use outpost_hub::commands::CommandLog;
 use outpost_hub::eventlog::EventLog;
 use outpost_hub::hikcentral::visits::VisitStore;
-use outpost_sim::harness::{RunningSite, scrape, wait_edge_drained};
-use outpost_sim::power_cut::CutDisk;
-use outpost_sim::site::{SiteLayout, SiteSpec};
 use outpost_storage::DurableDb;
 use rand::{Rng, SeedableRng};
 
@@ -207,24 +207,24 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
     }
     let mut rng = seeded_rng();
     outpost_process::install_crypto_provider();
-    let hik = outpost_sim::hikcentral::start(
+    let hik = outpost_simulators::hikcentral::start(
         "127.0.0.1:0".parse().unwrap(),
-        outpost_sim::hikcentral::HikSim::new(
+        outpost_simulators::hikcentral::HikSim::new(
             "12345678",
             "abcdefghijklmnopqrst",
-            outpost_sim::hikcentral::state::Profile::Current,
+            outpost_simulators::hikcentral::state::Profile::Current,
             900,
             11,
         ),
-        outpost_sim::hikcentral::CertKind::SelfSignedCa,
+        outpost_simulators::hikcentral::CertKind::SelfSignedCa,
     )
     .await
     .unwrap();
     let devices = synthetic("coin-in", 3000, 200);
     let tmp = tempfile::tempdir().unwrap();
     let mut spec = SiteSpec::single("edge-01", &devices);
-    spec.hub_extra_toml = outpost_sim::visits_driver::config_toml(
-        &outpost_sim::visits_driver::config_for(&hik, "12345678", "abcdefghijklmnopqrst"),
+    spec.hub_extra_toml = outpost_harness::visits_driver::config_toml(
+        &outpost_harness::visits_driver::config_for(&hik, "12345678", "abcdefghijklmnopqrst"),
     );
     let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
     let hub_admin = layout.hub_admin;

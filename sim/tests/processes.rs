@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_sim::harness::SiteProcess;
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::SiteProcess;
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use outpost_sim::harness::{EgmSimProcess, peers_python};
+use outpost_harness::harness::{EgmSimProcess, peers_python};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))

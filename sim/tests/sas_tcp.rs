@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_sim::harness::{EgmSimProcess, RunningSite, scrape, wait_until};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 use tokio::io::AsyncReadExt;
 
 fn exe() -> &'static Path {
@@ -75,7 +75,9 @@ async fn wait_polls_above(admin: std::net::SocketAddr, floor: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_polls_through_a_tcp_converter_and_reconnects_after_it_restarts() {
     let tmp = tempfile::tempdir().unwrap();
-    let addr = outpost_sim::harness::free_local_addr().unwrap().to_string();
+    let addr = outpost_harness::harness::free_local_addr()
+        .unwrap()
+        .to_string();
     let args = [
         "--tcp",
         addr.as_str(),

@@ -10,8 +10,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use outpost_sim::harness::{RunningSite, SiteProcess, scrape, wait_until};
-use outpost_sim::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{RunningSite, SiteProcess, scrape, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 const DEVICES: &str = r#"
 [[devices]]

@@ -8,7 +8,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use outpost_sim::tv::{TvFaults, start};
+use outpost_simulators::tv::{TvFaults, start};
 use sha2::{Digest, Sha256};
 
 struct Adb {

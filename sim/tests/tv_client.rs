@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use outpost_edge::devices::tv::adb::{AdbConnection, AdbError};
-use outpost_sim::tv::{TvFaults, start};
+use outpost_simulators::tv::{TvFaults, start};
 
 fn key() -> rsa::RsaPrivateKey {
     outpost_adb::auth::generate_key().unwrap()

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use outpost_sim::harness::{RunningSite, TvSimProcess, scrape, wait_until};
-use outpost_sim::site::{SiteLayout, SiteSpec, http_relay_toml, tv_toml};
+use outpost_harness::harness::{RunningSite, TvSimProcess, scrape, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec, http_relay_toml, tv_toml};
 use serde_json::json;
 
 fn exe() -> &'static Path {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use outpost_config::{SasLineConfig, SasTransport};
+use outpost_config::{SasLineConfig, SasTransport, SasWakeup};
 use outpost_sas::egm::REPORTED_METERS;
 use outpost_sas::{
     Expectation, HostConfig, HostEvent, Line, Reply, ReplyDecoder, ReplyError, Request,
@@ -23,11 +23,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::port::{PortError, SasPort};
 use super::record;
 use crate::metrics;
 use crate::shared::EdgeShared;
 use outpost_link::EventBody;
+use outpost_sas_port::{PortError, SasPort, WakeupEncoding};
 
 /// Longest silence inside a reply (reference §3.3).
 const INTER_BYTE: Duration = Duration::from_millis(5);
@@ -98,7 +98,11 @@ impl Drop for LineState {
 }
 
 async fn open(config: &SasLineConfig) -> Result<SasPort, PortError> {
-    let encoding = config.wakeup();
+    let encoding = match config.wakeup() {
+        SasWakeup::Parity => WakeupEncoding::Parity,
+        SasWakeup::Marked => WakeupEncoding::Marked,
+        SasWakeup::None => WakeupEncoding::None,
+    };
     match (config.transport, &config.path, config.connect) {
         (SasTransport::Serial | SasTransport::Pty, Some(path), _) => {
             SasPort::open_serial(path, encoding)

@@ -1,5 +1,5 @@
 //! Slot machines on SAS lines: a line actor per port ([`line`], which stores what it learns as
-//! [`record`]s) and an EGM actor per machine ([`egm`], operators' commands) under one supervisor per line, the port transports ([`port`]) and the field
+//! [`record`]s) and an EGM actor per machine ([`egm`], operators' commands) under one supervisor per line, the port transports (`outpost-sas-port`) and the field
 //! engineer's debug commands ([`debug`]).
 //!
 //! Supervision: `edge/devices → sas/<line> (one-for-one) → {line, <egm>…}`. An EGM actor that
@@ -9,7 +9,6 @@
 pub mod debug;
 pub mod egm;
 pub mod line;
-pub mod port;
 pub mod record;
 
 use outpost_actors::{ChildSpec, Readiness, Restart, RestartPolicy, Strategy, SupervisorSpec};

@@ -27,7 +27,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// How the wake-up (9th) bit travels: the configuration's own type (`wakeup` of a SAS line).
-pub use outpost_config::SasWakeup as WakeupEncoding;
+/// How the wake-up bit travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeupEncoding {
+    /// Real mark/space parity on a tty.
+    Parity,
+    /// `FF 00 b` for a byte with the bit, `FF FF` for a literal `FF` (pty, TCP).
+    Marked,
+    /// Not sent at all; the EGM must frame by length (lenient).
+    None,
+}
 
 /// A transport could not be opened or failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,8 @@ use outpost_sas::reply::Expectation;
 use outpost_sas::{Bcd, Reply, ReplyDecoder, Request};
 use serde_json::json;
 
-use crate::harness::{EgmSimProcess, RunningSite, scrape};
-use crate::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 /// Options of `bench sas`.
 #[derive(Debug, Clone, clap::Args)]
@@ -179,7 +179,8 @@ pub async fn run(args: SasBenchArgs) -> anyhow::Result<()> {
         let ids: Vec<String> = (1..=args.per_line)
             .map(|a| format!("egm-{line}-{a}"))
             .collect();
-        devices += &crate::site::sas_pty_line_toml(&format!("line-{line}"), &sim.line, &ids, "");
+        devices +=
+            &outpost_harness::site::sas_pty_line_toml(&format!("line-{line}"), &sim.line, &ids, "");
     }
     let layout = SiteLayout::prepare(
         &tmp.path().join("site"),
@@ -209,7 +210,7 @@ pub async fn run(args: SasBenchArgs) -> anyhow::Result<()> {
     for sim in &sims {
         let (status, body) = outpost_process::admin::get(sim.control, "/intervals").await?;
         anyhow::ensure!(status == 200, "/intervals: {status} {body}");
-        let figures: crate::egm::PollIntervals = serde_json::from_str(&body)?;
+        let figures: outpost_simulators::egm::PollIntervals = serde_json::from_str(&body)?;
         worst_p99 = worst_p99.max(figures.p99_us);
         worst_max = worst_max.max(figures.max_us);
         p50s.push(figures.p50_us);

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::bench::percentile;
+use crate::delivery::percentile;
 
-use crate::harness::{RunningSite, TvSimProcess, wait_until};
-use crate::site::{SiteLayout, SiteSpec, tv_toml};
+use outpost_harness::harness::{RunningSite, TvSimProcess, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec, tv_toml};
 
 /// Options of `bench tv`.
 #[derive(Debug, Clone, clap::Args)]
@@ -83,7 +83,11 @@ pub async fn run(args: TvBenchArgs) -> anyhow::Result<()> {
         let admin = edge.admin;
         let device = format!("tv-{}-{:03}", e + 1, n - 1);
         wait_until("the edge's TVs up", Duration::from_secs(120), || async {
-            crate::harness::scrape(admin, &format!("outpost_tv_up{{device=\"{device}\"}}")).await
+            outpost_harness::harness::scrape(
+                admin,
+                &format!("outpost_tv_up{{device=\"{device}\"}}"),
+            )
+            .await
                 == Some(1.0)
         })
         .await?;

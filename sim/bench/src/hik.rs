@@ -16,11 +16,11 @@ use outpost_hub::hikcentral::visits::VisitState;
 use outpost_process::clock::unix_ms;
 use serde_json::json;
 
-use crate::bench::percentile;
+use crate::delivery::percentile;
 
-use crate::hikcentral::state::{Faults, Profile};
-use crate::hikcentral::{CertKind, HikSim, start};
-use crate::visits_driver::{HubVisits, config_for, new_visit, wait_all};
+use outpost_harness::visits_driver::{HubVisits, config_for, new_visit, wait_all};
+use outpost_simulators::hikcentral::state::{Faults, Profile};
+use outpost_simulators::hikcentral::{CertKind, HikSim, start};
 
 /// Options of `bench hikcentral`.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,7 +52,7 @@ pub async fn run(args: HikBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("outpost-bench-hik-")
         .tempdir()?;
-    let configure = |sim: &crate::hikcentral::RunningHikSim| {
+    let configure = |sim: &outpost_simulators::hikcentral::RunningHikSim| {
         let mut config = config_for(sim, KEY, SECRET);
         config.max_concurrent_requests = args.concurrency;
         config.retry_initial_ms = 200;

@@ -311,7 +311,7 @@ impl std::fmt::Debug for TvFleet {
 }
 
 fn now_ms() -> i64 {
-    outpost_process::clock::unix_ms()
+    crate::unix_ms()
 }
 
 impl TvFleet {

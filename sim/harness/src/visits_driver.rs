@@ -17,7 +17,7 @@ use outpost_hub::hikcentral::{NewVisit, Visits};
 use outpost_storage::DurableDb;
 use sha2::{Digest, Sha256};
 
-use crate::hikcentral::RunningHikSim;
+use outpost_simulators::hikcentral::RunningHikSim;
 
 /// The `[hikcentral]` section that points at `sim`, pinned to its certificate (see
 /// [`config_at`]).

@@ -673,7 +673,7 @@ pub fn peers_python() -> PathBuf {
     let path = std::env::var_os("OUTPOST_PEERS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv/bin/python")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers-venv/bin/python")
         });
     assert!(
         path.exists(),

@@ -19,8 +19,8 @@ use outpost_edge::outbox::{Outbox, OutboxLimits};
 use outpost_link::{EventBody, EventClass};
 use serde_json::json;
 
-use crate::harness::{RunningSite, scrape, wait_until_every};
-use crate::site::{SiteLayout, SiteSpec};
+use outpost_harness::harness::{RunningSite, scrape, wait_until_every};
+use outpost_harness::site::{SiteLayout, SiteSpec};
 
 /// Options of `bench delivery`.
 #[derive(Debug, Clone, clap::Args)]

@@ -81,7 +81,7 @@ impl std::fmt::Debug for HikSim {
 }
 
 fn now_ms() -> i64 {
-    outpost_process::clock::unix_ms()
+    crate::unix_ms()
 }
 
 type Body = Full<Bytes>;

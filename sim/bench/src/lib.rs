@@ -1,0 +1,7 @@
+//! `outpost-sim bench …`: benchmarks that measure ours against a baseline in one run, as ratios
+//! (delivery [`delivery`], SAS polling [`sas`], TV operations [`tv`], HikCentral visits [`hik`]).
+
+pub mod delivery;
+pub mod hik;
+pub mod sas;
+pub mod tv;

@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use outpost_edge::commands::CommandRouter;
-use outpost_edge::outbox::{Outbox, OutboxLimits};
-use outpost_edge::shared::EdgeShared;
-use outpost_edge::uplink::Session;
-use outpost_hub::eventlog::EventLog;
+use outpost_edge::CommandRouter;
+use outpost_edge::EdgeShared;
+use outpost_edge::Session;
+use outpost_edge::{Outbox, OutboxLimits};
+use outpost_hub::EventLog;
 use outpost_link::{EventBody, EventClass};
 use rand::{Rng, SeedableRng};
 
@@ -198,7 +198,7 @@ struct Shared {
     outbox: Mutex<Option<Outbox>>,
     eventlog: Mutex<Option<EventLog>>,
     /// Bulk payloads queued at the edge, and what was queued.
-    bulk: outpost_edge::bulk::BulkQueue,
+    bulk: outpost_edge::BulkQueue,
     bulk_submitted: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
@@ -453,10 +453,10 @@ async fn run_hub(
     })?);
     let eventlog = EventLog::start(durable.clone(), 1024, |_| {})?;
     *lock(&shared.eventlog) = Some(eventlog.clone());
-    let context = Arc::new(outpost_hub::link::LinkContext {
+    let context = Arc::new(outpost_hub::LinkContext {
         eventlog,
-        commands: outpost_hub::commands::CommandLog::open(durable.clone())?,
-        edges: outpost_hub::edges::EdgeDirectory::open(durable.db())?,
+        commands: outpost_hub::CommandLog::open(durable.clone())?,
+        edges: outpost_hub::EdgeDirectory::open(durable.db())?,
         sessions: Arc::default(),
         pki_dir: pki.to_owned(),
         bulk_dir: dir.join("bulk"),
@@ -479,7 +479,7 @@ async fn run_hub(
         Arc::new(TurmoilUdp::new(socket, loss, seed ^ 1)),
         Arc::new(quinn::TokioRuntime),
     )?;
-    outpost_hub::link::serve_endpoint(endpoint, context).await;
+    outpost_hub::serve_endpoint(endpoint, context).await;
     Ok(())
 }
 

@@ -4,23 +4,36 @@
 //! with it and picks up its new handles):
 //! `edge → {admin, outbox, uplink, devices → {<device>…, sas/<line> → {<egm>…, <line>/port}}}`.
 
-pub mod bulk;
 pub mod cli;
-pub mod commands;
-pub mod devices;
-pub mod metrics;
-pub mod outbox;
-pub mod shared;
-pub mod uplink;
+
+mod bulk;
+mod commands;
+mod devices;
+mod metrics;
+mod outbox;
+mod shared;
+mod uplink;
+
+// The facade: what the binary, the tests, the chaos suite and the benchmarks use. Everything
+// else is the edge's own business.
+pub use bulk::BulkQueue;
+pub use commands::CommandRouter;
+pub use devices::relay::{GpioRelay, HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
+pub use devices::tv::adb::{AdbConnection, AdbError};
+pub use metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
+pub use outbox::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
+pub use shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
+pub use uplink::Session;
+
+/// The HTTP relay's answer parser, exported for its property test.
+pub use devices::relay::parse_answer as parse_relay_answer;
 
 use outpost_actors::{ChildSpec, Readiness, Restart, Strategy, SupervisorSpec};
 use outpost_config::EdgeConfig;
 use outpost_link::DeviceInfo;
 use outpost_process::admin::{HttpArgs, HttpServer};
 
-use crate::outbox::OutboxLimits;
 use crate::outbox::actor::{OutboxActor, OutboxArgs};
-use crate::shared::EdgeShared;
 use crate::uplink::{Uplink, UplinkArgs};
 
 /// The edge's supervision tree.

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use outpost_edge::commands::CommandRouter;
-use outpost_edge::outbox::{CommandMark, Outbox, OutboxLimits};
-use outpost_edge::shared::{DeviceMsg, DeviceRegistration, EdgeShared};
+use outpost_edge::CommandRouter;
+use outpost_edge::{CommandMark, Outbox, OutboxLimits};
+use outpost_edge::{DeviceMsg, DeviceRegistration, EdgeShared};
 use outpost_link::{CommandOutcome, CommandRequest, ControlFrame, EventBody};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_edge::outbox::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
+use outpost_edge::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
 use outpost_link::{EventBody, EventClass};
 
 mod common;

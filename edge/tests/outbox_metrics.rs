@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use outpost_edge::metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
-use outpost_edge::outbox::Outbox;
+use outpost_edge::Outbox;
+use outpost_edge::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
 use outpost_link::EventClass;
 
 mod common;
@@ -37,7 +37,7 @@ async fn oldest_unacked_age_grows_while_waiting_and_drops_to_zero_when_acknowled
 
     outbox.ack(4).await.unwrap();
     outbox
-        .mark_command("sync", outpost_edge::outbox::CommandMark::Finished)
+        .mark_command("sync", outpost_edge::CommandMark::Finished)
         .await
         .unwrap();
     refresh_oldest_unacked();

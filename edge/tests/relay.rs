@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use outpost_command::{DeviceCommand, DeviceKind};
 use outpost_config::{RelayBankKind, RelayConfig};
-use outpost_edge::devices::relay::{HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
-use outpost_edge::shared::{DeviceError, DeviceMsg, EdgeShared};
+use outpost_edge::{DeviceError, DeviceMsg, EdgeShared};
+use outpost_edge::{HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
 use ractor::Actor;
 
 fn config(min_off_ms: u64) -> RelayConfig {
@@ -144,12 +144,8 @@ async fn a_command_for_another_kind_of_device_is_refused() {
 
 #[test]
 fn a_gpio_relay_on_a_missing_chip_fails_with_the_path_in_the_error() {
-    let relay = outpost_edge::devices::relay::GpioRelay::open(
-        std::path::Path::new("/dev/gpiochip-none"),
-        3,
-        false,
-        true,
-    );
+    let relay =
+        outpost_edge::GpioRelay::open(std::path::Path::new("/dev/gpiochip-none"), 3, false, true);
     let err = relay.err().unwrap().to_string();
     assert!(err.contains("/dev/gpiochip-none"), "{err}");
 }
@@ -192,7 +188,7 @@ async fn answering(raw: Vec<u8>) -> String {
     format!("http://{addr}/relay/1")
 }
 
-async fn switch_on(raw: Vec<u8>) -> Result<(), outpost_edge::devices::relay::RelayError> {
+async fn switch_on(raw: Vec<u8>) -> Result<(), outpost_edge::RelayError> {
     outpost_process::install_crypto_provider();
     let relay = HttpRelay::new(&answering(raw).await).unwrap();
     relay.set(true).await
@@ -274,6 +270,6 @@ proptest::proptest! {
         status in 0u16..1000,
         body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
     ) {
-        let _ = outpost_edge::devices::relay::parse_answer(status, &body);
+        let _ = outpost_edge::parse_relay_answer(status, &body);
     }
 }

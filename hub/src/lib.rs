@@ -5,16 +5,29 @@
 //! commit, the hub exits non-zero (systemd restarts it) rather than acknowledge what it could not
 //! store.
 
-pub mod api;
 pub mod cli;
-pub mod commands;
-pub mod edges;
-pub mod eventlog;
-pub mod hikcentral;
-pub mod link;
-pub mod meters;
-pub mod metrics;
 pub mod pki;
+
+mod api;
+mod commands;
+mod edges;
+mod eventlog;
+mod hikcentral;
+mod link;
+mod meters;
+mod metrics;
+
+// The facade: what the binary, the tests, the chaos suite, the harness and the benchmarks use.
+// Everything else is the hub's own business.
+pub use commands::{CommandLog, CommandRecord, CommandStatus};
+pub use edges::EdgeDirectory;
+pub use eventlog::EventLog;
+pub use hikcentral::client::{ArtemisClient, ArtemisError};
+pub use hikcentral::jobs::ManagerMsg;
+pub use hikcentral::visits::{Visit, VisitState, VisitStore};
+pub use hikcentral::{NewVisit, Visits};
+pub use link::{LinkContext, serve_endpoint};
+pub use meters::MeterBook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +37,7 @@ use outpost_config::HubConfig;
 use outpost_process::admin::{HttpArgs, HttpServer};
 use outpost_storage::DurableDb;
 
-use crate::link::{LinkContext, LinkServer, LinkServerArgs, Sessions};
+use crate::link::{LinkServer, LinkServerArgs, Sessions};
 
 /// Everything the hub's actors share, opened before the tree starts.
 pub struct HubParts {

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use outpost_hub::commands::{CommandLog, CommandRecord, CommandStatus};
-use outpost_hub::edges::EdgeDirectory;
-use outpost_hub::hikcentral::visits::{Visit, VisitState, VisitStore};
+use outpost_hub::EdgeDirectory;
+use outpost_hub::{CommandLog, CommandRecord, CommandStatus};
+use outpost_hub::{Visit, VisitState, VisitStore};
 use outpost_link::{DeviceInfo, Hello};
 use outpost_storage::DurableDb;
 

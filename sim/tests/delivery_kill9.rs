@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use outpost_harness::harness::{RunningSite, scrape, wait_edge_drained};
 use outpost_harness::site::{SiteLayout, SiteSpec};
-use outpost_hub::eventlog::EventLog;
+use outpost_hub::EventLog;
 use outpost_storage::DurableDb;
 use rand::{Rng, SeedableRng};
 

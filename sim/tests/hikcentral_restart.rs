@@ -13,7 +13,7 @@ use outpost_harness::site::{SiteLayout, SiteSpec};
 use outpost_harness::visits_driver::{
     audit_provisioned, audit_revoked, config_for, config_toml, new_visit, photo,
 };
-use outpost_hub::hikcentral::visits::Visit;
+use outpost_hub::Visit;
 use outpost_process::clock::unix_ms;
 use outpost_simulators::hikcentral::state::{Faults, Profile};
 use outpost_simulators::hikcentral::{CertKind, HikSim, start};

@@ -7,7 +7,7 @@
 use outpost_artemis::Class;
 use outpost_artemis::api;
 use outpost_harness::visits_driver::config_for;
-use outpost_hub::hikcentral::client::{ArtemisClient, ArtemisError};
+use outpost_hub::{ArtemisClient, ArtemisError};
 use outpost_simulators::hikcentral::state::{Faults, Profile};
 use outpost_simulators::hikcentral::{CertKind, HikSim, RunningHikSim, start};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use outpost_harness::visits_driver::{
     HubVisits, audit_provisioned, audit_revoked, config_for, new_visit, photo, wait_all,
 };
-use outpost_hub::hikcentral::visits::VisitState;
+use outpost_hub::VisitState;
 use outpost_process::clock::unix_ms;
 use outpost_simulators::hikcentral::state::{Faults, Profile};
 use outpost_simulators::hikcentral::{CertKind, HikSim, RunningHikSim, start};

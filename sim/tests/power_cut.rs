@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use outpost_harness::harness::{RunningSite, scrape, wait_edge_drained};
 use outpost_harness::power_cut::CutDisk;
 use outpost_harness::site::{SiteLayout, SiteSpec};
-use outpost_hub::commands::CommandLog;
-use outpost_hub::eventlog::EventLog;
-use outpost_hub::hikcentral::visits::VisitStore;
+use outpost_hub::CommandLog;
+use outpost_hub::EventLog;
+use outpost_hub::VisitStore;
 use outpost_storage::DurableDb;
 use rand::{Rng, SeedableRng};
 

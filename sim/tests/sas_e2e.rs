@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape, wait_edge_drained, wait_until};
 use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
-use outpost_hub::eventlog::EventLog;
-use outpost_hub::meters::MeterBook;
+use outpost_hub::EventLog;
+use outpost_hub::MeterBook;
 use outpost_link::{EventBody, SasEvent};
 use outpost_sas::egm::{REPORTED_METERS, meter};
 use outpost_simulators::egm::FaultRates;

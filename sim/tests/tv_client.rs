@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_edge::devices::tv::adb::{AdbConnection, AdbError};
+use outpost_edge::{AdbConnection, AdbError};
 use outpost_simulators::tv::{TvFaults, start};
 
 fn key() -> rsa::RsaPrivateKey {

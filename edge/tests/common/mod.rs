@@ -2,7 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test binary uses part of it.
 
-use outpost_edge::outbox::{Outbox, OutboxLimits};
+use outpost_edge::{Outbox, OutboxLimits};
 use outpost_link::{EventBody, EventClass};
 
 /// Limits with `budget_bytes`, batches of up to 1024 and no compaction.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use outpost_edge::outbox::{Outbox, OutboxLimits};
+use outpost_edge::{Outbox, OutboxLimits};
 use outpost_link::{EventBody, EventClass};
 use serde_json::json;
 
@@ -249,7 +249,7 @@ async fn latency(
     tokio::time::sleep(Duration::from_secs_f64(seconds + 1.0)).await;
     site.stop().await?;
     let durable = Arc::new(outpost_storage::DurableDb::open(&hub_data.join("db"))?);
-    let log = outpost_hub::eventlog::EventLog::start(durable, 64, |_| {})?;
+    let log = outpost_hub::EventLog::start(durable, 64, |_| {})?;
     let events = log.read(&edge_id, 0, usize::MAX)?;
     // Skip the first second (connection set-up) so the figures describe the steady state.
     let skip = rate as usize;

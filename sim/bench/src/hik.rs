@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use outpost_artemis::api;
-use outpost_hub::hikcentral::client::ArtemisClient;
-use outpost_hub::hikcentral::visits::VisitState;
+use outpost_hub::ArtemisClient;
+use outpost_hub::VisitState;
 use outpost_process::clock::unix_ms;
 use serde_json::json;
 

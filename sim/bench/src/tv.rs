@@ -236,14 +236,10 @@ pub async fn run(args: TvBenchArgs) -> anyhow::Result<()> {
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let mut times = Vec::new();
-            let mut adb = outpost_edge::devices::tv::adb::AdbConnection::connect(
-                addr,
-                &key,
-                "bench",
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let mut adb =
+                outpost_edge::AdbConnection::connect(addr, &key, "bench", Duration::from_secs(10))
+                    .await
+                    .map_err(|e| e.to_string())?;
             // Connections are warm on the edge too: time only the key presses.
             ready.wait().await;
             let t0 = Instant::now();

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_config::HikCentralConfig;
-use outpost_hub::hikcentral::visits::{Visit, VisitState};
-use outpost_hub::hikcentral::{NewVisit, Visits};
+use outpost_hub::{NewVisit, Visits};
+use outpost_hub::{Visit, VisitState};
 use outpost_storage::DurableDb;
 use sha2::{Digest, Sha256};
 
@@ -74,7 +74,7 @@ pub fn config_toml(config: &HikCentralConfig) -> String {
 /// The hub's visits service on a fresh database, with its job manager running.
 pub struct HubVisits {
     pub visits: Visits,
-    manager: ractor::ActorRef<outpost_hub::hikcentral::jobs::ManagerMsg>,
+    manager: ractor::ActorRef<outpost_hub::ManagerMsg>,
 }
 
 impl std::fmt::Debug for HubVisits {

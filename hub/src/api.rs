@@ -199,17 +199,55 @@ fn authorize(ctx: &ApiContext, headers: &HeaderMap, needed: Role) -> Result<Stri
     Ok(token.name.clone())
 }
 
-/// A command as operators write it.
+/// A command as operators write it (`POST /api/v1/commands`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewCommand {
-    edge: String,
-    device: String,
-    op: String,
+pub struct NewCommand {
+    pub edge: String,
+    pub device: String,
+    pub op: String,
     #[serde(default)]
-    args: Option<serde_json::Value>,
+    pub args: Option<serde_json::Value>,
     #[serde(default)]
-    deadline_seconds: Option<u64>,
+    pub deadline_seconds: Option<u64>,
+}
+
+/// Why a request body was refused (a 400 answer's message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(pub String);
+
+impl NewCommand {
+    /// Reads a request body.
+    pub fn from_body(body: &[u8]) -> Result<Self, BodyError> {
+        serde_json::from_slice(body)
+            .map_err(|e| BodyError(format!("body is not a valid command: {e}")))
+    }
+
+    /// The typed command, for a device of `kind`, and its deadline in seconds (`default` when the
+    /// body gives none).
+    pub fn command(
+        &self,
+        kind: DeviceKind,
+        default_deadline_seconds: u64,
+    ) -> Result<(DeviceCommand, u64), BodyError> {
+        let args = self.args.clone().unwrap_or(serde_json::Value::Null);
+        let command = DeviceCommand::parse(kind, &self.op, args)
+            .map_err(|e| BodyError(format!("device {} is a {kind}: {e}", self.device)))?;
+        let deadline_seconds = self.deadline_seconds.unwrap_or(default_deadline_seconds);
+        if !(1..=MAX_DEADLINE_SECONDS).contains(&deadline_seconds) {
+            return Err(BodyError(format!(
+                "deadline_seconds must be 1 to {MAX_DEADLINE_SECONDS}"
+            )));
+        }
+        Ok((command, deadline_seconds))
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        bad_request(err.0)
+    }
 }
 
 /// Its schema: the envelope, and one alternative per operation with that operation's arguments,
@@ -310,8 +348,7 @@ async fn create_command(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let issuer = authorize(&ctx, &headers, Role::Operator)?;
-    let new: NewCommand = serde_json::from_slice(&body)
-        .map_err(|e| bad_request(format!("body is not a valid command: {e}")))?;
+    let new = NewCommand::from_body(&body)?;
     let edge_id = known_edge(&ctx, &new.edge)?;
     let edge = ctx.edges.get(edge_id.as_str()).ok_or_else(|| {
         ApiError(
@@ -335,15 +372,7 @@ async fn create_command(
         .map_err(|e: outpost_command::UnknownKind| {
             bad_request(format!("device {} cannot take commands: {e}", device.id))
         })?;
-    let args = new.args.unwrap_or(serde_json::Value::Null);
-    let command = DeviceCommand::parse(kind, &new.op, args)
-        .map_err(|e| bad_request(format!("device {} is a {kind}: {e}", device.id)))?;
-    let deadline_seconds = new.deadline_seconds.unwrap_or(ctx.default_deadline_seconds);
-    if !(1..=MAX_DEADLINE_SECONDS).contains(&deadline_seconds) {
-        return Err(bad_request(format!(
-            "deadline_seconds must be 1 to {MAX_DEADLINE_SECONDS}"
-        )));
-    }
+    let (command, deadline_seconds) = new.command(kind, ctx.default_deadline_seconds)?;
     let now = unix_ms();
     let record = CommandRecord {
         id: format!("cmd-{:032x}", rand::random::<u128>()),

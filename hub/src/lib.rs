@@ -19,13 +19,14 @@ mod metrics;
 
 // The facade: what the binary, the tests, the chaos suite, the harness and the benchmarks use.
 // Everything else is the hub's own business.
+pub use api::{BodyError, MAX_DEADLINE_SECONDS, NewCommand};
 pub use commands::{CommandLog, CommandRecord, CommandStatus};
 pub use edges::EdgeDirectory;
 pub use eventlog::EventLog;
 pub use hikcentral::client::{ArtemisClient, ArtemisError};
 pub use hikcentral::jobs::ManagerMsg;
 pub use hikcentral::visits::{Visit, VisitState, VisitStore};
-pub use hikcentral::{NewVisit, Visits};
+pub use hikcentral::{NewVisit, VisitError, Visits, validate as validate_visit};
 pub use link::{LinkContext, serve_endpoint};
 pub use meters::MeterBook;
 

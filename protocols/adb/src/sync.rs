@@ -67,6 +67,8 @@ impl SyncPacket {
 pub enum SyncError {
     #[error("unknown sync id {0:?}")]
     UnknownId([u8; 4]),
+    #[error("{what} is not UTF-8")]
+    NotUtf8 { what: &'static str },
     #[error("{what} of {length} bytes exceeds {limit}")]
     TooLong {
         what: &'static str,
@@ -134,14 +136,27 @@ impl SyncDecoder {
                 }
                 Ok(Some((8 + length, self.buffer[8..8 + length].to_vec())))
             };
-        let text = |data: Vec<u8>| String::from_utf8_lossy(&data).into_owned();
+        // A path is taken as sent or refused: a lossy conversion would name another file.
+        let path = |data: Vec<u8>, what: &'static str| {
+            String::from_utf8(data).map_err(|_| SyncError::NotUtf8 { what })
+        };
+        // A device's message is for people: kept lossy, within the limit it arrived under.
+        let message = |data: Vec<u8>| {
+            let mut text = String::from_utf8_lossy(&data).into_owned();
+            let mut end = text.len().min(MAX_PATH);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text
+        };
         let (used, packet) = match (&tag, self.side) {
             (b"SEND", Side::Device) => match with_data(MAX_PATH, "SEND path")? {
-                Some((used, data)) => (used, SyncPacket::Send(text(data))),
+                Some((used, data)) => (used, SyncPacket::Send(path(data, "SEND path")?)),
                 None => return Ok(None),
             },
             (b"STAT", Side::Device) => match with_data(MAX_PATH, "STAT path")? {
-                Some((used, data)) => (used, SyncPacket::Stat(text(data))),
+                Some((used, data)) => (used, SyncPacket::Stat(path(data, "STAT path")?)),
                 None => return Ok(None),
             },
             (b"STAT", Side::Host) => {
@@ -170,7 +185,7 @@ impl SyncDecoder {
                 None => return Ok(None),
             },
             (b"FAIL", _) => match with_data(MAX_PATH, "FAIL message")? {
-                Some((used, data)) => (used, SyncPacket::Fail(text(data))),
+                Some((used, data)) => (used, SyncPacket::Fail(message(data))),
                 None => return Ok(None),
             },
             (b"DONE", _) => (8, SyncPacket::Done(value)),

@@ -6,7 +6,9 @@ use outpost_adb::auth::{
     sign_token, verify_token,
 };
 use outpost_adb::message::{MAX_PAYLOAD, checksum};
-use outpost_adb::{Banner, Command, DecodeError, Decoder, Message, Side, SyncDecoder, SyncPacket};
+use outpost_adb::{
+    Banner, Command, DecodeError, Decoder, Message, Side, SyncDecoder, SyncError, SyncPacket,
+};
 use proptest::prelude::*;
 
 fn command() -> impl Strategy<Value = Command> {
@@ -170,4 +172,33 @@ fn a_token_signature_verifies_with_the_key_sent_in_android_format_and_not_with_a
 fn a_malformed_public_key_blob_is_an_error() {
     assert!(parse_android_public_key(b"not base64 !!!").is_err());
     assert!(parse_android_public_key(b"QUFBQQ== name\0").is_err());
+}
+
+#[test]
+fn a_sync_path_that_is_not_utf8_is_refused_not_changed() {
+    let mut packet = b"SEND".to_vec();
+    packet.extend_from_slice(&5u32.to_le_bytes());
+    packet.extend_from_slice(b"/a\xff\xfeb");
+    let mut device = SyncDecoder::new(Side::Device);
+    device.push(&packet);
+    assert_eq!(
+        device.next_packet(),
+        Err(SyncError::NotUtf8 { what: "SEND path" })
+    );
+}
+
+#[test]
+fn a_device_message_that_is_not_utf8_is_kept_readable_within_its_limit() {
+    let mut packet = b"FAIL".to_vec();
+    packet.extend_from_slice(&1024u32.to_le_bytes());
+    packet.extend_from_slice(&[0xFF; 1024]);
+    let mut host = SyncDecoder::new(Side::Host);
+    host.push(&packet);
+    let Ok(Some(SyncPacket::Fail(text))) = host.next_packet() else {
+        panic!("not read");
+    };
+    assert!(text.len() <= 1024 && text.starts_with('\u{FFFD}'));
+    let mut again = SyncDecoder::new(Side::Host);
+    again.push(&SyncPacket::Fail(text.clone()).encode());
+    assert_eq!(again.next_packet(), Ok(Some(SyncPacket::Fail(text))));
 }

@@ -19,7 +19,7 @@ mod uplink;
 pub use bulk::BulkQueue;
 pub use commands::CommandRouter;
 pub use devices::relay::{GpioRelay, HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
-pub use devices::tv::adb::{AdbConnection, AdbError};
+pub use devices::tv::adb::{AdbConnection, AdbError, AdbStream};
 pub use metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
 pub use outbox::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
 pub use shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};

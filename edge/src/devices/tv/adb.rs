@@ -12,8 +12,13 @@ use outpost_adb::auth::{android_public_key, sign_token};
 use outpost_adb::message::{MAX_PAYLOAD, auth_type};
 use outpost_adb::{Banner, Command, Decoder, Message, Side, SyncDecoder, SyncPacket};
 use rsa::RsaPrivateKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The byte stream to a TV: TCP in production, an in-memory pipe in tests.
+pub trait AdbStream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> AdbStream for T {}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AdbError {
@@ -44,7 +49,7 @@ impl From<std::io::Error> for AdbError {
 
 /// One authenticated ADB connection.
 pub struct AdbConnection {
-    stream: TcpStream,
+    stream: Box<dyn AdbStream>,
     decoder: Decoder,
     max_payload: u32,
     next_id: u32,
@@ -73,6 +78,16 @@ impl AdbConnection {
             .map_err(|_| AdbError::Timeout("connecting"))?
             .map_err(|e| AdbError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        Self::over(Box::new(stream), key, key_name, timeout).await
+    }
+
+    /// Authenticates over `stream` (already connected to the TV).
+    pub async fn over(
+        stream: Box<dyn AdbStream>,
+        key: &RsaPrivateKey,
+        key_name: &str,
+        timeout: Duration,
+    ) -> Result<Self, AdbError> {
         let mut connection = AdbConnection {
             stream,
             decoder: Decoder::new(MAX_PAYLOAD),

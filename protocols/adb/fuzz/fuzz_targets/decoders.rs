@@ -4,12 +4,16 @@
 //!   and the first error);
 //! - every decoded message and sync packet decodes again, unchanged, from its own encoding;
 //! - telemetry reads only what the text says: a volume is a number the text names after
-//!   `volume is `, a foreground app has no whitespace and no `/`.
+//!   `volume is `, a foreground app has no whitespace and no `/`;
+//! - the bytes as JSON arguments of every TV operation: what parses becomes a shell line made only
+//!   of letters, digits, spaces and `._/-` (nothing a shell would interpret), and a push's path
+//!   likewise.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use outpost_adb::message::MAX_PAYLOAD;
-use outpost_adb::tv::telemetry;
+use outpost_adb::tv::{TvAction, action, telemetry};
+use outpost_command::{DeviceCommand, DeviceKind, TvCommand};
 use outpost_adb::{Banner, Decoder, Message, Side, SyncDecoder, SyncPacket};
 
 type Messages = (Vec<Message>, Option<String>);
@@ -68,6 +72,26 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let _ = outpost_adb::auth::parse_android_public_key(data);
+
+    if let Ok(args) = serde_json::from_slice::<serde_json::Value>(data) {
+        let safe = |line: &str| {
+            line.chars()
+                .all(|c| c.is_ascii_alphanumeric() || " ._/-".contains(c))
+        };
+        for operation in DeviceKind::Tv.operations() {
+            let Ok(DeviceCommand::Tv(command)) =
+                DeviceCommand::parse(DeviceKind::Tv, operation.name, args.clone())
+            else {
+                continue;
+            };
+            if let TvAction::Shell(line) = action(&command) {
+                assert!(safe(&line), "{line:?}");
+            }
+            if let TvCommand::Push(push) = &command {
+                assert!(safe(push.path().as_str()), "{:?}", push.path().as_str());
+            }
+        }
+    }
 
     let text = String::from_utf8_lossy(data);
     if let Some(level) = telemetry::volume(&text) {

@@ -10,7 +10,8 @@
 //! - `meter_refresh`: LP 2F for the reported meters, answers once the reading is durable.
 //!
 //! A command's poll is queued on the line; the actor does not wait for it in its own mailbox (the
-//! line may need the actor to store an event before that poll is even sent).
+//! poll waits its turn behind the other machines' polls, and its answer comes once what it
+//! brought is durable).
 
 use outpost_command::{CommandReply, DeviceCommand, DeviceKind, EgmCommand};
 use outpost_config::EgmConfig;

@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use outpost_config::{SasLineConfig, SasTransport, SasWakeup};
+use outpost_link::EventBody;
 use outpost_sas::egm::REPORTED_METERS;
 use outpost_sas::{
     Expectation, HostConfig, HostEvent, Line, Reply, ReplyDecoder, ReplyError, Request,
 };
+use outpost_sas_port::{PortError, SasPort, WakeupEncoding};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -26,8 +28,6 @@ use tokio::time::Instant;
 use super::record;
 use crate::metrics;
 use crate::shared::EdgeShared;
-use outpost_link::EventBody;
-use outpost_sas_port::{PortError, SasPort, WakeupEncoding};
 
 /// Longest silence inside a reply (reference §3.3).
 const INTER_BYTE: Duration = Duration::from_millis(5);

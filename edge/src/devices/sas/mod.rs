@@ -1,10 +1,12 @@
 //! Slot machines on SAS lines: a line actor per port ([`line`], which stores what it learns as
-//! [`record`]s) and an EGM actor per machine ([`egm`], operators' commands) under one supervisor per line, the port transports (`outpost-sas-port`) and the field
-//! engineer's debug commands ([`debug`]).
+//! [`record`]s) and an EGM actor per machine ([`egm`], operators' commands) under one supervisor
+//! per line; the port transports are `outpost-sas-port`; the field engineer's debug commands are
+//! [`debug`].
 //!
 //! Supervision: `edge/devices → sas/<line> (one-for-one) → {line, <egm>…}`. An EGM actor that
-//! fails restarts alone (the line waits for it); the line restarting (its port failed) leaves the
-//! EGM actors running, and they reach the new line through the shared [`line::LineHandle`].
+//! fails restarts alone (its machine's events are stored by the line meanwhile; only its commands
+//! wait); the line restarting (its port failed) leaves the EGM actors running, and they reach the
+//! new line through the shared [`line::LineHandle`].
 
 pub mod debug;
 pub mod egm;
@@ -37,7 +39,7 @@ pub fn line_spec(
                 .restart(Restart::Permanent),
         );
     }
-    // The line starts after its EGM actors, so its first events find them.
+    // The line starts after its EGM actors, so commands find it soon after they are registered.
     let args = line::LineArgs {
         config: config.clone(),
         shared: shared.clone(),

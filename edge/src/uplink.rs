@@ -219,7 +219,9 @@ impl Session {
         let (accepted_tx, mut accepted_rx) = mpsc::channel::<ControlFrame>(1024);
         let router = Arc::new(self.router.clone());
         let mut events: Option<Duplex> = None;
-        let mut read: Option<(u64, usize)> = None;
+        // The outbox read the session asked for, kept across loop turns (an ack or a keep-alive
+        // does not restart it, so a waiting read is woken by the commit it waits for, once).
+        let mut reading: Option<OutboxRead<'_>> = None;
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
@@ -241,7 +243,9 @@ impl Session {
                             .map_err(outbox_err)?;
                     }
                     EdgeOutput::Trim(seq) => self.outbox.ack(seq).await.map_err(outbox_err)?,
-                    EdgeOutput::Read { from, max } => read = Some((from, max)),
+                    EdgeOutput::Read { from, max } => {
+                        reading = Some(Box::pin(read_outbox(&self.outbox, from, max)));
+                    }
                     EdgeOutput::Run(request) => {
                         let router = router.clone();
                         let out = accepted_tx.clone();
@@ -289,8 +293,13 @@ impl Session {
                     Some(frame) => session.handle_events(frame),
                     None => return Ok(()),
                 },
-                answer = read_outbox(&self.outbox, read), if read.is_some() => {
-                    read = None;
+                answer = async {
+                    match reading.as_mut() {
+                        Some(read) => read.await,
+                        None => std::future::pending().await,
+                    }
+                }, if reading.is_some() => {
+                    reading = None;
                     session.handle_outbox(answer.map_err(outbox_err)?);
                 }
                 Some(frame) = accepted_rx.recv() => write_frame(&mut control_send, &frame).await?,
@@ -321,14 +330,22 @@ impl Session {
     }
 }
 
+/// A read of the outbox in progress.
+type OutboxRead<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<Vec<outpost_link::Event>, crate::outbox::OutboxError>,
+            > + Send
+            + 'a,
+    >,
+>;
+
 /// The outbox's durable events from `from` on (at most `max`), once there is at least one.
 async fn read_outbox(
     outbox: &Outbox,
-    read: Option<(u64, usize)>,
+    from: u64,
+    max: usize,
 ) -> Result<Vec<outpost_link::Event>, crate::outbox::OutboxError> {
-    let Some((from, max)) = read else {
-        return std::future::pending().await;
-    };
     loop {
         let events = outbox.read_from(from, max, 1024 * 1024)?;
         if !events.is_empty() {

@@ -96,6 +96,20 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes().split_for_parts();
     doc.paths.add_path_operation(
+        "/api/v1/",
+        vec![utoipa::openapi::HttpMethod::Get],
+        utoipa::openapi::path::OperationBuilder::new()
+            .summary(Some(
+                "What this API offers: every endpoint, and where its document is",
+            ))
+            .security(utoipa::openapi::security::SecurityRequirement::default())
+            .response(
+                "200",
+                utoipa::openapi::ResponseBuilder::new().description("The index (no token needed)"),
+            )
+            .build(),
+    );
+    doc.paths.add_path_operation(
         "/api/v1/openapi.json",
         vec![utoipa::openapi::HttpMethod::Get],
         utoipa::openapi::path::OperationBuilder::new()
@@ -110,13 +124,62 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// `GET /api/v1/`: the endpoints of `doc` (method, path, summary, and whether a token is
+/// needed), and how to authenticate — the first URL the demo and the docs give.
+fn index(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut endpoints = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (method, operation) in methods {
+            let Some(operation) = operation else { continue };
+            // An empty requirement (`{}`) is "no token needed".
+            let open = operation
+                .security
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|r| r == &Default::default()));
+            endpoints.push(serde_json::json!({
+                "method": method,
+                "path": path,
+                "summary": operation.summary,
+                "token": if open { "none" } else { "Authorization: Bearer <token>" },
+            }));
+        }
+    }
+    serde_json::json!({
+        "service": "outpost-hub",
+        "version": env!("CARGO_PKG_VERSION"),
+        "openapi": "/api/v1/openapi.json",
+        "authentication": "Authorization: Bearer <token>; each token and its role (viewer, operator, admin) is a [[api.tokens]] entry of the hub config",
+        "endpoints": endpoints,
+    })
+}
+
 pub fn router(context: Arc<ApiContext>) -> axum::Router {
     let (router, _) = routes().split_for_parts();
-    let document = Arc::new(openapi().to_json().unwrap_or_else(|e| {
+    let doc = openapi();
+    let index = Arc::new(index(&doc).to_string());
+    let document = Arc::new(doc.to_json().unwrap_or_else(|e| {
         tracing::error!(%e, "cannot render the OpenAPI document");
         String::from("{}")
     }));
+    let index_route = get(move || {
+        let index = index.clone();
+        async move {
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                index.as_str().to_owned(),
+            )
+        }
+    });
     router
+        .route("/api/v1/", index_route.clone())
+        .route("/api/v1", index_route)
         .route(
             "/api/v1/openapi.json",
             get(move || {

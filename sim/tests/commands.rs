@@ -251,11 +251,43 @@ async fn the_api_contract_is_valid_openapi_and_the_argument_schemas_agree_with_t
         ("/api/v1/visits", "post"),
         ("/api/v1/visits/{id}/retry", "post"),
         ("/api/v1/openapi.json", "get"),
+        ("/api/v1/", "get"),
     ] {
         assert!(
             paths[path][method].is_object(),
             "{method} {path} is documented"
         );
+    }
+    // The first URL the demo prints: the index, without a token, naming every documented endpoint.
+    for url in ["/api/v1/", "/api/v1"] {
+        let (status, index) = outpost_process::admin::get(site.layout.hub_api, url)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{url}: {index}");
+        let index = json(&index);
+        assert_eq!(index["openapi"], "/api/v1/openapi.json");
+        let listed: Vec<(String, String)> = index["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let method = e["method"].as_str().unwrap().to_ascii_lowercase();
+                (e["path"].as_str().unwrap().to_owned(), method)
+            })
+            .collect();
+        for (path, item) in paths.as_object().unwrap() {
+            let methods = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "put", "delete", "patch"].contains(&k.as_str()));
+            for method in methods {
+                assert!(
+                    listed.contains(&(path.clone(), method.clone())),
+                    "{method} {path} is in the index"
+                );
+            }
+        }
     }
     let (status, operations) = site.api("GET", "/api/v1/operations", "").await.unwrap();
     assert_eq!(status, 200, "{operations}");

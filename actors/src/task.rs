@@ -38,11 +38,6 @@ impl OwnedTask {
     pub fn abort(&self) {
         self.0.abort();
     }
-
-    /// Whether the task has ended.
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
 }
 
 impl Drop for OwnedTask {

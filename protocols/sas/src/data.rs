@@ -14,6 +14,8 @@ pub const HANDPAY_INFO: u8 = 0x1B;
 pub const LEGACY_METERS: u8 = 0x1C;
 /// LP 2F: selected meters for a game.
 pub const SELECTED_METERS: u8 = 0x2F;
+/// LP 21: ROM signature verification (its answer may come with a later poll).
+pub const ROM_SIGNATURE: u8 = 0x21;
 
 /// The meters of an LP 1C reply, in reply order, each 4 BCD bytes (coin in, coin out, drop,
 /// jackpot, games played, games won; slot-door openings and power resets follow, and are counts

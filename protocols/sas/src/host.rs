@@ -225,7 +225,7 @@ impl Line {
         }
         egm.last_polled = Some(now);
         if let Request::LongPoll {
-            command: 0x21,
+            command: crate::data::ROM_SIGNATURE,
             data,
             ..
         } = &request
@@ -326,8 +326,12 @@ impl Line {
                     Reply::Exception(code) => {
                         events.push(HostEvent::Exception { address, code });
                         match code {
-                            0x51 => egm.queue.push_back(Request::long(address, 0x1B)),
-                            0x70 | 0x7A => egm.queue.push_back(Request::long(address, 0x1C)),
+                            0x51 => egm
+                                .queue
+                                .push_back(Request::long(address, crate::data::HANDPAY_INFO)),
+                            0x70 | 0x7A => egm
+                                .queue
+                                .push_back(Request::long(address, crate::data::LEGACY_METERS)),
                             _ => {}
                         }
                     }
@@ -356,7 +360,7 @@ impl Line {
                             seed: egm.rom_seed,
                             signature,
                         });
-                        if command.is_some() && command != Some(0x21) {
+                        if command.is_some() && command != Some(crate::data::ROM_SIGNATURE) {
                             egm.queue.push_front(outstanding.request);
                         }
                     }

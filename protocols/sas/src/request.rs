@@ -158,7 +158,7 @@ impl Request {
     pub fn rom_signature(address: u8, seed: u16) -> Self {
         Request::LongPoll {
             address,
-            command: 0x21,
+            command: crate::data::ROM_SIGNATURE,
             data: seed.to_be_bytes().to_vec(),
         }
     }

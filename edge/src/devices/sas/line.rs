@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use outpost_config::{SasLineConfig, SasTransport, SasWakeup};
 use outpost_link::EventBody;
+use outpost_sas::data;
 use outpost_sas::egm::REPORTED_METERS;
 use outpost_sas::{
     Expectation, HostConfig, HostEvent, Line, Reply, ReplyDecoder, ReplyError, Request,
@@ -344,7 +345,7 @@ impl LineDriver {
                     self.line.set_real_time(address, on);
                 }
                 // LP 21 is answered later, with the signature.
-                if *command != 0x21 {
+                if *command != data::ROM_SIGNATURE {
                     self.resolve(address, *command, Ok(PollOutcome::Acked));
                 }
                 return;
@@ -377,9 +378,10 @@ impl LineDriver {
             HostEvent::Data {
                 command, payload, ..
             } => Some((*command, Ok(PollOutcome::Data(payload.clone())))),
-            HostEvent::RomSignature { signature, .. } => {
-                Some((0x21, Ok(PollOutcome::RomSignature(*signature))))
-            }
+            HostEvent::RomSignature { signature, .. } => Some((
+                data::ROM_SIGNATURE,
+                Ok(PollOutcome::RomSignature(*signature)),
+            )),
             _ => None,
         };
         if let Some(record) = record::record(&event, &id) {

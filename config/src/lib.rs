@@ -23,11 +23,12 @@ pub use env::{Environment, ProcessEnvironment};
 pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
-    AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeId, EdgeSection, EgmConfig,
-    EventClassConfig, HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat,
-    LogLevel, MAX_SYNTHETIC_PAYLOAD_BYTES, OutboxConfig, PkiConfig, RecoveryConfig, RelayBankKind,
-    RelayConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig, SupervisionConfig,
-    SyntheticDeviceConfig, TvConfig, UplinkConfig, validate_edge_id,
+    AccountingConfig, AdminConfig, ApiConfig, ApiToken, DeviceConfig, EdgeConfig, EdgeId,
+    EdgeSection, EgmConfig, EventClassConfig, HikCentralConfig, HubConfig, HubSection, LinkConfig,
+    LogConfig, LogFormat, LogLevel, MAX_SYNTHETIC_PAYLOAD_BYTES, MachineConfig, OutboxConfig,
+    PkiConfig, RecoveryConfig, RelayBankKind, RelayConfig, Role, SasLineConfig, SasTransport,
+    SasWakeup, SimConfig, SiteConfig, SupervisionConfig, SyntheticDeviceConfig, TvConfig,
+    UplinkConfig, par_basis_points, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.

@@ -359,6 +359,140 @@ pub struct HubConfig {
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
     pub hikcentral: HikCentralConfig,
+    pub accounting: AccountingConfig,
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+    #[serde(default)]
+    pub machines: Vec<MachineConfig>,
+}
+
+/// Money and gaming days (`[accounting]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingConfig {
+    /// ISO 4217 code.
+    pub currency: String,
+    pub currency_decimals: u8,
+    /// Minor units per credit.
+    pub denomination: u32,
+    /// 0: unknown.
+    pub par_percent: f64,
+    pub time_zone: String,
+    pub gaming_day_start_hour: u8,
+}
+
+/// A site (`[[sites]]`): edges under one roof and their gaming day.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub edges: Vec<String>,
+    pub time_zone: String,
+    pub gaming_day_start_hour: u8,
+}
+
+/// A machine's own terms (`[[machines]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    pub edge: String,
+    pub device: String,
+    pub denomination: Option<u32>,
+    pub par_percent: Option<f64>,
+}
+
+/// A par in percent as basis points (`None` for 0, unknown).
+pub fn par_basis_points(percent: f64) -> Option<u32> {
+    (percent > 0.0 && percent <= 100.0).then(|| (percent * 100.0).round() as u32)
+}
+
+fn valid_zone(zone: &str) -> bool {
+    jiff::tz::TimeZone::get(zone).is_ok()
+}
+
+impl HubConfig {
+    fn validate_accounting(&self, v: &mut Validation) {
+        let a = &self.accounting;
+        if a.currency.len() != 3 || !a.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            v.invalid("accounting.currency", "an ISO 4217 code such as \"USD\"");
+        }
+        if a.currency_decimals > 4 {
+            v.invalid("accounting.currency_decimals", "0 to 4");
+        }
+        if a.denomination == 0 {
+            v.invalid(
+                "accounting.denomination",
+                "at least 1 (minor units per credit)",
+            );
+        }
+        let par = |key: &str, p: f64, v: &mut Validation| {
+            if !(0.0..=100.0).contains(&p) || p.is_nan() {
+                v.invalid(key, "0 (unknown) to 100 percent");
+            }
+        };
+        par("accounting.par_percent", a.par_percent, v);
+        if !valid_zone(&a.time_zone) {
+            v.invalid(
+                "accounting.time_zone",
+                "an IANA time zone such as \"Europe/Berlin\" or \"UTC\"",
+            );
+        }
+        if a.gaming_day_start_hour > 23 {
+            v.invalid("accounting.gaming_day_start_hour", "0 to 23");
+        }
+        let mut seen_edges: Vec<(&str, &str)> = Vec::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            if site.id.is_empty() || site.id == "default" || site.id.contains('/') {
+                v.invalid(
+                    &format!("sites.{i}.id"),
+                    "a name of its own (not empty, not \"default\", no '/')",
+                );
+            }
+            if self.sites[..i].iter().any(|s| s.id == site.id) {
+                v.invalid(&format!("sites.{i}.id"), "unique among [[sites]]");
+            }
+            if !valid_zone(&site.time_zone) {
+                v.invalid(
+                    &format!("sites.{i}.time_zone"),
+                    "an IANA time zone such as \"Europe/Berlin\" or \"UTC\"",
+                );
+            }
+            if site.gaming_day_start_hour > 23 {
+                v.invalid(&format!("sites.{i}.gaming_day_start_hour"), "0 to 23");
+            }
+            for edge in &site.edges {
+                if let Some((_, other)) = seen_edges.iter().find(|(e, _)| e == edge) {
+                    v.invalid(
+                        &format!("sites.{i}.edges"),
+                        format!("edges in one site only ({edge} is also in site {other})"),
+                    );
+                }
+                seen_edges.push((edge, &site.id));
+            }
+        }
+        for (i, m) in self.machines.iter().enumerate() {
+            if m.denomination == Some(0) {
+                v.invalid(&format!("machines.{i}.denomination"), "at least 1");
+            }
+            if let Some(p) = m.par_percent {
+                par(&format!("machines.{i}.par_percent"), p, v);
+            }
+            if self.machines[..i]
+                .iter()
+                .any(|o| o.edge == m.edge && o.device == m.device)
+            {
+                v.invalid(
+                    &format!("machines.{i}"),
+                    format!(
+                        "one entry per machine ({}/{} is listed twice)",
+                        m.edge, m.device
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// HikCentral Professional (Artemis OpenAPI) for guest visits.
@@ -920,6 +1054,7 @@ impl ConfigFile for HubConfig {
             }
         }
         self.hikcentral.validate(v);
+        self.validate_accounting(v);
         self.supervision.validate(v);
     }
 }

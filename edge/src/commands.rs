@@ -40,11 +40,15 @@ impl CommandRouter {
         };
         for id in ids {
             tracing::warn!(command = %id, "command was running when the edge stopped; reporting it interrupted");
-            self.finish(CommandResult::new(
-                &id,
-                CommandOutcome::Interrupted,
-                "the edge restarted while it ran; not retried",
-            ))
+            // Which device it was for is not kept with the mark: filed under the edge itself.
+            self.finish(
+                "edge",
+                CommandResult::new(
+                    &id,
+                    CommandOutcome::Interrupted,
+                    "the edge restarted while it ran; not retried",
+                ),
+            )
             .await;
         }
     }
@@ -78,7 +82,8 @@ impl CommandRouter {
         tracing::info!(command = %request.id, device = %request.device, op = request.command.op(), issuer = %request.issuer, "command accepted");
         let deadline = received + Duration::from_millis(request.remaining_ms);
         let finished = self.execute(&request, deadline).await;
-        self.finish(finished.into_result(&request.id)).await;
+        self.finish(&request.device, finished.into_result(&request.id))
+            .await;
     }
 
     async fn execute(&self, request: &CommandRequest, deadline: tokio::time::Instant) -> Finished {
@@ -119,12 +124,14 @@ impl CommandRouter {
         }
     }
 
-    async fn finish(&self, result: CommandResult) {
+    /// Stores `result` as an event of `device` (the command's), so the device's history and
+    /// state at the hub include it.
+    async fn finish(&self, device: &str, result: CommandResult) {
         let id = result.id.clone();
         tracing::info!(command = %id, outcome = ?result.outcome, detail = %result.detail, "command finished");
         match self
             .outbox
-            .append("edge", EventClass::Audit, EventBody::CommandResult(result))
+            .append(device, EventClass::Audit, EventBody::CommandResult(result))
             .await
         {
             Ok(_) => {

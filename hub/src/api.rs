@@ -49,6 +49,10 @@ pub struct ApiContext {
     pub default_deadline_seconds: u64,
     /// Guest visits, when HikCentral is configured.
     pub visits: Option<crate::hikcentral::Visits>,
+    /// Sites, currency and machine terms.
+    pub floor: outpost_domain::site::Floor,
+    /// The hub database (projections' trees).
+    pub db: sled::Db,
 }
 
 /// The longest deadline a command may have.
@@ -85,7 +89,12 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(list_operations))
         .routes(routes!(list_edges))
         .routes(routes!(get_bulk))
-        .routes(routes!(list_events))
+        .routes(routes!(crate::floor_api::list_events))
+        .routes(routes!(crate::floor_api::list_devices))
+        .routes(routes!(crate::floor_api::get_device))
+        .routes(routes!(crate::floor_api::get_machine_day))
+        .routes(routes!(crate::floor_api::list_machine_days))
+        .routes(routes!(crate::floor_api::get_site_day))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))
@@ -197,7 +206,7 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
 
 /// The edge named `id` in a request: a valid id (else 400 naming the rule) of an edge this hub
 /// knows (else 404). Every endpoint that takes an edge goes through here.
-fn known_edge(ctx: &ApiContext, id: &str) -> Result<outpost_config::EdgeId, ApiError> {
+pub(crate) fn known_edge(ctx: &ApiContext, id: &str) -> Result<outpost_config::EdgeId, ApiError> {
     let edge: outpost_config::EdgeId = id.parse().map_err(bad_request)?;
     if ctx.edges.get(edge.as_str()).is_none() {
         return Err(ApiError(
@@ -208,7 +217,7 @@ fn known_edge(ctx: &ApiContext, id: &str) -> Result<outpost_config::EdgeId, ApiE
     Ok(edge)
 }
 
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub StatusCode, pub String);
 
 /// What every error answer looks like.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -224,7 +233,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
@@ -234,7 +243,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The caller's token name and role, if it has the `needed` role or a higher one.
-fn authorize(ctx: &ApiContext, headers: &HeaderMap, needed: Role) -> Result<String, ApiError> {
+pub(crate) fn authorize(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<String, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -809,99 +822,4 @@ async fn get_bulk(
         .and_then(|meta| meta["content_type"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "application/octet-stream".into());
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct EventQuery {
-    /// First sequence number to look at (default 1).
-    from: Option<u64>,
-    /// At most this many events (default 100, at most 1000).
-    limit: Option<usize>,
-    /// Only this device's events.
-    device: Option<String>,
-}
-
-/// Events scanned per request at most when filtering by device.
-const EVENT_SCAN: usize = 20_000;
-
-/// One committed event.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct EventView {
-    pub seq: u64,
-    pub device: String,
-    /// `money`, `audit` or `telemetry`.
-    pub class: String,
-    /// The edge's wall clock when it happened, µs since 1970.
-    pub edge_wall_us: i64,
-    /// When the hub stored it, µs since 1970.
-    pub hub_received_us: i64,
-    /// What happened.
-    #[schema(value_type = Object)]
-    pub body: serde_json::Value,
-}
-
-/// A page of events; `next` is the `from` of the following page.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct EventPage {
-    pub events: Vec<EventView>,
-    pub next: u64,
-}
-
-/// Committed events of an edge, oldest first: telemetry, SAS events, TV recovery steps, relay
-/// switching, command results (role viewer).
-#[utoipa::path(
-    get,
-    path = "/api/v1/edges/{edge}/events",
-    tag = "edges",
-    params(("edge" = String, Path, description = "edge id"), EventQuery),
-    responses(
-        (status = 200, description = "A page of events", body = EventPage),
-        (status = 400, description = "Not a valid edge id", body = ErrorBody),
-        (status = 404, description = "Unknown edge", body = ErrorBody),
-    )
-)]
-async fn list_events(
-    State(ctx): State<Arc<ApiContext>>,
-    headers: HeaderMap,
-    Path(edge): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<EventQuery>,
-) -> Result<Response, ApiError> {
-    authorize(&ctx, &headers, Role::Viewer)?;
-    let edge = known_edge(&ctx, &edge)?;
-    let from = query.from.unwrap_or(1).max(1);
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let scan = if query.device.is_some() {
-        EVENT_SCAN
-    } else {
-        limit
-    };
-    let stored = ctx
-        .eventlog
-        .read(edge.as_str(), from, scan)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut next = from;
-    let mut events = Vec::new();
-    for stored in stored {
-        next = stored.event.seq + 1;
-        if query
-            .device
-            .as_deref()
-            .is_some_and(|d| d != stored.event.device)
-        {
-            continue;
-        }
-        events.push(EventView {
-            seq: stored.event.seq,
-            device: stored.event.device,
-            class: format!("{:?}", stored.event.class).to_lowercase(),
-            edge_wall_us: stored.event.wall_us,
-            hub_received_us: stored.hub_received_us,
-            body: serde_json::to_value(&stored.event.body).unwrap_or_default(),
-        });
-        if events.len() >= limit {
-            break;
-        }
-    }
-    Ok(Json(EventPage { events, next }).into_response())
 }

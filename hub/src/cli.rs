@@ -38,6 +38,23 @@ enum Command {
     /// HikCentral tools for field engineers.
     #[command(subcommand)]
     Hikcentral(HikCommand),
+    /// The projections (device state, accounting, the device index) derived from the event log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Clear a projection (or all) and replay the whole event log into it. Run it with the hub
+    /// stopped; prints the digest of the projection's stored bytes before and after, so an
+    /// unchanged projection shows the same digest twice.
+    Rebuild {
+        /// devices, accounting or device-events; all when absent.
+        name: Option<String>,
+        /// The hub's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +142,15 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Projections(ProjectionsCommand::Rebuild { name, config }) => {
+            match rebuild(name.as_deref(), &config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Pki(cmd) => match run_pki(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -140,6 +166,42 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             crate::run,
         ),
     }
+}
+
+/// `outpost-hub projections rebuild`.
+fn rebuild(name: Option<&str>, config: &std::path::Path) -> anyhow::Result<()> {
+    let config: HubConfig = outpost_config::load_file(config, &ProcessEnvironment)?;
+    let floor = crate::floor::from_config(&config)?;
+    let db_dir = config.hub.data_dir.join("db");
+    let db = outpost_storage::DurableDb::open(&db_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {}: {e} (is the hub still running? stop it first)",
+            db_dir.display()
+        )
+    })?;
+    let names: Vec<&str> = match name {
+        Some(name) => vec![name],
+        None => outpost_domain::projection::NAMES.to_vec(),
+    };
+    for name in names {
+        let started = std::time::Instant::now();
+        let done = crate::projections::rebuild(db.db(), name, &floor)?;
+        println!(
+            "{}: {} events replayed in {:.2} s; digest before {} after {} ({})",
+            done.name,
+            done.events,
+            started.elapsed().as_secs_f64(),
+            &done.before[..16],
+            &done.after[..16],
+            if done.before == done.after {
+                "identical"
+            } else {
+                "changed"
+            }
+        );
+    }
+    db.commit()?;
+    Ok(())
 }
 
 fn run_pki(cmd: PkiCommand) -> Result<(), pki::PkiError> {

@@ -32,7 +32,6 @@ use outpost_link::session::Ledger;
 use outpost_link::{CommandResult, Event, EventBody};
 use outpost_storage::chunk::{self, ChunkBuilder};
 use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, recv_batch};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics;
@@ -40,15 +39,7 @@ use crate::metrics;
 // A stored event adds two varints and a frame header to the edge's event; a chunk its own header.
 const _: () = assert!(outpost_link::MAX_EVENT_BYTES + 32 + 8 <= MAX_VALUE_BYTES);
 
-/// An event as the hub keeps it: the edge's event and the hub's view of when it arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredEvent {
-    pub event: Event,
-    /// Hub wall clock when committed, Unix µs.
-    pub hub_received_us: i64,
-    /// The edge's clock offset (edge − hub, ms) estimated at the handshake of its session.
-    pub clock_offset_ms: i64,
-}
+pub use outpost_domain::StoredEvent;
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +80,8 @@ pub struct EventLog {
     /// there is visible before its flush, and a hub that told an edge such a number in `Welcome`
     /// and then lost power would have let the edge drop events the hub no longer has.
     committed: Arc<std::sync::Mutex<HashMap<String, u64>>>,
+    /// Bumped after every successful commit: projections and the live stream wait on it.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock_committed(
@@ -156,10 +149,18 @@ impl EventLog {
         // What the store holds at start is durable (nothing was applied yet by this process).
         let committed = Arc::new(std::sync::Mutex::new(stored_marks(durable.db())?));
         let writer_committed = committed.clone();
+        let (commits, _) = tokio::sync::watch::channel(0u64);
+        let writer_commits = commits.clone();
         std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || {
-                if let Err(err) = run_writer(&writer_db, rx, max_batch, &writer_committed) {
+                if let Err(err) = run_writer(
+                    &writer_db,
+                    rx,
+                    max_batch,
+                    &writer_committed,
+                    &writer_commits,
+                ) {
                     tracing::error!(%err, "event log writer stopped");
                     on_fatal(err);
                 }
@@ -169,6 +170,7 @@ impl EventLog {
             tx,
             durable,
             committed,
+            commits,
         })
     }
 
@@ -226,6 +228,16 @@ impl EventLog {
             .unwrap_or(0))
     }
 
+    /// Every edge's durably committed high-water mark.
+    pub fn committed_marks(&self) -> HashMap<String, u64> {
+        lock_committed(&self.committed).clone()
+    }
+
+    /// A receiver that changes after every commit.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     /// Committed events of `edge` from `from_seq` on, at most `max`.
     pub fn read(
         &self,
@@ -233,24 +245,45 @@ impl EventLog {
         from_seq: u64,
         max: usize,
     ) -> Result<Vec<StoredEvent>, EventLogError> {
-        let mut out = Vec::new();
-        let prefix = chunk_prefix(edge);
-        for entry in outpost_storage::chunks_from(self.durable.db(), &prefix, from_seq) {
-            let (_, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
-            let stored = chunk::decode::<StoredEvent>(&value)
-                .map_err(|e| EventLogError::Corrupt(e.to_string()))?;
-            for (event, _) in stored {
-                if event.event.seq < from_seq {
-                    continue;
-                }
-                if out.len() >= max {
-                    return Ok(out);
-                }
-                out.push(event);
-            }
-        }
-        Ok(out)
+        read_events(self.durable.db(), edge, from_seq, max)
     }
+
+    /// The database the log lives in (projections keep their trees beside it).
+    pub fn durable(&self) -> &Arc<DurableDb> {
+        &self.durable
+    }
+}
+
+/// Events of `edge` stored in `db` from `from_seq` on, at most `max` (also for offline tools,
+/// which read without a writer).
+pub fn read_events(
+    db: &sled::Db,
+    edge: &str,
+    from_seq: u64,
+    max: usize,
+) -> Result<Vec<StoredEvent>, EventLogError> {
+    let mut out = Vec::new();
+    let prefix = chunk_prefix(edge);
+    for entry in outpost_storage::chunks_from(db, &prefix, from_seq) {
+        let (_, value) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
+        let stored = chunk::decode::<StoredEvent>(&value)
+            .map_err(|e| EventLogError::Corrupt(e.to_string()))?;
+        for (event, _) in stored {
+            if event.event.seq < from_seq {
+                continue;
+            }
+            if out.len() >= max {
+                return Ok(out);
+            }
+            out.push(event);
+        }
+    }
+    Ok(out)
+}
+
+/// Every edge's high-water mark as stored in `db` (offline tools).
+pub fn marks(db: &sled::Db) -> Result<HashMap<String, u64>, EventLogError> {
+    stored_marks(db)
 }
 
 fn run_writer(
@@ -258,6 +291,7 @@ fn run_writer(
     mut rx: mpsc::Receiver<CommitRequest>,
     max_batch: usize,
     committed: &std::sync::Mutex<HashMap<String, u64>>,
+    commits: &tokio::sync::watch::Sender<u64>,
 ) -> Result<(), EventLogError> {
     let db = durable.db();
     let mut hwm: HashMap<String, u64> = HashMap::new();
@@ -361,6 +395,7 @@ fn run_writer(
                             .set(*h as i64);
                     }
                 }
+                commits.send_modify(|n| *n += 1);
                 for (reply, outcome) in outcomes {
                     metrics::EVENTS_COMMITTED.inc_by(outcome.accepted as u64);
                     metrics::DUPLICATES.inc_by(outcome.duplicates as u64);

@@ -12,10 +12,13 @@ mod api;
 mod commands;
 mod edges;
 mod eventlog;
+mod floor;
+mod floor_api;
 mod hikcentral;
 mod link;
 mod meters;
 mod metrics;
+mod projections;
 
 // The facade: what the binary, the tests, the chaos suite, the harness and the benchmarks use.
 // Everything else is the hub's own business.
@@ -46,6 +49,8 @@ pub struct HubParts {
     pub api: Arc<api::ApiContext>,
     /// Guest visits, when `[hikcentral] enabled`.
     pub visits: Option<hikcentral::Visits>,
+    /// The projections' actors.
+    pub projections: Vec<projections::ProjectionArgs>,
 }
 
 /// The hub's supervision tree: `hub → {admin, link, api, hikcentral (when enabled)}`.
@@ -62,6 +67,9 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
         ChildSpec::new("link", move || (LinkServer, link.clone())).restart(Restart::Permanent),
         ChildSpec::new("api", move || (HttpServer, api.clone())).restart(Restart::Permanent),
     ];
+    for projection in &parts.projections {
+        children.push(projection.clone().child_spec());
+    }
     if let Some(visits) = &parts.visits {
         children.push(visits.child_spec());
     }
@@ -118,6 +126,18 @@ pub async fn run(
     } else {
         None
     };
+    let floor = floor::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("hub config [accounting]/[[sites]]: {e}"))?;
+    let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFERED);
+    let projections = outpost_domain::projection::NAMES
+        .iter()
+        .map(|&name| projections::ProjectionArgs {
+            name,
+            floor: floor.clone(),
+            eventlog: eventlog.clone(),
+            changes: changes.clone(),
+        })
+        .collect();
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
         &pki.join("ca.pem"),
@@ -156,8 +176,11 @@ pub async fn run(
             bulk_dir: data_dir.join("bulk"),
             default_deadline_seconds: config.api.default_command_deadline_seconds,
             visits: visits.clone(),
+            floor,
+            db: durable.db().clone(),
         }),
         visits,
+        projections,
     };
     let readiness = Readiness::new();
     tracing::info!(
@@ -175,6 +198,9 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Projection changes kept for slow live subscribers before they miss some.
+const CHANGES_BUFFERED: usize = 4096;
 
 /// sled's page cache for the hub database.
 const DB_CACHE_BYTES: u64 = 256 * 1024 * 1024;

@@ -163,6 +163,55 @@ pub static HIK_DB_FULL: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub static PROJECTION_LAG_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "outpost_projection_lag_events",
+                "Committed events a projection has not applied yet.",
+            ),
+            &["projection"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static PROJECTION_LAG_SECONDS: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "outpost_projection_lag_seconds",
+                "How long the oldest committed event a projection has not applied has waited (0 when caught up).",
+            ),
+            &["projection"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static PROJECTION_APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_projection_events_applied_total",
+                "Events a projection applied.",
+            ),
+            &["projection"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static PROJECTION_POISON: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_projection_poison_events_total",
+                "Events a projection could not apply: kept for inspection, skipped.",
+            ),
+            &["projection"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
 pub fn register_all() {
     outpost_process::store::register_store("hub");
     LazyLock::force(&COMMITTED_SEQ);
@@ -180,6 +229,12 @@ pub fn register_all() {
     LazyLock::force(&HIK_REQUESTS);
     LazyLock::force(&HIK_REQUEST_SECONDS);
     LazyLock::force(&HIK_DB_FULL);
+    for name in outpost_domain::projection::NAMES {
+        PROJECTION_LAG_EVENTS.with_label_values(&[name]).set(0);
+        PROJECTION_LAG_SECONDS.with_label_values(&[name]).set(0.0);
+        PROJECTION_APPLIED.with_label_values(&[name]).inc_by(0);
+        PROJECTION_POISON.with_label_values(&[name]).inc_by(0);
+    }
     for state in crate::hikcentral::visits::VisitState::ALL {
         HIK_JOBS.with_label_values(&[state.as_str()]).set(0);
     }

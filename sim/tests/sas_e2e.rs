@@ -27,6 +27,12 @@ fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
 }
 
+/// A decimal amount (`"12.34"`) in cents.
+fn cents(amount: &str) -> i128 {
+    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, "0"));
+    whole.parse::<i128>().unwrap() * 100 + fraction.parse::<i128>().unwrap()
+}
+
 fn device(line: usize, address: u8) -> String {
     format!("egm-{line}-{address}")
 }
@@ -192,6 +198,56 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
         .await
         .unwrap();
     let states = all_states(&sims).await;
+
+    // What the hub understood: every machine's gaming days, read through the API once the
+    // projections have caught up with the log.
+    let hub_admin = site.layout.hub_admin;
+    wait_until(
+        "the projections to apply every committed event",
+        Duration::from_secs(20),
+        || async {
+            let mut caught_up = true;
+            for name in ["devices", "accounting", "device-events"] {
+                let series = format!("outpost_projection_lag_events{{projection=\"{name}\"}}");
+                caught_up &= scrape(hub_admin, &series).await == Some(0.0);
+            }
+            caught_up
+        },
+    )
+    .await
+    .unwrap();
+    let mut hub_days: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for line in 0..LINES {
+        for a in 1..=PER_LINE {
+            let id = device(line, a);
+            let (status, text) = site
+                .api("GET", &format!("/api/v1/machines/edge-01/{id}/days"), "")
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{text}");
+            hub_days.insert(id, serde_json::from_str(&text).unwrap());
+        }
+    }
+    let (status, text) = site
+        .api("GET", "/api/v1/devices?kind=egm", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed["total"], 16, "{text}");
+    assert!(
+        listed["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "online" || d["status"] == "handpay"),
+        "every machine is back online: {text}"
+    );
+    let (status, text) = site
+        .api("GET", "/api/v1/sites/all/days/today", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
     assert!(site.stop().await.unwrap(), "hub and edge stopped cleanly");
     for sim in sims {
         sim.kill().await;
@@ -241,6 +297,36 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
             // An exception the EGM itself lost to a queue overflow was never sent (70 was,
             // and is in `delivered`); count them to show the host kept up.
             overflowed += machine["overflowed"].as_array().unwrap().len();
+            // The hub's gaming days add up to what the simulator really added, in money
+            // (one-cent credits), and every day reconciles.
+            let days = &hub_days[&id];
+            let total = |field: &str| -> i128 {
+                days.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| cents(d["figures"][field].as_str().unwrap()))
+                    .sum()
+            };
+            let lifetime =
+                |code: u8| machine["lifetime"][code.to_string()].as_u64().unwrap() as i128;
+            assert_eq!(total("coin_in"), lifetime(meter::COIN_IN), "{id} coin in");
+            assert_eq!(
+                total("coin_out"),
+                lifetime(meter::COIN_OUT),
+                "{id} coin out"
+            );
+            assert_eq!(total("jackpot"), lifetime(meter::JACKPOT), "{id} jackpot");
+            assert_eq!(total("drop"), lifetime(meter::TOTAL_BILLS), "{id} drop");
+            let played: u64 = days
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["figures"]["games_played"].as_u64().unwrap())
+                .sum();
+            assert_eq!(played as i128, lifetime(meter::GAMES_PLAYED), "{id} games");
+            for day in days.as_array().unwrap() {
+                assert_eq!(day["verdict"], "balanced", "{id}: {day}");
+            }
             for code in REPORTED_METERS {
                 if code == meter::CURRENT_CREDITS {
                     continue; // goes down as well as up: not an accumulating meter

@@ -317,11 +317,8 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| {
-            e["body"]["Tv"]["Recovery"]["step"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        .filter(|e| e["type"] == "tv.recovery")
+        .filter_map(|e| e["step"].as_str().map(str::to_owned))
         .collect();
     for step in ["reconnect", "restart_app", "recovered", "power_cycle"] {
         assert!(steps.iter().any(|s| s == step), "{step} in {steps:?}");

@@ -49,6 +49,10 @@ pub enum CommandReply {
         bytes: u64,
         sha256: String,
     },
+    /// An EGM acknowledged that play is now enabled (LP 02) or disabled (LP 01).
+    Play { enabled: bool },
+    /// An EGM acknowledged that its bill acceptor is now enabled (LP 06) or disabled (LP 07).
+    BillAcceptor { enabled: bool },
 }
 
 impl CommandReply {
@@ -91,6 +95,14 @@ impl fmt::Display for CommandReply {
             CommandReply::Pushed { path, bytes, .. } => {
                 write!(f, "{path}: {bytes} bytes pushed and verified")
             }
+            CommandReply::Play { enabled } => {
+                write!(f, "play {}", if *enabled { "enabled" } else { "disabled" })
+            }
+            CommandReply::BillAcceptor { enabled } => write!(
+                f,
+                "bill acceptor {}",
+                if *enabled { "enabled" } else { "disabled" }
+            ),
         }
     }
 }

@@ -221,15 +221,32 @@ impl EgmModel {
         true
     }
 
-    /// A bill of `credits` accepted (if the acceptor is on).
+    /// A bill of `credits` accepted (if the acceptor is on). Like a real EGM outside real-time
+    /// mode it raises the exception that names the bill's value (47–4E, 50) when there is one
+    /// for `credits` × the denomination, and the generic 4F otherwise (and always in real-time
+    /// mode, where 4F carries the bill's data).
     pub fn insert_bill(&mut self, credits: u64) -> bool {
         if !self.bill_acceptor {
             return false;
         }
         self.add(meter::CURRENT_CREDITS, credits);
         self.add(meter::TOTAL_BILLS, credits);
-        self.raise(0x4F);
+        let cents = credits.saturating_mul(u64::from(self.denomination_cents));
+        // In real-time mode a bill is always 4F, with its data (§3.9).
+        let code = if cents % 100 == 0 && !self.real_time {
+            u32::try_from(cents / 100).map_or(crate::names::exception::BILL_ACCEPTED, |value| {
+                crate::names::bill_exception(value)
+            })
+        } else {
+            crate::names::exception::BILL_ACCEPTED
+        };
+        self.raise(code);
         true
+    }
+
+    /// The credit denomination in cents.
+    pub fn denomination_cents(&self) -> u32 {
+        self.denomination_cents
     }
 
     /// A jackpot too large for the machine to pay: handpay pending (51) until the host resets it

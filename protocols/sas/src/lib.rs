@@ -20,6 +20,7 @@ pub mod data;
 pub mod egm;
 pub mod host;
 pub mod meters;
+pub mod names;
 pub mod reply;
 pub mod request;
 pub mod wire;

@@ -404,8 +404,10 @@ impl EgmSim {
                 continue;
             }
             if m.model.meter(meter::CURRENT_CREDITS) < 20 {
-                let bill = [20, 50, 100][state.rng.random_range(0..3)];
-                m.model.insert_bill(bill);
+                // A real bill ($5, $10 or $20) in the machine's credits: it names its value.
+                let dollars = [5u64, 10, 20][state.rng.random_range(0..3)];
+                let credits = dollars * 100 / u64::from(m.model.denomination_cents()).max(1);
+                m.model.insert_bill(credits.max(1));
                 continue;
             }
             if state.rng.random_bool(0.01) {

@@ -119,6 +119,11 @@ fn describe(op: &EgmCommand, outcome: &PollOutcome) -> CommandReply {
             }
         }
         (EgmCommand::MeterRefresh(_), _) => CommandReply::MetersStored {},
+        (EgmCommand::Enable(_), _) => CommandReply::Play { enabled: true },
+        (EgmCommand::Disable(_), _) => CommandReply::Play { enabled: false },
+        (EgmCommand::BillAcceptor(args), _) => CommandReply::BillAcceptor {
+            enabled: args.enable,
+        },
         _ => CommandReply::Acknowledged {},
     }
 }

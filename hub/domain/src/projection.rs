@@ -1,0 +1,310 @@
+//! The hub's projections as pure state machines over the event log.
+//!
+//! A projection takes each edge's events in sequence order ([`Projection::apply`]) and says what
+//! to store ([`Projection::flush`]: key → value, in its own keyspace) and what changed for live
+//! subscribers ([`Change`]). The hub's runner keeps the cursor (the last sequence applied per
+//! edge) and stores it in the same atomic batch as the projection's writes, so after a crash the
+//! projection resumes exactly after what it stored.
+//!
+//! Invariants: `apply` of an event at or below what the projection already applied for its
+//! device changes nothing; the stored bytes are a function of the events alone (maps are ordered,
+//! encodings fixed), so a rebuild from the log gives identical bytes; a projection that cannot
+//! apply an event says why ([`Poison`]) and stays usable for the next one.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::StoredEvent;
+use crate::accounting::{Bucket, MachineBook};
+use crate::devices::{DeviceState, DeviceStates};
+use crate::site::Floor;
+
+/// What changed, for live subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Device(Box<DeviceState>),
+    /// A machine's hour bucket after an interval was filed in it.
+    Bucket {
+        edge: String,
+        device: String,
+        bucket: Box<Bucket>,
+    },
+}
+
+/// Why a projection could not apply an event (it goes on with the next one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Poison(pub String);
+
+/// A stored value that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("projection {projection}: stored value under {key} does not decode: {reason}")]
+pub struct RestoreError {
+    pub projection: &'static str,
+    pub key: String,
+    pub reason: String,
+}
+
+/// A projection of the event log.
+pub trait Projection: Send + 'static {
+    /// Its name: the `projection` label, the CLI's argument, its keyspace.
+    fn name(&self) -> &'static str;
+    /// Takes back one stored entry at start-up.
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError>;
+    /// Applies one event of `edge`. `missing_before`: sequence numbers lost just before it (a gap
+    /// the hub logged when it committed the event).
+    fn apply(
+        &mut self,
+        edge: &str,
+        missing_before: u64,
+        event: &StoredEvent,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Poison>;
+    /// What to store since the last flush.
+    fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>);
+}
+
+fn config() -> bincode::config::Configuration<bincode::config::BigEndian> {
+    bincode::config::standard().with_big_endian()
+}
+
+/// Encodes a stored value.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
+}
+
+/// Decodes a stored value.
+pub fn decode<T: DeserializeOwned>(
+    projection: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, RestoreError> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(v, _)| v)
+        .map_err(|e| RestoreError {
+            projection,
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// `tag ++ edge ++ 0 ++ device`: edge and device ids never contain NUL (config validates ids).
+pub fn device_key(tag: u8, edge: &str, device: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(edge.len() + device.len() + 2);
+    key.push(tag);
+    key.extend_from_slice(edge.as_bytes());
+    key.push(0);
+    key.extend_from_slice(device.as_bytes());
+    key
+}
+
+/// A signed time as a key part that sorts in time order.
+pub fn time_key(us: i64) -> [u8; 8] {
+    ((us as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time in a key part made by [`time_key`].
+pub fn time_from_key(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// Device state: `d ++ edge ++ 0 ++ device` → [`DeviceState`].
+#[derive(Debug, Default)]
+pub struct DevicesProjection {
+    pub states: DeviceStates,
+}
+
+pub const DEVICES: &str = "devices";
+pub const ACCOUNTING: &str = "accounting";
+pub const DEVICE_EVENTS: &str = "device-events";
+
+/// The names of every projection, in the order the hub runs them.
+pub const NAMES: [&str; 3] = [DEVICES, ACCOUNTING, DEVICE_EVENTS];
+
+impl Projection for DevicesProjection {
+    fn name(&self) -> &'static str {
+        DEVICES
+    }
+
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
+        if key.first() == Some(&b'd') {
+            self.states.restore(decode(DEVICES, key, value)?);
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        edge: &str,
+        _missing_before: u64,
+        event: &StoredEvent,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Poison> {
+        if let Some(state) = self.states.apply(edge, event) {
+            changes.push(Change::Device(Box::new(state.clone())));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        for state in self.states.take_dirty() {
+            writes.push((device_key(b'd', &state.edge, &state.device), encode(state)));
+        }
+    }
+}
+
+/// Accounting: `m ++ edge ++ 0 ++ device` → [`MachineBook`]; `b ++ edge ++ 0 ++ device ++ 0 ++
+/// hour` → [`Bucket`] (hour as [`time_key`]).
+#[derive(Debug)]
+pub struct AccountingProjection {
+    floor: Floor,
+    books: BTreeMap<(String, String), MachineBook>,
+    dirty: BTreeMap<(String, String), bool>,
+}
+
+impl AccountingProjection {
+    pub fn new(floor: Floor) -> Self {
+        Self {
+            floor,
+            books: BTreeMap::new(),
+            dirty: BTreeMap::new(),
+        }
+    }
+
+    pub fn book(&self, edge: &str, device: &str) -> Option<&MachineBook> {
+        self.books.get(&(edge.to_owned(), device.to_owned()))
+    }
+}
+
+/// The key of a machine's bucket.
+pub fn bucket_key(edge: &str, device: &str, hour_us: i64) -> Vec<u8> {
+    let mut key = device_key(b'b', edge, device);
+    key.push(0);
+    key.extend_from_slice(&time_key(hour_us));
+    key
+}
+
+impl Projection for AccountingProjection {
+    fn name(&self) -> &'static str {
+        ACCOUNTING
+    }
+
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
+        if key.first() == Some(&b'm') {
+            let book: MachineBook = decode(ACCOUNTING, key, value)?;
+            self.books
+                .insert((book.edge.clone(), book.device.clone()), book);
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        edge: &str,
+        missing_before: u64,
+        event: &StoredEvent,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Poison> {
+        if missing_before > 0 {
+            // Lost events could have been any machine's: every open interval of the edge may miss
+            // some.
+            for ((e, d), book) in self.books.range_mut((edge.to_owned(), String::new())..) {
+                if e != edge {
+                    break;
+                }
+                book.open_flags.missing_events += missing_before;
+                self.dirty.entry((e.clone(), d.clone())).or_insert(false);
+            }
+        }
+        if !matches!(event.event.body, outpost_link::EventBody::Sas(_)) {
+            return Ok(());
+        }
+        let device = &event.event.device;
+        let key = (edge.to_owned(), device.clone());
+        let calendar = &self.floor.site_of(edge).calendar;
+        let book = self
+            .books
+            .entry(key.clone())
+            .or_insert_with(|| MachineBook::new(edge, device));
+        if event.event.seq <= book.last_seq {
+            return Ok(());
+        }
+        let filed = book.apply(event, 0, calendar).cloned();
+        let flag = self.dirty.entry(key).or_insert(false);
+        if let Some(bucket) = filed {
+            *flag = true;
+            changes.push(Change::Bucket {
+                edge: edge.to_owned(),
+                device: device.clone(),
+                bucket: Box::new(bucket),
+            });
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        for ((edge, device), bucket_changed) in std::mem::take(&mut self.dirty) {
+            let Some(book) = self.books.get(&(edge.clone(), device.clone())) else {
+                continue;
+            };
+            writes.push((device_key(b'm', &edge, &device), encode(book)));
+            if bucket_changed && let Some(bucket) = &book.current {
+                writes.push((bucket_key(&edge, &device, bucket.hour_us), encode(bucket)));
+            }
+        }
+    }
+}
+
+/// The events of each device: `i ++ edge ++ 0 ++ device ++ 0 ++ seq` → nothing, so a device's
+/// events are found without scanning its edge's.
+#[derive(Debug, Default)]
+pub struct DeviceEventsProjection {
+    pending: Vec<Vec<u8>>,
+}
+
+/// The key of a device's event.
+pub fn device_event_key(edge: &str, device: &str, seq: u64) -> Vec<u8> {
+    let mut key = device_key(b'i', edge, device);
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+impl Projection for DeviceEventsProjection {
+    fn name(&self) -> &'static str {
+        DEVICE_EVENTS
+    }
+
+    fn restore(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), RestoreError> {
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        edge: &str,
+        _missing_before: u64,
+        event: &StoredEvent,
+        _changes: &mut Vec<Change>,
+    ) -> Result<(), Poison> {
+        // Writing the same key again is harmless: the index is idempotent by construction.
+        self.pending
+            .push(device_event_key(edge, &event.event.device, event.event.seq));
+        Ok(())
+    }
+
+    fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        writes.extend(self.pending.drain(..).map(|k| (k, Vec::new())));
+    }
+}
+
+/// A fresh projection by name, for the hub and for `projections rebuild`.
+pub fn by_name(name: &str, floor: &Floor) -> Option<Box<dyn Projection>> {
+    Some(match name {
+        DEVICES => Box::new(DevicesProjection::default()),
+        ACCOUNTING => Box::new(AccountingProjection::new(floor.clone())),
+        DEVICE_EVENTS => Box::new(DeviceEventsProjection::default()),
+        _ => return None,
+    })
+}

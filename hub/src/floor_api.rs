@@ -1,0 +1,1137 @@
+//! The floor in the API: devices and their state, events as people read them, gaming days and
+//! reconciliation per machine and per site.
+//!
+//! Everything here reads the projections' trees (`crate::projections`) and the event log; it
+//! never writes. Projections apply events shortly after they are committed
+//! (`outpost_projection_lag_seconds`), so a state read here can be that far behind the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use outpost_config::Role;
+use outpost_domain::accounting::{self, Bucket, MachineBook, Reconciliation, Verdict};
+use outpost_domain::calendar::{Calendar, parse_day, parse_rfc3339, rfc3339_utc};
+use outpost_domain::devices::DeviceState;
+use outpost_domain::projection::{self, decode, device_key, time_key};
+use outpost_domain::readable::{self, ReadableEvent};
+use outpost_domain::site::Floor;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiContext, ApiError, ErrorBody, authorize, bad_request, known_edge};
+
+fn store_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
+}
+
+fn proj_tree(ctx: &ApiContext, name: &str) -> Result<sled::Tree, ApiError> {
+    crate::projections::tree(&ctx.db, name).map_err(store_error)
+}
+
+fn time(us: i64) -> String {
+    rfc3339_utc(us)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+/// A slot machine's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EgmView {
+    /// `true` while the edge has the machine; `false` after a comms loss.
+    pub online: bool,
+    /// Since when `online` has been what it is.
+    pub since: Option<String>,
+    /// The last time the machine gave the host data.
+    pub last_poll: Option<String>,
+    pub credits: Option<u64>,
+    /// The credits in money.
+    pub credits_amount: Option<String>,
+    pub doors_open: Vec<String>,
+    /// The last tilt (exception name) and when.
+    pub tilt: Option<NotedView>,
+    /// The pending handpay's amount, while the machine is locked up for one.
+    pub handpay_pending: Option<String>,
+    pub play_enabled: Option<bool>,
+    pub bill_acceptor_enabled: Option<bool>,
+    pub last_exception: Option<NotedView>,
+    pub power_on: Option<bool>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotedView {
+    pub code: u8,
+    pub name: String,
+    pub at: String,
+}
+
+/// A TV's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TvView {
+    pub up: bool,
+    pub since: Option<String>,
+    pub last_seen: Option<String>,
+    pub screen_on: Option<bool>,
+    pub volume: Option<u8>,
+    pub input: Option<String>,
+    pub app: Option<String>,
+    pub ethernet: Option<String>,
+    /// The last screenshot: when, and where to fetch it.
+    pub last_screenshot: Option<ScreenshotView>,
+    /// The last self-healing step taken.
+    pub healing: Option<HealingView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScreenshotView {
+    pub at: String,
+    /// `GET` this (with your token) for the PNG.
+    pub url: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealingView {
+    pub step: String,
+    pub detail: String,
+    pub at: String,
+}
+
+/// A relay's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RelayView {
+    pub on: bool,
+    pub reason: String,
+    pub last_switch: String,
+}
+
+/// A device with its state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceSummary {
+    pub edge: String,
+    pub device: String,
+    /// `egm`, `tv`, `relay`, `synthetic` (as the edge declared it).
+    pub kind: String,
+    pub site: String,
+    /// One word: `online`, `comms_lost`, `handpay`, `door_open` (EGM); `up`, `down` (TV); `on`,
+    /// `off` (relay); `reporting` (synthetic); `unknown` before its first event.
+    pub status: String,
+    /// When its last event happened.
+    pub last_event: Option<String>,
+    pub egm: Option<EgmView>,
+    pub tv: Option<TvView>,
+    pub relay: Option<RelayView>,
+}
+
+/// A page of devices.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DevicePage {
+    pub devices: Vec<DeviceSummary>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<String>,
+    /// Devices matching the filters in all.
+    pub total: usize,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceFilter {
+    /// Only devices of this site.
+    site: Option<String>,
+    /// Only devices of this edge.
+    edge: Option<String>,
+    /// Only this kind (`egm`, `tv`, `relay`, `synthetic`).
+    kind: Option<String>,
+    /// Only devices in this status (see `DeviceSummary.status`).
+    status: Option<String>,
+    /// Devices after this `edge/device` (from the previous page's `next`).
+    after: Option<String>,
+    /// At most this many (default 100, at most 10000).
+    limit: Option<usize>,
+}
+
+fn summary(
+    floor: &Floor,
+    edge: &str,
+    device: &str,
+    kind: &str,
+    state: Option<&DeviceState>,
+) -> DeviceSummary {
+    let money =
+        |credits: u64| floor.money(floor.credits_to_minor(edge, device, u128::from(credits)));
+    let noted = |n: &outpost_domain::devices::Noted| NotedView {
+        code: n.code,
+        name: n.name.clone(),
+        at: time(n.at_us),
+    };
+    let egm = state.and_then(|s| s.egm.as_ref()).map(|e| EgmView {
+        online: e.online,
+        since: e.since_us.map(time),
+        last_poll: (e.last_poll_us != 0).then(|| time(e.last_poll_us)),
+        credits: e.credits,
+        credits_amount: e.credits.map(money),
+        doors_open: e.doors_open.iter().cloned().collect(),
+        tilt: e.tilt.as_ref().map(noted),
+        handpay_pending: e.handpay_pending.map(money),
+        play_enabled: e.play_enabled,
+        bill_acceptor_enabled: e.bill_acceptor_enabled,
+        last_exception: e.last_exception.as_ref().map(noted),
+        power_on: e.power_on,
+    });
+    let tv = state.and_then(|s| s.tv.as_ref()).map(|t| TvView {
+        up: t.up,
+        since: t.since_us.map(time),
+        last_seen: t.last_seen_us.map(time),
+        screen_on: t.screen_on,
+        volume: t.volume,
+        input: t.input.clone(),
+        app: t.app.clone(),
+        ethernet: t.ethernet.clone(),
+        last_screenshot: t.last_screenshot.as_ref().map(|s| ScreenshotView {
+            at: time(s.at_us),
+            url: format!("/api/v1/bulk/{edge}/{}", s.bulk_id),
+            bytes: s.bytes,
+            sha256: s.sha256.clone(),
+        }),
+        healing: t.healing.as_ref().map(|h| HealingView {
+            step: h.step.clone(),
+            detail: h.detail.clone(),
+            at: time(h.at_us),
+        }),
+    });
+    let relay = state.and_then(|s| s.relay.as_ref()).map(|r| RelayView {
+        on: r.on,
+        reason: r.reason.clone(),
+        last_switch: time(r.switched_us),
+    });
+    let status = match (&egm, &tv, &relay, state) {
+        (Some(e), ..) if !e.online => "comms_lost",
+        (Some(e), ..) if e.handpay_pending.is_some() => "handpay",
+        (Some(e), ..) if !e.doors_open.is_empty() => "door_open",
+        (Some(_), ..) => "online",
+        (_, Some(t), ..) => {
+            if t.up {
+                "up"
+            } else {
+                "down"
+            }
+        }
+        (_, _, Some(r), _) => {
+            if r.on {
+                "on"
+            } else {
+                "off"
+            }
+        }
+        (_, _, _, Some(_)) => "reporting",
+        _ => "unknown",
+    };
+    DeviceSummary {
+        edge: edge.to_owned(),
+        device: device.to_owned(),
+        kind: kind.to_owned(),
+        site: floor.site_of(edge).id.clone(),
+        status: status.to_owned(),
+        last_event: state.map(|s| time(s.last_event_us)),
+        egm,
+        tv,
+        relay,
+    }
+}
+
+/// Every device the hub knows (declared by its edge or seen in events), with its state.
+fn all_devices(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
+    let tree = proj_tree(ctx, projection::DEVICES)?;
+    let mut states: BTreeMap<(String, String), DeviceState> = BTreeMap::new();
+    for entry in tree.scan_prefix(b"d") {
+        let (key, value) = entry.map_err(store_error)?;
+        let state: DeviceState = decode(projection::DEVICES, &key, &value).map_err(store_error)?;
+        states.insert((state.edge.clone(), state.device.clone()), state);
+    }
+    let mut kinds: BTreeMap<(String, String), String> = BTreeMap::new();
+    for edge in ctx.edges.all() {
+        for d in edge.devices {
+            kinds.insert((edge.id.clone(), d.id), d.kind);
+        }
+    }
+    let keys: std::collections::BTreeSet<(String, String)> =
+        kinds.keys().chain(states.keys()).cloned().collect();
+    Ok(keys
+        .into_iter()
+        .map(|(edge, device)| {
+            let key = (edge.clone(), device.clone());
+            let state = states.get(&key);
+            let kind = kinds.get(&key).cloned().unwrap_or_else(|| {
+                match state {
+                    Some(s) if s.egm.is_some() => "egm",
+                    Some(s) if s.tv.is_some() => "tv",
+                    Some(s) if s.relay.is_some() => "relay",
+                    _ => "unknown",
+                }
+                .to_owned()
+            });
+            summary(&ctx.floor, &edge, &device, &kind, state)
+        })
+        .collect())
+}
+
+/// Every device with its state, filtered and paged (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "devices",
+    params(DeviceFilter),
+    responses(
+        (status = 200, description = "A page of devices, ordered by edge and device", body = DevicePage),
+        (status = 400, description = "A filter that cannot match anything", body = ErrorBody),
+    )
+)]
+pub async fn list_devices(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Query(filter): Query<DeviceFilter>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    if let Some(site) = &filter.site
+        && ctx.floor.site(site).is_none()
+    {
+        let known: Vec<&str> = ctx.floor.sites().map(|s| s.id.as_str()).collect();
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no site {site}; the hub config has: {}", known.join(", ")),
+        ));
+    }
+    const STATUSES: [&str; 10] = [
+        "online",
+        "comms_lost",
+        "handpay",
+        "door_open",
+        "up",
+        "down",
+        "on",
+        "off",
+        "reporting",
+        "unknown",
+    ];
+    if let Some(status) = &filter.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(bad_request(format!(
+            "status {status:?} is not one of {}",
+            STATUSES.join(", ")
+        )));
+    }
+    let limit = filter.limit.unwrap_or(100).clamp(1, 10_000);
+    let matching: Vec<DeviceSummary> = all_devices(&ctx)?
+        .into_iter()
+        .filter(|d| filter.site.as_ref().is_none_or(|s| *s == d.site))
+        .filter(|d| filter.edge.as_ref().is_none_or(|e| *e == d.edge))
+        .filter(|d| filter.kind.as_ref().is_none_or(|k| *k == d.kind))
+        .filter(|d| filter.status.as_ref().is_none_or(|s| *s == d.status))
+        .collect();
+    let total = matching.len();
+    let after = filter.after.clone().unwrap_or_default();
+    let mut devices: Vec<DeviceSummary> = matching
+        .into_iter()
+        .filter(|d| after.is_empty() || format!("{}/{}", d.edge, d.device) > after)
+        .take(limit + 1)
+        .collect();
+    let next = if devices.len() > limit {
+        devices.truncate(limit);
+        devices.last().map(|d| format!("{}/{}", d.edge, d.device))
+    } else {
+        None
+    };
+    Ok(Json(DevicePage {
+        devices,
+        next,
+        total,
+    })
+    .into_response())
+}
+
+/// One device in detail.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub summary: DeviceSummary,
+    /// For a slot machine: the current gaming day's figures and reconciliation so far.
+    pub today: Option<DayReport>,
+}
+
+fn find_device(ctx: &ApiContext, edge: &str, device: &str) -> Result<DeviceSummary, ApiError> {
+    let edge = known_edge(ctx, edge)?;
+    all_devices(ctx)?
+        .into_iter()
+        .find(|d| d.edge == edge.as_str() && d.device == device)
+        .ok_or_else(|| {
+            let known: Vec<String> = ctx
+                .edges
+                .get(edge.as_str())
+                .map(|e| e.devices.into_iter().map(|d| d.id).collect())
+                .unwrap_or_default();
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "edge {edge} has no device {device}; it has: {} (GET /api/v1/devices?edge={edge})",
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+/// One device's state; for a slot machine also today's figures (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{edge}/{device}",
+    tag = "devices",
+    params(("edge" = String, Path), ("device" = String, Path)),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetail),
+        (status = 404, description = "Unknown edge or device", body = ErrorBody),
+    )
+)]
+pub async fn get_device(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let summary = find_device(&ctx, &edge, &device)?;
+    let today = if summary.kind == "egm" {
+        let calendar = &ctx.floor.site_of(&edge).calendar;
+        let day = calendar.gaming_day(outpost_process::clock::unix_us());
+        Some(day_report(&ctx, &edge, &device, day)?)
+    } else {
+        None
+    };
+    Ok(Json(DeviceDetail { summary, today }).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gaming days
+
+/// A bill count by value.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BillCount {
+    /// The bill's value.
+    pub value: String,
+    pub count: u64,
+    pub amount: String,
+}
+
+/// The money of a machine (or a site) over a span, from its meters.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FiguresView {
+    pub currency: String,
+    pub coin_in: String,
+    pub coin_out: String,
+    pub jackpot: String,
+    pub handpaid_cancelled: String,
+    pub cancelled_credits: String,
+    /// Metered drop.
+    pub drop: String,
+    /// coin in − coin out − jackpots.
+    pub net_win: String,
+    pub theoretical_win: Option<String>,
+    pub games_played: u64,
+    pub games_won: u64,
+    /// Actual hold in percent (net win / coin in), absent without coin in.
+    pub actual_hold_percent: Option<String>,
+    pub theoretical_hold_percent: Option<String>,
+    /// Bills by value, from the machine's bill events.
+    pub bills: Vec<BillCount>,
+    pub bills_of_unnamed_value: u64,
+    pub handpays: u64,
+    pub handpaid: String,
+    pub game_starts: u64,
+}
+
+fn percent(bp: i64) -> String {
+    let sign = if bp < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", bp.abs() / 100, bp.abs() % 100)
+}
+
+fn figures_view(
+    floor: &Floor,
+    bucket: &Bucket,
+    denomination: u32,
+    par_bp: Option<u32>,
+) -> FiguresView {
+    let f = accounting::figures(bucket, denomination, par_bp);
+    let m = |minor: i128| floor.money(minor);
+    let per_major = i128::from(floor.currency.minor_per_major());
+    let credits = |c: u128| {
+        floor.money(i128::try_from(c.saturating_mul(u128::from(denomination))).unwrap_or(i128::MAX))
+    };
+    FiguresView {
+        currency: floor.currency.code.clone(),
+        coin_in: m(f.coin_in),
+        coin_out: m(f.coin_out),
+        jackpot: m(f.jackpot),
+        handpaid_cancelled: m(f.handpaid_cancelled),
+        cancelled_credits: m(f.cancelled_credits),
+        drop: m(f.drop),
+        net_win: m(f.net_win),
+        theoretical_win: f.theoretical_win.map(m),
+        games_played: u64::try_from(f.games_played).unwrap_or(u64::MAX),
+        games_won: u64::try_from(f.games_won).unwrap_or(u64::MAX),
+        actual_hold_percent: f.actual_hold_bp.map(percent),
+        theoretical_hold_percent: f.theoretical_hold_bp.map(percent),
+        bills: bucket
+            .events
+            .bills
+            .iter()
+            .map(|(value, count)| BillCount {
+                value: m(i128::from(*value) * per_major),
+                count: *count,
+                amount: m(i128::from(*value) * i128::from(*count) * per_major),
+            })
+            .collect(),
+        bills_of_unnamed_value: bucket.events.bills_unnamed,
+        handpays: bucket.events.handpays,
+        handpaid: credits(bucket.events.handpaid_credits),
+        game_starts: bucket.events.game_starts,
+    }
+}
+
+/// One check of a reconciliation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckView {
+    /// `bills` (metered drop vs bill events), `games` (games played vs game starts), `handpays`
+    /// (jackpot meter vs handpays paid), `wagers` (coin in vs wagers, real-time events only).
+    pub name: String,
+    pub metered: String,
+    pub counted: String,
+    /// metered − counted.
+    pub difference: String,
+    pub verdict: Verdict,
+}
+
+/// Meters against events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReconciliationView {
+    /// `balanced`, `discrepancy`, or `unverifiable` (meters were reset in the window).
+    pub verdict: Verdict,
+    pub checks: Vec<CheckView>,
+    /// What in the window may explain a difference.
+    pub reasons: Vec<String>,
+    /// Meter-reading intervals covered.
+    pub intervals: u32,
+}
+
+fn reconciliation_view(floor: &Floor, r: &Reconciliation) -> ReconciliationView {
+    ReconciliationView {
+        verdict: r.verdict,
+        checks: r
+            .checks
+            .iter()
+            .map(|c| {
+                let show = |v: i128| {
+                    if c.money {
+                        floor.money(v)
+                    } else {
+                        v.to_string()
+                    }
+                };
+                CheckView {
+                    name: c.name.clone(),
+                    metered: show(c.metered),
+                    counted: show(c.counted),
+                    difference: show(c.difference()),
+                    verdict: c.verdict,
+                }
+            })
+            .collect(),
+        reasons: r.reasons.clone(),
+        intervals: r.intervals,
+    }
+}
+
+/// An hour of a machine's day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HourView {
+    /// Start of the local hour, with the site's offset.
+    pub hour: String,
+    pub figures: FiguresView,
+    pub verdict: Verdict,
+}
+
+/// A machine's gaming day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DayReport {
+    pub edge: String,
+    pub device: String,
+    pub site: String,
+    /// The gaming day (`2026-11-30`): from `starts` to `ends`.
+    pub day: String,
+    pub starts: String,
+    pub ends: String,
+    pub figures: FiguresView,
+    pub reconciliation: ReconciliationView,
+    pub hours: Vec<HourView>,
+    /// Events since the machine's last meter reading, filed when the next one comes.
+    pub pending_events: u64,
+}
+
+/// The buckets of a machine from `start_us` (inclusive) to `end_us` (exclusive).
+fn buckets(
+    ctx: &ApiContext,
+    edge: &str,
+    device: &str,
+    start_us: i64,
+    end_us: i64,
+) -> Result<Vec<Bucket>, ApiError> {
+    let tree = proj_tree(ctx, projection::ACCOUNTING)?;
+    let mut prefix = device_key(b'b', edge, device);
+    prefix.push(0);
+    let from = [prefix.clone(), time_key(start_us).to_vec()].concat();
+    let to = [prefix, time_key(end_us).to_vec()].concat();
+    let mut out = Vec::new();
+    for entry in tree.range(from..to) {
+        let (key, value) = entry.map_err(store_error)?;
+        out.push(decode::<Bucket>(projection::ACCOUNTING, &key, &value).map_err(store_error)?);
+    }
+    Ok(out)
+}
+
+fn book(ctx: &ApiContext, edge: &str, device: &str) -> Result<Option<MachineBook>, ApiError> {
+    let tree = proj_tree(ctx, projection::ACCOUNTING)?;
+    let key = device_key(b'm', edge, device);
+    match tree.get(&key).map_err(store_error)? {
+        Some(v) => Ok(Some(
+            decode(projection::ACCOUNTING, &key, &v).map_err(store_error)?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn day_report(
+    ctx: &ApiContext,
+    edge: &str,
+    device: &str,
+    day: jiff::civil::Date,
+) -> Result<DayReport, ApiError> {
+    let floor = &ctx.floor;
+    let site = floor.site_of(edge);
+    let calendar: &Calendar = &site.calendar;
+    let (start, end) = calendar.day_bounds(day);
+    let terms = floor.terms(edge, device);
+    let hours = buckets(ctx, edge, device, start, end)?;
+    let mut total = Bucket::default();
+    for b in &hours {
+        total.add(b);
+    }
+    let per_major = floor.currency.minor_per_major();
+    let rec = accounting::reconcile(&total, terms.denomination, per_major);
+    let pending = book(ctx, edge, device)?.map_or(0, |b| {
+        let e = &b.open_events;
+        e.bills.values().sum::<u64>() + e.bills_unnamed + e.game_starts + e.game_ends + e.handpays
+    });
+    Ok(DayReport {
+        edge: edge.to_owned(),
+        device: device.to_owned(),
+        site: site.id.clone(),
+        day: day.to_string(),
+        starts: calendar.rfc3339(start),
+        ends: calendar.rfc3339(end),
+        figures: figures_view(floor, &total, terms.denomination, terms.par_bp),
+        reconciliation: reconciliation_view(floor, &rec),
+        hours: hours
+            .iter()
+            .map(|b| HourView {
+                hour: calendar.rfc3339(b.hour_us),
+                figures: figures_view(floor, b, terms.denomination, terms.par_bp),
+                verdict: accounting::reconcile(b, terms.denomination, per_major).verdict,
+            })
+            .collect(),
+        pending_events: pending,
+    })
+}
+
+fn machine(ctx: &ApiContext, edge: &str, device: &str) -> Result<(), ApiError> {
+    let d = find_device(ctx, edge, device)?;
+    if d.kind != "egm" {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{edge}/{device} is a {}, not a slot machine: it has no gaming days",
+                d.kind
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A machine's gaming day: figures in money, bills by value, hourly buckets and reconciliation
+/// of meters against events (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{edge}/{device}/days/{day}",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), ("day" = String, Path, description = "gaming day, e.g. 2026-11-30, or `today`")),
+    responses(
+        (status = 200, description = "The day", body = DayReport),
+        (status = 400, description = "Not a date", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device, or not a slot machine", body = ErrorBody),
+    )
+)]
+pub async fn get_machine_day(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device, day)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    machine(&ctx, &edge, &device)?;
+    let day = parse_gaming_day(&ctx, &edge, &day)?;
+    Ok(Json(day_report(&ctx, &edge, &device, day)?).into_response())
+}
+
+fn parse_gaming_day(
+    ctx: &ApiContext,
+    edge: &str,
+    text: &str,
+) -> Result<jiff::civil::Date, ApiError> {
+    if text == "today" {
+        return Ok(ctx
+            .floor
+            .site_of(edge)
+            .calendar
+            .gaming_day(outpost_process::clock::unix_us()));
+    }
+    parse_day(text).map_err(|e| bad_request(e.to_string()))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DayRange {
+    /// First gaming day (default: 30 days before `to`).
+    from: Option<String>,
+    /// Last gaming day (default: today).
+    to: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// One gaming day of a machine, in a history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DaySummary {
+    pub day: String,
+    pub figures: FiguresView,
+    pub verdict: Verdict,
+}
+
+/// A machine's gaming days over a range, as JSON or CSV (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{edge}/{device}/days",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), DayRange),
+    responses(
+        (status = 200, description = "One entry per gaming day (CSV with format=csv)", body = Vec<DaySummary>),
+        (status = 400, description = "Not a date, or a range of more than 366 days", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device", body = ErrorBody),
+    )
+)]
+pub async fn list_machine_days(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+    Query(range): Query<DayRange>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    machine(&ctx, &edge, &device)?;
+    let to = parse_gaming_day(&ctx, &edge, range.to.as_deref().unwrap_or("today"))?;
+    let from = match &range.from {
+        Some(text) => parse_gaming_day(&ctx, &edge, text)?,
+        None => to.checked_sub(jiff::Span::new().days(29)).unwrap_or(to),
+    };
+    let span = from.until(to).map(|s| s.get_days()).unwrap_or(-1);
+    if !(0..=366).contains(&span) {
+        return Err(bad_request(format!(
+            "from {from} to {to}: give a range of 0 to 366 days, from before to"
+        )));
+    }
+    let csv = match range.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(bad_request(format!("format {other:?}: json or csv"))),
+    };
+    let mut days = Vec::new();
+    let mut day = from;
+    while day <= to {
+        let report = day_report(&ctx, &edge, &device, day)?;
+        days.push(DaySummary {
+            day: report.day,
+            figures: report.figures,
+            verdict: report.reconciliation.verdict,
+        });
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    if !csv {
+        return Ok(Json(days).into_response());
+    }
+    let mut out = String::from(
+        "day,currency,coin_in,coin_out,jackpot,drop,net_win,theoretical_win,games_played,games_won,actual_hold_percent,handpays,handpaid,reconciliation\n",
+    );
+    for d in &days {
+        let f = &d.figures;
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            d.day,
+            f.currency,
+            f.coin_in,
+            f.coin_out,
+            f.jackpot,
+            f.drop,
+            f.net_win,
+            f.theoretical_win.clone().unwrap_or_default(),
+            f.games_played,
+            f.games_won,
+            f.actual_hold_percent.clone().unwrap_or_default(),
+            f.handpays,
+            f.handpaid,
+            serde_json::to_value(d.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        ));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{edge}-{device}-{from}-{to}.csv\""),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// A machine's line in a site's day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SiteMachineLine {
+    pub edge: String,
+    pub device: String,
+    pub net_win: String,
+    pub drop: String,
+    pub verdict: Verdict,
+}
+
+/// A site's gaming day: totals and each machine's reconciliation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SiteDayReport {
+    pub site: String,
+    pub day: String,
+    pub figures: FiguresView,
+    pub machines: Vec<SiteMachineLine>,
+    pub balanced: usize,
+    pub discrepancies: usize,
+    pub unverifiable: usize,
+}
+
+/// A site's gaming day (`all` for every site): totals in money and every machine's
+/// reconciliation (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/days/{day}",
+    tag = "accounting",
+    params(("site" = String, Path, description = "site id, or `all`"), ("day" = String, Path, description = "gaming day, e.g. 2026-11-30, or `today`")),
+    responses(
+        (status = 200, description = "The site's day", body = SiteDayReport),
+        (status = 400, description = "Not a date", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    )
+)]
+pub async fn get_site_day(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((site, day)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let floor = &ctx.floor;
+    if site != "all" && floor.site(&site).is_none() {
+        let known: Vec<&str> = floor.sites().map(|s| s.id.as_str()).collect();
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no site {site}; the hub config has: {} (or use all)",
+                known.join(", ")
+            ),
+        ));
+    }
+    let machines: Vec<DeviceSummary> = all_devices(&ctx)?
+        .into_iter()
+        .filter(|d| d.kind == "egm" && (site == "all" || d.site == site))
+        .collect();
+    let mut total = Bucket::default();
+    let mut lines = Vec::new();
+    let (mut balanced, mut discrepancies, mut unverifiable) = (0, 0, 0);
+    let mut money_total = Bucket::default();
+    for m in &machines {
+        let calendar = &floor.site_of(&m.edge).calendar;
+        let d = parse_gaming_day(&ctx, &m.edge, &day)?;
+        let (start, end) = calendar.day_bounds(d);
+        let terms = floor.terms(&m.edge, &m.device);
+        let mut bucket = Bucket::default();
+        for b in buckets(&ctx, &m.edge, &m.device, start, end)? {
+            bucket.add(&b);
+        }
+        let rec = accounting::reconcile(
+            &bucket,
+            terms.denomination,
+            floor.currency.minor_per_major(),
+        );
+        match rec.verdict {
+            Verdict::Balanced => balanced += 1,
+            Verdict::Discrepancy => discrepancies += 1,
+            Verdict::Unverifiable => unverifiable += 1,
+        }
+        let f = accounting::figures(&bucket, terms.denomination, terms.par_bp);
+        lines.push(SiteMachineLine {
+            edge: m.edge.clone(),
+            device: m.device.clone(),
+            net_win: floor.money(f.net_win),
+            drop: floor.money(f.drop),
+            verdict: rec.verdict,
+        });
+        // Site totals are in money: scale each machine's credits by its own denomination.
+        let mut scaled = bucket.clone();
+        for v in scaled.metered.values_mut() {
+            *v = v.saturating_mul(u128::from(terms.denomination));
+        }
+        scaled.events.handpaid_credits = scaled
+            .events
+            .handpaid_credits
+            .saturating_mul(u128::from(terms.denomination));
+        money_total.add(&scaled);
+        total.add(&bucket);
+    }
+    let day_label = match machines.first() {
+        Some(m) => parse_gaming_day(&ctx, &m.edge, &day)?.to_string(),
+        None => parse_day(&day)
+            .map(|d| d.to_string())
+            .unwrap_or(day.clone()),
+    };
+    Ok(Json(SiteDayReport {
+        site,
+        day: day_label,
+        // Games are counts: scaling by a denomination would be wrong, so take them unscaled.
+        figures: {
+            let mut f = figures_view(floor, &money_total, 1, None);
+            f.games_played = u64::try_from(total.meter(0x05)).unwrap_or(u64::MAX);
+            f.games_won = u64::try_from(total.meter(0x06)).unwrap_or(u64::MAX);
+            f
+        },
+        machines: lines,
+        balanced,
+        discrepancies,
+        unverifiable,
+    })
+    .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    order: Option<String>,
+    /// Where to start: the first sequence to look at (asc) or the last (desc); the previous
+    /// page's `next`.
+    from: Option<u64>,
+    /// At most this many events (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Only this device's events (served by an index).
+    device: Option<String>,
+    /// Only events that happened at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only events that happened before this time (RFC 3339).
+    until: Option<String>,
+    /// Only events of these types, comma-separated (`sas.bill,sas.handpay_pending`).
+    #[serde(rename = "type")]
+    types: Option<String>,
+}
+
+/// A page of events as people read them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub events: Vec<ReadableEvent>,
+    /// Pass as `from` (with the same order and filters) for the next page; absent when there is
+    /// nothing more. An empty page with a `next` means "nothing matched in this stretch, go on".
+    pub next: Option<u64>,
+}
+
+/// Events looked at per request at most (filters may match few of them).
+const EVENT_SCAN: usize = 20_000;
+
+/// Committed events of an edge in the readable shape, oldest or newest first, by device, time
+/// and type (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/edges/{edge}/events",
+    tag = "edges",
+    params(("edge" = String, Path, description = "edge id"), EventQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "Not a valid edge id, order, time or type", body = ErrorBody),
+        (status = 404, description = "Unknown edge", body = ErrorBody),
+    )
+)]
+pub async fn list_events(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(edge): Path<String>,
+    Query(query): Query<EventQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let edge = known_edge(&ctx, &edge)?;
+    let edge = edge.as_str();
+    let desc = match query.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(bad_request(format!("order {other:?}: asc or desc"))),
+    };
+    let since = query
+        .since
+        .as_deref()
+        .map(parse_rfc3339)
+        .transpose()
+        .map_err(|e| bad_request(e.to_string()))?;
+    let until = query
+        .until
+        .as_deref()
+        .map(parse_rfc3339)
+        .transpose()
+        .map_err(|e| bad_request(e.to_string()))?;
+    let types: Option<Vec<String>> = match &query.types {
+        Some(list) => {
+            let wanted: Vec<String> = list
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if let Some(bad) = wanted
+                .iter()
+                .find(|t| !readable::TYPES.contains(&t.as_str()))
+            {
+                return Err(bad_request(format!(
+                    "type {bad:?} is not one of {}",
+                    readable::TYPES.join(", ")
+                )));
+            }
+            Some(wanted)
+        }
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let committed = ctx.eventlog.committed_seq(edge).map_err(store_error)?;
+    let keep = |e: &ReadableEvent, happened: i64| {
+        since.is_none_or(|s| happened >= s)
+            && until.is_none_or(|u| happened < u)
+            && types
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == e.what.type_name()))
+    };
+    let mut events = Vec::new();
+    let mut next: Option<u64>;
+    if let Some(device) = &query.device {
+        // The device index: its sequence numbers, in order, without scanning the edge's log.
+        let tree = proj_tree(&ctx, projection::DEVICE_EVENTS)?;
+        let mut prefix = device_key(b'i', edge, device);
+        prefix.push(0);
+        let key = |seq: u64| [prefix.clone(), seq.to_be_bytes().to_vec()].concat();
+        let start = query.from.unwrap_or(if desc { u64::MAX } else { 1 });
+        let range: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if desc {
+            Box::new(tree.range(key(0)..=key(start)).rev())
+        } else {
+            Box::new(tree.range(key(start)..=key(u64::MAX)))
+        };
+        next = None;
+        for (looked, entry) in range.enumerate() {
+            let (k, _) = entry.map_err(store_error)?;
+            let seq = k
+                .get(k.len() - 8..)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if events.len() >= limit || looked >= EVENT_SCAN {
+                next = Some(seq);
+                break;
+            }
+            if let Some(stored) = ctx
+                .eventlog
+                .read(edge, seq, 1)
+                .map_err(store_error)?
+                .into_iter()
+                .next()
+                && stored.event.seq == seq
+            {
+                let r = readable::readable(&ctx.floor, edge, &stored);
+                if keep(&r, stored.happened_us()) {
+                    events.push(r);
+                }
+            }
+        }
+    } else if desc {
+        let mut upto = query.from.unwrap_or(committed).min(committed);
+        let mut looked = 0;
+        next = None;
+        'pages: while upto >= 1 {
+            let lo = upto.saturating_sub(999).max(1);
+            let page = ctx
+                .eventlog
+                .read(edge, lo, (upto - lo + 1) as usize)
+                .map_err(store_error)?;
+            for stored in page.iter().rev() {
+                if events.len() >= limit || looked >= EVENT_SCAN {
+                    next = Some(stored.event.seq);
+                    break 'pages;
+                }
+                looked += 1;
+                let r = readable::readable(&ctx.floor, edge, stored);
+                if keep(&r, stored.happened_us()) {
+                    events.push(r);
+                }
+            }
+            if lo == 1 {
+                break;
+            }
+            upto = lo - 1;
+        }
+    } else {
+        let mut from = query.from.unwrap_or(1).max(1);
+        let mut looked = 0;
+        next = None;
+        'pages: while from <= committed {
+            let page = ctx.eventlog.read(edge, from, 1000).map_err(store_error)?;
+            if page.is_empty() {
+                break;
+            }
+            for stored in &page {
+                if events.len() >= limit || looked >= EVENT_SCAN {
+                    next = Some(stored.event.seq);
+                    break 'pages;
+                }
+                looked += 1;
+                let r = readable::readable(&ctx.floor, edge, stored);
+                if keep(&r, stored.happened_us()) {
+                    events.push(r);
+                }
+                from = stored.event.seq + 1;
+            }
+        }
+    }
+    Ok(Json(EventPage { events, next }).into_response())
+}

@@ -1,0 +1,500 @@
+//! Running the domain's projections over the event log: one supervised actor each, a durable
+//! cursor per edge, lag metrics, poison events kept aside, and the offline rebuild.
+//!
+//! Each projection has its own sled tree, `projection/<name>`. The runner owns two key tags in
+//! it: `c ++ edge` → the last sequence applied (u64 BE) and `p ++ edge ++ 0 ++ seq` → why that
+//! event could not be applied (kept for inspection, never retried). Every other key is the
+//! projection's (see `outpost_domain::projection`).
+//!
+//! Invariants:
+//! - A projection's writes and its cursors go into the tree in one atomic batch: after a crash it
+//!   resumes exactly after what it stored, so nothing is applied twice or skipped.
+//! - Events are applied per edge in sequence order, each once; a gap in the sequence (events the
+//!   hub never received) is passed to the projection as `missing_before`.
+//! - A poison event is logged, counted (`outpost_projection_poison_events_total`) and stored
+//!   under `p`; the cursor moves past it.
+//! - A rebuild clears the tree and replays the whole log; with the same log and config it writes
+//!   the same bytes (`outpost-hub projections rebuild` prints both digests).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use outpost_actors::{ChildSpec, OwnedTask, Restart};
+use outpost_domain::StoredEvent;
+use outpost_domain::projection::{self, Change, Projection};
+use outpost_domain::site::Floor;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use crate::eventlog::{self, EventLog, EventLogError};
+use crate::metrics;
+
+/// Events read from the log per step and edge.
+const READ_BATCH: usize = 1024;
+/// Events applied per edge before the runner stores and moves on to the next edge.
+const STEP_BUDGET: usize = 8192;
+
+/// The tree of projection `name`.
+pub fn tree(db: &sled::Db, name: &str) -> Result<sled::Tree, sled::Error> {
+    db.open_tree(format!("projection/{name}"))
+}
+
+fn cursor_key(edge: &str) -> Vec<u8> {
+    [&b"c"[..], edge.as_bytes()].concat()
+}
+
+fn poison_key(edge: &str, seq: u64) -> Vec<u8> {
+    let mut key = vec![b'p'];
+    key.extend_from_slice(edge.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// What went wrong running a projection.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("projection store: {0}")]
+    Store(#[from] sled::Error),
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    #[error(transparent)]
+    Restore(#[from] projection::RestoreError),
+    #[error("unknown projection {0:?} (there are: {list})", list = projection::NAMES.join(", "))]
+    Unknown(String),
+}
+
+/// Where committed marks come from: the live log's durable ones, or the store's (offline).
+pub trait Source: Send + Sync {
+    fn marks(&self) -> Result<BTreeMap<String, u64>, EventLogError>;
+    fn read(&self, edge: &str, from: u64, max: usize) -> Result<Vec<StoredEvent>, EventLogError>;
+}
+
+impl Source for EventLog {
+    fn marks(&self) -> Result<BTreeMap<String, u64>, EventLogError> {
+        Ok(self.committed_marks().into_iter().collect())
+    }
+    fn read(&self, edge: &str, from: u64, max: usize) -> Result<Vec<StoredEvent>, EventLogError> {
+        EventLog::read(self, edge, from, max)
+    }
+}
+
+/// The store read offline (no writer running).
+pub struct Offline(pub sled::Db);
+
+impl Source for Offline {
+    fn marks(&self) -> Result<BTreeMap<String, u64>, EventLogError> {
+        Ok(eventlog::marks(&self.0)?.into_iter().collect())
+    }
+    fn read(&self, edge: &str, from: u64, max: usize) -> Result<Vec<StoredEvent>, EventLogError> {
+        eventlog::read_events(&self.0, edge, from, max)
+    }
+}
+
+/// One projection and its cursors.
+pub struct Runner {
+    projection: Box<dyn Projection>,
+    tree: sled::Tree,
+    cursors: BTreeMap<String, u64>,
+    changes: Option<broadcast::Sender<Change>>,
+}
+
+impl Runner {
+    /// Opens `projection`'s tree and restores it (cursors and state).
+    pub fn open(
+        db: &sled::Db,
+        mut projection: Box<dyn Projection>,
+        changes: Option<broadcast::Sender<Change>>,
+    ) -> Result<Self, RunError> {
+        let tree = tree(db, projection.name())?;
+        let mut cursors = BTreeMap::new();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            match key.first() {
+                Some(b'c') => {
+                    let seq = value
+                        .as_ref()
+                        .try_into()
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0);
+                    cursors.insert(String::from_utf8_lossy(&key[1..]).into_owned(), seq);
+                }
+                Some(b'p') => {}
+                _ => projection.restore(&key, &value)?,
+            }
+        }
+        Ok(Self {
+            projection,
+            tree,
+            cursors,
+            changes,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Applies what the log holds beyond the cursors, storing as it goes. Returns the events
+    /// applied.
+    pub fn step(&mut self, source: &dyn Source) -> Result<usize, RunError> {
+        let name = self.projection.name();
+        let mut applied = 0;
+        for (edge, committed) in source.marks()? {
+            let mut cursor = self.cursors.get(&edge).copied().unwrap_or(0);
+            let mut done_here = 0;
+            let mut changes = Vec::new();
+            let mut poison = Vec::new();
+            while cursor < committed && done_here < STEP_BUDGET {
+                let events = source.read(&edge, cursor + 1, READ_BATCH)?;
+                if events.is_empty() {
+                    break;
+                }
+                for event in events {
+                    let seq = event.event.seq;
+                    let missing = seq.saturating_sub(cursor + 1);
+                    if let Err(err) = self.projection.apply(&edge, missing, &event, &mut changes) {
+                        tracing::error!(
+                            projection = name,
+                            edge = %edge,
+                            seq,
+                            device = %event.event.device,
+                            %err,
+                            "projection cannot apply this event: kept aside, skipped"
+                        );
+                        metrics::PROJECTION_POISON.with_label_values(&[name]).inc();
+                        poison.push((poison_key(&edge, seq), err.0.into_bytes()));
+                    }
+                    cursor = seq;
+                    done_here += 1;
+                }
+            }
+            if done_here == 0 {
+                continue;
+            }
+            let mut writes = Vec::new();
+            self.projection.flush(&mut writes);
+            let mut batch = sled::Batch::default();
+            for (key, value) in writes.into_iter().chain(poison) {
+                batch.insert(key, value);
+            }
+            batch.insert(cursor_key(&edge), &cursor.to_be_bytes());
+            self.tree.apply_batch(batch)?;
+            self.cursors.insert(edge, cursor);
+            applied += done_here;
+            metrics::PROJECTION_APPLIED
+                .with_label_values(&[name])
+                .inc_by(done_here as u64);
+            if let Some(tx) = &self.changes {
+                for change in changes {
+                    // Nobody listening is fine.
+                    let _ = tx.send(change);
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Events behind, and how long the oldest of them has waited (seconds).
+    pub fn lag(&self, source: &dyn Source, now_us: i64) -> Result<(u64, f64), RunError> {
+        let mut behind = 0;
+        let mut oldest: Option<i64> = None;
+        for (edge, committed) in source.marks()? {
+            let cursor = self.cursors.get(&edge).copied().unwrap_or(0);
+            if committed > cursor {
+                behind += committed - cursor;
+                if let Some(first) = source.read(&edge, cursor + 1, 1)?.first() {
+                    oldest = Some(
+                        oldest.map_or(first.hub_received_us, |o| o.min(first.hub_received_us)),
+                    );
+                }
+            }
+        }
+        let seconds = oldest.map_or(0.0, |t| (now_us - t).max(0) as f64 / 1e6);
+        Ok((behind, seconds))
+    }
+}
+
+/// SHA-256 of every key and value in projection `name`'s tree, in key order.
+pub fn digest(db: &sled::Db, name: &str) -> Result<String, RunError> {
+    let tree = tree(db, name)?;
+    let mut hash = Sha256::new();
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        hash.update((key.len() as u64).to_be_bytes());
+        hash.update(&key);
+        hash.update((value.len() as u64).to_be_bytes());
+        hash.update(&value);
+    }
+    Ok(hex::encode(hash.finalize()))
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    pub name: &'static str,
+    pub before: String,
+    pub after: String,
+    pub events: usize,
+}
+
+/// Clears projection `name` and replays the whole log into it (the hub must not be running).
+pub fn rebuild(db: &sled::Db, name: &str, floor: &Floor) -> Result<Rebuilt, RunError> {
+    let projection =
+        projection::by_name(name, floor).ok_or_else(|| RunError::Unknown(name.to_owned()))?;
+    let name = projection.name();
+    let before = digest(db, name)?;
+    tree(db, name)?.clear()?;
+    let mut runner = Runner::open(db, projection, None)?;
+    let source = Offline(db.clone());
+    let mut events = 0;
+    loop {
+        let n = runner.step(&source)?;
+        if n == 0 {
+            break;
+        }
+        events += n;
+    }
+    db.flush()?;
+    Ok(Rebuilt {
+        name,
+        before,
+        after: digest(db, name)?,
+        events,
+    })
+}
+
+/// A projection actor's arguments.
+#[derive(Clone)]
+pub struct ProjectionArgs {
+    pub name: &'static str,
+    pub floor: Floor,
+    pub eventlog: EventLog,
+    pub changes: broadcast::Sender<Change>,
+}
+
+impl ProjectionArgs {
+    pub fn child_spec(self) -> ChildSpec {
+        let name = self.name;
+        ChildSpec::new(format!("projection/{name}"), move || {
+            (ProjectionActor, self.clone())
+        })
+        .restart(Restart::Permanent)
+    }
+}
+
+/// Runs one projection: applies what is committed whenever the log commits (and at least every
+/// 250 ms), and publishes its lag.
+pub struct ProjectionActor;
+
+pub struct ProjectionState {
+    _task: OwnedTask,
+}
+
+/// How often lag is measured even when nothing is committed.
+const TICK: Duration = Duration::from_millis(250);
+
+impl Actor for ProjectionActor {
+    type Msg = ();
+    type State = ProjectionState;
+    type Arguments = ProjectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let projection = projection::by_name(args.name, &args.floor)
+            .ok_or_else(|| RunError::Unknown(args.name.to_owned()))?;
+        let db = args.eventlog.durable().db().clone();
+        let mut runner = Runner::open(&db, projection, Some(args.changes.clone()))?;
+        let log = args.eventlog.clone();
+        let mut commits = log.subscribe_commits();
+        let task = OwnedTask::ending_owner(myself, async move {
+            let name = runner.name();
+            loop {
+                // sled is synchronous, and a first replay can take a while: off the runtime.
+                let stepped = tokio::task::spawn_blocking({
+                    let log = log.clone();
+                    move || {
+                        let result = (|| -> Result<(), RunError> {
+                            while runner.step(&log)? > 0 {}
+                            let (events, seconds) =
+                                runner.lag(&log, outpost_process::clock::unix_us())?;
+                            metrics::PROJECTION_LAG_EVENTS
+                                .with_label_values(&[name])
+                                .set(events as i64);
+                            metrics::PROJECTION_LAG_SECONDS
+                                .with_label_values(&[name])
+                                .set(seconds);
+                            Ok(())
+                        })();
+                        (runner, result)
+                    }
+                })
+                .await;
+                let result = match stepped {
+                    Ok((back, result)) => {
+                        runner = back;
+                        result
+                    }
+                    Err(err) => return Some(format!("projection {name}: {err}")),
+                };
+                if let Err(err) = result {
+                    tracing::error!(projection = name, %err, "projection stopped");
+                    return Some(format!("projection {name}: {err}"));
+                }
+                tokio::select! {
+                    changed = commits.changed() => if changed.is_err() { return None },
+                    () = tokio::time::sleep(TICK) => {}
+                }
+            }
+        });
+        Ok(ProjectionState { _task: task })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use outpost_link::{Event, EventBody, EventClass, SasEvent};
+
+    fn event(seq: u64, device: &str, body: EventBody) -> Event {
+        Event {
+            seq,
+            device: device.into(),
+            class: EventClass::Money,
+            wall_us: 1_764_489_600_000_000 + seq as i64 * 1_000_000,
+            mono_us: 0,
+            boot_id: 1,
+            body,
+        }
+    }
+
+    fn exception(seq: u64, code: u8) -> Event {
+        event(seq, "egm-1", EventBody::Sas(SasEvent::Exception { code }))
+    }
+
+    /// Fails on every event of device `bad`.
+    struct Picky(Vec<u64>);
+
+    impl Projection for Picky {
+        fn name(&self) -> &'static str {
+            "devices"
+        }
+        fn restore(&mut self, _: &[u8], _: &[u8]) -> Result<(), projection::RestoreError> {
+            Ok(())
+        }
+        fn apply(
+            &mut self,
+            _: &str,
+            _: u64,
+            e: &StoredEvent,
+            _: &mut Vec<Change>,
+        ) -> Result<(), projection::Poison> {
+            if e.event.device == "bad" {
+                return Err(projection::Poison("bad device".into()));
+            }
+            self.0.push(e.event.seq);
+            Ok(())
+        }
+        fn flush(&mut self, _: &mut Vec<(Vec<u8>, Vec<u8>)>) {}
+    }
+
+    async fn log_with(events: Vec<Event>) -> (tempfile::TempDir, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = Arc::new(outpost_storage::DurableDb::open(dir.path()).unwrap());
+        let log = EventLog::start(durable, 64, |_| {}).unwrap();
+        log.commit("edge-1", events, 0).await.unwrap();
+        (dir, log)
+    }
+
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_poison_event_is_kept_aside_and_the_projection_goes_on() {
+        let (_dir, log) = log_with(vec![
+            exception(1, 0x11),
+            event(2, "bad", EventBody::Shed),
+            exception(3, 0x12),
+        ])
+        .await;
+        let db = log.durable().db().clone();
+        let mut runner = Runner::open(&db, Box::new(Picky(Vec::new())), None).unwrap();
+        assert_eq!(runner.step(&log).unwrap(), 3);
+        assert_eq!(runner.step(&log).unwrap(), 0, "nothing is retried");
+        let kept = tree(&db, "devices")
+            .unwrap()
+            .get(poison_key("edge-1", 2))
+            .unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"bad device"[..]));
+        assert_eq!(runner.lag(&log, 0).unwrap().0, 0);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_projection_resumes_after_what_it_stored() {
+        let (_dir, log) = log_with(vec![exception(1, 0x11), exception(2, 0x12)]).await;
+        let db = log.durable().db().clone();
+        let mut first = Runner::open(&db, Box::new(Picky(Vec::new())), None).unwrap();
+        first.step(&log).unwrap();
+        log.commit("edge-1", vec![exception(3, 0x11)], 0)
+            .await
+            .unwrap();
+        let mut second = Runner::open(&db, Box::new(Picky(Vec::new())), None).unwrap();
+        assert_eq!(second.step(&log).unwrap(), 1, "only the new event");
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_from_the_log_stores_the_same_bytes_as_the_live_run() {
+        let mut events = vec![event(
+            1,
+            "egm-1",
+            EventBody::Sas(SasEvent::Meters {
+                game: 0,
+                meters: vec![outpost_link::MeterReading {
+                    code: 0x24,
+                    value: 0,
+                    bytes: 4,
+                }],
+            }),
+        )];
+        events.push(exception(2, 0x4A));
+        events.push(exception(3, 0x11));
+        events.push(event(
+            5, // a gap: 4 never arrived
+            "egm-1",
+            EventBody::Sas(SasEvent::Meters {
+                game: 0,
+                meters: vec![outpost_link::MeterReading {
+                    code: 0x24,
+                    value: 4_000,
+                    bytes: 4,
+                }],
+            }),
+        ));
+        let (_dir, log) = log_with(events).await;
+        let db = log.durable().db().clone();
+        let floor = Floor::simple();
+        for name in projection::NAMES {
+            // Live, in two steps with a commit in between.
+            let mut runner =
+                Runner::open(&db, projection::by_name(name, &floor).unwrap(), None).unwrap();
+            runner.step(&log).unwrap();
+        }
+        log.commit("edge-1", vec![exception(6, 0x12)], 0)
+            .await
+            .unwrap();
+        for name in projection::NAMES {
+            let mut runner =
+                Runner::open(&db, projection::by_name(name, &floor).unwrap(), None).unwrap();
+            runner.step(&log).unwrap();
+            let live = digest(&db, name).unwrap();
+            let rebuilt = rebuild(&db, name, &floor).unwrap();
+            assert_eq!(rebuilt.before, live);
+            assert_eq!(rebuilt.after, live, "{name}");
+            assert_eq!(rebuilt.events, 5);
+        }
+    }
+}

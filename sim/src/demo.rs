@@ -341,6 +341,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     }
     println!("  TVs after 3 s: {up} of {DEMO_TVS} answering with their player app in front");
+    print_floor(&site, &edge_id).await?;
     let (_, answer) = outpost_process::admin::request(
         site.hub_api,
         "GET",
@@ -400,5 +401,92 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     hik.kill().await;
     tvs.kill().await;
     println!("Demo stopped cleanly.");
+    Ok(())
+}
+
+/// GET `path` from the hub's API with the demo's token, as JSON.
+async fn api_json(site: &SiteLayout, path: &str) -> anyhow::Result<serde_json::Value> {
+    let (status, answer) = outpost_process::admin::request(
+        site.hub_api,
+        "GET",
+        path,
+        &[("Authorization", &format!("Bearer {}", site.api_token))],
+        b"",
+    )
+    .await?;
+    anyhow::ensure!(status == 200, "GET {path}: {status} {answer}");
+    Ok(serde_json::from_str(&answer)?)
+}
+
+/// The floor as the hub understands it: the device list, and one machine's gaming day with its
+/// reconciliation (waiting up to 15 s for a meter reading that files played games).
+async fn print_floor(site: &SiteLayout, edge_id: &str) -> anyhow::Result<()> {
+    let auth = format!("-H 'Authorization: Bearer {}'", site.api_token);
+    let devices = api_json(site, "/api/v1/devices").await?;
+    let mut by_status: std::collections::BTreeMap<String, usize> = Default::default();
+    for d in devices["devices"].as_array().into_iter().flatten() {
+        *by_status
+            .entry(d["status"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    let summary: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "  devices ({} known: {}): curl -s {auth} http://{}/api/v1/devices",
+        devices["total"],
+        summary.join(", "),
+        site.hub_api
+    );
+    let machine = "egm-1-1";
+    let day_path = format!("/api/v1/machines/{edge_id}/{machine}/days/today");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let day = loop {
+        let day = api_json(site, &day_path).await?;
+        if day["figures"]["games_played"].as_u64().unwrap_or(0) > 0
+            || tokio::time::Instant::now() >= deadline
+        {
+            break day;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let f = &day["figures"];
+    println!(
+        "  {machine} gaming day {}: coin in {} {cur}, coin out {} {cur}, drop {} {cur}, net win {} {cur}, {} games",
+        day["day"].as_str().unwrap_or("?"),
+        f["coin_in"].as_str().unwrap_or("?"),
+        f["coin_out"].as_str().unwrap_or("?"),
+        f["drop"].as_str().unwrap_or("?"),
+        f["net_win"].as_str().unwrap_or("?"),
+        f["games_played"],
+        cur = f["currency"].as_str().unwrap_or(""),
+    );
+    println!("        curl -s {auth} http://{}{day_path}", site.hub_api);
+    let rec = &day["reconciliation"];
+    let checks: Vec<String> = rec["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} {}/{}",
+                c["name"].as_str().unwrap_or("?"),
+                c["metered"].as_str().unwrap_or("?"),
+                c["counted"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    println!(
+        "  {machine} reconciliation: {} over {} meter interval(s) (metered/counted: {})",
+        rec["verdict"].as_str().unwrap_or("?"),
+        rec["intervals"],
+        checks.join(", ")
+    );
+    let floor = api_json(site, "/api/v1/sites/all/days/today").await?;
+    println!(
+        "  the whole floor today: {} machines, {} balanced, {} with a discrepancy: curl -s {auth} http://{}/api/v1/sites/all/days/today",
+        floor["machines"].as_array().map_or(0, Vec::len),
+        floor["balanced"],
+        floor["discrepancies"],
+        site.hub_api
+    );
     Ok(())
 }

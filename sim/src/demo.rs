@@ -341,7 +341,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     }
     println!("  TVs after 3 s: {up} of {DEMO_TVS} answering with their player app in front");
-    print_floor(&site, &edge_id).await?;
+    print_floor(&site, edge_id).await?;
     let (_, answer) = outpost_process::admin::request(
         site.hub_api,
         "GET",

@@ -53,6 +53,8 @@ pub struct ApiContext {
     pub floor: outpost_domain::site::Floor,
     /// The hub database (projections' trees).
     pub db: sled::Db,
+    /// The live stream.
+    pub stream: Arc<crate::stream::LiveStream>,
 }
 
 /// The longest deadline a command may have.
@@ -84,7 +86,7 @@ impl Modify for BearerTokens {
 /// The API's routes with their OpenAPI description.
 fn routes() -> OpenApiRouter<Arc<ApiContext>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(create_command))
+        .routes(routes!(create_command, list_commands))
         .routes(routes!(get_command))
         .routes(routes!(list_operations))
         .routes(routes!(list_edges))
@@ -95,6 +97,7 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(crate::floor_api::get_machine_day))
         .routes(routes!(crate::floor_api::list_machine_days))
         .routes(routes!(crate::floor_api::get_site_day))
+        .routes(routes!(crate::floor_api::stream))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))
@@ -408,6 +411,7 @@ impl utoipa::ToSchema for NewCommand {}
     post,
     path = "/api/v1/commands",
     tag = "commands",
+    params(WaitQuery),
     request_body = NewCommand,
     responses(
         (status = 201, description = "Stored; sent to its edge now or when it connects", body = CommandRecord),
@@ -421,8 +425,13 @@ impl utoipa::ToSchema for NewCommand {}
 async fn create_command(
     State(ctx): State<Arc<ApiContext>>,
     headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<WaitQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let wait = match &query.wait {
+        Some(text) => parse_wait(text)?,
+        None => std::time::Duration::ZERO,
+    };
     let issuer = authorize(&ctx, &headers, Role::Operator)?;
     let new = NewCommand::from_body(&body)?;
     let edge_id = known_edge(&ctx, &new.edge)?;
@@ -478,7 +487,148 @@ async fn create_command(
     if let Dispatch::Send(request) = record.dispatch(now) {
         ctx.sessions.offer(&record.edge, request);
     }
+    let record = if wait.is_zero() {
+        record
+    } else {
+        wait_for_final(&ctx, record, wait).await
+    };
     Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// The longest `?wait=` a command request may hold its answer for.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WaitQuery {
+    /// Hold the answer until the command has finished or this long has passed (`5s`, `500ms`;
+    /// at most 30 s). The answer is 201 either way; its `status` says whether it finished.
+    wait: Option<String>,
+}
+
+/// Reads `5s`, `500ms` or `5` (seconds).
+fn parse_wait(text: &str) -> Result<std::time::Duration, ApiError> {
+    let bad = || {
+        bad_request(format!(
+            "wait={text:?}: write a duration such as 5s or 500ms, at most 30s"
+        ))
+    };
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (text, 1000)
+    };
+    let n: u64 = number.trim().parse().map_err(|_| bad())?;
+    let wait = std::time::Duration::from_millis(n.saturating_mul(unit_ms));
+    if wait > MAX_WAIT {
+        return Err(bad());
+    }
+    Ok(wait)
+}
+
+/// `record` once it is final, or as it is when `wait` has passed.
+async fn wait_for_final(
+    ctx: &ApiContext,
+    record: CommandRecord,
+    wait: std::time::Duration,
+) -> CommandRecord {
+    let until = tokio::time::Instant::now() + wait;
+    let mut latest = record;
+    while !latest.status.is_final() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        if let Ok(Some(now)) = ctx.commands.get(&latest.id) {
+            latest = now;
+        }
+    }
+    latest
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CommandQuery {
+    edge: Option<String>,
+    device: Option<String>,
+    /// `pending`, `delivered`, `succeeded`, `failed`, `expired`, `rejected`, `interrupted`.
+    status: Option<String>,
+    /// The token name that issued it.
+    issuer: Option<String>,
+    /// Created at or after (RFC 3339).
+    since: Option<String>,
+    /// Created before (RFC 3339).
+    until: Option<String>,
+    /// Commands created before this one (the previous page's `next`).
+    before: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// A page of commands, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CommandPage {
+    pub commands: Vec<CommandRecord>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+/// Commands, newest first, by edge, device, status, issuer and time (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands",
+    tag = "commands",
+    params(CommandQuery),
+    responses(
+        (status = 200, description = "A page of commands", body = CommandPage),
+        (status = 400, description = "Unknown status, or a time that does not read", body = ErrorBody),
+        (status = 404, description = "`before` names no command", body = ErrorBody),
+    )
+)]
+async fn list_commands(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<CommandQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let status = match &query.status {
+        Some(text) => Some(
+            serde_json::from_value::<CommandStatus>(serde_json::Value::String(text.clone()))
+                .map_err(|_| {
+                    bad_request(format!(
+                        "status {text:?} is not one of pending, delivered, succeeded, failed, expired, rejected, interrupted"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let time = |text: &Option<String>| -> Result<Option<i64>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                outpost_domain::calendar::parse_rfc3339(t)
+                    .map(|us| us / 1000)
+                    .map_err(|e| bad_request(e.to_string()))
+            })
+            .transpose()
+    };
+    let filter = crate::commands::CommandFilter {
+        edge: query.edge.clone(),
+        device: query.device.clone(),
+        status,
+        issuer: query.issuer.clone(),
+        since_ms: time(&query.since)?,
+        until_ms: time(&query.until)?,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (commands, next) = ctx
+        .commands
+        .list(&filter, limit, query.before.as_deref())
+        .map_err(|e| match e {
+            crate::commands::CommandLogError::Unknown(_) => {
+                ApiError(StatusCode::NOT_FOUND, e.to_string())
+            }
+            other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        })?;
+    Ok(Json(CommandPage { commands, next }).into_response())
 }
 
 /// A command and its status (role viewer).

@@ -6,7 +6,9 @@
 //! final status) and a final status never changes; a command past its deadline is never sent.
 //!
 //! On disk (sled trees of the hub database): `commands`: id → [`CommandRecord`] (JSON);
-//! `pending`: `edge ++ 0x00 ++ id` → () for commands not yet accepted by their edge.
+//! `pending`: `edge ++ 0x00 ++ id` → () for commands not yet accepted by their edge;
+//! `commands_by_time`: `created_ms (u64 BE, offset) ++ id` → (), the listing's order (filled from
+//! `commands` once when a store made before it is opened).
 
 use std::sync::Arc;
 
@@ -139,6 +141,8 @@ pub enum CommandLogError {
     TooLarge(String),
     #[error("stored command {id} does not decode: {reason}")]
     Corrupt { id: String, reason: String },
+    #[error("no command {0}")]
+    Unknown(String),
 }
 
 impl From<outpost_storage::StorageError> for CommandLogError {
@@ -179,6 +183,28 @@ pub struct CommandLog {
     args_dir: std::path::PathBuf,
     commands: sled::Tree,
     pending: sled::Tree,
+    by_time: sled::Tree,
+}
+
+/// What `GET /api/v1/commands` filters by.
+#[derive(Debug, Clone, Default)]
+pub struct CommandFilter {
+    pub edge: Option<String>,
+    pub device: Option<String>,
+    pub status: Option<CommandStatus>,
+    pub issuer: Option<String>,
+    /// Created at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Created before (Unix ms).
+    pub until_ms: Option<i64>,
+}
+
+fn time_key(created_ms: i64, id: &str) -> Vec<u8> {
+    [
+        &((created_ms as u64) ^ (1 << 63)).to_be_bytes()[..],
+        id.as_bytes(),
+    ]
+    .concat()
 }
 
 impl std::fmt::Debug for CommandLog {
@@ -195,6 +221,18 @@ impl CommandLog {
     pub fn open(durable: Arc<DurableDb>) -> Result<Self, CommandLogError> {
         let commands = durable.db().open_tree("commands")?;
         let pending = durable.db().open_tree("pending")?;
+        let by_time = durable.db().open_tree("commands_by_time")?;
+        if by_time.is_empty() && !commands.is_empty() {
+            for entry in commands.iter() {
+                let (key, value) = entry?;
+                if let Ok(stored) = serde_json::from_slice::<StoredCommand>(&value) {
+                    by_time.insert(
+                        time_key(stored.record.created_ms, &String::from_utf8_lossy(&key)),
+                        &[],
+                    )?;
+                }
+            }
+        }
         let args_dir = durable
             .path()
             .parent()
@@ -205,6 +243,7 @@ impl CommandLog {
             args_dir,
             commands,
             pending,
+            by_time,
         })
     }
 
@@ -218,6 +257,8 @@ impl CommandLog {
             this.durable
                 .insert(&this.commands, record.id.as_bytes(), value)?;
             this.durable.insert(&this.pending, pending, [])?;
+            this.durable
+                .insert(&this.by_time, time_key(record.created_ms, &record.id), [])?;
             this.durable
                 .commit()
                 .map_err(|e| CommandLogError::Storage(e.to_string()))?;
@@ -273,6 +314,46 @@ impl CommandLog {
                 .map_err(|e| corrupt(format!("arguments in {}: {e}", path.display())))?;
         }
         Ok(Some(record))
+    }
+
+    /// Commands matching `filter`, newest first, at most `limit`, created before the command
+    /// `before` (an id from the previous page). Returns them and the id to continue before.
+    pub fn list(
+        &self,
+        filter: &CommandFilter,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<CommandRecord>, Option<String>), CommandLogError> {
+        let upper = match before {
+            Some(id) => match self.get(id)? {
+                Some(r) => time_key(r.created_ms, id),
+                None => return Err(CommandLogError::Unknown(id.to_owned())),
+            },
+            None => time_key(filter.until_ms.unwrap_or(i64::MAX), ""),
+        };
+        let lower = time_key(filter.since_ms.unwrap_or(i64::MIN), "");
+        let mut out = Vec::new();
+        for entry in self.by_time.range(lower..upper).rev() {
+            let (key, _) = entry?;
+            let id = String::from_utf8_lossy(&key[8..]).into_owned();
+            let Some(record) = self.get(&id)? else {
+                continue;
+            };
+            let keep = filter.edge.as_ref().is_none_or(|e| *e == record.edge)
+                && filter.device.as_ref().is_none_or(|d| *d == record.device)
+                && filter.status.is_none_or(|s| s == record.status)
+                && filter.issuer.as_ref().is_none_or(|i| *i == record.issuer)
+                && filter.until_ms.is_none_or(|u| record.created_ms < u);
+            if !keep {
+                continue;
+            }
+            if out.len() >= limit {
+                let last = out.last().map(|r: &CommandRecord| r.id.clone());
+                return Ok((out, last));
+            }
+            out.push(record);
+        }
+        Ok((out, None))
     }
 
     /// Commands of `edge` its edge has not accepted yet, oldest id order.

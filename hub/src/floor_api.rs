@@ -154,7 +154,8 @@ pub struct DeviceFilter {
     limit: Option<usize>,
 }
 
-fn summary(
+/// A device as the list and the live stream show it.
+pub(crate) fn summarize(
     floor: &Floor,
     edge: &str,
     device: &str,
@@ -274,7 +275,7 @@ fn all_devices(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
                 }
                 .to_owned()
             });
-            summary(&ctx.floor, &edge, &device, &kind, state)
+            summarize(&ctx.floor, &edge, &device, &kind, state)
         })
         .collect())
 }
@@ -561,6 +562,36 @@ pub struct HourView {
     pub verdict: Verdict,
 }
 
+/// An hour of a machine as the live stream shows it when an interval was filed in it.
+#[derive(Debug, Serialize)]
+pub struct FiledHour {
+    pub edge: String,
+    pub device: String,
+    pub day: String,
+    #[serde(flatten)]
+    pub hour: HourView,
+}
+
+pub(crate) fn hour_view(floor: &Floor, edge: &str, device: &str, bucket: &Bucket) -> FiledHour {
+    let calendar = &floor.site_of(edge).calendar;
+    let terms = floor.terms(edge, device);
+    FiledHour {
+        edge: edge.to_owned(),
+        device: device.to_owned(),
+        day: bucket.day.clone(),
+        hour: HourView {
+            hour: calendar.rfc3339(bucket.hour_us),
+            figures: figures_view(floor, bucket, terms.denomination, terms.par_bp),
+            verdict: accounting::reconcile(
+                bucket,
+                terms.denomination,
+                floor.currency.minor_per_major(),
+            )
+            .verdict,
+        },
+    }
+}
+
 /// A machine's gaming day.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DayReport {
@@ -643,11 +674,7 @@ fn day_report(
         reconciliation: reconciliation_view(floor, &rec),
         hours: hours
             .iter()
-            .map(|b| HourView {
-                hour: calendar.rfc3339(b.hour_us),
-                figures: figures_view(floor, b, terms.denomination, terms.par_bp),
-                verdict: accounting::reconcile(b, terms.denomination, per_major).verdict,
-            })
+            .map(|b| hour_view(floor, edge, device, b).hour)
             .collect(),
         pending_events: pending,
     })
@@ -1134,4 +1161,152 @@ pub async fn list_events(
         }
     }
     Ok(Json(EventPage { events, next }).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The live stream
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamFilter {
+    /// Only these kinds of item, comma-separated: `event`, `device`, `figures`, `alert` (default
+    /// all). `reset` items always come.
+    kinds: Option<String>,
+    /// Only items of this edge.
+    edge: Option<String>,
+    /// Only items of this device.
+    device: Option<String>,
+    /// Only events of these types, comma-separated (as in the events API).
+    #[serde(rename = "type")]
+    types: Option<String>,
+    /// The token, for clients that cannot send headers (a browser's EventSource). Prefer the
+    /// Authorization header: URLs end up in logs.
+    access_token: Option<String>,
+    /// Where to resume, for clients that cannot send `Last-Event-ID`.
+    last_event_id: Option<String>,
+}
+
+const STREAM_KINDS: [&str; 4] = ["event", "device", "figures", "alert"];
+
+/// Live items as Server-Sent Events (role viewer): committed events (`event`, the readable shape,
+/// command results included), device state changes (`device`), hours with newly filed figures
+/// (`figures`) and alerts (`alert`). Each item's id resumes with `Last-Event-ID`; a `reset` item
+/// means "refetch state through the REST API, then go on".
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    tag = "stream",
+    params(StreamFilter),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Unknown kind or type", body = ErrorBody),
+    )
+)]
+pub async fn stream(
+    State(ctx): State<Arc<ApiContext>>,
+    mut headers: HeaderMap,
+    Query(filter): Query<StreamFilter>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    if let Some(token) = &filter.access_token
+        && !headers.contains_key(header::AUTHORIZATION)
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let list = |text: &Option<String>| -> Option<Vec<String>> {
+        text.as_ref().map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    };
+    let kinds = list(&filter.kinds);
+    if let Some(bad) = kinds
+        .iter()
+        .flatten()
+        .find(|k| !STREAM_KINDS.contains(&k.as_str()))
+    {
+        return Err(bad_request(format!(
+            "kind {bad:?} is not one of {}",
+            STREAM_KINDS.join(", ")
+        )));
+    }
+    let types = list(&filter.types);
+    if let Some(bad) = types
+        .iter()
+        .flatten()
+        .find(|t| !readable::TYPES.contains(&t.as_str()))
+    {
+        return Err(bad_request(format!(
+            "type {bad:?} is not one of {}",
+            readable::TYPES.join(", ")
+        )));
+    }
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(filter.last_event_id.clone());
+    let live = ctx.stream.clone();
+    let sub = live.subscribe(last.as_deref());
+    let wanted = move |item: &crate::stream::StreamItem| {
+        kinds
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| k == item.kind))
+            && filter.edge.as_ref().is_none_or(|e| *e == item.edge)
+            && filter.device.as_ref().is_none_or(|d| *d == item.device)
+            && (item.kind != "event" || types.as_ref().is_none_or(|t| t.contains(&item.event_type)))
+    };
+    let to_sse = |item: &crate::stream::StreamItem| {
+        Event::default()
+            .id(item.id.clone())
+            .event(item.kind)
+            .data(&*item.data)
+    };
+    let reset = move |stream: &crate::stream::LiveStream, why: &str| {
+        Event::default()
+            .id(stream.last_id())
+            .event("reset")
+            .data(serde_json::json!({ "reason": why }).to_string())
+    };
+    let mut first: Vec<Event> = Vec::new();
+    if sub.reset {
+        first.push(reset(
+            &live,
+            "the stream no longer has the place you asked for (the hub restarted, or you were away too long): refetch state, then go on",
+        ));
+    }
+    first.extend(sub.replay.iter().filter(|i| wanted(i)).map(to_sse));
+    let live_items = futures::stream::unfold(
+        (sub.live, live, wanted),
+        move |(mut rx, live, wanted)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(item) if wanted(&item) => {
+                        let event = to_sse(&item);
+                        return Some((event, (rx, live, wanted)));
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let event = reset(
+                            &live,
+                            "you fell behind the stream: refetch state, then go on",
+                        );
+                        return Some((event, (rx, live, wanted)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    let all = futures::stream::iter(first)
+        .chain(live_items)
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(all)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -19,6 +19,7 @@ mod link;
 mod meters;
 mod metrics;
 mod projections;
+mod stream;
 
 // The facade: what the binary, the tests, the chaos suite, the harness and the benchmarks use.
 // Everything else is the hub's own business.
@@ -51,6 +52,8 @@ pub struct HubParts {
     pub visits: Option<hikcentral::Visits>,
     /// The projections' actors.
     pub projections: Vec<projections::ProjectionArgs>,
+    /// The live stream's publisher.
+    pub stream: stream::StreamArgs,
 }
 
 /// The hub's supervision tree: `hub → {admin, link, api, hikcentral (when enabled)}`.
@@ -70,6 +73,7 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
     for projection in &parts.projections {
         children.push(projection.clone().child_spec());
     }
+    children.push(parts.stream.clone().child_spec());
     if let Some(visits) = &parts.visits {
         children.push(visits.child_spec());
     }
@@ -138,6 +142,16 @@ pub async fn run(
             changes: changes.clone(),
         })
         .collect();
+    let live = Arc::new(stream::LiveStream::new(
+        outpost_process::clock::unix_us().max(0) as u64,
+    ));
+    let stream_args = stream::StreamArgs {
+        stream: live.clone(),
+        eventlog: eventlog.clone(),
+        floor: floor.clone(),
+        edges: edges.clone(),
+        changes: changes.clone(),
+    };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
         &pki.join("ca.pem"),
@@ -178,9 +192,11 @@ pub async fn run(
             visits: visits.clone(),
             floor,
             db: durable.db().clone(),
+            stream: live,
         }),
         visits,
         projections,
+        stream: stream_args,
     };
     let readiness = Readiness::new();
     tracing::info!(

@@ -46,6 +46,8 @@ pub struct EgmState {
     pub tilt: Option<Noted>,
     /// Credits of the pending handpay (the machine is locked up), when one is.
     pub handpay_pending: Option<u64>,
+    /// Since when that handpay has been pending.
+    pub handpay_since_us: Option<i64>,
     /// Whether play is enabled, as the last enable/disable command the machine acknowledged set it.
     pub play_enabled: Option<bool>,
     pub bill_acceptor_enabled: Option<bool>,
@@ -174,7 +176,10 @@ impl DeviceState {
                     egm.tilt = Some(noted.clone());
                 }
                 match *code {
-                    exception::HANDPAY_RESET => egm.handpay_pending = None,
+                    exception::HANDPAY_RESET => {
+                        egm.handpay_pending = None;
+                        egm.handpay_since_us = None;
+                    }
                     exception::AC_POWER_LOST => egm.power_on = Some(false),
                     exception::AC_POWER_APPLIED => egm.power_on = Some(true),
                     _ => {}
@@ -186,7 +191,12 @@ impl DeviceState {
                     egm.credits = Some(credits.value);
                 }
             }
-            SasEvent::Handpay { credits, .. } => egm.handpay_pending = Some(*credits),
+            SasEvent::Handpay { credits, .. } => {
+                if egm.handpay_pending.is_none() {
+                    egm.handpay_since_us = Some(at);
+                }
+                egm.handpay_pending = Some(*credits);
+            }
             SasEvent::Meters { .. } | SasEvent::RomSignature { .. } | SasEvent::Data { .. } => {}
         }
         // Any answer with data means the machine is there.

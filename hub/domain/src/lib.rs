@@ -11,6 +11,7 @@
 //! gives the same bytes as the live run.
 
 pub mod accounting;
+pub mod alerts;
 pub mod calendar;
 pub mod devices;
 pub mod money;

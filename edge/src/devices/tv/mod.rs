@@ -259,6 +259,19 @@ impl TvState {
             self.ladder.next = Some(0);
             self.ladder.not_before = Some(Instant::now() + Duration::from_millis(pause));
             tracing::warn!(device = %self.id(), round = self.ladder.rounds, pause_ms = pause, "every recovery step tried; starting over after a pause");
+            // The hub alerts on this (rule healing_exhausted) while the TV stays down.
+            self.record(
+                EventClass::Audit,
+                TvEvent::Recovery {
+                    step: "exhausted".into(),
+                    detail: format!(
+                        "every recovery step was tried (round {}); starting over in {} s",
+                        self.ladder.rounds,
+                        pause / 1000
+                    ),
+                },
+            )
+            .await;
             return;
         }
         let step = STEPS[index];

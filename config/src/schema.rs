@@ -364,6 +364,194 @@ pub struct HubConfig {
     pub sites: Vec<SiteConfig>,
     #[serde(default)]
     pub machines: Vec<MachineConfig>,
+    pub alerts: AlertsConfig,
+}
+
+/// Alert rules and where alerts go (`[alerts]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub evaluate_every_ms: u64,
+    pub webhook_retry_max_ms: u64,
+    #[serde(default = "default_alert_rules")]
+    pub rules: Vec<AlertRuleConfig>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One rule (`[[alerts.rules]]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRuleConfig {
+    pub rule: String,
+    pub after_minutes: Option<u64>,
+    /// Instead of `after_minutes`, for short delays.
+    pub after_seconds: Option<u64>,
+    /// Money (a decimal string) for reconciliation_discrepancy.
+    pub threshold: Option<String>,
+    /// `HH:MM-HH:MM`, local, for door_open_out_of_hours.
+    pub open_hours: Option<String>,
+}
+
+/// The rules that need a delay.
+pub const ALERT_RULES_WITH_DELAY: [&str; 4] =
+    ["handpay_pending", "comms_lost", "tv_down", "edge_offline"];
+/// Every rule.
+pub const ALERT_RULES: [&str; 8] = [
+    "door_open_out_of_hours",
+    "handpay_pending",
+    "comms_lost",
+    "reconciliation_discrepancy",
+    "tv_down",
+    "healing_exhausted",
+    "hikcentral_database_full",
+    "edge_offline",
+];
+
+fn default_alert_rules() -> Vec<AlertRuleConfig> {
+    let rule = |name: &str, minutes: Option<u64>| AlertRuleConfig {
+        rule: name.into(),
+        after_minutes: minutes,
+        ..AlertRuleConfig::default()
+    };
+    vec![
+        rule("comms_lost", Some(5)),
+        rule("handpay_pending", Some(10)),
+        rule("tv_down", Some(5)),
+        rule("healing_exhausted", None),
+        rule("edge_offline", Some(5)),
+        rule("hikcentral_database_full", None),
+        AlertRuleConfig {
+            rule: "reconciliation_discrepancy".into(),
+            threshold: Some("10.00".into()),
+            ..AlertRuleConfig::default()
+        },
+    ]
+}
+
+/// `HH:MM-HH:MM` as minutes of the day (open, close).
+pub fn parse_open_hours(text: &str) -> Option<(u32, u32)> {
+    let minute = |hm: &str| -> Option<u32> {
+        let (h, m) = hm.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let (open, close) = text.split_once('-')?;
+    let (open, close) = (minute(open)?, minute(close)?);
+    (open != close).then_some((open, close))
+}
+
+/// A webhook (`[[alerts.webhooks]]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    // The secret never appears in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlertsConfig {
+    fn validate(&self, v: &mut Validation) {
+        if self.evaluate_every_ms < 100 {
+            v.invalid("alerts.evaluate_every_ms", "at least 100");
+        }
+        if self.webhook_retry_max_ms < 1000 {
+            v.invalid("alerts.webhook_retry_max_ms", "at least 1000");
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = |k: &str| format!("alerts.rules.{i}.{k}");
+            if !ALERT_RULES.contains(&r.rule.as_str()) {
+                v.invalid(&key("rule"), format!("one of {}", ALERT_RULES.join(", ")));
+                continue;
+            }
+            let delay = ALERT_RULES_WITH_DELAY.contains(&r.rule.as_str());
+            let delays =
+                usize::from(r.after_minutes.is_some()) + usize::from(r.after_seconds.is_some());
+            if (delay && delays != 1) || (!delay && delays != 0) {
+                // Point at a key the file has: the delay when given, else the rule's name.
+                let at = if r.after_minutes.is_some() {
+                    key("after_minutes")
+                } else if r.after_seconds.is_some() {
+                    key("after_seconds")
+                } else {
+                    key("rule")
+                };
+                v.invalid(
+                    &at,
+                    if delay {
+                        format!(
+                            "after_minutes (or after_seconds, not both): how long before {} alerts",
+                            r.rule
+                        )
+                    } else {
+                        format!("nothing: {} takes no delay", r.rule)
+                    },
+                );
+            }
+            let threshold = r.rule == "reconciliation_discrepancy";
+            let decimal = |t: &str| {
+                let (w, f) = t.split_once('.').unwrap_or((t, ""));
+                !w.is_empty()
+                    && w.bytes().all(|b| b.is_ascii_digit())
+                    && f.bytes().all(|b| b.is_ascii_digit())
+                    && f.len() <= 4
+            };
+            match (&r.threshold, threshold) {
+                (Some(t), true) if !decimal(t) => {
+                    v.invalid(&key("threshold"), "an amount such as \"10.00\"")
+                }
+                (None, true) => v.invalid(
+                    &key("rule"),
+                    "a threshold = \"10.00\" (an amount) with reconciliation_discrepancy",
+                ),
+                (Some(_), false) => v.invalid(
+                    &key("threshold"),
+                    format!("nothing: {} takes no threshold", r.rule),
+                ),
+                _ => {}
+            }
+            let hours = r.rule == "door_open_out_of_hours";
+            match (&r.open_hours, hours) {
+                (Some(h), true) if parse_open_hours(h).is_none() => {
+                    v.invalid(&key("open_hours"), "HH:MM-HH:MM, for example 08:00-02:00")
+                }
+                (None, true) => v.invalid(
+                    &key("rule"),
+                    "open_hours = \"HH:MM-HH:MM\" with door_open_out_of_hours",
+                ),
+                (Some(_), false) => v.invalid(
+                    &key("open_hours"),
+                    format!("nothing: {} takes no hours", r.rule),
+                ),
+                _ => {}
+            }
+            if self.rules[..i].iter().any(|o| o.rule == r.rule) {
+                v.invalid(&key("rule"), format!("{} once", r.rule));
+            }
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                v.invalid(
+                    &format!("alerts.webhooks.{i}.url"),
+                    "an http:// or https:// URL",
+                );
+            }
+            if w.secret.len() < 16 {
+                v.invalid(
+                    &format!("alerts.webhooks.{i}.secret"),
+                    "at least 16 characters (it signs every delivery)",
+                );
+            }
+        }
+    }
 }
 
 /// Money and gaming days (`[accounting]`).
@@ -1055,6 +1243,7 @@ impl ConfigFile for HubConfig {
         }
         self.hikcentral.validate(v);
         self.validate_accounting(v);
+        self.alerts.validate(v);
         self.supervision.validate(v);
     }
 }

@@ -379,3 +379,63 @@ fn a_wrong_value_inside_a_device_names_its_key_and_line() {
         "{found:?}"
     );
 }
+
+#[test]
+fn the_floor_and_alert_rules_are_checked_and_every_problem_named() {
+    let text = r#"
+[accounting]
+currency = "dollars"
+time_zone = "Mars/Olympus"
+gaming_day_start_hour = 24
+
+[[sites]]
+id = "north"
+edges = ["edge-1"]
+time_zone = "Europe/Berlin"
+gaming_day_start_hour = 6
+
+[[sites]]
+id = "south"
+edges = ["edge-1"]
+time_zone = "UTC"
+gaming_day_start_hour = 6
+
+[[machines]]
+edge = "edge-1"
+device = "egm-1"
+par_percent = 120.0
+
+[[alerts.rules]]
+rule = "comms_lost"
+
+[[alerts.rules]]
+rule = "door_open_out_of_hours"
+open_hours = "8 to 2"
+
+[[alerts.rules]]
+rule = "gossip"
+
+[[alerts.webhooks]]
+url = "ftp://ops"
+secret = "short"
+"#;
+    let found = problems::<HubConfig>(text, &no_env());
+    let keys: Vec<String> = found.iter().map(ToString::to_string).collect();
+    for needle in [
+        "accounting.currency",
+        "accounting.time_zone",
+        "accounting.gaming_day_start_hour",
+        "sites[1].edges",
+        "machines[0].par_percent",
+        "site.toml:25:1: key `alerts.rules[0].rule`: expected after_minutes",
+        "alerts.rules[1].open_hours",
+        "alerts.rules[2].rule",
+        "alerts.webhooks[0].url",
+        "alerts.webhooks[0].secret",
+    ] {
+        assert!(
+            keys.iter().any(|k| k.contains(needle)),
+            "{needle} in {keys:#?}"
+        );
+    }
+}

@@ -55,6 +55,8 @@ pub struct ApiContext {
     pub db: sled::Db,
     /// The live stream.
     pub stream: Arc<crate::stream::LiveStream>,
+    /// Alerts.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// The longest deadline a command may have.
@@ -98,6 +100,8 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(crate::floor_api::list_machine_days))
         .routes(routes!(crate::floor_api::get_site_day))
         .routes(routes!(crate::floor_api::stream))
+        .routes(routes!(crate::floor_api::list_alerts))
+        .routes(routes!(crate::floor_api::acknowledge_alert))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))

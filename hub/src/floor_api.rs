@@ -246,13 +246,11 @@ pub(crate) fn summarize(
 
 /// Every device the hub knows (declared by its edge or seen in events), with its state.
 fn all_devices(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
-    let tree = proj_tree(ctx, projection::DEVICES)?;
-    let mut states: BTreeMap<(String, String), DeviceState> = BTreeMap::new();
-    for entry in tree.scan_prefix(b"d") {
-        let (key, value) = entry.map_err(store_error)?;
-        let state: DeviceState = decode(projection::DEVICES, &key, &value).map_err(store_error)?;
-        states.insert((state.edge.clone(), state.device.clone()), state);
-    }
+    let states: BTreeMap<(String, String), DeviceState> = stored_states(&ctx.db)
+        .map_err(store_error)?
+        .into_iter()
+        .map(|s| ((s.edge.clone(), s.device.clone()), s))
+        .collect();
     let mut kinds: BTreeMap<(String, String), String> = BTreeMap::new();
     for edge in ctx.edges.all() {
         for d in edge.devices {
@@ -617,15 +615,39 @@ fn buckets(
     start_us: i64,
     end_us: i64,
 ) -> Result<Vec<Bucket>, ApiError> {
-    let tree = proj_tree(ctx, projection::ACCOUNTING)?;
+    stored_buckets(&ctx.db, edge, device, start_us, end_us).map_err(store_error)
+}
+
+/// The same, from the hub database (for the alert evaluator too).
+pub(crate) fn stored_buckets(
+    db: &sled::Db,
+    edge: &str,
+    device: &str,
+    start_us: i64,
+    end_us: i64,
+) -> Result<Vec<Bucket>, String> {
+    let tree = crate::projections::tree(db, projection::ACCOUNTING).map_err(|e| e.to_string())?;
     let mut prefix = device_key(b'b', edge, device);
     prefix.push(0);
     let from = [prefix.clone(), time_key(start_us).to_vec()].concat();
     let to = [prefix, time_key(end_us).to_vec()].concat();
     let mut out = Vec::new();
     for entry in tree.range(from..to) {
-        let (key, value) = entry.map_err(store_error)?;
-        out.push(decode::<Bucket>(projection::ACCOUNTING, &key, &value).map_err(store_error)?);
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        out.push(
+            decode::<Bucket>(projection::ACCOUNTING, &key, &value).map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}
+
+/// Every device state stored by the devices projection.
+pub(crate) fn stored_states(db: &sled::Db) -> Result<Vec<DeviceState>, String> {
+    let tree = crate::projections::tree(db, projection::DEVICES).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for entry in tree.scan_prefix(b"d") {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        out.push(decode(projection::DEVICES, &key, &value).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }
@@ -1309,4 +1331,128 @@ pub async fn stream(
     Ok(Sse::new(all)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// `firing` (default), `resolved` or `all`.
+    state: Option<String>,
+    rule: Option<String>,
+    site: Option<String>,
+    edge: Option<String>,
+    device: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Alerts, newest first (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    params(AlertQuery),
+    responses(
+        (status = 200, description = "Alerts", body = Vec<crate::alerts::AlertView>),
+        (status = 400, description = "Unknown state or rule", body = ErrorBody),
+    )
+)]
+pub async fn list_alerts(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Query(q): Query<AlertQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let state = q.state.clone().unwrap_or_else(|| "firing".into());
+    if !["firing", "resolved", "all"].contains(&state.as_str()) {
+        return Err(bad_request(format!(
+            "state {state:?}: firing, resolved or all"
+        )));
+    }
+    if let Some(rule) = &q.rule
+        && !outpost_config::ALERT_RULES.contains(&rule.as_str())
+    {
+        return Err(bad_request(format!(
+            "rule {rule:?} is not one of {}",
+            outpost_config::ALERT_RULES.join(", ")
+        )));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let alerts = ctx
+        .alerts
+        .list(
+            |a| {
+                (state == "all" || a.state == state)
+                    && q.rule.as_ref().is_none_or(|r| *r == a.rule)
+                    && q.site.as_ref().is_none_or(|s| *s == a.site)
+                    && q.edge.as_ref().is_none_or(|e| *e == a.edge)
+                    && q.device.as_ref().is_none_or(|d| *d == a.device)
+            },
+            limit,
+        )
+        .map_err(store_error)?;
+    let views: Vec<crate::alerts::AlertView> =
+        alerts.iter().map(crate::alerts::alert_view).collect();
+    Ok(Json(views).into_response())
+}
+
+/// An acknowledgement.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledgement {
+    /// What is being done about it (at most 500 characters).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Acknowledge an alert: who and when are kept with it, logged, published and sent to the
+/// webhooks (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/{id}/acknowledge",
+    tag = "alerts",
+    params(("id" = String, Path)),
+    request_body = Acknowledgement,
+    responses(
+        (status = 200, description = "Acknowledged", body = crate::alerts::AlertView),
+        (status = 400, description = "Not a valid body", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "Acknowledged already", body = ErrorBody),
+    )
+)]
+pub async fn acknowledge_alert(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let by = authorize(&ctx, &headers, Role::Operator)?;
+    let ack: Acknowledgement = if body.is_empty() {
+        Acknowledgement {
+            note: String::new(),
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            bad_request(format!(
+                "body is not an acknowledgement {{\"note\": \"...\"}}: {e}"
+            ))
+        })?
+    };
+    if ack.note.chars().count() > 500 {
+        return Err(bad_request("note: at most 500 characters"));
+    }
+    let now = outpost_process::clock::unix_us();
+    match ctx.alerts.acknowledge(&id, &by, &ack.note, now) {
+        Ok(alert) => Ok(Json(crate::alerts::alert_view(&alert)).into_response()),
+        Err(e @ crate::alerts::AlertError::Unknown(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ crate::alerts::AlertError::Acknowledged { .. }) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e) => Err(store_error(e)),
+    }
 }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod pki;
 
+mod alerts;
 mod api;
 mod commands;
 mod edges;
@@ -23,6 +24,7 @@ mod stream;
 
 // The facade: what the binary, the tests, the chaos suite, the harness and the benchmarks use.
 // Everything else is the hub's own business.
+pub use alerts::signature as alert_signature;
 pub use api::{BodyError, MAX_DEADLINE_SECONDS, NewCommand};
 pub use commands::{CommandLog, CommandRecord, CommandStatus};
 pub use edges::EdgeDirectory;
@@ -54,6 +56,8 @@ pub struct HubParts {
     pub projections: Vec<projections::ProjectionArgs>,
     /// The live stream's publisher.
     pub stream: stream::StreamArgs,
+    /// The alert evaluator and webhooks.
+    pub alerts: alerts::AlertArgs,
 }
 
 /// The hub's supervision tree: `hub → {admin, link, api, hikcentral (when enabled)}`.
@@ -74,6 +78,7 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
         children.push(projection.clone().child_spec());
     }
     children.push(parts.stream.clone().child_spec());
+    children.push(parts.alerts.clone().child_spec());
     if let Some(visits) = &parts.visits {
         children.push(visits.child_spec());
     }
@@ -152,6 +157,18 @@ pub async fn run(
         edges: edges.clone(),
         changes: changes.clone(),
     };
+    let alerts = Arc::new(
+        alerts::Alerts::open(durable.db(), live.clone(), config.alerts.webhooks.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let alert_args = alerts::AlertArgs {
+        alerts: alerts.clone(),
+        config: config.alerts.clone(),
+        floor: floor.clone(),
+        edges: edges.clone(),
+        sessions: sessions.clone(),
+        visits: visits.clone(),
+    };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
         &pki.join("ca.pem"),
@@ -193,10 +210,12 @@ pub async fn run(
             floor,
             db: durable.db().clone(),
             stream: live,
+            alerts,
         }),
         visits,
         projections,
         stream: stream_args,
+        alerts: alert_args,
     };
     let readiness = Readiness::new();
     tracing::info!(

@@ -212,6 +212,31 @@ pub static PROJECTION_POISON: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static ALERTS_FIRING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "outpost_alerts_firing",
+                "1 while an alert of this rule fires for this device (device empty for site- or hub-wide ones).",
+            ),
+            &["rule", "site", "device"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static WEBHOOK_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_alert_webhook_deliveries_total",
+                "Alert webhook deliveries by result (ok, failed: retried).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
 pub fn register_all() {
     outpost_process::store::register_store("hub");
     LazyLock::force(&COMMITTED_SEQ);
@@ -229,6 +254,10 @@ pub fn register_all() {
     LazyLock::force(&HIK_REQUESTS);
     LazyLock::force(&HIK_REQUEST_SECONDS);
     LazyLock::force(&HIK_DB_FULL);
+    LazyLock::force(&ALERTS_FIRING);
+    for result in ["ok", "failed"] {
+        WEBHOOK_DELIVERIES.with_label_values(&[result]).inc_by(0);
+    }
     for name in outpost_domain::projection::NAMES {
         PROJECTION_LAG_EVENTS.with_label_values(&[name]).set(0);
         PROJECTION_LAG_SECONDS.with_label_values(&[name]).set(0.0);

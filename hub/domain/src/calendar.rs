@@ -99,6 +99,14 @@ impl Calendar {
             .unwrap_or(us)
     }
 
+    /// The local minute of the day (0–1439) at `us`.
+    pub fn local_minute(&self, us: i64) -> u32 {
+        let local = Self::instant(us)
+            .to_zoned_datetime(self.zone.clone())
+            .datetime();
+        u32::from(local.hour().unsigned_abs()) * 60 + u32::from(local.minute().unsigned_abs())
+    }
+
     /// `us` as RFC 3339 in this calendar's zone (with its offset).
     pub fn rfc3339(&self, us: i64) -> String {
         Self::instant(us)

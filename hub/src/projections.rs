@@ -1,9 +1,10 @@
 //! Running the domain's projections over the event log: one supervised actor each, a durable
 //! cursor per edge, lag metrics, poison events kept aside, and the offline rebuild.
 //!
-//! Each projection has its own sled tree, `projection/<name>`. The runner owns two key tags in
-//! it: `c ++ edge` → the last sequence applied (u64 BE) and `p ++ edge ++ 0 ++ seq` → why that
-//! event could not be applied (kept for inspection, never retried). Every other key is the
+//! Each projection has its own sled tree, `projection/<name>`. The runner owns three key tags in
+//! it: `v` → the projection's format version (another version's tree is cleared and rebuilt from
+//! the log), `c ++ edge` → the last sequence applied (u64 BE) and `p ++ edge ++ 0 ++ seq` → why
+//! that event could not be applied (kept for inspection, never retried). Every other key is the
 //! projection's (see `outpost_domain::projection`).
 //!
 //! Invariants:
@@ -40,6 +41,32 @@ pub fn tree(db: &sled::Db, name: &str) -> Result<sled::Tree, sled::Error> {
     db.open_tree(format!("projection/{name}"))
 }
 
+/// The projection's format version (`v`, u32 BE).
+const VERSION_KEY: &[u8] = b"v";
+
+fn restore_into(
+    tree: &sled::Tree,
+    projection: &mut dyn Projection,
+    cursors: &mut BTreeMap<String, u64>,
+) -> Result<(), RunError> {
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        match key.first() {
+            Some(b'c') => {
+                let seq = value
+                    .as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                cursors.insert(String::from_utf8_lossy(&key[1..]).into_owned(), seq);
+            }
+            Some(b'p') | Some(b'v') => {}
+            _ => projection.restore(&key, &value)?,
+        }
+    }
+    Ok(())
+}
+
 fn cursor_key(edge: &str) -> Vec<u8> {
     [&b"c"[..], edge.as_bytes()].concat()
 }
@@ -63,6 +90,10 @@ pub enum RunError {
     Restore(#[from] projection::RestoreError),
     #[error("unknown projection {0:?} (there are: {list})", list = projection::NAMES.join(", "))]
     Unknown(String),
+    #[error(
+        "projection {0} did not restore and was cleared: it is rebuilt from the log on its restart"
+    )]
+    Rebuild(&'static str),
 }
 
 /// Where committed marks come from: the live log's durable ones, or the store's (offline).
@@ -101,28 +132,34 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Opens `projection`'s tree and restores it (cursors and state).
+    /// Opens `projection`'s tree and restores it (cursors and state). A tree written by another
+    /// version of the projection, or one that does not decode, is cleared and rebuilt from the
+    /// log (the log is the truth; the projection is only derived from it).
     pub fn open(
         db: &sled::Db,
-        mut projection: Box<dyn Projection>,
+        projection: Box<dyn Projection>,
         changes: Option<broadcast::Sender<Change>>,
     ) -> Result<Self, RunError> {
-        let tree = tree(db, projection.name())?;
-        let mut cursors = BTreeMap::new();
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            match key.first() {
-                Some(b'c') => {
-                    let seq = value
-                        .as_ref()
-                        .try_into()
-                        .map(u64::from_be_bytes)
-                        .unwrap_or(0);
-                    cursors.insert(String::from_utf8_lossy(&key[1..]).into_owned(), seq);
-                }
-                Some(b'p') => {}
-                _ => projection.restore(&key, &value)?,
+        let name = projection.name();
+        let version = projection.version();
+        let tree = tree(db, name)?;
+        let stored_version = tree
+            .get(VERSION_KEY)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
+        let mut projection = projection;
+        if stored_version != Some(version) {
+            if !tree.is_empty() {
+                tracing::warn!(projection = name, stored = ?stored_version, version, "projection written by another version: rebuilding it from the event log");
             }
+            tree.clear()?;
+            tree.insert(VERSION_KEY, &version.to_be_bytes())?;
+        }
+        let mut cursors = BTreeMap::new();
+        if let Err(err) = restore_into(&tree, projection.as_mut(), &mut cursors) {
+            tracing::error!(projection = name, %err, "projection does not restore: rebuilding it from the event log");
+            tree.clear()?;
+            tree.insert(VERSION_KEY, &version.to_be_bytes())?;
+            return Err(RunError::Rebuild(name));
         }
         Ok(Self {
             projection,
@@ -431,6 +468,38 @@ mod tests {
             .unwrap();
         assert_eq!(kept.as_deref(), Some(&b"bad device"[..]));
         assert_eq!(runner.lag(&log, 0).unwrap().0, 0);
+    }
+
+    #[tokio::test]
+    async fn a_projection_that_does_not_restore_is_cleared_and_rebuilt_from_the_log() {
+        let (_dir, log) = log_with(vec![exception(1, 0x11), exception(2, 0x12)]).await;
+        let db = log.durable().db().clone();
+        let floor = Floor::simple();
+        let fresh = || projection::by_name("devices", &floor).unwrap();
+        let mut runner = Runner::open(&db, fresh(), None).unwrap();
+        runner.step(&log).unwrap();
+        let live = digest(&db, "devices").unwrap();
+        // A stored state that no longer decodes (a format change, a bad disk).
+        let key = outpost_domain::projection::device_key(b'd', "edge-1", "egm-1");
+        tree(&db, "devices")
+            .unwrap()
+            .insert(key, &b"garbage"[..])
+            .unwrap();
+        assert!(matches!(
+            Runner::open(&db, fresh(), None),
+            Err(RunError::Rebuild("devices"))
+        ));
+        let mut again = Runner::open(&db, fresh(), None).unwrap();
+        assert_eq!(again.step(&log).unwrap(), 2, "replayed from the start");
+        assert_eq!(digest(&db, "devices").unwrap(), live);
+        // Another version's tree is rebuilt the same way.
+        tree(&db, "devices")
+            .unwrap()
+            .insert(VERSION_KEY, &7u32.to_be_bytes())
+            .unwrap();
+        let mut third = Runner::open(&db, fresh(), None).unwrap();
+        assert_eq!(third.step(&log).unwrap(), 2);
+        assert_eq!(digest(&db, "devices").unwrap(), live);
     }
 
     #[tokio::test]

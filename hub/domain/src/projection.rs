@@ -33,6 +33,9 @@ pub enum Change {
     },
 }
 
+// Keys a projection may not use: the hub's runner keeps `v` (version), `c` (cursors) and `p`
+// (poison events) in the same tree.
+
 /// Why a projection could not apply an event (it goes on with the next one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -51,6 +54,11 @@ pub struct RestoreError {
 pub trait Projection: Send + 'static {
     /// Its name: the `projection` label, the CLI's argument, its keyspace.
     fn name(&self) -> &'static str;
+    /// The format of what it stores: bump it when that changes, and the hub rebuilds the
+    /// projection from the log instead of misreading it.
+    fn version(&self) -> u32 {
+        1
+    }
     /// Takes back one stored entry at start-up.
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError>;
     /// Applies one event of `edge`. `missing_before`: sequence numbers lost just before it (a gap

@@ -57,6 +57,8 @@ pub struct ApiContext {
     pub stream: Arc<crate::stream::LiveStream>,
     /// Alerts.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// Every device's state, as the devices projection last stored it.
+    pub device_states: outpost_domain::projection::SharedStates,
 }
 
 /// The longest deadline a command may have.

@@ -122,8 +122,14 @@ pub struct DeviceSummary {
     pub status: String,
     /// When its last event happened.
     pub last_event: Option<String>,
+    /// Present for a slot machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub egm: Option<EgmView>,
+    /// Present for a TV.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tv: Option<TvView>,
+    /// Present for a relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayView>,
 }
 
@@ -246,11 +252,10 @@ pub(crate) fn summarize(
 
 /// Every device the hub knows (declared by its edge or seen in events), with its state.
 fn all_devices(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
-    let states: BTreeMap<(String, String), DeviceState> = stored_states(&ctx.db)
-        .map_err(store_error)?
-        .into_iter()
-        .map(|s| ((s.edge.clone(), s.device.clone()), s))
-        .collect();
+    let states = ctx
+        .device_states
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut kinds: BTreeMap<(String, String), String> = BTreeMap::new();
     for edge in ctx.edges.all() {
         for d in edge.devices {
@@ -1098,38 +1103,46 @@ pub async fn list_events(
     if let Some(device) = &query.device {
         // The device index: its sequence numbers, in order, without scanning the edge's log.
         let tree = proj_tree(&ctx, projection::DEVICE_EVENTS)?;
-        let mut prefix = device_key(b'i', edge, device);
-        prefix.push(0);
-        let key = |seq: u64| [prefix.clone(), seq.to_be_bytes().to_vec()].concat();
         let start = query.from.unwrap_or(if desc { u64::MAX } else { 1 });
-        let range: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if desc {
-            Box::new(tree.range(key(0)..=key(start)).rev())
+        let start_block = start / projection::BLOCK_SEQS;
+        let key = |block: u64| projection::device_block_key(edge, device, block);
+        let blocks: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if desc {
+            Box::new(tree.range(key(0)..=key(start_block)).rev())
         } else {
-            Box::new(tree.range(key(start)..=key(u64::MAX)))
+            Box::new(tree.range(key(start_block)..=key(u64::MAX / projection::BLOCK_SEQS)))
         };
         next = None;
-        for (looked, entry) in range.enumerate() {
-            let (k, _) = entry.map_err(store_error)?;
-            let seq = k
-                .get(k.len() - 8..)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if events.len() >= limit || looked >= EVENT_SCAN {
-                next = Some(seq);
-                break;
-            }
-            if let Some(stored) = ctx
-                .eventlog
-                .read(edge, seq, 1)
-                .map_err(store_error)?
-                .into_iter()
-                .next()
-                && stored.event.seq == seq
-            {
-                let r = readable::readable(&ctx.floor, edge, &stored);
-                if keep(&r, stored.happened_us()) {
-                    events.push(r);
+        let mut looked = 0;
+        'blocks: for entry in blocks {
+            let (_, value) = entry.map_err(store_error)?;
+            let seqs: Vec<u64> = if desc {
+                projection::block_seqs(&value)
+                    .rev()
+                    .filter(|s| *s <= start)
+                    .collect()
+            } else {
+                projection::block_seqs(&value)
+                    .filter(|s| *s >= start)
+                    .collect()
+            };
+            for seq in seqs {
+                if events.len() >= limit || looked >= EVENT_SCAN {
+                    next = Some(seq);
+                    break 'blocks;
+                }
+                looked += 1;
+                if let Some(stored) = ctx
+                    .eventlog
+                    .read(edge, seq, 1)
+                    .map_err(store_error)?
+                    .into_iter()
+                    .next()
+                    && stored.event.seq == seq
+                {
+                    let r = readable::readable(&ctx.floor, edge, &stored);
+                    if keep(&r, stored.happened_us()) {
+                        events.push(r);
+                    }
                 }
             }
         }

@@ -28,13 +28,17 @@ pub use alerts::signature as alert_signature;
 pub use api::{BodyError, MAX_DEADLINE_SECONDS, NewCommand};
 pub use commands::{CommandLog, CommandRecord, CommandStatus};
 pub use edges::EdgeDirectory;
-pub use eventlog::EventLog;
+pub use eventlog::{EventLog, read_events};
 pub use hikcentral::client::{ArtemisClient, ArtemisError};
 pub use hikcentral::jobs::ManagerMsg;
 pub use hikcentral::visits::{Visit, VisitState, VisitStore};
 pub use hikcentral::{NewVisit, VisitError, Visits, validate as validate_visit};
 pub use link::{LinkContext, serve_endpoint};
 pub use meters::MeterBook;
+pub use projections::{
+    Rebuilt, Runner as ProjectionRunner, Source as ProjectionSource, digest as projection_digest,
+    rebuild as rebuild_projection,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,10 +142,12 @@ pub async fn run(
     let floor = floor::from_config(&config)
         .map_err(|e| anyhow::anyhow!("hub config [accounting]/[[sites]]: {e}"))?;
     let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFERED);
+    let device_states = outpost_domain::projection::SharedStates::default();
     let projections = outpost_domain::projection::NAMES
         .iter()
         .map(|&name| projections::ProjectionArgs {
             name,
+            shared: device_states.clone(),
             floor: floor.clone(),
             eventlog: eventlog.clone(),
             changes: changes.clone(),
@@ -211,6 +217,7 @@ pub async fn run(
             db: durable.db().clone(),
             stream: live,
             alerts,
+            device_states,
         }),
         visits,
         projections,

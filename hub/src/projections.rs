@@ -306,6 +306,8 @@ pub fn rebuild(db: &sled::Db, name: &str, floor: &Floor) -> Result<Rebuilt, RunE
 #[derive(Clone)]
 pub struct ProjectionArgs {
     pub name: &'static str,
+    /// Device states for the API, kept by the devices projection.
+    pub shared: projection::SharedStates,
     pub floor: Floor,
     pub eventlog: EventLog,
     pub changes: broadcast::Sender<Change>,
@@ -342,8 +344,12 @@ impl Actor for ProjectionActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let projection = projection::by_name(args.name, &args.floor)
-            .ok_or_else(|| RunError::Unknown(args.name.to_owned()))?;
+        let projection: Box<dyn Projection> = if args.name == projection::DEVICES {
+            Box::new(projection::DevicesProjection::sharing(args.shared.clone()))
+        } else {
+            projection::by_name(args.name, &args.floor)
+                .ok_or_else(|| RunError::Unknown(args.name.to_owned()))?
+        };
         let db = args.eventlog.durable().db().clone();
         let mut runner = Runner::open(&db, projection, Some(args.changes.clone()))?;
         let log = args.eventlog.clone();

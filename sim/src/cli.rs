@@ -63,6 +63,8 @@ enum BenchCommand {
     Tv(outpost_bench::tv::TvBenchArgs),
     /// Guest visits into HikCentral: visits/s at 50 ms latency vs one-at-a-time, code-5 recovery.
     Hikcentral(outpost_bench::hik::HikBenchArgs),
+    /// The hub's domain: projection replay and lag, device list, reconciliation, live stream.
+    Hub(outpost_bench::hub::HubBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -116,6 +118,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Bench(BenchCommand::Sas(args)) => run_tool(outpost_bench::sas::run(args)),
         Command::Bench(BenchCommand::Tv(args)) => run_tool(outpost_bench::tv::run(args)),
         Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(outpost_bench::hik::run(args)),
+        Command::Bench(BenchCommand::Hub(args)) => run_tool(outpost_bench::hub::run(args)),
     }
 }
 

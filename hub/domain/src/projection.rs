@@ -118,10 +118,34 @@ pub fn time_from_key(bytes: [u8; 8]) -> i64 {
     (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
+/// Every device's state as last stored, shared with readers (the API) so they need not decode
+/// the store on each request.
+pub type SharedStates = std::sync::Arc<std::sync::RwLock<BTreeMap<(String, String), DeviceState>>>;
+
 /// Device state: `d ++ edge ++ 0 ++ device` → [`DeviceState`].
 #[derive(Debug, Default)]
 pub struct DevicesProjection {
     pub states: DeviceStates,
+    shared: Option<SharedStates>,
+}
+
+impl DevicesProjection {
+    /// A projection that also keeps `shared` up to date with what it stores.
+    pub fn sharing(shared: SharedStates) -> Self {
+        Self {
+            states: DeviceStates::default(),
+            shared: Some(shared),
+        }
+    }
+
+    fn share(&self, state: &DeviceState) {
+        if let Some(shared) = &self.shared {
+            shared
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((state.edge.clone(), state.device.clone()), state.clone());
+        }
+    }
 }
 
 pub const DEVICES: &str = "devices";
@@ -138,7 +162,9 @@ impl Projection for DevicesProjection {
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
         if key.first() == Some(&b'd') {
-            self.states.restore(decode(DEVICES, key, value)?);
+            let state: DeviceState = decode(DEVICES, key, value)?;
+            self.share(&state);
+            self.states.restore(state);
         }
         Ok(())
     }
@@ -157,8 +183,10 @@ impl Projection for DevicesProjection {
     }
 
     fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        for state in self.states.take_dirty() {
+        let dirty: Vec<DeviceState> = self.states.take_dirty().into_iter().cloned().collect();
+        for state in &dirty {
             writes.push((device_key(b'd', &state.edge, &state.device), encode(state)));
+            self.share(state);
         }
     }
 }
@@ -265,19 +293,39 @@ impl Projection for AccountingProjection {
     }
 }
 
-/// The events of each device: `i ++ edge ++ 0 ++ device ++ 0 ++ seq` → nothing, so a device's
-/// events are found without scanning its edge's.
+/// The events of each device, so a device's events are found without scanning its edge's:
+/// `i ++ edge ++ 0 ++ device ++ 0 ++ block (u64 BE)` → the device's sequence numbers in that
+/// block (`seq / BLOCK_SEQS`), ascending, 8 bytes BE each. One write per device and flush instead
+/// of one per event; a block holds at most [`BLOCK_SEQS`] numbers (4 KiB).
 #[derive(Debug, Default)]
 pub struct DeviceEventsProjection {
-    pending: Vec<Vec<u8>>,
+    /// Each device's latest block: (block, its sequence numbers).
+    open: BTreeMap<(String, String), (u64, Vec<u64>)>,
+    dirty: std::collections::BTreeSet<(String, String)>,
+    /// Blocks closed since the last flush, to store whole.
+    closed: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// The key of a device's event.
-pub fn device_event_key(edge: &str, device: &str, seq: u64) -> Vec<u8> {
+fn block_value(seqs: &[u64]) -> Vec<u8> {
+    seqs.iter().flat_map(|s| s.to_be_bytes()).collect()
+}
+
+/// Sequence numbers per block of the device index.
+pub const BLOCK_SEQS: u64 = 512;
+
+/// The key of a device's index block.
+pub fn device_block_key(edge: &str, device: &str, block: u64) -> Vec<u8> {
     let mut key = device_key(b'i', edge, device);
     key.push(0);
-    key.extend_from_slice(&seq.to_be_bytes());
+    key.extend_from_slice(&block.to_be_bytes());
     key
+}
+
+/// The sequence numbers stored in an index block.
+pub fn block_seqs(value: &[u8]) -> impl DoubleEndedIterator<Item = u64> + '_ {
+    value
+        .chunks_exact(8)
+        .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
 }
 
 impl Projection for DeviceEventsProjection {
@@ -285,7 +333,40 @@ impl Projection for DeviceEventsProjection {
         DEVICE_EVENTS
     }
 
-    fn restore(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), RestoreError> {
+    fn version(&self) -> u32 {
+        2
+    }
+
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
+        // Keys come in order, so the last block seen for a device is its latest.
+        let bad = |reason: &str| RestoreError {
+            projection: DEVICE_EVENTS,
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: reason.to_owned(),
+        };
+        if key.first() != Some(&b'i') {
+            return Ok(());
+        }
+        let rest = &key[1..];
+        let (ids, block) = rest
+            .split_at_checked(rest.len().saturating_sub(9))
+            .ok_or_else(|| bad("short key"))?;
+        let block = block
+            .get(1..)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| bad("no block number"))?;
+        let text = std::str::from_utf8(ids).map_err(|_| bad("ids are not UTF-8"))?;
+        let (edge, device) = text
+            .split_once('\0')
+            .ok_or_else(|| bad("no edge/device separator"))?;
+        if !value.len().is_multiple_of(8) {
+            return Err(bad("block length is not a multiple of 8"));
+        }
+        self.open.insert(
+            (edge.to_owned(), device.to_owned()),
+            (block, block_seqs(value).collect()),
+        );
         Ok(())
     }
 
@@ -296,14 +377,35 @@ impl Projection for DeviceEventsProjection {
         event: &StoredEvent,
         _changes: &mut Vec<Change>,
     ) -> Result<(), Poison> {
-        // Writing the same key again is harmless: the index is idempotent by construction.
-        self.pending
-            .push(device_event_key(edge, &event.event.device, event.event.seq));
+        let seq = event.event.seq;
+        let block = seq / BLOCK_SEQS;
+        let key = (edge.to_owned(), event.event.device.clone());
+        let (open_block, seqs) = self.open.entry(key.clone()).or_insert((block, Vec::new()));
+        if seqs.last().is_some_and(|&last| seq <= last) || block < *open_block {
+            return Ok(()); // applied already
+        }
+        if block > *open_block {
+            if self.dirty.contains(&key) {
+                self.closed.push((
+                    device_block_key(&key.0, &key.1, *open_block),
+                    block_value(seqs),
+                ));
+            }
+            *open_block = block;
+            seqs.clear();
+        }
+        seqs.push(seq);
+        self.dirty.insert(key);
         Ok(())
     }
 
     fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        writes.extend(self.pending.drain(..).map(|k| (k, Vec::new())));
+        writes.append(&mut self.closed);
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some((block, seqs)) = self.open.get(&key) {
+                writes.push((device_block_key(&key.0, &key.1, *block), block_value(seqs)));
+            }
+        }
     }
 }
 

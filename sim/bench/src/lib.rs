@@ -3,5 +3,6 @@
 
 pub mod delivery;
 pub mod hik;
+pub mod hub;
 pub mod sas;
 pub mod tv;

@@ -394,10 +394,16 @@ pub struct AlertRuleConfig {
 }
 
 /// The rules that need a delay.
-pub const ALERT_RULES_WITH_DELAY: [&str; 4] =
-    ["handpay_pending", "comms_lost", "tv_down", "edge_offline"];
+pub const ALERT_RULES_WITH_DELAY: [&str; 5] = [
+    "handpay_pending",
+    "comms_lost",
+    "tv_down",
+    "edge_offline",
+    "outbox_oldest_unacked",
+];
 /// Every rule.
-pub const ALERT_RULES: [&str; 8] = [
+pub const ALERT_RULES: [&str; 9] = [
+    "outbox_oldest_unacked",
     "door_open_out_of_hours",
     "handpay_pending",
     "comms_lost",
@@ -421,6 +427,11 @@ fn default_alert_rules() -> Vec<AlertRuleConfig> {
         rule("healing_exhausted", None),
         rule("edge_offline", Some(5)),
         rule("hikcentral_database_full", None),
+        AlertRuleConfig {
+            rule: "outbox_oldest_unacked".into(),
+            after_seconds: Some(300),
+            ..AlertRuleConfig::default()
+        },
         AlertRuleConfig {
             rule: "reconciliation_discrepancy".into(),
             threshold: Some("10.00".into()),

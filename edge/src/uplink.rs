@@ -222,6 +222,7 @@ impl Session {
         // The outbox read the session asked for, kept across loop turns (an ack or a keep-alive
         // does not restart it, so a waiting read is woken by the commit it waits for, once).
         let mut reading: Option<OutboxRead<'_>> = None;
+        let mut status_every = tokio::time::interval(STATUS_EVERY);
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
@@ -303,6 +304,16 @@ impl Session {
                     session.handle_outbox(answer.map_err(outbox_err)?);
                 }
                 Some(frame) = accepted_rx.recv() => write_frame(&mut control_send, &frame).await?,
+                _ = status_every.tick(), if session.is_open() => {
+                    let status = outpost_link::EdgeStatus {
+                        outbox_depth_events: self
+                            .outbox
+                            .durable_seq()
+                            .saturating_sub(self.outbox.acked_seq()),
+                        oldest_unacked_ms: (metrics::OUTBOX_OLDEST_UNACKED.get() * 1000.0) as u64,
+                    };
+                    write_frame(&mut control_send, &ControlFrame::Status(status)).await?;
+                }
                 () = sleep_until(timeout), if timeout.is_some() => {
                     session.handle_timeout(tokio::time::Instant::now().into_std());
                 }
@@ -329,6 +340,9 @@ impl Session {
         }
     }
 }
+
+/// How often the edge reports its outbox to the hub.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// A read of the outbox in progress.
 type OutboxRead<'a> = std::pin::Pin<

@@ -58,6 +58,7 @@ pub fn rules(config: &AlertsConfig, currency: &Currency) -> Vec<Rule> {
                 "healing_exhausted" => Rule::HealingExhausted,
                 "hikcentral_database_full" => Rule::HikcentralDatabaseFull,
                 "edge_offline" => Rule::EdgeOffline { after_s },
+                "outbox_oldest_unacked" => Rule::OutboxOldestUnacked { after_s },
                 _ => return None,
             })
         })
@@ -412,10 +413,15 @@ fn evaluate_once(
             } else {
                 Some(*offline_since.entry(e.id.clone()).or_insert(now))
             };
+            let oldest_unacked_ms = args
+                .sessions
+                .status(&e.id)
+                .map(|(s, _)| s.oldest_unacked_ms);
             EdgeFact {
                 id: e.id,
                 connected: up,
                 last_seen_us: since,
+                oldest_unacked_ms,
             }
         })
         .collect();

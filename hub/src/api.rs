@@ -746,6 +746,12 @@ pub struct EdgeView {
     pub last_hello_ms: i64,
     /// Edge clock minus hub clock at its last handshake, ms.
     pub clock_offset_ms: i64,
+    /// Events the edge holds unacknowledged, as it last reported (every 5 s while connected).
+    pub outbox_depth_events: Option<u64>,
+    /// Age of the oldest of them, seconds, as it last reported.
+    pub oldest_unacked_seconds: Option<f64>,
+    /// When that report came (RFC 3339).
+    pub reported: Option<String>,
 }
 
 /// Edges the hub knows, with their devices and committed sequence (role viewer).
@@ -765,21 +771,28 @@ async fn list_edges(
         .edges
         .all()
         .into_iter()
-        .map(|e| EdgeView {
-            committed_seq: ctx.eventlog.committed_seq(&e.id).unwrap_or(0),
-            connected: connected.contains(&e.id),
-            devices: e
-                .devices
-                .into_iter()
-                .map(|d| DeviceView {
-                    id: d.id,
-                    kind: d.kind,
-                })
-                .collect(),
-            id: e.id,
-            software: e.software,
-            last_hello_ms: e.last_hello_ms,
-            clock_offset_ms: e.clock_offset_ms,
+        .map(|e| {
+            let status = ctx.sessions.status(&e.id);
+            EdgeView {
+                committed_seq: ctx.eventlog.committed_seq(&e.id).unwrap_or(0),
+                connected: connected.contains(&e.id),
+                devices: e
+                    .devices
+                    .into_iter()
+                    .map(|d| DeviceView {
+                        id: d.id,
+                        kind: d.kind,
+                    })
+                    .collect(),
+                id: e.id,
+                software: e.software,
+                last_hello_ms: e.last_hello_ms,
+                clock_offset_ms: e.clock_offset_ms,
+                outbox_depth_events: status.map(|(s, _)| s.outbox_depth_events),
+                oldest_unacked_seconds: status.map(|(s, _)| s.oldest_unacked_ms as f64 / 1000.0),
+                reported: status
+                    .map(|(_, at)| outpost_domain::calendar::rfc3339_utc(at.saturating_mul(1000))),
+            }
         })
         .collect();
     Ok(Json(edges).into_response())

@@ -57,6 +57,8 @@ pub struct LinkContext {
 pub struct Sessions {
     inner: Mutex<HashMap<String, SessionHandle>>,
     next_id: AtomicU64,
+    /// Each edge's last outbox report and when it came (Unix ms).
+    statuses: Mutex<HashMap<String, (outpost_link::EdgeStatus, i64)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,29 @@ impl Sessions {
 
     pub fn connected(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
+    }
+
+    /// Records an edge's outbox report.
+    pub fn record_status(&self, edge: &str, status: outpost_link::EdgeStatus) {
+        metrics::EDGE_OUTBOX_DEPTH
+            .with_label_values(&[edge])
+            .set(status.outbox_depth_events as i64);
+        metrics::EDGE_OLDEST_UNACKED
+            .with_label_values(&[edge])
+            .set(status.oldest_unacked_ms as f64 / 1000.0);
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(edge.to_owned(), (status, outpost_process::clock::unix_ms()));
+    }
+
+    /// An edge's last outbox report and when it came (Unix ms).
+    pub fn status(&self, edge: &str) -> Option<(outpost_link::EdgeStatus, i64)> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(edge)
+            .copied()
     }
 }
 
@@ -529,6 +554,7 @@ async fn drive(
                     HubOutput::Delivered(id) => {
                         let _ = ctx.commands.update(&id, CommandStatus::Delivered, None);
                     }
+                    HubOutput::Status(status) => ctx.sessions.record_status(edge, status),
                     HubOutput::Closed(error @ LinkSessionError::IdMismatch { .. }) => {
                         return Err(refuse(connection, "id_mismatch", error.to_string()));
                     }

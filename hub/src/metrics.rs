@@ -237,6 +237,31 @@ pub static WEBHOOK_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static EDGE_OUTBOX_DEPTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "outpost_hub_edge_outbox_depth_events",
+                "Events stored at the edge and not yet acknowledged, as the edge last reported (every 5 s while connected).",
+            ),
+            &["edge"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static EDGE_OLDEST_UNACKED: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "outpost_hub_edge_oldest_unacked_seconds",
+                "Age of the oldest event the edge holds unacknowledged, as it last reported.",
+            ),
+            &["edge"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
 pub fn register_all() {
     outpost_process::store::register_store("hub");
     LazyLock::force(&COMMITTED_SEQ);
@@ -255,6 +280,8 @@ pub fn register_all() {
     LazyLock::force(&HIK_REQUEST_SECONDS);
     LazyLock::force(&HIK_DB_FULL);
     LazyLock::force(&ALERTS_FIRING);
+    LazyLock::force(&EDGE_OUTBOX_DEPTH);
+    LazyLock::force(&EDGE_OLDEST_UNACKED);
     for result in ["ok", "failed"] {
         WEBHOOK_DELIVERIES.with_label_values(&[result]).inc_by(0);
     }

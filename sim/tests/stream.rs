@@ -1,7 +1,7 @@
 //! The hub's live stream and command conveniences through real processes: committed events reach
 //! a Server-Sent Events subscriber within a second, a reconnect with `Last-Event-ID` misses
 //! nothing and repeats nothing, an unknown place gets a `reset`; `POST /commands?wait=` answers
-//! with the result; `GET /commands` lists by device and status.
+//! with the result; `GET /commands` lists by device and status; the edge reports its outbox.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
@@ -200,6 +200,18 @@ async fn a_command_can_wait_for_its_result_and_commands_are_listed_by_device_and
         assert!(status == 400 || status == 404, "{query}: {status} {text}");
         assert!(text.contains(needle), "{text}");
     }
+    // The edge reports its outbox to the hub every 5 s, so the hub knows how far behind it is.
+    wait_until(
+        "the edge's outbox report",
+        Duration::from_secs(15),
+        || async {
+            let (_, body) = site.api("GET", "/api/v1/edges", "").await.unwrap();
+            let edges: serde_json::Value = serde_json::from_str(&body).unwrap();
+            edges[0]["outbox_depth_events"].is_u64() && edges[0]["oldest_unacked_seconds"].is_f64()
+        },
+    )
+    .await
+    .unwrap();
     let (status, text) = site
         .api(
             "POST",

@@ -43,6 +43,10 @@ pub enum Rule {
     EdgeOffline {
         after_s: i64,
     },
+    /// An edge reports its oldest unacknowledged event older than this.
+    OutboxOldestUnacked {
+        after_s: i64,
+    },
 }
 
 impl Rule {
@@ -56,6 +60,7 @@ impl Rule {
             Rule::HealingExhausted => "healing_exhausted",
             Rule::HikcentralDatabaseFull => "hikcentral_database_full",
             Rule::EdgeOffline { .. } => "edge_offline",
+            Rule::OutboxOldestUnacked { .. } => "outbox_oldest_unacked",
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct EdgeFact {
     pub connected: bool,
     /// When the hub last heard from it (Unix µs), if ever.
     pub last_seen_us: Option<i64>,
+    /// The age of its oldest unacknowledged event (ms) as it last reported, while connected.
+    pub oldest_unacked_ms: Option<u64>,
 }
 
 /// What the hub knows now.
@@ -212,6 +219,20 @@ pub fn evaluate(rules: &[Rule], facts: &Facts<'_>, now_us: i64) -> Vec<Condition
                         "HikCentral answers that its database is full; visit provisioning is held"
                             .into(),
                     );
+                }
+            }
+            Rule::OutboxOldestUnacked { after_s } => {
+                for e in &facts.edges {
+                    if let Some(ms) = e.oldest_unacked_ms
+                        && e.connected
+                        && (ms / 1000) as i64 > *after_s
+                    {
+                        hold(
+                            &e.id,
+                            "",
+                            format!("its oldest unacknowledged event is {} s old", ms / 1000),
+                        );
+                    }
                 }
             }
             Rule::EdgeOffline { after_s } => {
@@ -419,6 +440,27 @@ mod tests {
         );
         assert!(evaluate(&rules, &at(60), 0).is_empty(), "open at 01:00");
         assert_eq!(evaluate(&rules, &at(5 * 60), 0).len(), 1, "closed at 05:00");
+    }
+
+    #[test]
+    fn an_edge_that_reports_an_old_unacknowledged_event_alerts_while_connected() {
+        let edge = |connected, ms| EdgeFact {
+            id: "edge-1".into(),
+            connected,
+            last_seen_us: None,
+            oldest_unacked_ms: Some(ms),
+        };
+        let rules = [Rule::OutboxOldestUnacked { after_s: 300 }];
+        let at = |e: EdgeFact| Facts {
+            edges: vec![e],
+            ..Facts::default()
+        };
+        assert_eq!(evaluate(&rules, &at(edge(true, 301_000)), 0).len(), 1);
+        assert!(evaluate(&rules, &at(edge(true, 299_000)), 0).is_empty());
+        assert!(
+            evaluate(&rules, &at(edge(false, 999_000)), 0).is_empty(),
+            "offline is edge_offline's business"
+        );
     }
 
     #[test]

@@ -72,4 +72,16 @@ pub enum ControlFrame {
         id: String,
         reason: String,
     },
+    /// Edge → hub (since protocol 3), every few seconds: how far behind the edge is, so the hub
+    /// knows it even when nobody can scrape the edge.
+    Status(EdgeStatus),
+}
+
+/// What an edge reports of its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    /// Events stored and not yet acknowledged by the hub.
+    pub outbox_depth_events: u64,
+    /// Age of the oldest of them (0 when there is none).
+    pub oldest_unacked_ms: u64,
 }

@@ -23,7 +23,7 @@ pub mod io;
 pub mod session;
 
 pub use command::{CommandOutcome, CommandRequest, CommandResult, clip_text};
-pub use control::{ControlFrame, DeviceInfo, Hello, Welcome};
+pub use control::{ControlFrame, DeviceInfo, EdgeStatus, Hello, Welcome};
 pub use events::{
     Event, EventBatch, EventBody, EventClass, EventFrame, MAX_EVENT_BYTES, MeterReading,
     RelayEvent, SasEvent, TvEvent,
@@ -34,10 +34,11 @@ pub use frame::{
 };
 pub use outpost_command;
 
-/// ALPN of protocol version 2 (since 2, commands and their answers are typed: `outpost-command`).
+/// ALPN of protocol version 3 (since 2, commands and their answers are typed: `outpost-command`;
+/// since 3, the edge reports its outbox with `ControlFrame::Status`).
 /// A hub that does not speak it refuses the connection in the TLS
 /// handshake, before any frame is exchanged.
-pub const ALPN: &[u8] = b"outpost/2";
+pub const ALPN: &[u8] = b"outpost/3";
 
 /// The version byte every frame of this protocol version carries.
 pub const FRAME_VERSION: u8 = 2;

@@ -371,7 +371,7 @@ impl World {
                 HubOutput::Control(f) => self.send(id, 2, &Frame::Control(f)),
                 HubOutput::Events(f) => self.send(id, 3, &Frame::Events(f)),
                 HubOutput::Commit(events) => self.hub.commits.push_back((id, events)),
-                HubOutput::Delivered(_) => {}
+                HubOutput::Delivered(_) | HubOutput::Status(_) => {}
                 HubOutput::Closed(error) => {
                     self.note(format!("hub ends #{id}: {error}"));
                     *self

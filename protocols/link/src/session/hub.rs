@@ -41,6 +41,8 @@ pub enum HubOutput {
     Commit(Vec<Event>),
     /// The edge recorded command `id` durably; it will run at most once.
     Delivered(String),
+    /// The edge reported its outbox.
+    Status(crate::EdgeStatus),
     /// The session is over: close the connection.
     Closed(SessionError),
 }
@@ -174,6 +176,9 @@ impl HubSession {
             (Phase::Admitting { .. } | Phase::Open(_), ControlFrame::Pong { .. }) => {}
             (Phase::Open(_), ControlFrame::CommandAccepted { id }) => {
                 self.outputs.push_back(HubOutput::Delivered(id));
+            }
+            (Phase::Open(_), ControlFrame::Status(status)) => {
+                self.outputs.push_back(HubOutput::Status(status));
             }
             (_, other) => self.close(SessionError::Unexpected {
                 expected: "an edge control frame",

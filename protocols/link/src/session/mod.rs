@@ -85,5 +85,6 @@ pub(crate) fn control_name(frame: &crate::ControlFrame) -> &'static str {
         C::CommandAccepted { .. } => "CommandAccepted",
         C::BulkStored { .. } => "BulkStored",
         C::BulkRefused { .. } => "BulkRefused",
+        C::Status(_) => "Status",
     }
 }

@@ -839,6 +839,8 @@ impl std::fmt::Debug for ApiToken {
 pub enum Role {
     Viewer,
     Operator,
+    /// Approves what needs a second person (handpays).
+    Supervisor,
     Admin,
 }
 

@@ -59,6 +59,8 @@ pub struct ApiContext {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// Every device's state, as the devices projection last stored it.
     pub device_states: outpost_domain::projection::SharedStates,
+    /// The handpay workflow.
+    pub handpays: Arc<crate::handpays::Handpays>,
 }
 
 /// The longest deadline a command may have.
@@ -104,6 +106,10 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(crate::floor_api::stream))
         .routes(routes!(crate::floor_api::list_alerts))
         .routes(routes!(crate::floor_api::acknowledge_alert))
+        .routes(routes!(crate::floor_api::list_handpays))
+        .routes(routes!(crate::floor_api::verify_handpay))
+        .routes(routes!(crate::floor_api::approve_handpay))
+        .routes(routes!(crate::floor_api::pay_handpay))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))
@@ -440,7 +446,22 @@ async fn create_command(
     };
     let issuer = authorize(&ctx, &headers, Role::Operator)?;
     let new = NewCommand::from_body(&body)?;
-    let edge_id = known_edge(&ctx, &new.edge)?;
+    let record = issue(&ctx, issuer, new).await?;
+    let record = if wait.is_zero() {
+        record
+    } else {
+        wait_for_final(&ctx, record, wait).await
+    };
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// Validates `new` against the edge's devices, stores it durably and offers it to its edge.
+pub(crate) async fn issue(
+    ctx: &ApiContext,
+    issuer: String,
+    new: NewCommand,
+) -> Result<CommandRecord, ApiError> {
+    let edge_id = known_edge(ctx, &new.edge)?;
     let edge = ctx.edges.get(edge_id.as_str()).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -493,12 +514,7 @@ async fn create_command(
     if let Dispatch::Send(request) = record.dispatch(now) {
         ctx.sessions.offer(&record.edge, request);
     }
-    let record = if wait.is_zero() {
-        record
-    } else {
-        wait_for_final(&ctx, record, wait).await
-    };
-    Ok((StatusCode::CREATED, Json(record)).into_response())
+    Ok(record)
 }
 
 /// The longest `?wait=` a command request may hold its answer for.

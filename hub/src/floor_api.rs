@@ -1469,3 +1469,252 @@ pub async fn acknowledge_alert(
         Err(e) => Err(store_error(e)),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Handpays
+
+/// A handpay and the people's steps on it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HandpayView {
+    /// `edge/device/seq`.
+    pub id: String,
+    pub edge: String,
+    pub device: String,
+    pub amount: String,
+    pub currency: String,
+    pub credits: u64,
+    /// When the machine reported it.
+    pub pending: String,
+    /// `pending`, `verified`, `approved`, `paid`, or `reset_at_machine` (reset without the
+    /// workflow).
+    pub state: String,
+    pub verified_by: Option<String>,
+    pub verified: Option<String>,
+    pub approved_by: Option<String>,
+    pub approved: Option<String>,
+    pub paid_by: Option<String>,
+    pub paid: Option<String>,
+    /// When the machine reported it reset (52).
+    pub reset_at_machine: Option<String>,
+    /// The `handpay_reset` command the payment issued.
+    pub reset_command: Option<String>,
+    pub notes: Vec<String>,
+}
+
+fn handpay_view(
+    floor: &Floor,
+    h: &outpost_domain::projection::Handpay,
+    s: &crate::handpays::Steps,
+) -> HandpayView {
+    HandpayView {
+        id: h.id(),
+        edge: h.edge.clone(),
+        device: h.device.clone(),
+        amount: floor.money(floor.credits_to_minor(&h.edge, &h.device, u128::from(h.credits))),
+        currency: floor.currency.code.clone(),
+        credits: h.credits,
+        pending: time(h.pending_us),
+        state: crate::handpays::state(h, s).to_owned(),
+        verified_by: s.verified_by.clone(),
+        verified: s.verified_us.map(time),
+        approved_by: s.approved_by.clone(),
+        approved: s.approved_us.map(time),
+        paid_by: s.paid_by.clone(),
+        paid: s.paid_us.map(time),
+        reset_at_machine: h.reset_us.map(time),
+        reset_command: s.reset_command.clone(),
+        notes: s.notes.clone(),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HandpayQuery {
+    /// `pending`, `verified`, `approved`, `paid`, `reset_at_machine`, or `open` (every state
+    /// before paid); all when absent.
+    state: Option<String>,
+    edge: Option<String>,
+    device: Option<String>,
+}
+
+const HANDPAY_STATES: [&str; 6] = [
+    "pending",
+    "verified",
+    "approved",
+    "paid",
+    "reset_at_machine",
+    "open",
+];
+
+/// Handpays, newest first, with who verified, approved and paid them (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/handpays",
+    tag = "accounting",
+    params(HandpayQuery),
+    responses(
+        (status = 200, description = "Handpays", body = Vec<HandpayView>),
+        (status = 400, description = "Unknown state", body = ErrorBody),
+    )
+)]
+pub async fn list_handpays(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Query(q): Query<HandpayQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    if let Some(state) = &q.state
+        && !HANDPAY_STATES.contains(&state.as_str())
+    {
+        return Err(bad_request(format!(
+            "state {state:?} is not one of {}",
+            HANDPAY_STATES.join(", ")
+        )));
+    }
+    let views: Vec<HandpayView> = ctx
+        .handpays
+        .list()
+        .map_err(store_error)?
+        .iter()
+        .map(|(h, s)| handpay_view(&ctx.floor, h, s))
+        .filter(|v| match q.state.as_deref() {
+            None => true,
+            Some("open") => ["pending", "verified", "approved"].contains(&v.state.as_str()),
+            Some(state) => v.state == state,
+        })
+        .filter(|v| q.edge.as_ref().is_none_or(|e| *e == v.edge))
+        .filter(|v| q.device.as_ref().is_none_or(|d| *d == v.device))
+        .collect();
+    Ok(Json(views).into_response())
+}
+
+/// A note with a step.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepNote {
+    /// At most 500 characters.
+    #[serde(default)]
+    pub note: String,
+}
+
+fn step_error(e: crate::handpays::StepError) -> ApiError {
+    use crate::handpays::StepError;
+    match e {
+        StepError::Unknown(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+        StepError::OutOfOrder { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
+        StepError::SamePerson { .. } => ApiError(StatusCode::FORBIDDEN, e.to_string()),
+        StepError::Store(_) => store_error(e),
+    }
+}
+
+async fn handpay_step(
+    ctx: Arc<ApiContext>,
+    headers: HeaderMap,
+    (edge, device, seq): (String, String, u64),
+    body: axum::body::Bytes,
+    step: crate::handpays::Step,
+) -> Result<Response, ApiError> {
+    use crate::handpays::Step;
+    let role = match step {
+        Step::Approve => Role::Supervisor,
+        Step::Verify | Step::Pay => Role::Operator,
+    };
+    let by = authorize(&ctx, &headers, role)?;
+    let note: StepNote = if body.is_empty() {
+        StepNote::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| bad_request(format!("body is not {{\"note\": \"...\"}}: {e}")))?
+    };
+    if note.note.chars().count() > 500 {
+        return Err(bad_request("note: at most 500 characters"));
+    }
+    let id = format!("{edge}/{device}/{seq}");
+    let mut reset_command = None;
+    if step == Step::Pay {
+        // Refuse before anything is sent to the machine; then unlock it (LP 94).
+        ctx.handpays.check(&id, step).map_err(step_error)?;
+        let new = crate::api::NewCommand {
+            edge: edge.clone(),
+            device: device.clone(),
+            op: "handpay_reset".into(),
+            args: None,
+            deadline_seconds: None,
+        };
+        reset_command = Some(crate::api::issue(&ctx, by.clone(), new).await?.id);
+    }
+    let now = outpost_process::clock::unix_us();
+    let (h, s) = ctx
+        .handpays
+        .take(&id, step, &by, &note.note, now, reset_command)
+        .map_err(step_error)?;
+    Ok(Json(handpay_view(&ctx.floor, &h, &s)).into_response())
+}
+
+/// An attendant verified the winner and the amount (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/handpays/{edge}/{device}/{seq}/verify",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), ("seq" = u64, Path)),
+    request_body = StepNote,
+    responses(
+        (status = 200, description = "Verified", body = HandpayView),
+        (status = 404, description = "No such handpay", body = ErrorBody),
+        (status = 409, description = "Not pending", body = ErrorBody),
+    )
+)]
+pub async fn verify_handpay(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<(String, String, u64)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    handpay_step(ctx, headers, id, body, crate::handpays::Step::Verify).await
+}
+
+/// A second person approves the payment (role supervisor; not the one who verified it).
+#[utoipa::path(
+    post,
+    path = "/api/v1/handpays/{edge}/{device}/{seq}/approve",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), ("seq" = u64, Path)),
+    request_body = StepNote,
+    responses(
+        (status = 200, description = "Approved", body = HandpayView),
+        (status = 403, description = "The same person verified it, or the role is too low", body = ErrorBody),
+        (status = 404, description = "No such handpay", body = ErrorBody),
+        (status = 409, description = "Not verified yet", body = ErrorBody),
+    )
+)]
+pub async fn approve_handpay(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<(String, String, u64)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    handpay_step(ctx, headers, id, body, crate::handpays::Step::Approve).await
+}
+
+/// The handpay is paid: recorded, and the machine is reset (LP 94 through a `handpay_reset`
+/// command) (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/handpays/{edge}/{device}/{seq}/pay",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), ("seq" = u64, Path)),
+    request_body = StepNote,
+    responses(
+        (status = 200, description = "Paid; the reset command is issued", body = HandpayView),
+        (status = 404, description = "No such handpay", body = ErrorBody),
+        (status = 409, description = "Not approved yet", body = ErrorBody),
+    )
+)]
+pub async fn pay_handpay(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(id): Path<(String, String, u64)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    handpay_step(ctx, headers, id, body, crate::handpays::Step::Pay).await
+}

@@ -15,6 +15,7 @@ mod edges;
 mod eventlog;
 mod floor;
 mod floor_api;
+mod handpays;
 mod hikcentral;
 mod link;
 mod meters;
@@ -218,6 +219,7 @@ pub async fn run(
             stream: live,
             alerts,
             device_states,
+            handpays: Arc::new(handpays::Handpays::open(durable.db())?),
         }),
         visits,
         projections,

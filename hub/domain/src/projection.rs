@@ -151,9 +151,10 @@ impl DevicesProjection {
 pub const DEVICES: &str = "devices";
 pub const ACCOUNTING: &str = "accounting";
 pub const DEVICE_EVENTS: &str = "device-events";
+pub const HANDPAYS: &str = "handpays";
 
 /// The names of every projection, in the order the hub runs them.
-pub const NAMES: [&str; 3] = [DEVICES, ACCOUNTING, DEVICE_EVENTS];
+pub const NAMES: [&str; 4] = [DEVICES, ACCOUNTING, DEVICE_EVENTS, HANDPAYS];
 
 impl Projection for DevicesProjection {
     fn name(&self) -> &'static str {
@@ -409,12 +410,166 @@ impl Projection for DeviceEventsProjection {
     }
 }
 
+/// A handpay as the machine reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Handpay {
+    pub edge: String,
+    pub device: String,
+    /// The sequence of the event that reported it (with edge and device, its id).
+    pub seq: u64,
+    pub credits: u64,
+    /// When the machine reported it (Unix µs).
+    pub pending_us: i64,
+    /// When the machine reported it reset (52), and that event's sequence.
+    pub reset_us: Option<i64>,
+    pub reset_seq: Option<u64>,
+}
+
+impl Handpay {
+    /// `edge/device/seq`.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.edge, self.device, self.seq)
+    }
+}
+
+/// The key of a handpay.
+pub fn handpay_key(edge: &str, device: &str, seq: u64) -> Vec<u8> {
+    let mut key = device_key(b'h', edge, device);
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Handpays: `h ++ edge ++ 0 ++ device ++ 0 ++ seq` → [`Handpay`]; `s ++ edge ++ 0 ++ device` →
+/// the last sequence applied for the machine (u64 BE), so an event applied twice changes nothing.
+/// A handpay opens with the machine's LP 1B answer and closes with its 52 (reset); a second LP 1B
+/// answer while one is open is the same handpay.
+#[derive(Debug, Default)]
+pub struct HandpaysProjection {
+    open: BTreeMap<(String, String), Handpay>,
+    seen: BTreeMap<(String, String), u64>,
+    dirty: Vec<Handpay>,
+    dirty_seen: std::collections::BTreeSet<(String, String)>,
+}
+
+impl Projection for HandpaysProjection {
+    fn name(&self) -> &'static str {
+        HANDPAYS
+    }
+
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
+        match key.first() {
+            Some(b'h') => {
+                let handpay: Handpay = decode(HANDPAYS, key, value)?;
+                if handpay.reset_us.is_none() {
+                    self.open
+                        .insert((handpay.edge.clone(), handpay.device.clone()), handpay);
+                }
+            }
+            Some(b's') => {
+                let text = String::from_utf8_lossy(&key[1..]).into_owned();
+                if let (Some((edge, device)), Ok(seq)) =
+                    (text.split_once('\0'), <[u8; 8]>::try_from(value))
+                {
+                    self.seen.insert(
+                        (edge.to_owned(), device.to_owned()),
+                        u64::from_be_bytes(seq),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        edge: &str,
+        _missing_before: u64,
+        event: &StoredEvent,
+        _changes: &mut Vec<Change>,
+    ) -> Result<(), Poison> {
+        let outpost_link::EventBody::Sas(sas) = &event.event.body else {
+            return Ok(());
+        };
+        let key = (edge.to_owned(), event.event.device.clone());
+        let seen = self.seen.entry(key.clone()).or_insert(0);
+        if event.event.seq <= *seen {
+            return Ok(());
+        }
+        *seen = event.event.seq;
+        let relevant = match sas {
+            outpost_link::SasEvent::Handpay { .. } => true,
+            outpost_link::SasEvent::Exception { code }
+            | outpost_link::SasEvent::RealTimeEvent { code, .. } => {
+                *code == outpost_sas::names::exception::HANDPAY_RESET
+            }
+            _ => false,
+        };
+        if relevant {
+            self.dirty_seen.insert(key.clone());
+        }
+        match sas {
+            outpost_link::SasEvent::Handpay { credits, .. } => {
+                if self
+                    .open
+                    .get(&key)
+                    .is_some_and(|h| event.event.seq <= h.seq || h.credits == *credits)
+                {
+                    return Ok(()); // the same handpay read again, or a replay
+                }
+                let handpay = Handpay {
+                    edge: edge.to_owned(),
+                    device: event.event.device.clone(),
+                    seq: event.event.seq,
+                    credits: *credits,
+                    pending_us: event.happened_us(),
+                    reset_us: None,
+                    reset_seq: None,
+                };
+                self.dirty.push(handpay.clone());
+                self.open.insert(key, handpay);
+            }
+            outpost_link::SasEvent::Exception { code }
+            | outpost_link::SasEvent::RealTimeEvent { code, .. }
+                if *code == outpost_sas::names::exception::HANDPAY_RESET =>
+            {
+                if let Some(mut handpay) = self.open.remove(&key) {
+                    if event.event.seq <= handpay.seq {
+                        self.open.insert(key, handpay);
+                        return Ok(());
+                    }
+                    handpay.reset_us = Some(event.happened_us());
+                    handpay.reset_seq = Some(event.event.seq);
+                    self.dirty.push(handpay);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        for h in self.dirty.drain(..) {
+            writes.push((handpay_key(&h.edge, &h.device, h.seq), encode(&h)));
+        }
+        // The last sequence is stored only for machines whose handpays moved: enough to refuse
+        // a repeat of those events, without a write per event.
+        for key in std::mem::take(&mut self.dirty_seen) {
+            if let Some(seq) = self.seen.get(&key) {
+                writes.push((device_key(b's', &key.0, &key.1), seq.to_be_bytes().to_vec()));
+            }
+        }
+    }
+}
+
 /// A fresh projection by name, for the hub and for `projections rebuild`.
 pub fn by_name(name: &str, floor: &Floor) -> Option<Box<dyn Projection>> {
     Some(match name {
         DEVICES => Box::new(DevicesProjection::default()),
         ACCOUNTING => Box::new(AccountingProjection::new(floor.clone())),
         DEVICE_EVENTS => Box::new(DeviceEventsProjection::default()),
+        HANDPAYS => Box::new(HandpaysProjection::default()),
         _ => return None,
     })
 }

@@ -177,6 +177,12 @@ impl EgmModel {
         *self.lifetime.entry(code).or_insert(0) += u128::from(by);
     }
 
+    /// Moves a meter without raising anything (fault injection: a bill whose exception the
+    /// machine never raised, a meter that jumps). The lifetime total moves too: it happened.
+    pub fn add_silently(&mut self, code: u8, by: u64) {
+        self.add(code, by);
+    }
+
     /// Queues an exception; on overflow the oldest is dropped and 70 reported.
     pub fn raise(&mut self, code: u8) {
         if self.exceptions.len() >= EXCEPTION_QUEUE {

@@ -16,8 +16,9 @@
 //! faults injected); `POST /faults` `{"drop": 0.02, ...}`; `POST /play` `{"rate": games/s}`;
 //! `POST /power` `{"address", "off_ms", "ram_clear"}`; `POST /rollover` `{"address", "meter",
 //! "below"}`; `POST /jackpot` `{"address", "credits"}`; `POST /bill` `{"address", "credits"}`;
-//! `POST /game` `{"address", "bet", "win"}`; `GET /intervals` (poll intervals as the machines saw
-//! them: p50/p99/max), `POST /intervals` (the same, and a new measuring window).
+//! `POST /game` `{"address", "bet", "win"}`; `POST /meter` `{"address", "meter", "add"}` (a meter
+//! moves with no exception: a lost bill event, a meter jump); `GET /intervals` (poll intervals as
+//! the machines saw them: p50/p99/max), `POST /intervals` (the same, and a new measuring window).
 //!
 //! Invariants: the model's lifetime totals and delivered log are the truth a test compares the
 //! hub against; the simulator never changes a meter except through the model's own operations.
@@ -370,6 +371,11 @@ impl EgmSim {
         self.with_machine(address, |m| m.jackpot(credits, Instant::now()))
     }
 
+    /// Moves `meter` by `by` without any exception (fault injection).
+    pub fn add_silently(&self, address: u8, meter: u8, by: u64) -> Option<()> {
+        self.with_machine(address, |m| m.model.add_silently(meter, by))
+    }
+
     /// Whether the bill was accepted (the acceptor may be off).
     pub fn insert_bill(&self, address: u8, credits: u64) -> Option<bool> {
         self.with_machine(address, |m| m.model.insert_bill(credits))
@@ -620,6 +626,13 @@ struct BillBody {
 }
 
 #[derive(Deserialize)]
+struct MeterBody {
+    address: u8,
+    meter: u8,
+    add: u64,
+}
+
+#[derive(Deserialize)]
 struct GameBody {
     address: u8,
     bet: u64,
@@ -729,6 +742,18 @@ pub fn control_router(sim: EgmSim) -> Router {
                         b.address,
                         sim.insert_bill(b.address, b.credits),
                         |accepted| serde_json::json!({"accepted": accepted}),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/meter",
+            post(
+                |State(sim): State<EgmSim>, Json(b): Json<MeterBody>| async move {
+                    found(
+                        b.address,
+                        sim.add_silently(b.address, b.meter, b.add),
+                        |()| serde_json::json!({"address": b.address, "meter": b.meter, "added": b.add}),
                     )
                 },
             ),

@@ -1,0 +1,188 @@
+//! Reconciliation through real processes, with the simulator as ground truth: four machines play
+//! the same way, then each suffers one fault. A bill whose exception the machine never raised is a
+//! bills discrepancy of its value; a RAM clear makes the day unverifiable and says why; a meter
+//! that jumps is a discrepancy of the jump; comms lost across a bill loses nothing (the machine
+//! queues its exceptions), so that day balances and names the comms loss.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use serde_json::json;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+async fn day(site: &RunningSite, device: &str) -> serde_json::Value {
+    let (status, text) = site
+        .api(
+            "GET",
+            &format!("/api/v1/machines/edge-01/{device}/days/today"),
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn check<'a>(day: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    day["reconciliation"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_injected_fault_gives_the_expected_verdict_with_the_right_amount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let line_a =
+        EgmSimProcess::spawn_pty_line(exe(), 3, &["--play-rate", "0"], &tmp.path().join("a.log"))
+            .await
+            .unwrap();
+    let line_b =
+        EgmSimProcess::spawn_pty_line(exe(), 1, &["--play-rate", "0"], &tmp.path().join("b.log"))
+            .await
+            .unwrap();
+    let ids_a: Vec<String> = ["silent-bill", "ram-clear", "meter-jump"]
+        .map(String::from)
+        .into();
+    let mut devices = sas_pty_line_toml("line-a", &line_a.line, &ids_a, "meter_interval_ms = 1000");
+    devices += &sas_pty_line_toml(
+        "line-b",
+        &line_b.line,
+        &["comms-lost".to_owned()],
+        "meter_interval_ms = 1000",
+    );
+    let mut spec = SiteSpec::single("edge-01", &devices);
+    // The gaming day starts 12 hours from now, so this test never spans two of them.
+    let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
+    spec.hub_extra_toml = format!("[accounting]\ngaming_day_start_hour = {hour}\n");
+    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
+    let hub_admin = layout.hub_admin;
+    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let machines = ["silent-bill", "ram-clear", "meter-jump", "comms-lost"];
+    wait_until(
+        "a first interval on every machine",
+        Duration::from_secs(30),
+        || async {
+            let mut all = true;
+            for m in machines {
+                all &= day(&site, m).await["reconciliation"]["intervals"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= 1;
+            }
+            all
+        },
+    )
+    .await
+    .unwrap();
+
+    // The same play everywhere: a $20 bill and two games.
+    for (sim, address) in [(&line_a, 1), (&line_a, 2), (&line_a, 3), (&line_b, 1)] {
+        sim.post("/bill", &json!({"address": address, "credits": 2000}))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            sim.post("/game", &json!({"address": address, "bet": 5, "win": 0}))
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The faults.
+    line_a
+        .post("/meter", &json!({"address": 1, "meter": 0x24, "add": 2000}))
+        .await
+        .unwrap();
+    line_a
+        .post(
+            "/power",
+            &json!({"address": 2, "off_ms": 1500, "ram_clear": true}),
+        )
+        .await
+        .unwrap();
+    line_a
+        .post("/meter", &json!({"address": 3, "meter": 0x05, "add": 100}))
+        .await
+        .unwrap();
+    line_b
+        .post("/power", &json!({"address": 1, "off_ms": 4000}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    line_b
+        .post("/bill", &json!({"address": 1, "credits": 2000}))
+        .await
+        .unwrap();
+
+    // Back to normal: every machine answers, a few readings go by, the hub catches up.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    wait_until(
+        "the projections to catch up",
+        Duration::from_secs(20),
+        || async {
+            scrape(
+                hub_admin,
+                "outpost_projection_lag_events{projection=\"accounting\"}",
+            )
+            .await
+                == Some(0.0)
+        },
+    )
+    .await
+    .unwrap();
+
+    let silent = day(&site, "silent-bill").await;
+    assert_eq!(
+        silent["reconciliation"]["verdict"], "discrepancy",
+        "{silent}"
+    );
+    assert_eq!(check(&silent, "bills")["difference"], "20.00", "{silent}");
+    assert_eq!(check(&silent, "games")["verdict"], "balanced");
+
+    let cleared = day(&site, "ram-clear").await;
+    assert_eq!(
+        cleared["reconciliation"]["verdict"], "unverifiable",
+        "{cleared}"
+    );
+    assert!(
+        cleared["reconciliation"]["reasons"]
+            .to_string()
+            .contains("meter reset"),
+        "{cleared}"
+    );
+
+    let jumped = day(&site, "meter-jump").await;
+    assert_eq!(
+        jumped["reconciliation"]["verdict"], "discrepancy",
+        "{jumped}"
+    );
+    assert_eq!(check(&jumped, "games")["difference"], "100", "{jumped}");
+    assert_eq!(check(&jumped, "bills")["verdict"], "balanced");
+
+    let lost = day(&site, "comms-lost").await;
+    assert_eq!(lost["reconciliation"]["verdict"], "balanced", "{lost}");
+    assert_eq!(
+        check(&lost, "bills")["metered"],
+        "40.00",
+        "both bills: {lost}"
+    );
+    assert!(
+        lost["reconciliation"]["reasons"]
+            .to_string()
+            .contains("comms with the machine were lost"),
+        "{lost}"
+    );
+    assert!(site.stop().await.unwrap());
+    line_a.kill().await;
+    line_b.kill().await;
+}

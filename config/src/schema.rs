@@ -402,7 +402,8 @@ pub const ALERT_RULES_WITH_DELAY: [&str; 5] = [
     "outbox_oldest_unacked",
 ];
 /// Every rule.
-pub const ALERT_RULES: [&str; 9] = [
+pub const ALERT_RULES: [&str; 10] = [
+    "drop_variance",
     "outbox_oldest_unacked",
     "door_open_out_of_hours",
     "handpay_pending",
@@ -427,6 +428,11 @@ fn default_alert_rules() -> Vec<AlertRuleConfig> {
         rule("healing_exhausted", None),
         rule("edge_offline", Some(5)),
         rule("hikcentral_database_full", None),
+        AlertRuleConfig {
+            rule: "drop_variance".into(),
+            threshold: Some("20.00".into()),
+            ..AlertRuleConfig::default()
+        },
         AlertRuleConfig {
             rule: "outbox_oldest_unacked".into(),
             after_seconds: Some(300),
@@ -507,7 +513,7 @@ impl AlertsConfig {
                     },
                 );
             }
-            let threshold = r.rule == "reconciliation_discrepancy";
+            let threshold = r.rule == "reconciliation_discrepancy" || r.rule == "drop_variance";
             let decimal = |t: &str| {
                 let (w, f) = t.split_once('.').unwrap_or((t, ""));
                 !w.is_empty()
@@ -521,7 +527,7 @@ impl AlertsConfig {
                 }
                 (None, true) => v.invalid(
                     &key("rule"),
-                    "a threshold = \"10.00\" (an amount) with reconciliation_discrepancy",
+                    format!("a threshold = \"10.00\" (an amount) with {}", r.rule),
                 ),
                 (Some(_), false) => v.invalid(
                     &key("threshold"),

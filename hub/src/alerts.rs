@@ -59,6 +59,9 @@ pub fn rules(config: &AlertsConfig, currency: &Currency) -> Vec<Rule> {
                 "hikcentral_database_full" => Rule::HikcentralDatabaseFull,
                 "edge_offline" => Rule::EdgeOffline { after_s },
                 "outbox_oldest_unacked" => Rule::OutboxOldestUnacked { after_s },
+                "drop_variance" => Rule::DropVariance {
+                    threshold: currency.parse(r.threshold.as_deref()?, false).ok()?,
+                },
                 _ => return None,
             })
         })
@@ -328,6 +331,7 @@ pub struct AlertArgs {
     pub edges: EdgeDirectory,
     pub sessions: Arc<Sessions>,
     pub visits: Option<crate::hikcentral::Visits>,
+    pub counts: Arc<crate::counts::Counts>,
 }
 
 impl AlertArgs {
@@ -460,6 +464,32 @@ fn evaluate_once(
             }
         }
     }
+    let mut drop_variances = Vec::new();
+    if rules.iter().any(|r| matches!(r, Rule::DropVariance { .. })) {
+        for s in states.iter().filter(|s| s.egm.is_some()) {
+            let calendar = &args.floor.site_of(&s.edge).calendar;
+            let today = calendar.gaming_day(now);
+            for day in [today.yesterday().unwrap_or(today), today] {
+                let (metered, trail) = crate::floor_api::drop_variance(
+                    db,
+                    &args.floor,
+                    &args.counts,
+                    &s.edge,
+                    &s.device,
+                    day,
+                )
+                .map_err(AlertError::Store)?;
+                if let Some(count) = trail.last() {
+                    drop_variances.push(Discrepancy {
+                        edge: s.edge.clone(),
+                        device: s.device.clone(),
+                        largest: count.amount - metered,
+                        check: day.to_string(),
+                    });
+                }
+            }
+        }
+    }
     let local_minute = args
         .edges
         .all()
@@ -473,6 +503,8 @@ fn evaluate_once(
         devices: states.iter().collect(),
         edges,
         discrepancies,
+        drop_variances,
+        currency: Some(args.floor.currency.clone()),
         hikcentral_database_full: args.visits.as_ref().is_some_and(|v| v.breaker_open()),
         local_minute,
     };

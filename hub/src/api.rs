@@ -61,6 +61,8 @@ pub struct ApiContext {
     pub device_states: outpost_domain::projection::SharedStates,
     /// The handpay workflow.
     pub handpays: Arc<crate::handpays::Handpays>,
+    /// Counted drop.
+    pub counts: Arc<crate::counts::Counts>,
 }
 
 /// The longest deadline a command may have.
@@ -110,6 +112,11 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(crate::floor_api::verify_handpay))
         .routes(routes!(crate::floor_api::approve_handpay))
         .routes(routes!(crate::floor_api::pay_handpay))
+        .routes(routes!(
+            crate::floor_api::enter_count,
+            crate::floor_api::get_count
+        ))
+        .routes(routes!(crate::floor_api::site_variance))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))

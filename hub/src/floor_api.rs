@@ -1718,3 +1718,290 @@ pub async fn pay_handpay(
 ) -> Result<Response, ApiError> {
     handpay_step(ctx, headers, id, body, crate::handpays::Step::Pay).await
 }
+
+// ---------------------------------------------------------------------------------------------
+// Counted drop and variance
+
+/// What was counted, next to what the meters say.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VarianceView {
+    pub edge: String,
+    pub device: String,
+    pub day: String,
+    pub currency: String,
+    /// The machine's metered drop for the day.
+    pub metered_drop: String,
+    /// The latest count, if the machine was counted.
+    pub counted_drop: Option<String>,
+    /// counted − metered.
+    pub variance: Option<String>,
+    /// variance / metered × 100, two decimals (absent without a count or a metered drop).
+    pub variance_percent: Option<String>,
+    /// Every entry, oldest first: the original count and each correction with why.
+    pub trail: Vec<CountView>,
+}
+
+/// One entry of a count's trail.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CountView {
+    pub amount: String,
+    pub by: String,
+    pub at: String,
+    pub note: String,
+}
+
+/// A machine's metered drop for a gaming day (minor units) and the latest count's variance.
+pub(crate) fn drop_variance(
+    db: &sled::Db,
+    floor: &Floor,
+    counts: &crate::counts::Counts,
+    edge: &str,
+    device: &str,
+    day: jiff::civil::Date,
+) -> Result<(i128, Vec<crate::counts::CountEntry>), String> {
+    let calendar = &floor.site_of(edge).calendar;
+    let (start, end) = calendar.day_bounds(day);
+    let mut total = Bucket::default();
+    for b in stored_buckets(db, edge, device, start, end)? {
+        total.add(&b);
+    }
+    let terms = floor.terms(edge, device);
+    let metered = accounting::figures(&total, terms.denomination, terms.par_bp).drop;
+    let trail = counts
+        .trail(edge, device, &day.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((metered, trail))
+}
+
+fn variance_view(
+    floor: &Floor,
+    edge: &str,
+    device: &str,
+    day: &str,
+    metered: i128,
+    trail: &[crate::counts::CountEntry],
+) -> VarianceView {
+    let counted = trail.last().map(|e| e.amount);
+    let variance = counted.map(|c| c - metered);
+    VarianceView {
+        edge: edge.to_owned(),
+        device: device.to_owned(),
+        day: day.to_owned(),
+        currency: floor.currency.code.clone(),
+        metered_drop: floor.money(metered),
+        counted_drop: counted.map(|c| floor.money(c)),
+        variance: variance.map(|v| floor.money(v)),
+        variance_percent: variance
+            .filter(|_| metered != 0)
+            .map(|v| percent(i64::try_from(v * 10_000 / metered).unwrap_or(i64::MAX))),
+        trail: trail
+            .iter()
+            .map(|e| CountView {
+                amount: floor.money(e.amount),
+                by: e.by.clone(),
+                at: time(e.at_us),
+                note: e.note.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A count, or a correction of one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCount {
+    /// What the count room found, e.g. "40.00".
+    pub amount: String,
+    /// Why, for a correction (required then; at most 500 characters).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Enter the counted drop of a machine's gaming day, or correct it; the original is kept
+/// (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{edge}/{device}/days/{day}/counted-drop",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), ("day" = String, Path)),
+    request_body = NewCount,
+    responses(
+        (status = 201, description = "Stored; the variance against the meters", body = VarianceView),
+        (status = 400, description = "Not an amount, a correction without a note, or not a date", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device, or not a slot machine", body = ErrorBody),
+    )
+)]
+pub async fn enter_count(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device, day)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let by = authorize(&ctx, &headers, Role::Operator)?;
+    machine(&ctx, &edge, &device)?;
+    let day = parse_gaming_day(&ctx, &edge, &day)?;
+    let new: NewCount = serde_json::from_slice(&body).map_err(|e| {
+        bad_request(format!(
+            "body is not a count {{\"amount\": \"40.00\", \"note\": \"...\"}}: {e}"
+        ))
+    })?;
+    if new.note.chars().count() > 500 {
+        return Err(bad_request("note: at most 500 characters"));
+    }
+    let amount = ctx
+        .floor
+        .currency
+        .parse(&new.amount, false)
+        .map_err(|e| bad_request(format!("amount: {e}")))?;
+    let entry = crate::counts::CountEntry {
+        amount,
+        by,
+        at_us: outpost_process::clock::unix_us(),
+        note: new.note,
+    };
+    ctx.counts
+        .enter(&edge, &device, &day.to_string(), entry)
+        .map_err(|e| match e {
+            crate::counts::CountError::CorrectionWithoutReason(_) => bad_request(e.to_string()),
+            other => store_error(other),
+        })?;
+    let (metered, trail) = drop_variance(&ctx.db, &ctx.floor, &ctx.counts, &edge, &device, day)
+        .map_err(store_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(variance_view(
+            &ctx.floor,
+            &edge,
+            &device,
+            &day.to_string(),
+            metered,
+            &trail,
+        )),
+    )
+        .into_response())
+}
+
+/// A machine's counted drop for a day with its trail and its variance against the meters (role
+/// viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{edge}/{device}/days/{day}/counted-drop",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), ("day" = String, Path)),
+    responses(
+        (status = 200, description = "The count and its variance", body = VarianceView),
+        (status = 404, description = "Unknown edge or device", body = ErrorBody),
+    )
+)]
+pub async fn get_count(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device, day)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    machine(&ctx, &edge, &device)?;
+    let day = parse_gaming_day(&ctx, &edge, &day)?;
+    let (metered, trail) = drop_variance(&ctx.db, &ctx.floor, &ctx.counts, &edge, &device, day)
+        .map_err(store_error)?;
+    Ok(Json(variance_view(
+        &ctx.floor,
+        &edge,
+        &device,
+        &day.to_string(),
+        metered,
+        &trail,
+    ))
+    .into_response())
+}
+
+/// A site's drop variance for a gaming day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VarianceReport {
+    pub site: String,
+    pub day: String,
+    pub currency: String,
+    pub machines: Vec<VarianceView>,
+    /// Over the machines that were counted.
+    pub metered_drop: String,
+    pub counted_drop: String,
+    pub variance: String,
+    pub variance_percent: Option<String>,
+    /// Machines with no count yet.
+    pub not_counted: usize,
+}
+
+/// The daily variance report: each machine's metered drop against its counted drop, in money and
+/// percent, and the site's totals (`all` for every site; role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/days/{day}/variance",
+    tag = "accounting",
+    params(("site" = String, Path), ("day" = String, Path, description = "gaming day, e.g. 2026-11-30, or `today`")),
+    responses(
+        (status = 200, description = "The report", body = VarianceReport),
+        (status = 400, description = "Not a date", body = ErrorBody),
+        (status = 404, description = "Unknown site", body = ErrorBody),
+    )
+)]
+pub async fn site_variance(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((site, day)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let floor = &ctx.floor;
+    if site != "all" && floor.site(&site).is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no site {site} (or use all)"),
+        ));
+    }
+    let day = if day == "today" {
+        // `all` takes the calendar of edges no site lists.
+        let calendar = &floor
+            .site(&site)
+            .unwrap_or_else(|| floor.site_of(""))
+            .calendar;
+        calendar.gaming_day(outpost_process::clock::unix_us())
+    } else {
+        parse_day(&day).map_err(|e| bad_request(e.to_string()))?
+    };
+    let mut machines = Vec::new();
+    let (mut metered_total, mut counted_total, mut not_counted) = (0i128, 0i128, 0usize);
+    for d in all_devices(&ctx)?
+        .into_iter()
+        .filter(|d| d.kind == "egm" && (site == "all" || d.site == site))
+    {
+        let (metered, trail) = drop_variance(&ctx.db, floor, &ctx.counts, &d.edge, &d.device, day)
+            .map_err(store_error)?;
+        match trail.last() {
+            Some(count) => {
+                metered_total += metered;
+                counted_total += count.amount;
+            }
+            None => not_counted += 1,
+        }
+        machines.push(variance_view(
+            floor,
+            &d.edge,
+            &d.device,
+            &day.to_string(),
+            metered,
+            &trail,
+        ));
+    }
+    let variance = counted_total - metered_total;
+    Ok(Json(VarianceReport {
+        site,
+        day: day.to_string(),
+        currency: floor.currency.code.clone(),
+        machines,
+        metered_drop: floor.money(metered_total),
+        counted_drop: floor.money(counted_total),
+        variance: floor.money(variance),
+        variance_percent: (metered_total != 0)
+            .then(|| percent(i64::try_from(variance * 10_000 / metered_total).unwrap_or(i64::MAX))),
+        not_counted,
+    })
+    .into_response())
+}

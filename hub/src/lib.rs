@@ -11,6 +11,7 @@ pub mod pki;
 mod alerts;
 mod api;
 mod commands;
+mod counts;
 mod edges;
 mod eventlog;
 mod floor;
@@ -164,6 +165,7 @@ pub async fn run(
         edges: edges.clone(),
         changes: changes.clone(),
     };
+    let counts = Arc::new(counts::Counts::open(durable.db())?);
     let alerts = Arc::new(
         alerts::Alerts::open(durable.db(), live.clone(), config.alerts.webhooks.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -175,6 +177,7 @@ pub async fn run(
         edges: edges.clone(),
         sessions: sessions.clone(),
         visits: visits.clone(),
+        counts: counts.clone(),
     };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
@@ -220,6 +223,7 @@ pub async fn run(
             alerts,
             device_states,
             handpays: Arc::new(handpays::Handpays::open(durable.db())?),
+            counts: counts.clone(),
         }),
         visits,
         projections,

@@ -63,7 +63,11 @@ async fn each_injected_fault_gives_the_expected_verdict_with_the_right_amount() 
     let mut spec = SiteSpec::single("edge-01", &devices);
     // The gaming day starts 12 hours from now, so this test never spans two of them.
     let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
-    spec.hub_extra_toml = format!("[accounting]\ngaming_day_start_hour = {hour}\n");
+    spec.hub_extra_toml = format!(
+        "[accounting]\ngaming_day_start_hour = {hour}\n\n\
+         [alerts]\nevaluate_every_ms = 200\n\n\
+         [[alerts.rules]]\nrule = \"drop_variance\"\nthreshold = \"1.00\"\n"
+    );
     let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
     let hub_admin = layout.hub_admin;
     let site = RunningSite::start(exe(), layout).await.unwrap();
@@ -182,6 +186,87 @@ async fn each_injected_fault_gives_the_expected_verdict_with_the_right_amount() 
             .contains("comms with the machine were lost"),
         "{lost}"
     );
+
+    // The count room: the silent bill's machine holds what its meters say; the other is $5 short,
+    // then corrected (with a reason; the original is kept).
+    let count = |device: &str, body: &str| {
+        let path = format!("/api/v1/machines/edge-01/{device}/days/today/counted-drop");
+        let body = body.to_owned();
+        let site = &site;
+        async move {
+            let (status, text) = site.api("POST", &path, &body).await.unwrap();
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            )
+        }
+    };
+    let (status, v) = count("silent-bill", r#"{"amount": "40.00"}"#).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["variance"], "0.00");
+    let (status, v) = count("comms-lost", r#"{"amount": "35.00"}"#).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        (v["variance"].as_str(), v["variance_percent"].as_str()),
+        (Some("-5.00"), Some("-12.50"))
+    );
+    wait_until(
+        "the drop variance alert",
+        Duration::from_secs(10),
+        || async {
+            let (_, text) = site
+                .api("GET", "/api/v1/alerts?rule=drop_variance", "")
+                .await
+                .unwrap();
+            text.contains("comms-lost") && !text.contains("silent-bill")
+        },
+    )
+    .await
+    .unwrap();
+    let (status, v) = count("comms-lost", r#"{"amount": "40.00"}"#).await;
+    assert_eq!(status, 400, "a correction says why: {v}");
+    let (status, v) = count(
+        "comms-lost",
+        r#"{"amount": "40.00", "note": "recount: a $5 bill stuck in the box"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["variance"], "0.00");
+    assert_eq!(
+        v["trail"].as_array().unwrap().len(),
+        2,
+        "the original is kept: {v}"
+    );
+    assert_eq!(v["trail"][0]["amount"], "35.00");
+    for bad in [
+        r#"{"amount": "-3"}"#,
+        r#"{"amount": "1.234"}"#,
+        r#"{"amount": "lots"}"#,
+    ] {
+        let (status, v) = count("silent-bill", bad).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    let day = silent["day"].as_str().unwrap();
+    for when in [day, "today"] {
+        let (status, text) = site
+            .api(
+                "GET",
+                &format!("/api/v1/sites/all/days/{when}/variance"),
+                "",
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["day"], day);
+        assert_eq!(report["not_counted"], 2, "{report}");
+        assert_eq!(report["variance"], "0.00", "{report}");
+    }
+    let (status, _) = site
+        .api("GET", "/api/v1/sites/all/days/someday/variance", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
     assert!(site.stop().await.unwrap());
     line_a.kill().await;
     line_b.kill().await;

@@ -47,6 +47,11 @@ pub enum Rule {
     OutboxOldestUnacked {
         after_s: i64,
     },
+    /// A machine's counted drop differs from its metered drop by more than `threshold` minor
+    /// units (today's or yesterday's gaming day).
+    DropVariance {
+        threshold: i128,
+    },
 }
 
 impl Rule {
@@ -61,6 +66,7 @@ impl Rule {
             Rule::HikcentralDatabaseFull => "hikcentral_database_full",
             Rule::EdgeOffline { .. } => "edge_offline",
             Rule::OutboxOldestUnacked { .. } => "outbox_oldest_unacked",
+            Rule::DropVariance { .. } => "drop_variance",
         }
     }
 }
@@ -92,9 +98,22 @@ pub struct Facts<'a> {
     pub devices: Vec<&'a DeviceState>,
     pub edges: Vec<EdgeFact>,
     pub discrepancies: Vec<Discrepancy>,
+    /// Counted against metered drop, per machine counted (`check` names the day).
+    pub drop_variances: Vec<Discrepancy>,
     pub hikcentral_database_full: bool,
     /// Local minute of the day at each edge's site, for opening hours.
     pub local_minute: BTreeMap<String, u32>,
+    /// How to write amounts in details (minor units as numbers when absent).
+    pub currency: Option<crate::money::Currency>,
+}
+
+impl Facts<'_> {
+    fn money(&self, minor: i128) -> String {
+        match &self.currency {
+            Some(c) => format!("{} {}", c.format(minor), c.code),
+            None => minor.to_string(),
+        }
+    }
 }
 
 /// A condition that holds.
@@ -182,7 +201,11 @@ pub fn evaluate(rules: &[Rule], facts: &Facts<'_>, now_us: i64) -> Vec<Condition
                         hold(
                             &x.edge,
                             &x.device,
-                            format!("{} off by {} today", x.check, x.largest),
+                            if x.check == "games" {
+                                format!("games off by {} today", x.largest)
+                            } else {
+                                format!("{} off by {} today", x.check, facts.money(x.largest))
+                            },
                         );
                     }
                 }
@@ -219,6 +242,21 @@ pub fn evaluate(rules: &[Rule], facts: &Facts<'_>, now_us: i64) -> Vec<Condition
                         "HikCentral answers that its database is full; visit provisioning is held"
                             .into(),
                     );
+                }
+            }
+            Rule::DropVariance { threshold } => {
+                for x in &facts.drop_variances {
+                    if x.largest.abs() > *threshold {
+                        hold(
+                            &x.edge,
+                            &x.device,
+                            format!(
+                                "counted drop off the meters by {} on {}",
+                                facts.money(x.largest),
+                                x.check
+                            ),
+                        );
+                    }
                 }
             }
             Rule::OutboxOldestUnacked { after_s } => {

@@ -63,6 +63,8 @@ pub struct ApiContext {
     pub handpays: Arc<crate::handpays::Handpays>,
     /// Counted drop.
     pub counts: Arc<crate::counts::Counts>,
+    /// Player sessions.
+    pub player_sessions: Arc<crate::sessions::Sessions>,
 }
 
 /// The longest deadline a command may have.
@@ -117,6 +119,13 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
             crate::floor_api::get_count
         ))
         .routes(routes!(crate::floor_api::site_variance))
+        .routes(routes!(
+            crate::floor_api::bind_player,
+            crate::floor_api::current_session
+        ))
+        .routes(routes!(crate::floor_api::close_session))
+        .routes(routes!(crate::floor_api::list_sessions))
+        .routes(routes!(crate::floor_api::player_sessions))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))

@@ -2005,3 +2005,277 @@ pub async fn site_variance(
     })
     .into_response())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Player sessions
+
+/// What a closed session added up to, from the meters.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionTotals {
+    pub currency: String,
+    pub coin_in: Option<String>,
+    pub coin_out: Option<String>,
+    pub jackpot: Option<String>,
+    pub drop: Option<String>,
+    /// coin in − coin out − jackpot, when all three are known.
+    pub net_win: Option<String>,
+    pub games_played: Option<u64>,
+}
+
+/// A player session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub player: String,
+    pub edge: String,
+    pub device: String,
+    /// `open` or `closed`.
+    pub state: String,
+    pub opened_by: String,
+    pub opened: String,
+    pub closed_by: Option<String>,
+    pub closed: Option<String>,
+    /// Present once closed; a meter that reset during the session has no total.
+    pub totals: Option<SessionTotals>,
+}
+
+fn session_view(floor: &Floor, s: &crate::sessions::Session) -> SessionView {
+    use crate::sessions::delta;
+    let money = |credits: Option<u64>| {
+        credits.map(|c| floor.money(floor.credits_to_minor(&s.edge, &s.device, u128::from(c))))
+    };
+    let totals = s.close_meters.as_ref().map(|_| {
+        let (ci, co, jp) = (delta(s, 0x00), delta(s, 0x01), delta(s, 0x02));
+        let net = match (ci, co, jp) {
+            (Some(ci), Some(co), Some(jp)) => Some(
+                floor.credits_to_minor(&s.edge, &s.device, u128::from(ci))
+                    - floor.credits_to_minor(&s.edge, &s.device, u128::from(co))
+                    - floor.credits_to_minor(&s.edge, &s.device, u128::from(jp)),
+            ),
+            _ => None,
+        };
+        SessionTotals {
+            currency: floor.currency.code.clone(),
+            coin_in: money(ci),
+            coin_out: money(co),
+            jackpot: money(jp),
+            drop: money(delta(s, 0x24)),
+            net_win: net.map(|n| floor.money(n)),
+            games_played: delta(s, 0x05),
+        }
+    });
+    SessionView {
+        id: s.id.clone(),
+        player: s.player.clone(),
+        edge: s.edge.clone(),
+        device: s.device.clone(),
+        state: if s.closed_us.is_some() {
+            "closed"
+        } else {
+            "open"
+        }
+        .into(),
+        opened_by: s.opened_by.clone(),
+        opened: time(s.opened_us),
+        closed_by: s.closed_by.clone(),
+        closed: s.closed_us.map(time),
+        totals,
+    }
+}
+
+fn session_error(e: crate::sessions::SessionError) -> ApiError {
+    use crate::sessions::SessionError as E;
+    match e {
+        E::Busy(..) | E::NoReading(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+        E::NoneOpen(_) | E::UnknownPlayer(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+        E::Store(_) => store_error(e),
+    }
+}
+
+/// A card bound to a machine.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    /// The player's card id: 1 to 64 printable characters.
+    pub player: String,
+}
+
+/// Bind a player's card to a machine: a session opens on the machine's latest meter reading
+/// (role operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{edge}/{device}/session",
+    tag = "sessions",
+    params(("edge" = String, Path), ("device" = String, Path)),
+    request_body = Binding,
+    responses(
+        (status = 201, description = "Open", body = SessionView),
+        (status = 400, description = "Not a card id", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device, or not a slot machine", body = ErrorBody),
+        (status = 409, description = "A session is open on it, or it has no meter reading yet", body = ErrorBody),
+    )
+)]
+pub async fn bind_player(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let by = authorize(&ctx, &headers, Role::Operator)?;
+    machine(&ctx, &edge, &device)?;
+    let binding: Binding = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("body is not {{\"player\": \"<card id>\"}}: {e}")))?;
+    let player = binding.player.trim();
+    if player.is_empty() || player.chars().count() > 64 || player.chars().any(char::is_control) {
+        return Err(bad_request(
+            "player: a card id of 1 to 64 printable characters",
+        ));
+    }
+    let session = ctx
+        .player_sessions
+        .bind(
+            &edge,
+            &device,
+            player,
+            &by,
+            outpost_process::clock::unix_us(),
+        )
+        .map_err(session_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(session_view(&ctx.floor, &session)),
+    )
+        .into_response())
+}
+
+/// Close a machine's session (the card is out): its totals are the meters' increase (role
+/// operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{edge}/{device}/session/close",
+    tag = "sessions",
+    params(("edge" = String, Path), ("device" = String, Path)),
+    responses(
+        (status = 200, description = "Closed, with totals", body = SessionView),
+        (status = 404, description = "No open session, or unknown machine", body = ErrorBody),
+    )
+)]
+pub async fn close_session(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let by = authorize(&ctx, &headers, Role::Operator)?;
+    machine(&ctx, &edge, &device)?;
+    let session = ctx
+        .player_sessions
+        .close(&edge, &device, &by, outpost_process::clock::unix_us())
+        .map_err(session_error)?;
+    Ok(Json(session_view(&ctx.floor, &session)).into_response())
+}
+
+/// A machine's open session (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{edge}/{device}/session",
+    tag = "sessions",
+    params(("edge" = String, Path), ("device" = String, Path)),
+    responses(
+        (status = 200, description = "The open session", body = SessionView),
+        (status = 404, description = "No open session, or unknown machine", body = ErrorBody),
+    )
+)]
+pub async fn current_session(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    machine(&ctx, &edge, &device)?;
+    match ctx
+        .player_sessions
+        .current(&edge, &device)
+        .map_err(session_error)?
+    {
+        Some(s) => Ok(Json(session_view(&ctx.floor, &s)).into_response()),
+        None => Err(session_error(crate::sessions::SessionError::NoneOpen(
+            format!("{edge}/{device}"),
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    player: Option<String>,
+    edge: Option<String>,
+    device: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Sessions, newest first (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    params(SessionQuery),
+    responses((status = 200, description = "Sessions", body = Vec<SessionView>))
+)]
+pub async fn list_sessions(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Query(q): Query<SessionQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let sessions = ctx
+        .player_sessions
+        .list(
+            |s| {
+                q.player.as_ref().is_none_or(|p| *p == s.player)
+                    && q.edge.as_ref().is_none_or(|e| *e == s.edge)
+                    && q.device.as_ref().is_none_or(|d| *d == s.device)
+            },
+            limit,
+        )
+        .map_err(session_error)?;
+    let views: Vec<SessionView> = sessions
+        .iter()
+        .map(|s| session_view(&ctx.floor, s))
+        .collect();
+    Ok(Json(views).into_response())
+}
+
+/// A player's sessions, newest first (role viewer); 404 for a card never bound.
+#[utoipa::path(
+    get,
+    path = "/api/v1/players/{player}/sessions",
+    tag = "sessions",
+    params(("player" = String, Path)),
+    responses(
+        (status = 200, description = "Sessions", body = Vec<SessionView>),
+        (status = 404, description = "No session ever had this card", body = ErrorBody),
+    )
+)]
+pub async fn player_sessions(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path(player): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    let sessions = ctx
+        .player_sessions
+        .list(|s| s.player == player, 1000)
+        .map_err(session_error)?;
+    if sessions.is_empty() {
+        return Err(session_error(crate::sessions::SessionError::UnknownPlayer(
+            player,
+        )));
+    }
+    let views: Vec<SessionView> = sessions
+        .iter()
+        .map(|s| session_view(&ctx.floor, s))
+        .collect();
+    Ok(Json(views).into_response())
+}

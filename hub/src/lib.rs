@@ -22,6 +22,7 @@ mod link;
 mod meters;
 mod metrics;
 mod projections;
+mod sessions;
 mod stream;
 
 // The facade: what the binary, the tests, the chaos suite, the harness and the benchmarks use.
@@ -224,6 +225,7 @@ pub async fn run(
             device_states,
             handpays: Arc::new(handpays::Handpays::open(durable.db())?),
             counts: counts.clone(),
+            player_sessions: Arc::new(sessions::Sessions::open(durable.db())?),
         }),
         visits,
         projections,

@@ -1,0 +1,116 @@
+//! Player sessions through real processes: a card bound to a simulated machine opens a session on
+//! its meters; what is played until the card comes out is the session's totals, in money.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use serde_json::json;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_totals_what_was_played_between_the_card_going_in_and_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim =
+        EgmSimProcess::spawn_pty_line(exe(), 1, &["--play-rate", "0"], &tmp.path().join("egm.log"))
+            .await
+            .unwrap();
+    let devices = sas_pty_line_toml(
+        "line-1",
+        &sim.line,
+        &["egm-1".to_owned()],
+        "meter_interval_ms = 1000",
+    );
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
+    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let path = "/api/v1/machines/edge-01/egm-1/session";
+    wait_until(
+        "a meter reading to open on",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = site
+                .api("POST", path, r#"{"player": "card-42"}"#)
+                .await
+                .unwrap();
+            status == 201
+        },
+    )
+    .await
+    .unwrap();
+    let (status, text) = site
+        .api("POST", path, r#"{"player": "card-7"}"#)
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "one session per machine: {text}");
+    let (status, text) = site.api("GET", path, "").await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("\"state\":\"open\"") && text.contains("card-42"),
+        "{text}"
+    );
+
+    sim.post("/bill", &json!({"address": 1, "credits": 2000}))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        sim.post("/game", &json!({"address": 1, "bet": 5, "win": 0}))
+            .await
+            .unwrap();
+    }
+    // The next readings carry the play.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, text) = site
+        .api("POST", &format!("{path}/close"), "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let closed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let totals = &closed["totals"];
+    assert_eq!(totals["coin_in"], "0.15", "{closed}");
+    assert_eq!(totals["drop"], "20.00", "{closed}");
+    assert_eq!(totals["games_played"], 3, "{closed}");
+    assert_eq!(totals["net_win"], "0.15", "{closed}");
+
+    let (status, _) = site
+        .api("POST", &format!("{path}/close"), "")
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "nothing open");
+    let (status, text) = site
+        .api("GET", "/api/v1/players/card-42/sessions", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"state\":\"closed\""), "{text}");
+    let (status, text) = site
+        .api("GET", "/api/v1/players/card-nobody/sessions", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("bound"), "says how players appear: {text}");
+    for bad in [r#"{"player": ""}"#, r#"{"card": "x"}"#, "not json"] {
+        let (status, _) = site.api("POST", path, bad).await.unwrap();
+        assert_eq!(status, 400, "{bad}");
+    }
+    let (status, text) = site
+        .api("GET", "/api/v1/sessions?player=card-42", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(site.stop().await.unwrap());
+    sim.kill().await;
+}

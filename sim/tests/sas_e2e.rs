@@ -1,8 +1,10 @@
 //! Slot machines end to end, as real processes: 16 simulated EGMs on 4 pty lines play with
 //! injected faults (dropped, late, corrupted, BUSY and NACKed replies), meters rolling over and a
-//! power loss; the edge polls them and delivers to the hub. Afterwards the hub's committed events
-//! hold every exception each machine delivered, once and in order, and the meter readings add up
-//! (rollover-aware) to what the simulator really added. Commands reach a machine and come back.
+//! power loss, and the hub killed (-9) and restarted mid-play; the edge polls them and delivers to
+//! the hub. Afterwards the hub's committed events hold every exception each machine delivered, once
+//! and in order, the meter readings add up (rollover-aware) to what the simulator really added,
+//! and each machine's gaming days read through the API equal the simulator's lifetime meters and
+//! reconcile. Commands reach a machine and come back.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
@@ -90,7 +92,7 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
     let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
     let edge_admin = layout.edges[0].admin;
     let hub_data = layout.hub_data_dir.clone();
-    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let mut site = RunningSite::start(exe(), layout).await.unwrap();
 
     // Every machine's baseline reading is durable before play starts.
     wait_until(
@@ -133,7 +135,14 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rates = serde_json::to_value(FaultRates::parse(FAULTS).unwrap()).unwrap();
     sims[2].post("/faults", &rates).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // The hub dies mid-play (kill -9) and comes back: the edge resends what was not acknowledged
+    // (duplicates the hub drops), and the projections resume from their cursors.
+    site.kill9_hub().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    site.start_hub().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     // A command through the hub: disable play on one machine; the machine says so.
     let (status, body) = site

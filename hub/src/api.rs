@@ -126,6 +126,7 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(crate::floor_api::close_session))
         .routes(routes!(crate::floor_api::list_sessions))
         .routes(routes!(crate::floor_api::player_sessions))
+        .routes(routes!(crate::floor_api::machine_transactions))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))

@@ -1051,7 +1051,60 @@ pub async fn list_events(
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers, Role::Viewer)?;
     let edge = known_edge(&ctx, &edge)?;
-    let edge = edge.as_str();
+    Ok(Json(events_page(&ctx, edge.as_str(), query)?).into_response())
+}
+
+/// The event types of a slot machine's transaction log.
+pub const TRANSACTION_TYPES: &str = "sas.bill,sas.game_start,sas.game_end,sas.handpay_pending,sas.handpay_reset,sas.door,sas.power,sas.link,sas.exception,command.result";
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransactionQuery {
+    /// The last sequence to look at (the previous page's `next`).
+    from: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Only transactions at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only transactions before this time (RFC 3339).
+    until: Option<String>,
+}
+
+/// A slot machine's transaction log, newest first: bills, games, handpays, doors, power, comms,
+/// other exceptions and command results, as people read them (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{edge}/{device}/transactions",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), TransactionQuery),
+    responses(
+        (status = 200, description = "A page of transactions", body = EventPage),
+        (status = 400, description = "A time that does not read", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device, or not a slot machine", body = ErrorBody),
+    )
+)]
+pub async fn machine_transactions(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+    Query(q): Query<TransactionQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    machine(&ctx, &edge, &device)?;
+    let query = EventQuery {
+        order: Some("desc".into()),
+        from: q.from,
+        limit: q.limit,
+        device: Some(device),
+        since: q.since,
+        until: q.until,
+        types: Some(TRANSACTION_TYPES.into()),
+    };
+    Ok(Json(events_page(&ctx, &edge, query)?).into_response())
+}
+
+/// A page of `edge`'s events for `query`.
+fn events_page(ctx: &ApiContext, edge: &str, query: EventQuery) -> Result<EventPage, ApiError> {
     let desc = match query.order.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
@@ -1102,7 +1155,7 @@ pub async fn list_events(
     let mut next: Option<u64>;
     if let Some(device) = &query.device {
         // The device index: its sequence numbers, in order, without scanning the edge's log.
-        let tree = proj_tree(&ctx, projection::DEVICE_EVENTS)?;
+        let tree = proj_tree(ctx, projection::DEVICE_EVENTS)?;
         let start = query.from.unwrap_or(if desc { u64::MAX } else { 1 });
         let start_block = start / projection::BLOCK_SEQS;
         let key = |block: u64| projection::device_block_key(edge, device, block);
@@ -1195,7 +1248,7 @@ pub async fn list_events(
             }
         }
     }
-    Ok(Json(EventPage { events, next }).into_response())
+    Ok(EventPage { events, next })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! Player sessions through real processes: a card bound to a simulated machine opens a session on
-//! its meters; what is played until the card comes out is the session's totals, in money.
+//! its meters; what is played until the card comes out is the session's totals, in money; the
+//! machine's transaction log shows the same play as business events.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
@@ -82,6 +83,35 @@ async fn a_session_totals_what_was_played_between_the_card_going_in_and_out() {
         .await
         .unwrap();
     assert_eq!(status, 404, "nothing open");
+
+    // The machine's transaction log tells the same story, newest first, as people read it.
+    let (status, text) = site
+        .api("GET", "/api/v1/machines/edge-01/egm-1/transactions", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let log: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events = log["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "sas.game_start").count(),
+        3,
+        "{types:?}"
+    );
+    let bill = events.iter().find(|e| e["type"] == "sas.bill").unwrap();
+    assert_eq!(
+        (bill["amount"].as_str(), bill["currency"].as_str()),
+        (Some("20.00"), Some("USD"))
+    );
+    assert!(
+        !types.contains(&"sas.meters"),
+        "meter readings are not transactions"
+    );
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
     let (status, text) = site
         .api("GET", "/api/v1/players/card-42/sessions", "")
         .await

@@ -364,7 +364,19 @@ pub struct HubConfig {
     pub sites: Vec<SiteConfig>,
     #[serde(default)]
     pub machines: Vec<MachineConfig>,
+    /// Tags on devices, for filtering the floor (`[[device_tags]]`).
+    #[serde(default)]
+    pub device_tags: Vec<DeviceTagsConfig>,
     pub alerts: AlertsConfig,
+}
+
+/// Tags of one device (`[[device_tags]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTagsConfig {
+    pub edge: String,
+    pub device: String,
+    pub tags: Vec<String>,
 }
 
 /// Alert rules and where alerts go (`[alerts]`).
@@ -675,6 +687,31 @@ impl HubConfig {
                     );
                 }
                 seen_edges.push((edge, &site.id));
+            }
+        }
+        for (i, t) in self.device_tags.iter().enumerate() {
+            if t.tags.iter().any(|tag| {
+                tag.is_empty()
+                    || tag.len() > 64
+                    || tag.contains(',')
+                    || tag.chars().any(char::is_control)
+            }) {
+                v.invalid(
+                    &format!("device_tags.{i}.tags"),
+                    "tags of 1 to 64 characters without commas",
+                );
+            }
+            if self.device_tags[..i]
+                .iter()
+                .any(|o| o.edge == t.edge && o.device == t.device)
+            {
+                v.invalid(
+                    &format!("device_tags.{i}"),
+                    format!(
+                        "one entry per device ({}/{} is listed twice)",
+                        t.edge, t.device
+                    ),
+                );
             }
         }
         for (i, m) in self.machines.iter().enumerate() {

@@ -65,6 +65,8 @@ pub struct ApiContext {
     pub counts: Arc<crate::counts::Counts>,
     /// Player sessions.
     pub player_sessions: Arc<crate::sessions::Sessions>,
+    /// Device tags from the hub config.
+    pub tags: std::collections::BTreeMap<(String, String), Vec<String>>,
 }
 
 /// The longest deadline a command may have.

@@ -117,6 +117,8 @@ pub struct DeviceSummary {
     /// `egm`, `tv`, `relay`, `synthetic` (as the edge declared it).
     pub kind: String,
     pub site: String,
+    /// Tags from the hub config.
+    pub tags: Vec<String>,
     /// One word: `online`, `comms_lost`, `handpay`, `door_open` (EGM); `up`, `down` (TV); `on`,
     /// `off` (relay); `reporting` (synthetic); `unknown` before its first event.
     pub status: String,
@@ -154,6 +156,8 @@ pub struct DeviceFilter {
     kind: Option<String>,
     /// Only devices in this status (see `DeviceSummary.status`).
     status: Option<String>,
+    /// Only devices with this tag (`[[device_tags]]` in the hub config).
+    tag: Option<String>,
     /// Devices after this `edge/device` (from the previous page's `next`).
     after: Option<String>,
     /// At most this many (default 100, at most 10000).
@@ -242,6 +246,7 @@ pub(crate) fn summarize(
         device: device.to_owned(),
         kind: kind.to_owned(),
         site: floor.site_of(edge).id.clone(),
+        tags: Vec::new(),
         status: status.to_owned(),
         last_event: state.map(|s| time(s.last_event_us)),
         egm,
@@ -278,7 +283,11 @@ fn all_devices(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
                 }
                 .to_owned()
             });
-            summarize(&ctx.floor, &edge, &device, &kind, state)
+            let mut summary = summarize(&ctx.floor, &edge, &device, &kind, state);
+            if let Some(tags) = ctx.tags.get(&(edge, device)) {
+                summary.tags = tags.clone();
+            }
+            summary
         })
         .collect())
 }
@@ -336,6 +345,7 @@ pub async fn list_devices(
         .filter(|d| filter.edge.as_ref().is_none_or(|e| *e == d.edge))
         .filter(|d| filter.kind.as_ref().is_none_or(|k| *k == d.kind))
         .filter(|d| filter.status.as_ref().is_none_or(|s| *s == d.status))
+        .filter(|d| filter.tag.as_ref().is_none_or(|t| d.tags.contains(t)))
         .collect();
     let total = matching.len();
     let after = filter.after.clone().unwrap_or_default();

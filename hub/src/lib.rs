@@ -226,6 +226,11 @@ pub async fn run(
             handpays: Arc::new(handpays::Handpays::open(durable.db())?),
             counts: counts.clone(),
             player_sessions: Arc::new(sessions::Sessions::open(durable.db())?),
+            tags: config
+                .device_tags
+                .iter()
+                .map(|t| ((t.edge.clone(), t.device.clone()), t.tags.clone()))
+                .collect(),
         }),
         visits,
         projections,

@@ -28,7 +28,10 @@ async fn a_session_totals_what_was_played_between_the_card_going_in_and_out() {
         &["egm-1".to_owned()],
         "meter_interval_ms = 1000",
     );
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
+    let mut spec = SiteSpec::single("edge-01", &devices);
+    spec.hub_extra_toml =
+        "[[device_tags]]\nedge = \"edge-01\"\ndevice = \"egm-1\"\ntags = [\"high-limit\"]\n".into();
+    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();
     let path = "/api/v1/machines/edge-01/egm-1/session";
     wait_until(
@@ -141,6 +144,16 @@ async fn a_session_totals_what_was_played_between_the_card_going_in_and_out() {
             .len(),
         1
     );
+    // Tags from the hub config find devices on the floor.
+    for (tag, total) in [("high-limit", 1), ("penny", 0)] {
+        let (status, text) = site
+            .api("GET", &format!("/api/v1/devices?tag={tag}"), "")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let page: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(page["total"], total, "{tag}: {text}");
+    }
     assert!(site.stop().await.unwrap());
     sim.kill().await;
 }

@@ -16,6 +16,11 @@
 //!   long poll is reported and the long poll goes back to the front of the queue.
 //! - Exceptions that call for a follow-up get it queued: 51 (handpay pending) → LP 1B; 70 (buffer
 //!   overflow) and 7A (soft meters reset) → LP 1C (main meters).
+//! - A poll queued *when quiet* ([`Line::enqueue_when_quiet`], meter readings) is sent right after
+//!   a general poll the EGM answered with no activity (00), so every exception raised before the
+//!   reading was delivered before it: the events between two readings are exactly what moved the
+//!   meters between them (bar what happens in the milliseconds between that answer and the
+//!   reading). An EGM that never goes quiet gets it anyway after `quiet_wait_max`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -31,6 +36,8 @@ pub struct HostConfig {
     pub retries: u8,
     pub busy_backoff: Duration,
     pub link_down_after: u32,
+    /// The longest a poll queued when quiet waits for the EGM to go quiet.
+    pub quiet_wait_max: Duration,
 }
 
 impl Default for HostConfig {
@@ -41,6 +48,7 @@ impl Default for HostConfig {
             retries: 2,
             busy_backoff: Duration::from_millis(500),
             link_down_after: 3,
+            quiet_wait_max: Duration::from_secs(5),
         }
     }
 }
@@ -123,6 +131,10 @@ struct Egm {
     real_time: bool,
     /// Seed of the last LP 21 sent.
     rom_seed: u16,
+    /// The last general poll was answered with no activity, and nothing was sent since.
+    quiet: bool,
+    /// A poll to send once quiet, and since when it waits.
+    when_quiet: Option<(Request, Instant)>,
 }
 
 #[derive(Debug)]
@@ -158,6 +170,8 @@ impl Line {
                     link_up: true,
                     real_time: false,
                     rom_seed: 0,
+                    quiet: false,
+                    when_quiet: None,
                 })
                 .collect(),
             needs_sync: true,
@@ -175,6 +189,27 @@ impl Line {
         {
             Some(egm) => {
                 egm.queue.push_back(request);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a poll to send when the EGM has nothing left to say (see the module's rules); a
+    /// newer one replaces one still waiting (it keeps its place in time). Unknown addresses are
+    /// ignored (`false`).
+    pub fn enqueue_when_quiet(&mut self, request: Request, now: Instant) -> bool {
+        match self
+            .egms
+            .iter_mut()
+            .find(|e| e.address == request.address())
+        {
+            Some(egm) => {
+                let since = egm.when_quiet.as_ref().map_or(now, |(_, since)| *since);
+                egm.when_quiet = Some((request, since));
+                // Quiet must be said after this was asked for: an older answer predates whatever
+                // happened since.
+                egm.quiet = false;
                 true
             }
             None => false,
@@ -212,11 +247,22 @@ impl Line {
             return self.send_sync(now);
         }
         let index = self.next_egm(now)?;
+        let quiet_wait_max = self.config.quiet_wait_max;
         let egm = &mut self.egms[index];
-        let request = egm
-            .queue
-            .pop_front()
-            .unwrap_or_else(|| Request::general_poll(egm.address));
+        let due = egm
+            .when_quiet
+            .as_ref()
+            .is_some_and(|(_, since)| egm.quiet || now.duration_since(*since) >= quiet_wait_max);
+        let request = match egm.queue.pop_front() {
+            Some(request) => request,
+            None if due => match egm.when_quiet.take() {
+                Some((request, _)) => request,
+                None => Request::general_poll(egm.address),
+            },
+            None => Request::general_poll(egm.address),
+        };
+        // Only the very next poll after a quiet answer counts as quiet.
+        egm.quiet = false;
         let real_time = egm.real_time;
         if request.encode().ok().map(|f| f.bytes) == self.last_sent {
             // Identical to the last frame: the EGM would take it as an implied NACK.
@@ -308,6 +354,8 @@ impl Line {
             Ok(Reply::Nack) => Err(ReplyError::Nacked),
             other => other,
         };
+        self.egms[index].quiet =
+            command.is_none() && matches!(reply, Ok(Reply::Exception(crate::data::NO_ACTIVITY)));
         match reply {
             Ok(reply) => {
                 let egm = &mut self.egms[index];

@@ -317,3 +317,58 @@ fn lifetime_totals_survive_rollover_and_ram_clear() {
     assert_eq!(egm.meter(meter::TOTAL_BILLS), 5);
     assert_eq!(egm.lifetime(meter::TOTAL_BILLS), 25);
 }
+
+#[test]
+fn a_reading_queued_when_quiet_waits_until_the_machine_has_told_everything() {
+    let mut egm = EgmModel::new(1);
+    let mut line = Line::new(&[1], HostConfig::default());
+    // Sync and a first quiet answer.
+    run(&mut line, std::slice::from_mut(&mut egm), Duration::from_millis(600));
+    // A bill and two games: the meters move at once, six exceptions wait in the machine's queue.
+    egm.insert_bill(1_000);
+    egm.play_game(5, 0);
+    egm.play_game(5, 0);
+    line.enqueue_when_quiet(
+        Request::selected_meters(1, 0, &[meter::GAMES_PLAYED]).unwrap(),
+        Instant::now(),
+    );
+    let events = run(&mut line, std::slice::from_mut(&mut egm), Duration::from_secs(3));
+    let reading = events
+        .iter()
+        .position(|e| matches!(e, HostEvent::Data { command: 0x2F, .. }))
+        .expect("the reading was sent");
+    let exceptions_before = events[..reading]
+        .iter()
+        .filter(|e| matches!(e, HostEvent::Exception { code, .. } if *code != 0))
+        .count();
+    assert_eq!(exceptions_before, 5, "4F, 7E, 7F, 7E, 7F before the reading: {events:?}");
+    assert!(
+        !events[reading..]
+            .iter()
+            .any(|e| matches!(e, HostEvent::Exception { code, .. } if *code != 0)),
+        "nothing about the moved meters comes after it: {events:?}"
+    );
+    assert_no_failed_polls(&events);
+}
+
+#[test]
+fn a_machine_that_never_goes_quiet_is_read_anyway_after_the_longest_wait() {
+    let mut egm = EgmModel::new(1);
+    let config = HostConfig {
+        quiet_wait_max: Duration::from_millis(500),
+        ..HostConfig::default()
+    };
+    let mut line = Line::new(&[1], config);
+    for _ in 0..200 {
+        egm.raise(0x8C); // game selected, over and over
+    }
+    let start = Instant::now();
+    line.enqueue_when_quiet(Request::selected_meters(1, 0, &[meter::COIN_IN]).unwrap(), start);
+    let events = run(&mut line, std::slice::from_mut(&mut egm), Duration::from_secs(2));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, HostEvent::Data { command: 0x2F, .. })),
+        "{events:?}"
+    );
+}

@@ -218,10 +218,12 @@ impl LineDriver {
         }
     }
 
-    fn queue_meters(&mut self) {
+    /// Queues each EGM's meter reading for when it has nothing left to say, so the events
+    /// stored between two readings are what moved the meters between them.
+    fn queue_meters(&mut self, now: Instant) {
         for egm in &self.config.egms {
             if let Ok(request) = Request::selected_meters(egm.address, 0, &REPORTED_METERS) {
-                self.line.enqueue(request);
+                self.line.enqueue_when_quiet(request, now.into_std());
             }
         }
     }
@@ -229,7 +231,7 @@ impl LineDriver {
     async fn step(&mut self) -> Result<(), PortError> {
         let now = Instant::now();
         if now >= self.next_meters {
-            self.queue_meters();
+            self.queue_meters(now);
             self.next_meters = now + Duration::from_millis(self.config.meter_interval_ms);
         }
         while let Ok(request) = self.requests.try_recv() {

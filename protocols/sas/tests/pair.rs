@@ -323,7 +323,11 @@ fn a_reading_queued_when_quiet_waits_until_the_machine_has_told_everything() {
     let mut egm = EgmModel::new(1);
     let mut line = Line::new(&[1], HostConfig::default());
     // Sync and a first quiet answer.
-    run(&mut line, std::slice::from_mut(&mut egm), Duration::from_millis(600));
+    run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_millis(600),
+    );
     // A bill and two games: the meters move at once, six exceptions wait in the machine's queue.
     egm.insert_bill(1_000);
     egm.play_game(5, 0);
@@ -332,7 +336,11 @@ fn a_reading_queued_when_quiet_waits_until_the_machine_has_told_everything() {
         Request::selected_meters(1, 0, &[meter::GAMES_PLAYED]).unwrap(),
         Instant::now(),
     );
-    let events = run(&mut line, std::slice::from_mut(&mut egm), Duration::from_secs(3));
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(3),
+    );
     let reading = events
         .iter()
         .position(|e| matches!(e, HostEvent::Data { command: 0x2F, .. }))
@@ -341,7 +349,10 @@ fn a_reading_queued_when_quiet_waits_until_the_machine_has_told_everything() {
         .iter()
         .filter(|e| matches!(e, HostEvent::Exception { code, .. } if *code != 0))
         .count();
-    assert_eq!(exceptions_before, 5, "4F, 7E, 7F, 7E, 7F before the reading: {events:?}");
+    assert_eq!(
+        exceptions_before, 5,
+        "4F, 7E, 7F, 7E, 7F before the reading: {events:?}"
+    );
     assert!(
         !events[reading..]
             .iter()
@@ -363,8 +374,15 @@ fn a_machine_that_never_goes_quiet_is_read_anyway_after_the_longest_wait() {
         egm.raise(0x8C); // game selected, over and over
     }
     let start = Instant::now();
-    line.enqueue_when_quiet(Request::selected_meters(1, 0, &[meter::COIN_IN]).unwrap(), start);
-    let events = run(&mut line, std::slice::from_mut(&mut egm), Duration::from_secs(2));
+    line.enqueue_when_quiet(
+        Request::selected_meters(1, 0, &[meter::COIN_IN]).unwrap(),
+        start,
+    );
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(2),
+    );
     assert!(
         events
             .iter()

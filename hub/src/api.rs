@@ -129,6 +129,7 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(crate::floor_api::list_sessions))
         .routes(routes!(crate::floor_api::player_sessions))
         .routes(routes!(crate::floor_api::machine_transactions))
+        .routes(routes!(crate::floor_api::machine_window))
         .routes(routes!(create_visit, list_visits))
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))

@@ -2342,3 +2342,75 @@ pub async fn player_sessions(
         .collect();
     Ok(Json(views).into_response())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reconciliation for any window
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WindowQuery {
+    /// Start (RFC 3339); the window starts at the beginning of the hour it falls in.
+    from: String,
+    /// End (RFC 3339), exclusive; at most 31 days after `from`.
+    to: String,
+}
+
+/// A machine's figures and reconciliation over a window.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WindowReport {
+    pub edge: String,
+    pub device: String,
+    /// The hours covered: intervals are filed by the hour of their closing meter reading.
+    pub starts: String,
+    pub ends: String,
+    pub figures: FiguresView,
+    pub reconciliation: ReconciliationView,
+}
+
+/// A machine's reconciliation for any window, on demand (role viewer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{edge}/{device}/reconciliation",
+    tag = "accounting",
+    params(("edge" = String, Path), ("device" = String, Path), WindowQuery),
+    responses(
+        (status = 200, description = "Figures and reconciliation over the window", body = WindowReport),
+        (status = 400, description = "A time that does not read, or a window that is empty or longer than 31 days", body = ErrorBody),
+        (status = 404, description = "Unknown edge or device, or not a slot machine", body = ErrorBody),
+    )
+)]
+pub async fn machine_window(
+    State(ctx): State<Arc<ApiContext>>,
+    headers: HeaderMap,
+    Path((edge, device)): Path<(String, String)>,
+    Query(q): Query<WindowQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&ctx, &headers, Role::Viewer)?;
+    machine(&ctx, &edge, &device)?;
+    let from = parse_rfc3339(&q.from).map_err(|e| bad_request(format!("from: {e}")))?;
+    let to = parse_rfc3339(&q.to).map_err(|e| bad_request(format!("to: {e}")))?;
+    const MAX_WINDOW_US: i64 = 31 * 24 * 3_600_000_000;
+    if to <= from || to - from > MAX_WINDOW_US {
+        return Err(bad_request(
+            "from must be before to, and the window at most 31 days",
+        ));
+    }
+    let floor = &ctx.floor;
+    let calendar = &floor.site_of(&edge).calendar;
+    let start = calendar.hour_start(from);
+    let mut total = Bucket::default();
+    for b in buckets(&ctx, &edge, &device, start, to)? {
+        total.add(&b);
+    }
+    let terms = floor.terms(&edge, &device);
+    let rec = accounting::reconcile(&total, terms.denomination, floor.currency.minor_per_major());
+    Ok(Json(WindowReport {
+        edge: edge.clone(),
+        device: device.clone(),
+        starts: calendar.rfc3339(start),
+        ends: calendar.rfc3339(to),
+        figures: figures_view(floor, &total, terms.denomination, terms.par_bp),
+        reconciliation: reconciliation_view(floor, &rec),
+    })
+    .into_response())
+}

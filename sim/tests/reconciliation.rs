@@ -173,6 +173,31 @@ async fn each_injected_fault_gives_the_expected_verdict_with_the_right_amount() 
     assert_eq!(check(&jumped, "games")["difference"], "100", "{jumped}");
     assert_eq!(check(&jumped, "bills")["verdict"], "balanced");
 
+    // The same, on demand, for a window: the last hour up to now holds every interval above.
+    let now = outpost_process::clock::unix_us();
+    let window = format!(
+        "/api/v1/machines/edge-01/silent-bill/reconciliation?from={}&to={}",
+        outpost_domain::calendar::rfc3339_utc(now - 3_600_000_000),
+        outpost_domain::calendar::rfc3339_utc(now + 1_000_000)
+    );
+    let (status, text) = site.api("GET", &window, "").await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let on_demand: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        check(&on_demand, "bills")["difference"],
+        "20.00",
+        "{on_demand}"
+    );
+    let (status, _) = site
+        .api(
+            "GET",
+            "/api/v1/machines/edge-01/silent-bill/reconciliation?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "an empty window");
+
     let lost = day(&site, "comms-lost").await;
     assert_eq!(lost["reconciliation"]["verdict"], "balanced", "{lost}");
     assert_eq!(

@@ -16,11 +16,11 @@
 //!   long poll is reported and the long poll goes back to the front of the queue.
 //! - Exceptions that call for a follow-up get it queued: 51 (handpay pending) → LP 1B; 70 (buffer
 //!   overflow) and 7A (soft meters reset) → LP 1C (main meters).
-//! - A poll queued *when quiet* ([`Line::enqueue_when_quiet`], meter readings) is sent right after
-//!   a general poll the EGM answered with no activity (00), so every exception raised before the
-//!   reading was delivered before it: the events between two readings are exactly what moved the
-//!   meters between them (bar what happens in the milliseconds between that answer and the
-//!   reading). An EGM that never goes quiet gets it anyway after `quiet_wait_max`.
+//! - A poll queued *when quiet* ([`Line::enqueue_when_quiet`], meter readings) is the EGM's next
+//!   poll after a general poll it answered with no activity (00), so exceptions raised before that
+//!   answer are delivered before the reading. What happens between the answer and the reading
+//!   (the EGM's `min_interval` pacing, 200 ms) can still be counted by the reading before its
+//!   exception arrives. An EGM that never goes quiet gets it anyway after `quiet_wait_max`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -40,6 +40,13 @@ pub static OUTBOX_BUDGET: LazyLock<IntGauge> = LazyLock::new(|| {
         "Bytes of events the outbox may store now: its budget, or less when the disk holds less.",
     )
 });
+pub static OUTBOX_DISK_FLOOR: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "outpost_outbox_disk_below_reserve",
+        "1 while the file system's free space is under the reserve kept for sled and others: \
+         nothing more is stored until the outbox is delivered and compacted.",
+    )
+});
 pub static OUTBOX_WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "outpost_outbox_waiting_appends",
@@ -144,6 +151,7 @@ pub fn register_all() {
     LazyLock::force(&OUTBOX_BYTES);
     LazyLock::force(&OUTBOX_WAITING);
     LazyLock::force(&OUTBOX_BUDGET);
+    LazyLock::force(&OUTBOX_DISK_FLOOR);
     LazyLock::force(&OUTBOX_OLDEST_UNACKED);
     LazyLock::force(&OUTBOX_FLUSH_SECONDS);
     LazyLock::force(&OUTBOX_SHED);

@@ -141,6 +141,72 @@ async fn a_full_disk_makes_money_wait_and_the_edge_delivers_all_once_the_hub_is_
     assert!(site.stop().await.unwrap());
 }
 
+/// The outbox's files take more than its stored bytes, and each recovery after a `kill -9` in the
+/// middle of delivery leaves more (sled does not reuse every segment): before the floor, eight
+/// kills in 20 s took a 24 MiB disk to 0 bytes free and the edge could never open its outbox
+/// again. The floor stops admitting while the disk is under its reserve and compacts once all is
+/// delivered, so every restart opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_killed_again_and_again_while_it_delivers_on_a_small_disk_always_opens_again() {
+    if let Err(e) = CutDisk::check_privileges() {
+        println!("SKIPPED: {e}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
+    let (edge, hub) = (layout.edges[0].admin, layout.hub_admin);
+    let data = layout.edges[0].data_dir.clone();
+    let _disk = SmallDisk::mount(&data, 24).unwrap();
+    let mut site = RunningSite::stopped(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout);
+    site.start_edge(0).await.unwrap();
+    wait_until("a full outbox", Duration::from_secs(60), || async {
+        scrape(edge, "outpost_outbox_waiting_appends")
+            .await
+            .is_some_and(|w| w > 0.0)
+    })
+    .await
+    .unwrap();
+    site.start_hub().await.unwrap();
+
+    let outbox_bytes = || outpost_storage::dir_bytes(&data.join("outbox"));
+    let (mut grew_to, mut compacted, mut least_free) = (0u64, false, u64::MAX);
+    for round in 0..24u64 {
+        tokio::time::sleep(Duration::from_millis(700 + (round % 4) * 333)).await;
+        least_free = least_free.min(free_bytes(&data));
+        grew_to = grew_to.max(outbox_bytes());
+        site.kill9_edge(0).await.unwrap();
+        let opened = site.start_edge(0).await;
+        assert!(opened.is_ok(), "round {round}: {opened:?}");
+        // A compaction shows as the files shrinking to a fraction of what they had grown to.
+        if grew_to > 12 << 20 && outbox_bytes() < 4 << 20 {
+            compacted = true;
+            println!("round {round}: compacted after the files grew to {grew_to} bytes");
+            break;
+        }
+    }
+    assert!(
+        compacted,
+        "the outbox compacted (files grew to {grew_to} bytes)"
+    );
+    assert!(least_free > 0, "the disk never filled up");
+
+    site.restart_edge_without(0, DEVICES).await.unwrap();
+    let last = wait_edge_drained(edge, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        scrape(hub, "outpost_hub_committed_seq{edge=\"edge-01\"}").await,
+        Some(last as f64)
+    );
+    assert_eq!(
+        scrape(hub, "outpost_hub_missing_events_total").await,
+        Some(0.0),
+        "nothing the edge acknowledged was lost"
+    );
+    println!("delivered {last} events, none lost; least free {least_free} bytes");
+    assert!(site.stop().await.unwrap());
+}
+
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();

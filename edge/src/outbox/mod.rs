@@ -166,8 +166,7 @@ impl Outbox {
         let durable = DurableDb::open_with_cache(dir, 16 * 1024 * 1024)?;
         let mut writer = Writer::recover(durable, limits)?;
         let mut recovered = writer.recovered();
-        let disk_bytes = writer.disk_bytes();
-        if recovered.last_seq == recovered.acked_seq && disk_bytes > limits.compact_above_bytes {
+        if let Some(disk_bytes) = writer.compaction_due() {
             let kept = writer.non_event_entries()?;
             drop(writer);
             compact::rebuild(dir, kept)?;

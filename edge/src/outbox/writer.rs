@@ -80,6 +80,11 @@ type MarkReply = (
     Option<CommandMark>,
 );
 
+/// The directory size over which an empty outbox compacts while the disk is under the floor: more
+/// than a freshly compacted outbox takes, so a disk another program filled does not make the outbox
+/// compact again and again.
+const FLOOR_COMPACT_ABOVE_BYTES: u64 = 4 * 1024 * 1024;
+
 pub(crate) struct Writer {
     durable: DurableDb,
     /// How a batch reaches the disk (the disk itself, or a test's failing one).
@@ -180,14 +185,24 @@ impl Writer {
     }
 
     /// Whether the outbox is empty and its directory is over the compaction threshold. The
-    /// directory is measured at most once per 10,000 events.
-    fn compaction_due(&mut self) -> Option<u64> {
-        if self.last_seq != self.acked_seq || self.last_seq < self.next_compaction_check {
+    /// directory is measured at most once per 10,000 events, or at every idle turn while the disk
+    /// is under the floor (see `room.rs`): then the threshold is [`FLOOR_COMPACT_ABOVE_BYTES`].
+    pub(crate) fn compaction_due(&mut self) -> Option<u64> {
+        if self.last_seq != self.acked_seq {
+            return None;
+        }
+        let below_floor = self.room.below_floor();
+        if self.last_seq < self.next_compaction_check && !below_floor {
             return None;
         }
         self.next_compaction_check = self.last_seq + 10_000;
         let disk_bytes = self.durable.disk_bytes();
-        (disk_bytes > self.limits.compact_above_bytes).then_some(disk_bytes)
+        let threshold = if below_floor {
+            FLOOR_COMPACT_ABOVE_BYTES.min(self.limits.compact_above_bytes)
+        } else {
+            self.limits.compact_above_bytes
+        };
+        (disk_bytes > threshold).then_some(disk_bytes)
     }
 
     pub(crate) fn recovered(&self) -> Recovered {
@@ -393,15 +408,19 @@ impl Writer {
             return Ok(());
         }
         let budget = self.room.budget();
-        if self.stored_bytes + bytes.len() as u64 > budget {
+        let below_floor = self.room.below_floor();
+        if below_floor || self.stored_bytes + bytes.len() as u64 > budget {
             match pending.class {
                 EventClass::Money | EventClass::Audit => {
                     self.parked.push_back(pending);
                     return Ok(());
                 }
                 EventClass::Telemetry => {
-                    self.shed_until(bytes.len() as u64)?;
-                    if self.stored_bytes + bytes.len() as u64 > budget {
+                    // Under the floor, rewriting stored chunks would only take more of the disk.
+                    if !below_floor {
+                        self.shed_until(bytes.len() as u64)?;
+                    }
+                    if below_floor || self.stored_bytes + bytes.len() as u64 > budget {
                         bytes = self.frame(
                             seq,
                             wall_us,

@@ -29,12 +29,17 @@ pub enum HarnessError {
         /// The log's last lines (the log is gone once the test's directory is).
         tail: String,
     },
-    #[error("{name} was not ready within {waited:?} (last /readyz answer: {last}); its log: {log}")]
+    #[error(
+        "{name} was not ready within {waited:?} (last /readyz answer: {last}); its log: {log}; \
+         it ends:\n{tail}"
+    )]
     NotReady {
         name: String,
         waited: Duration,
         last: String,
         log: PathBuf,
+        /// The log's last lines (the log is gone once the test's directory is).
+        tail: String,
     },
     #[error("cannot signal {name}: {source}")]
     Signal {
@@ -100,6 +105,13 @@ impl SiteProcess {
         self.child.id()
     }
 
+    /// The last 25 lines of the process's log.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(25)..].join("\n")
+    }
+
     /// Polls `GET /readyz` until it answers 200, the process exits, or `timeout` passes.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), HarnessError> {
         let started = Instant::now();
@@ -108,14 +120,11 @@ impl SiteProcess {
                 name: self.name.clone(),
                 source,
             })? {
-                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
                 return Err(HarnessError::ExitedEarly {
                     name: self.name.clone(),
                     status,
                     log: self.log.clone(),
-                    tail,
+                    tail: self.log_tail(),
                 });
             }
             let last = match outpost_process::admin::get(self.admin, "/readyz").await {
@@ -129,6 +138,7 @@ impl SiteProcess {
                     waited: timeout,
                     last,
                     log: self.log.clone(),
+                    tail: self.log_tail(),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

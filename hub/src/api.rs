@@ -122,6 +122,11 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         ))
         .routes(routes!(crate::floor_api::site_variance))
         .routes(routes!(
+            crate::manual_api::enter_manual_reading,
+            crate::manual_api::list_manual_readings
+        ))
+        .routes(routes!(crate::manual_api::correct_manual_reading))
+        .routes(routes!(
             crate::floor_api::bind_player,
             crate::floor_api::current_session
         ))
@@ -780,6 +785,9 @@ pub struct EdgeView {
     /// The edge's software version.
     pub software: String,
     pub last_hello_ms: i64,
+    /// When the hub last heard from the edge (any frame; its last handshake if none came since
+    /// the hub started), RFC 3339.
+    pub last_seen: String,
     /// Edge clock minus hub clock at its last handshake, ms.
     pub clock_offset_ms: i64,
     /// Events the edge holds unacknowledged, as it last reported (every 5 s while connected).
@@ -820,6 +828,13 @@ async fn list_edges(
                         kind: d.kind,
                     })
                     .collect(),
+                last_seen: outpost_domain::calendar::rfc3339_utc(
+                    ctx.sessions
+                        .last_seen(&e.id)
+                        .unwrap_or(e.last_hello_ms)
+                        .max(e.last_hello_ms)
+                        .saturating_mul(1000),
+                ),
                 id: e.id,
                 software: e.software,
                 last_hello_ms: e.last_hello_ms,

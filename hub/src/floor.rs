@@ -31,6 +31,9 @@ pub fn from_config(config: &HubConfig) -> Result<Floor, CalendarError> {
         });
     }
     for m in &config.machines {
+        if m.denomination.is_some() {
+            floor = floor.with_configured_denomination(&m.edge, &m.device);
+        }
         floor = floor.with_machine(
             &m.edge,
             &m.device,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiContext, ApiError, ErrorBody, authorize, bad_request, known_edge};
 
-fn store_error(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn store_error(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
 }
 
@@ -59,6 +59,26 @@ pub struct EgmView {
     pub bill_acceptor_enabled: Option<bool>,
     pub last_exception: Option<NotedView>,
     pub power_on: Option<bool>,
+    /// One credit in money, as the accounting counts it.
+    pub denomination: String,
+    /// Where that comes from: `config` (`[[machines]]`), `machine` (LP 1F) or `default`
+    /// (`[accounting]`).
+    pub denomination_source: String,
+    /// What the machine says about itself (LP 1F), once it said.
+    pub identity: Option<IdentityView>,
+}
+
+/// What a machine says about itself (LP 1F).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IdentityView {
+    pub game_id: String,
+    pub paytable: String,
+    /// Base payback, as the machine writes it (`9250` is 92.50 %).
+    pub base_percent: String,
+    pub max_bet_credits: u8,
+    pub denomination_code: u8,
+    /// The credit value the code names, in cents (absent for a code the hub does not know).
+    pub denomination_cents: Option<u32>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -179,6 +199,7 @@ pub(crate) fn summarize(
         name: n.name.clone(),
         at: time(n.at_us),
     };
+    let (denomination, denomination_source) = floor.denomination(edge, device);
     let egm = state.and_then(|s| s.egm.as_ref()).map(|e| EgmView {
         online: e.online,
         since: e.since_us.map(time),
@@ -192,6 +213,16 @@ pub(crate) fn summarize(
         bill_acceptor_enabled: e.bill_acceptor_enabled,
         last_exception: e.last_exception.as_ref().map(noted),
         power_on: e.power_on,
+        denomination: floor.money(i128::from(denomination)),
+        denomination_source: denomination_source.as_str().to_owned(),
+        identity: e.identity.as_ref().map(|i| IdentityView {
+            game_id: i.game_id.clone(),
+            paytable: i.paytable.clone(),
+            base_percent: i.base_percent.clone(),
+            max_bet_credits: i.max_bet_credits,
+            denomination_code: i.denomination_code,
+            denomination_cents: i.denomination_cents,
+        }),
     });
     let tv = state.and_then(|s| s.tv.as_ref()).map(|t| TvView {
         up: t.up,
@@ -377,7 +408,11 @@ pub struct DeviceDetail {
     pub today: Option<DayReport>,
 }
 
-fn find_device(ctx: &ApiContext, edge: &str, device: &str) -> Result<DeviceSummary, ApiError> {
+pub(crate) fn find_device(
+    ctx: &ApiContext,
+    edge: &str,
+    device: &str,
+) -> Result<DeviceSummary, ApiError> {
     let edge = known_edge(ctx, edge)?;
     all_devices(ctx)?
         .into_iter()
@@ -717,7 +752,7 @@ fn day_report(
     })
 }
 
-fn machine(ctx: &ApiContext, edge: &str, device: &str) -> Result<(), ApiError> {
+pub(crate) fn machine(ctx: &ApiContext, edge: &str, device: &str) -> Result<(), ApiError> {
     let d = find_device(ctx, edge, device)?;
     if d.kind != "egm" {
         return Err(ApiError(

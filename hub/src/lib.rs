@@ -19,6 +19,8 @@ mod floor_api;
 mod handpays;
 mod hikcentral;
 mod link;
+mod manual;
+mod manual_api;
 mod meters;
 mod metrics;
 mod projections;
@@ -142,10 +144,12 @@ pub async fn run(
     } else {
         None
     };
-    let floor = floor::from_config(&config)
-        .map_err(|e| anyhow::anyhow!("hub config [accounting]/[[sites]]: {e}"))?;
-    let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFERED);
     let device_states = outpost_domain::projection::SharedStates::default();
+    // Denominations machines report (LP 1F) apply where the config does not set one.
+    let floor = floor::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("hub config [accounting]/[[sites]]: {e}"))?
+        .with_reported(Default::default());
+    let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFERED);
     let projections = outpost_domain::projection::NAMES
         .iter()
         .map(|&name| projections::ProjectionArgs {

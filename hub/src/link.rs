@@ -59,6 +59,8 @@ pub struct Sessions {
     next_id: AtomicU64,
     /// Each edge's last outbox report and when it came (Unix ms).
     statuses: Mutex<HashMap<String, (outpost_link::EdgeStatus, i64)>>,
+    /// When each edge's last frame came (Unix ms), since this hub started.
+    seen: Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,27 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(edge.to_owned(), (status, outpost_process::clock::unix_ms()));
+    }
+
+    /// Notes that a frame from `edge` came now.
+    fn saw(&self, edge: &str) {
+        let now = outpost_process::clock::unix_ms();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match seen.get_mut(edge) {
+            Some(at) => *at = now,
+            None => {
+                seen.insert(edge.to_owned(), now);
+            }
+        }
+    }
+
+    /// When the last frame from `edge` came (Unix ms), if one came since this hub started.
+    pub fn last_seen(&self, edge: &str) -> Option<i64> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(edge)
+            .copied()
     }
 
     /// An edge's last outbox report and when it came (Unix ms).
@@ -568,7 +591,10 @@ async fn drive(
             let reading_events = events.is_some() && session.wants_events();
             tokio::select! {
                 frame = control_recv.next::<ControlFrame>() => match frame.map_err(link_err)? {
-                    Some(frame) => session.handle_control(frame),
+                    Some(frame) => {
+                        ctx.sessions.saw(edge);
+                        session.handle_control(frame)
+                    }
                     None => return Ok(()),
                 },
                 // The events stream reaches the hub only with the edge's first batch; an idle edge
@@ -578,7 +604,10 @@ async fn drive(
                     events = Some((send, FramedRecv::new(recv)));
                 }
                 frame = next_on::<EventFrame>(&mut events), if reading_events => match frame.map_err(link_err)? {
-                    Some(frame) => session.handle_events(frame),
+                    Some(frame) => {
+                        ctx.sessions.saw(edge);
+                        session.handle_events(frame)
+                    }
                     None => return Ok(()),
                 },
                 outcome = next_commit(&mut commits), if !commits.is_empty() => {

@@ -1,11 +1,19 @@
 //! Running the domain's projections over the event log: one supervised actor each, a durable
 //! cursor per edge, lag metrics, poison events kept aside, and the offline rebuild.
 //!
-//! Each projection has its own sled tree, `projection/<name>`. The runner owns three key tags in
+//! Each projection has its own sled tree, `projection/<name>`. The runner owns these key tags in
 //! it: `v` → the projection's format version (another version's tree is cleared and rebuilt from
-//! the log), `c ++ edge` → the last sequence applied (u64 BE) and `p ++ edge ++ 0 ++ seq` → why
-//! that event could not be applied (kept for inspection, never retried). Every other key is the
-//! projection's (see `outpost_domain::projection`).
+//! the log), `c ++ edge` → the last sequence applied (u64 BE), `p ++ edge ++ 0 ++ seq` → why
+//! that event could not be applied (kept for inspection, never retried), and for the accounting
+//! projection `r ++ edge` → the last reading entered by hand applied (entry id, u64 BE) and
+//! `q ++ id` → why that entry could not be applied. Every other key is the projection's (see
+//! `outpost_domain::projection`).
+//!
+//! Readings entered by hand (`crate::manual`) are applied by the accounting runner between the
+//! events of their machine's edge: a new one right after what the runner has applied of that
+//! edge, its place (`anchor`) written to the trail before it is applied; on a rebuild each is
+//! applied at its place again. Per edge, entries are applied in id order and their anchors never
+//! go down.
 //!
 //! Invariants:
 //! - A projection's writes and its cursors go into the tree in one atomic batch: after a crash it
@@ -48,23 +56,34 @@ fn restore_into(
     tree: &sled::Tree,
     projection: &mut dyn Projection,
     cursors: &mut BTreeMap<String, u64>,
+    manual_applied: &mut BTreeMap<String, u64>,
 ) -> Result<(), RunError> {
     for entry in tree.iter() {
         let (key, value) = entry?;
+        let number = || {
+            value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)
+        };
+        let edge = || String::from_utf8_lossy(&key[1..]).into_owned();
         match key.first() {
             Some(b'c') => {
-                let seq = value
-                    .as_ref()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
-                cursors.insert(String::from_utf8_lossy(&key[1..]).into_owned(), seq);
+                cursors.insert(edge(), number());
             }
-            Some(b'p') | Some(b'v') => {}
+            Some(b'r') => {
+                manual_applied.insert(edge(), number());
+            }
+            Some(b'p') | Some(b'q') | Some(b'v') => {}
             _ => projection.restore(&key, &value)?,
         }
     }
     Ok(())
+}
+
+fn manual_applied_key(edge: &str) -> Vec<u8> {
+    [&b"r"[..], edge.as_bytes()].concat()
 }
 
 fn cursor_key(edge: &str) -> Vec<u8> {
@@ -94,6 +113,8 @@ pub enum RunError {
         "projection {0} did not restore and was cleared: it is rebuilt from the log on its restart"
     )]
     Rebuild(&'static str),
+    #[error(transparent)]
+    Trail(#[from] crate::manual::TrailError),
 }
 
 /// Where committed marks come from: the live log's durable ones, or the store's (offline).
@@ -129,6 +150,35 @@ pub struct Runner {
     tree: sled::Tree,
     cursors: BTreeMap<String, u64>,
     changes: Option<broadcast::Sender<Change>>,
+    /// Readings entered by hand: the accounting projection's only.
+    manual: Option<ManualInputs>,
+}
+
+/// The accounting runner's view of the trail of readings entered by hand.
+struct ManualInputs {
+    trail: crate::manual::Trail,
+    /// Per edge, the last entry applied.
+    applied: BTreeMap<String, u64>,
+    /// The highest id read from the trail.
+    seen: u64,
+    /// Entries read and not applied yet, per edge, in id order.
+    pending: BTreeMap<String, Vec<crate::manual::ManualEntry>>,
+}
+
+impl ManualInputs {
+    /// Reads what the trail gained since the last look.
+    fn load(&mut self) -> Result<(), RunError> {
+        for entry in self.trail.after(self.seen)? {
+            self.seen = self.seen.max(entry.id);
+            if entry.id > self.applied.get(&entry.edge).copied().unwrap_or(0) {
+                self.pending
+                    .entry(entry.edge.clone())
+                    .or_default()
+                    .push(entry);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Runner {
@@ -155,18 +205,98 @@ impl Runner {
             tree.insert(VERSION_KEY, &version.to_be_bytes())?;
         }
         let mut cursors = BTreeMap::new();
-        if let Err(err) = restore_into(&tree, projection.as_mut(), &mut cursors) {
+        let mut manual_applied = BTreeMap::new();
+        if let Err(err) = restore_into(
+            &tree,
+            projection.as_mut(),
+            &mut cursors,
+            &mut manual_applied,
+        ) {
             tracing::error!(projection = name, %err, "projection does not restore: rebuilding it from the event log");
             tree.clear()?;
             tree.insert(VERSION_KEY, &version.to_be_bytes())?;
             return Err(RunError::Rebuild(name));
         }
+        let manual = if name == projection::ACCOUNTING {
+            Some(ManualInputs {
+                trail: crate::manual::Trail::open(db)?,
+                applied: manual_applied,
+                seen: 0,
+                pending: BTreeMap::new(),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             projection,
             tree,
             cursors,
             changes,
+            manual,
         })
+    }
+
+    /// Applies one reading entered by hand; one that cannot be applied is kept aside under `q`.
+    fn apply_manual(
+        &mut self,
+        entry: &crate::manual::ManualEntry,
+        changes: &mut Vec<Change>,
+        poison: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        let tree = &self.tree;
+        let stored = |key: &[u8]| tree.get(key).ok().flatten().map(|v| v.to_vec());
+        if let Err(err) = self.projection.apply_manual(
+            &entry.edge,
+            &entry.device,
+            &entry.reading(),
+            &stored,
+            changes,
+        ) {
+            let name = self.projection.name();
+            tracing::error!(projection = name, edge = %entry.edge, device = %entry.device, entry = entry.id, %err, "reading entered by hand cannot be applied: kept aside, skipped");
+            metrics::PROJECTION_POISON.with_label_values(&[name]).inc();
+            poison.push((
+                [&b"q"[..], &entry.id.to_be_bytes()].concat(),
+                err.0.into_bytes(),
+            ));
+        }
+    }
+
+    /// Applies the pending entries of `edge` whose place is at or before `cursor` (giving new
+    /// ones their place: `cursor`). Returns the last id applied, if any.
+    fn apply_manual_up_to(
+        &mut self,
+        edge: &str,
+        cursor: u64,
+        before_seq: bool,
+        changes: &mut Vec<Change>,
+        poison: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Option<u64>, RunError> {
+        let mut last = None;
+        loop {
+            let Some(manual) = self.manual.as_mut() else {
+                return Ok(last);
+            };
+            let Some(first) = manual.pending.get(edge).and_then(|p| p.first()) else {
+                return Ok(last);
+            };
+            let entry = match first.anchor {
+                // Placed before the event at `cursor` (which is about to be applied).
+                Some(anchor) if before_seq && anchor < cursor => first.clone(),
+                Some(anchor) if !before_seq && anchor <= cursor => first.clone(),
+                // New: its place is here, once everything before it is applied.
+                None if !before_seq => manual.trail.anchor(first.id, cursor)?,
+                _ => return Ok(last),
+            };
+            if let Some(pending) = manual.pending.get_mut(edge) {
+                pending.remove(0);
+            }
+            self.apply_manual(&entry, changes, poison);
+            if let Some(manual) = self.manual.as_mut() {
+                manual.applied.insert(edge.to_owned(), entry.id);
+            }
+            last = Some(entry.id);
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -178,11 +308,15 @@ impl Runner {
     pub fn step(&mut self, source: &dyn Source) -> Result<usize, RunError> {
         let name = self.projection.name();
         let mut applied = 0;
+        if let Some(manual) = self.manual.as_mut() {
+            manual.load()?;
+        }
         for (edge, committed) in source.marks()? {
             let mut cursor = self.cursors.get(&edge).copied().unwrap_or(0);
             let mut done_here = 0;
             let mut changes = Vec::new();
             let mut poison = Vec::new();
+            let mut manual_done = None;
             while cursor < committed && done_here < STEP_BUDGET {
                 let events = source.read(&edge, cursor + 1, READ_BATCH)?;
                 if events.is_empty() {
@@ -190,6 +324,11 @@ impl Runner {
                 }
                 for event in events {
                     let seq = event.event.seq;
+                    if let Some(id) =
+                        self.apply_manual_up_to(&edge, seq, true, &mut changes, &mut poison)?
+                    {
+                        manual_done = Some(id);
+                    }
                     let missing = seq.saturating_sub(cursor + 1);
                     if let Err(err) = self.projection.apply(&edge, missing, &event, &mut changes) {
                         tracing::error!(
@@ -207,7 +346,12 @@ impl Runner {
                     done_here += 1;
                 }
             }
-            if done_here == 0 {
+            if let Some(id) =
+                self.apply_manual_up_to(&edge, cursor, false, &mut changes, &mut poison)?
+            {
+                manual_done = Some(id);
+            }
+            if done_here == 0 && manual_done.is_none() {
                 continue;
             }
             let mut writes = Vec::new();
@@ -217,6 +361,9 @@ impl Runner {
                 batch.insert(key, value);
             }
             batch.insert(cursor_key(&edge), &cursor.to_be_bytes());
+            if let Some(id) = manual_done {
+                batch.insert(manual_applied_key(&edge), &id.to_be_bytes());
+            }
             self.tree.apply_batch(batch)?;
             self.cursors.insert(edge, cursor);
             applied += done_here;
@@ -345,7 +492,10 @@ impl Actor for ProjectionActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let projection: Box<dyn Projection> = if args.name == projection::DEVICES {
-            Box::new(projection::DevicesProjection::sharing(args.shared.clone()))
+            Box::new(projection::DevicesProjection::sharing(
+                args.shared.clone(),
+                args.floor.reported_denominations(),
+            ))
         } else {
             projection::by_name(args.name, &args.floor)
                 .ok_or_else(|| RunError::Unknown(args.name.to_owned()))?

@@ -24,19 +24,7 @@ async fn as_token(
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {token}");
-    let (status, text) = outpost_process::admin::request(
-        site.layout.hub_api,
-        "POST",
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .await
-    .unwrap();
+    let (status, text) = site.api_as(token, "POST", path, body).await.unwrap();
     (
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),

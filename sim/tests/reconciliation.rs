@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape, wait_until};
+use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_projection_caught_up, wait_until};
 use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
 use serde_json::json;
 
@@ -130,20 +130,9 @@ async fn each_injected_fault_gives_the_expected_verdict_with_the_right_amount() 
 
     // Back to normal: every machine answers, a few readings go by, the hub catches up.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    wait_until(
-        "the projections to catch up",
-        Duration::from_secs(20),
-        || async {
-            scrape(
-                hub_admin,
-                "outpost_projection_lag_events{projection=\"accounting\"}",
-            )
-            .await
-                == Some(0.0)
-        },
-    )
-    .await
-    .unwrap();
+    wait_projection_caught_up(hub_admin, "accounting", Duration::from_secs(20))
+        .await
+        .unwrap();
 
     let silent = day(&site, "silent-bill").await;
     assert_eq!(

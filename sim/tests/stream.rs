@@ -212,6 +212,23 @@ async fn a_command_can_wait_for_its_result_and_commands_are_listed_by_device_and
     )
     .await
     .unwrap();
+    // "Last seen" is the last frame, not the last handshake: the reports keep it moving.
+    wait_until(
+        "last seen to move past the handshake",
+        Duration::from_secs(15),
+        || async {
+            let (_, body) = site.api("GET", "/api/v1/edges", "").await.unwrap();
+            let edges: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let seen = time::OffsetDateTime::parse(
+                edges[0]["last_seen"].as_str().unwrap_or_default(),
+                &time::format_description::well_known::Rfc3339,
+            );
+            let hello = edges[0]["last_hello_ms"].as_i64().unwrap_or(i64::MAX);
+            seen.is_ok_and(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64 - hello >= 4_000)
+        },
+    )
+    .await
+    .unwrap();
     let (status, text) = site
         .api(
             "POST",

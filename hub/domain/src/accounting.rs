@@ -59,6 +59,10 @@ pub struct Flags {
     pub power_lost: u32,
     /// Soft meters were reset by the machine (7A).
     pub soft_meter_resets: u32,
+    /// Readings entered by hand that close or open an interval here.
+    pub manual_readings: u32,
+    /// Corrections of readings entered by hand posted here.
+    pub corrections: u32,
 }
 
 impl Flags {
@@ -70,6 +74,8 @@ impl Flags {
         self.exception_overflows += other.exception_overflows;
         self.power_lost += other.power_lost;
         self.soft_meter_resets += other.soft_meter_resets;
+        self.manual_readings += other.manual_readings;
+        self.corrections += other.corrections;
     }
 }
 
@@ -98,6 +104,8 @@ pub struct Bucket {
     pub day: String,
     /// Meter increases by meter code (credits, cents or counts as the meter counts).
     pub metered: BTreeMap<u8, u128>,
+    /// Signed changes by meter code posted by corrections of readings entered by hand.
+    pub adjusted: BTreeMap<u8, i128>,
     pub events: EventSums,
     pub flags: Flags,
     /// Intervals filed here.
@@ -110,14 +118,133 @@ impl Bucket {
         for (code, by) in &other.metered {
             *self.metered.entry(*code).or_default() += by;
         }
+        for (code, by) in &other.adjusted {
+            *self.adjusted.entry(*code).or_default() += by;
+        }
         self.events.add(&other.events);
         self.flags.add(&other.flags);
         self.intervals += other.intervals;
     }
 
+    /// What meter `code` moved by here, corrections included (never below 0).
     pub fn meter(&self, code: u8) -> u128 {
-        self.metered.get(&code).copied().unwrap_or(0)
+        let metered = self.metered.get(&code).copied().unwrap_or(0);
+        let adjusted = self.adjusted.get(&code).copied().unwrap_or(0);
+        u128::try_from(
+            i128::try_from(metered)
+                .unwrap_or(i128::MAX)
+                .saturating_add(adjusted),
+        )
+        .unwrap_or(0)
     }
+
+    /// Multiplies every meter, adjustments included, by `factor` (credits into money).
+    pub fn scale_meters(&mut self, factor: u32) {
+        for v in self.metered.values_mut() {
+            *v = v.saturating_mul(u128::from(factor));
+        }
+        for v in self.adjusted.values_mut() {
+            *v = v.saturating_mul(i128::from(factor));
+        }
+    }
+}
+
+/// A reading of a machine's meters entered by hand (its link was down), or the correction of one.
+/// The hub keeps every entry, corrections beside what they correct (`hub/src/manual.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualReading {
+    pub id: u64,
+    /// When the meters were read at the machine (Unix µs).
+    pub read_at_us: i64,
+    /// Meter code → value as the machine's meter shows it.
+    pub meters: BTreeMap<u8, u64>,
+    /// The entry this one corrects (its values replace that entry's).
+    pub corrects: Option<u64>,
+}
+
+/// Meters as read: code → (value, BCD bytes).
+pub type Values = BTreeMap<u8, (u64, u8)>;
+
+/// A reading entered by hand as the book applied it, kept so a correction can be posted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualMark {
+    /// The hour of the interval it closed (`None`: it was the machine's first reading).
+    pub closed_in: Option<i64>,
+    /// The reading before it, of its meters (value, BCD bytes).
+    pub before: Values,
+    /// The hour of the interval it opened and the reading that closed it, once closed.
+    pub opened_in: Option<(i64, Values)>,
+    /// The values in force (the entry's, or its latest correction's), with their BCD bytes.
+    pub values: Values,
+}
+
+/// A signed change to post into a machine's hour bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adjustment {
+    pub hour_us: i64,
+    pub by: BTreeMap<u8, i128>,
+    /// Change in the number of meters that went backwards.
+    pub resets: i64,
+}
+
+impl Adjustment {
+    /// What the interval `new.0 → new.1` adds (or takes) compared with `old.0 → old.1`, for
+    /// each meter of `codes` present at both ends of both.
+    fn between(
+        hour_us: i64,
+        codes: &Values,
+        old: (&Values, &Values),
+        new: (&Values, &Values),
+    ) -> Self {
+        let mut posting = Adjustment {
+            hour_us,
+            ..Adjustment::default()
+        };
+        for &code in codes.keys() {
+            let ends = |(from, to): (&Values, &Values)| Some((*from.get(&code)?, *to.get(&code)?));
+            let (Some(old), Some(new)) = (ends(old), ends(new)) else {
+                continue;
+            };
+            let (old_by, old_reset) = interval_delta(code, old.0, old.1);
+            let (new_by, new_reset) = interval_delta(code, new.0, new.1);
+            if new_by != old_by {
+                posting.by.insert(code, new_by - old_by);
+            }
+            posting.resets += new_reset - old_reset;
+        }
+        posting
+    }
+}
+
+/// A meter's increase between two readings, and 1 if it went backwards (a balance: nothing).
+fn interval_delta(code: u8, from: (u64, u8), to: (u64, u8)) -> (i128, i64) {
+    if code == meter::CURRENT_CREDITS {
+        return (0, 0);
+    }
+    let bcd = |(value, bytes): (u64, u8)| Bcd { value, bytes };
+    match MeterDelta::between(bcd(from), bcd(to)) {
+        MeterDelta::Increase { by, .. } => (i128::from(by), 0),
+        MeterDelta::Reset { .. } => (0, 1),
+    }
+}
+
+/// Why a reading entered by hand cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualError {
+    #[error("meter {code:#04x}: {value} does not fit the machine's {digits}-digit meter")]
+    TooLarge { code: u8, value: u64, digits: u32 },
+    #[error("entry {0} is not a reading of this machine the hub still keeps for corrections")]
+    UnknownEntry(u64),
+    #[error("entry {corrects} has no meter {code:#04x} to correct")]
+    NotInEntry { corrects: u64, code: u8 },
+}
+
+/// How many readings entered by hand a book keeps for corrections.
+pub const MANUAL_MARKS_KEPT: usize = 64;
+
+/// Width in bytes of meter `code` when the machine has not said (SAS table C-7 minimum sizes).
+fn default_width(code: u8) -> u8 {
+    if (0x0D..=0x10).contains(&code) { 5 } else { 4 }
 }
 
 /// One machine's running account.
@@ -135,6 +262,13 @@ pub struct MachineBook {
     pub handpay_pending: Option<u64>,
     /// The bucket intervals are filed in now.
     pub current: Option<Bucket>,
+    /// Readings entered by hand, by entry id (the latest [`MANUAL_MARKS_KEPT`]).
+    pub manual: BTreeMap<u64, ManualMark>,
+    /// The entry whose reading is the book's latest, if the latest was entered by hand.
+    pub latest_manual: Option<u64>,
+    /// Buckets of past hours this book moved on from since its owner last took them (to store).
+    #[serde(skip)]
+    pub closed: Vec<Bucket>,
 }
 
 /// Where a machine's hour starts and which gaming day it is in, for a time.
@@ -266,11 +400,14 @@ impl MachineBook {
         let hour = filing.hour_start(at);
         let bucket = match self.current.take() {
             Some(b) if b.hour_us >= hour => b,
-            _ => Bucket {
-                hour_us: hour,
-                day: filing.gaming_day(hour),
-                ..Bucket::default()
-            },
+            previous => {
+                self.closed.extend(previous);
+                Bucket {
+                    hour_us: hour,
+                    day: filing.gaming_day(hour),
+                    ..Bucket::default()
+                }
+            }
         };
         let mut bucket = bucket;
         for (code, by) in metered {
@@ -279,8 +416,148 @@ impl MachineBook {
         bucket.events.add(&std::mem::take(&mut self.open_events));
         bucket.flags.add(&std::mem::take(&mut self.open_flags));
         bucket.intervals += 1;
+        if let Some(id) = self.latest_manual.take()
+            && let Some(mark) = self.manual.get_mut(&id)
+        {
+            let after = mark
+                .values
+                .keys()
+                .filter_map(|c| self.last.get(c).map(|v| (*c, *v)))
+                .collect();
+            mark.opened_in = Some((bucket.hour_us, after));
+        }
         self.current = Some(bucket);
         self.current.as_ref()
+    }
+
+    /// Applies a reading entered by hand, or a correction of one. A reading closes the open
+    /// interval as a machine's reading would (both intervals it touches are flagged); a correction
+    /// posts, signed, the difference from the values it replaces into the interval the entry closed
+    /// and the opposite into the one it opened, so the total across both stays what the machine's
+    /// own readings say; returned are the postings for hours other than the current one (the caller
+    /// stores them).
+    pub fn apply_manual(
+        &mut self,
+        entry: &ManualReading,
+        filing: &dyn Filing,
+    ) -> Result<Vec<Adjustment>, ManualError> {
+        match entry.corrects {
+            None => {
+                let before = entry
+                    .meters
+                    .keys()
+                    .filter_map(|c| self.last.get(c).map(|v| (*c, *v)))
+                    .collect();
+                let mut readings = Vec::with_capacity(entry.meters.len());
+                for (&code, &value) in &entry.meters {
+                    let bytes = self
+                        .last
+                        .get(&code)
+                        .map_or(default_width(code), |&(_, b)| b);
+                    let digits = u32::from(bytes) * 2;
+                    if 10u128.pow(digits) <= u128::from(value) {
+                        return Err(ManualError::TooLarge {
+                            code,
+                            value,
+                            digits,
+                        });
+                    }
+                    readings.push(outpost_link::MeterReading { code, value, bytes });
+                }
+                self.open_flags.manual_readings += 1;
+                let closed_in = self
+                    .reading(&readings, entry.read_at_us, filing)
+                    .map(|b| b.hour_us);
+                self.open_flags.manual_readings += 1;
+                let values = readings
+                    .iter()
+                    .map(|r| (r.code, (r.value, r.bytes)))
+                    .collect();
+                self.manual.insert(
+                    entry.id,
+                    ManualMark {
+                        closed_in,
+                        before,
+                        opened_in: None,
+                        values,
+                    },
+                );
+                while self.manual.len() > MANUAL_MARKS_KEPT {
+                    self.manual.pop_first();
+                }
+                self.latest_manual = Some(entry.id);
+                Ok(Vec::new())
+            }
+            Some(corrects) => {
+                let latest = self.latest_manual == Some(corrects);
+                let mark = self
+                    .manual
+                    .get_mut(&corrects)
+                    .ok_or(ManualError::UnknownEntry(corrects))?;
+                let mut corrected = mark.values.clone();
+                for (&code, &value) in &entry.meters {
+                    let slot = corrected
+                        .get_mut(&code)
+                        .ok_or(ManualError::NotInEntry { corrects, code })?;
+                    let digits = u32::from(slot.1) * 2;
+                    if 10u128.pow(digits) <= u128::from(value) {
+                        return Err(ManualError::TooLarge {
+                            code,
+                            value,
+                            digits,
+                        });
+                    }
+                    slot.0 = value;
+                }
+                let mut postings = Vec::new();
+                if let Some(hour) = mark.closed_in {
+                    postings.push(Adjustment::between(
+                        hour,
+                        &corrected,
+                        (&mark.before, &mark.values),
+                        (&mark.before, &corrected),
+                    ));
+                }
+                if let Some((hour, after)) = &mark.opened_in {
+                    postings.push(Adjustment::between(
+                        *hour,
+                        &corrected,
+                        (&mark.values, after),
+                        (&corrected, after),
+                    ));
+                }
+                if latest {
+                    for (code, value) in &corrected {
+                        if let Some(last) = self.last.get_mut(code) {
+                            *last = *value;
+                        }
+                    }
+                }
+                mark.values = corrected;
+                let mut elsewhere = Vec::new();
+                for posting in postings {
+                    match self.current.as_mut() {
+                        Some(current) if current.hour_us == posting.hour_us => {
+                            current.post(&posting)
+                        }
+                        _ => elsewhere.push(posting),
+                    }
+                }
+                Ok(elsewhere)
+            }
+        }
+    }
+}
+
+impl Bucket {
+    /// Posts a correction's signed changes here (and flags it).
+    pub fn post(&mut self, posting: &Adjustment) {
+        for (code, delta) in &posting.by {
+            *self.adjusted.entry(*code).or_default() += delta;
+        }
+        let resets = i64::from(self.flags.meter_resets) + posting.resets;
+        self.flags.meter_resets = u32::try_from(resets.max(0)).unwrap_or(u32::MAX);
+        self.flags.corrections += 1;
     }
 }
 
@@ -329,7 +606,11 @@ pub struct Reconciliation {
 pub fn reconcile(bucket: &Bucket, denomination: u32, minor_per_major: i64) -> Reconciliation {
     let credits =
         |c: u128| i128::try_from(c.saturating_mul(u128::from(denomination))).unwrap_or(i128::MAX);
-    let reset = bucket.flags.meter_resets > 0;
+    // Readings entered by hand: what the machine queued while its link was down reaches the hub
+    // only after them, so meters and events cannot be compared across them.
+    let reset = bucket.flags.meter_resets > 0
+        || bucket.flags.manual_readings > 0
+        || bucket.flags.corrections > 0;
     let verdict = |metered: i128, counted: i128| {
         if reset {
             Verdict::Unverifiable
@@ -443,6 +724,19 @@ fn reasons(bucket: &Bucket) -> Vec<String> {
         out.push(format!(
             "{} bill(s) of unnamed value (exception 4F)",
             bucket.events.bills_unnamed
+        ));
+    }
+    if f.manual_readings > 0 {
+        out.push(format!(
+            "{} interval(s) bounded by meters entered by hand: events the machine queued while its \
+             link was down are stored after them",
+            f.manual_readings
+        ));
+    }
+    if f.corrections > 0 {
+        out.push(format!(
+            "{} correction(s) of meters entered by hand posted",
+            f.corrections
         ));
     }
     if f.rollovers > 0 {

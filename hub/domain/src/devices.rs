@@ -53,6 +53,21 @@ pub struct EgmState {
     pub bill_acceptor_enabled: Option<bool>,
     pub last_exception: Option<Noted>,
     pub power_on: Option<bool>,
+    /// Who the machine says it is (LP 1F), once it said.
+    pub identity: Option<MachineIdentity>,
+}
+
+/// What a machine says about itself (LP 1F).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MachineIdentity {
+    pub game_id: String,
+    pub paytable: String,
+    /// Base payback as the machine writes it (`9250` is 92.50 %).
+    pub base_percent: String,
+    pub max_bet_credits: u8,
+    pub denomination_code: u8,
+    /// The credit value in cents, when the code names one (SAS table C-4).
+    pub denomination_cents: Option<u32>,
 }
 
 /// Something that happened, by name, and when.
@@ -196,6 +211,22 @@ impl DeviceState {
                     egm.handpay_since_us = Some(at);
                 }
                 egm.handpay_pending = Some(*credits);
+            }
+            SasEvent::Data {
+                command: outpost_sas::data::MACHINE_INFO,
+                payload,
+            } => {
+                // A reply that does not read leaves what the machine said before.
+                if let Ok(info) = outpost_sas::data::machine_info(payload) {
+                    egm.identity = Some(MachineIdentity {
+                        denomination_cents: info.denomination_cents(),
+                        game_id: info.game_id,
+                        paytable: info.paytable,
+                        base_percent: info.base_percent,
+                        max_bet_credits: info.max_bet,
+                        denomination_code: info.denomination_code,
+                    });
+                }
             }
             SasEvent::Meters { .. } | SasEvent::RomSignature { .. } | SasEvent::Data { .. } => {}
         }

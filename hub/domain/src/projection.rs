@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::StoredEvent;
-use crate::accounting::{Bucket, MachineBook};
+use crate::accounting::{Bucket, MachineBook, ManualReading};
 use crate::devices::{DeviceState, DeviceStates};
 use crate::site::Floor;
 
@@ -72,6 +72,19 @@ pub trait Projection: Send + 'static {
     ) -> Result<(), Poison>;
     /// What to store since the last flush.
     fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>);
+    /// Applies a reading entered by hand for `device` of `edge`, at the projection's place in
+    /// that edge's log (the runner records the place, so a rebuild applies it there again).
+    /// `stored` reads the projection's stored value under a key. Most projections ignore it.
+    fn apply_manual(
+        &mut self,
+        _edge: &str,
+        _device: &str,
+        _entry: &ManualReading,
+        _stored: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+        _changes: &mut Vec<Change>,
+    ) -> Result<(), Poison> {
+        Ok(())
+    }
 }
 
 fn config() -> bincode::config::Configuration<bincode::config::BigEndian> {
@@ -127,14 +140,20 @@ pub type SharedStates = std::sync::Arc<std::sync::RwLock<BTreeMap<(String, Strin
 pub struct DevicesProjection {
     pub states: DeviceStates,
     shared: Option<SharedStates>,
+    reported: Option<crate::site::ReportedDenominations>,
 }
 
 impl DevicesProjection {
-    /// A projection that also keeps `shared` up to date with what it stores.
-    pub fn sharing(shared: SharedStates) -> Self {
+    /// A projection that also keeps `shared` up to date with what it stores, and `reported` with
+    /// the denominations machines report.
+    pub fn sharing(
+        shared: SharedStates,
+        reported: Option<crate::site::ReportedDenominations>,
+    ) -> Self {
         Self {
             states: DeviceStates::default(),
             shared: Some(shared),
+            reported,
         }
     }
 
@@ -144,6 +163,18 @@ impl DevicesProjection {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert((state.edge.clone(), state.device.clone()), state.clone());
+        }
+        if let Some(reported) = &self.reported
+            && let Some(cents) = state
+                .egm
+                .as_ref()
+                .and_then(|e| e.identity.as_ref())
+                .and_then(|i| i.denomination_cents)
+        {
+            reported
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((state.edge.clone(), state.device.clone()), cents);
         }
     }
 }
@@ -159,6 +190,11 @@ pub const NAMES: [&str; 4] = [DEVICES, ACCOUNTING, DEVICE_EVENTS, HANDPAYS];
 impl Projection for DevicesProjection {
     fn name(&self) -> &'static str {
         DEVICES
+    }
+
+    /// 2: what a machine says about itself (LP 1F).
+    fn version(&self) -> u32 {
+        2
     }
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
@@ -199,6 +235,8 @@ pub struct AccountingProjection {
     floor: Floor,
     books: BTreeMap<(String, String), MachineBook>,
     dirty: BTreeMap<(String, String), bool>,
+    /// Buckets of past hours changed by corrections, by key, until the next flush.
+    posted: BTreeMap<Vec<u8>, Bucket>,
 }
 
 impl AccountingProjection {
@@ -207,6 +245,7 @@ impl AccountingProjection {
             floor,
             books: BTreeMap::new(),
             dirty: BTreeMap::new(),
+            posted: BTreeMap::new(),
         }
     }
 
@@ -226,6 +265,11 @@ pub fn bucket_key(edge: &str, device: &str, hour_us: i64) -> Vec<u8> {
 impl Projection for AccountingProjection {
     fn name(&self) -> &'static str {
         ACCOUNTING
+    }
+
+    /// 2: readings entered by hand (book marks, bucket adjustments, flags).
+    fn version(&self) -> u32 {
+        2
     }
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
@@ -269,6 +313,11 @@ impl Projection for AccountingProjection {
             return Ok(());
         }
         let filed = book.apply(event, 0, calendar).cloned();
+        // An hour the machine moved on from within this batch is stored as it ended.
+        for closed in book.closed.drain(..) {
+            self.posted
+                .insert(bucket_key(edge, device, closed.hour_us), closed);
+        }
         let flag = self.dirty.entry(key).or_insert(false);
         if let Some(bucket) = filed {
             *flag = true;
@@ -281,7 +330,65 @@ impl Projection for AccountingProjection {
         Ok(())
     }
 
+    fn apply_manual(
+        &mut self,
+        edge: &str,
+        device: &str,
+        entry: &ManualReading,
+        stored: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Poison> {
+        let key = (edge.to_owned(), device.to_owned());
+        let calendar = &self.floor.site_of(edge).calendar;
+        let book = self
+            .books
+            .entry(key.clone())
+            .or_insert_with(|| MachineBook::new(edge, device));
+        let elsewhere = book
+            .apply_manual(entry, calendar)
+            .map_err(|e| Poison(e.to_string()))?;
+        for closed in book.closed.drain(..) {
+            self.posted
+                .insert(bucket_key(edge, device, closed.hour_us), closed);
+        }
+        self.dirty.insert(key, true);
+        if let Some(current) = &book.current {
+            changes.push(Change::Bucket {
+                edge: edge.to_owned(),
+                device: device.to_owned(),
+                bucket: Box::new(current.clone()),
+            });
+        }
+        for posting in elsewhere {
+            let bucket_key = bucket_key(edge, device, posting.hour_us);
+            let mut bucket = match self.posted.remove(&bucket_key) {
+                Some(bucket) => bucket,
+                None => match stored(&bucket_key) {
+                    Some(bytes) => decode::<Bucket>(ACCOUNTING, &bucket_key, &bytes)
+                        .map_err(|e| Poison(e.to_string()))?,
+                    None => {
+                        return Err(Poison(format!(
+                            "the bucket of {} holding the corrected reading is not stored",
+                            posting.hour_us
+                        )));
+                    }
+                },
+            };
+            bucket.post(&posting);
+            changes.push(Change::Bucket {
+                edge: edge.to_owned(),
+                device: device.to_owned(),
+                bucket: Box::new(bucket.clone()),
+            });
+            self.posted.insert(bucket_key, bucket);
+        }
+        Ok(())
+    }
+
     fn flush(&mut self, writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        for (key, bucket) in std::mem::take(&mut self.posted) {
+            writes.push((key, encode(&bucket)));
+        }
         for ((edge, device), bucket_changed) in std::mem::take(&mut self.dirty) {
             let Some(book) = self.books.get(&(edge.clone(), device.clone())) else {
                 continue;

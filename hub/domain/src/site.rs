@@ -38,6 +38,35 @@ pub struct Floor {
     sites: Vec<Site>,
     default_site: Site,
     machines: BTreeMap<(String, String), Terms>,
+    /// Machines whose denomination the config sets (it wins over what the machine says).
+    configured_denomination: std::collections::BTreeSet<(String, String)>,
+    /// What machines say their credit is worth (LP 1F), kept by the devices projection.
+    reported: Option<ReportedDenominations>,
+}
+
+/// Each machine's credit value in cents as it reports it (LP 1F), shared between the devices
+/// projection (which writes it) and the floor (which reads it).
+pub type ReportedDenominations = std::sync::Arc<std::sync::RwLock<BTreeMap<(String, String), u32>>>;
+
+/// Where a machine's denomination comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenominationSource {
+    /// `[[machines]]` in the hub config.
+    Config,
+    /// The machine (LP 1F).
+    Machine,
+    /// `[accounting]` in the hub config.
+    Default,
+}
+
+impl DenominationSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenominationSource::Config => "config",
+            DenominationSource::Machine => "machine",
+            DenominationSource::Default => "default",
+        }
+    }
 }
 
 impl Floor {
@@ -53,7 +82,58 @@ impl Floor {
                 edges: Vec::new(),
             },
             machines: BTreeMap::new(),
+            configured_denomination: Default::default(),
+            reported: None,
         }
+    }
+
+    /// A floor that takes each machine's denomination from what it says (LP 1F) unless the
+    /// config sets it for that machine.
+    pub fn with_reported(mut self, reported: ReportedDenominations) -> Self {
+        self.reported = Some(reported);
+        self
+    }
+
+    /// The map of reported denominations this floor reads, if any.
+    pub fn reported_denominations(&self) -> Option<ReportedDenominations> {
+        self.reported.clone()
+    }
+
+    /// Marks a machine's denomination as set by the config.
+    pub fn with_configured_denomination(mut self, edge: &str, device: &str) -> Self {
+        self.configured_denomination
+            .insert((edge.to_owned(), device.to_owned()));
+        self
+    }
+
+    /// What the machine says its credit is worth, in minor units of the currency (`None` when it
+    /// has not said, or it does not come to whole minor units).
+    fn reported_denomination(&self, edge: &str, device: &str) -> Option<u32> {
+        let cents = *self
+            .reported
+            .as_ref()?
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(edge.to_owned(), device.to_owned()))?;
+        let scaled = u64::from(cents) * u64::try_from(self.currency.minor_per_major()).ok()?;
+        (scaled % 100 == 0)
+            .then(|| u32::try_from(scaled / 100).ok())
+            .flatten()
+            .filter(|d| *d > 0)
+    }
+
+    /// A machine's denomination and where it comes from.
+    pub fn denomination(&self, edge: &str, device: &str) -> (u32, DenominationSource) {
+        let key = (edge.to_owned(), device.to_owned());
+        if self.configured_denomination.contains(&key)
+            && let Some(terms) = self.machines.get(&key)
+        {
+            return (terms.denomination, DenominationSource::Config);
+        }
+        if let Some(reported) = self.reported_denomination(edge, device) {
+            return (reported, DenominationSource::Machine);
+        }
+        (self.default_terms.denomination, DenominationSource::Default)
     }
 
     /// A floor in US dollars, one-cent credits, UTC days from midnight: tests and the simplest hub.
@@ -101,10 +181,13 @@ impl Floor {
     }
 
     pub fn terms(&self, edge: &str, device: &str) -> Terms {
-        self.machines
+        let mut terms = self
+            .machines
             .get(&(edge.to_owned(), device.to_owned()))
             .copied()
-            .unwrap_or(self.default_terms)
+            .unwrap_or(self.default_terms);
+        terms.denomination = self.denomination(edge, device).0;
+        terms
     }
 
     /// `credits` of a machine in minor units.

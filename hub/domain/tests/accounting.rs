@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 use outpost_domain::StoredEvent;
-use outpost_domain::accounting::{Verdict, figures, reconcile};
+use std::collections::BTreeMap;
+
+use outpost_domain::accounting::{Bucket, ManualReading, Verdict, figures, reconcile};
 use outpost_domain::projection::{AccountingProjection, Change, Projection};
 use outpost_domain::site::Floor;
 use outpost_link::{Event, EventBody, EventClass, MeterReading, SasEvent};
@@ -16,6 +18,8 @@ const DROP: u8 = 0x24;
 /// A machine's events as its edge would store them, one second apart.
 struct Machine {
     seq: u64,
+    /// Seconds added to every later event's time.
+    later_s: i64,
     events: Vec<StoredEvent>,
     meters: [u64; 256],
 }
@@ -24,6 +28,7 @@ impl Machine {
     fn new() -> Self {
         Self {
             seq: 0,
+            later_s: 0,
             events: Vec::new(),
             meters: [0; 256],
         }
@@ -31,7 +36,8 @@ impl Machine {
 
     fn push(&mut self, body: SasEvent) {
         self.seq += 1;
-        let t = 1_764_489_600_000_000 + self.seq as i64 * 1_000_000; // 2025-11-30T08:00Z on
+        // 2025-11-30T08:00Z on, one second apart.
+        let t = 1_764_489_600_000_000 + (self.seq as i64 + self.later_s) * 1_000_000;
         self.events.push(StoredEvent {
             event: Event {
                 seq: self.seq,
@@ -45,6 +51,16 @@ impl Machine {
             hub_received_us: t,
             clock_offset_ms: 0,
         });
+    }
+
+    /// Time passes.
+    fn wait_hours(&mut self, hours: i64) {
+        self.later_s += hours * 3600;
+    }
+
+    /// The time of the next event (Unix µs).
+    fn next_us(&self) -> i64 {
+        1_764_489_600_000_000 + (self.seq as i64 + 1 + self.later_s) * 1_000_000
     }
 
     fn exception(&mut self, code: u8) {
@@ -217,4 +233,159 @@ fn replaying_every_event_twice_stores_the_same_bytes() {
     once.flush(&mut a);
     twice.flush(&mut b);
     assert_eq!(a, b);
+}
+
+/// The projection's stored buckets by hour after flushing `projection` into `store`.
+fn stored_buckets(
+    projection: &mut AccountingProjection,
+    store: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+) -> BTreeMap<i64, Bucket> {
+    let mut writes = Vec::new();
+    projection.flush(&mut writes);
+    store.extend(writes);
+    store
+        .iter()
+        .filter(|(k, _)| k.first() == Some(&b'b'))
+        .map(|(k, v)| {
+            let bucket: Bucket = outpost_domain::projection::decode("accounting", k, v).unwrap();
+            (bucket.hour_us, bucket)
+        })
+        .collect()
+}
+
+#[test]
+fn every_hour_one_batch_spans_is_stored_not_only_the_last() {
+    let mut m = Machine::new();
+    m.read_meters();
+    for _ in 0..3 {
+        m.bill_20(false);
+        m.read_meters();
+        m.wait_hours(1);
+    }
+    let (mut projection, _) = project(&m.events);
+    let buckets = stored_buckets(&mut projection, &mut BTreeMap::new());
+    assert_eq!(buckets.len(), 3, "{buckets:?}");
+    assert!(buckets.values().all(|b| b.meter(DROP) == 2_000));
+}
+
+/// A machine read at 08:00, its link lost, read by hand at 09:00 (an attendant's typo: drop
+/// 5,000 too high), and read again by the edge at 10:00 once the link is back.
+fn read_by_hand_across_a_link_loss() -> (Machine, ManualReading) {
+    let mut m = Machine::new();
+    m.read_meters();
+    m.bill_20(false);
+    m.push(SasEvent::Link { up: false });
+    m.wait_hours(1);
+    // The bill goes in while the link is down: its exception waits in the machine.
+    m.meters[DROP as usize] += 2_000;
+    let by_hand = ManualReading {
+        id: 7,
+        read_at_us: m.next_us(),
+        meters: [COIN_IN, DROP]
+            .iter()
+            .map(|&c| (c, m.meters[c as usize] + if c == DROP { 5_000 } else { 0 }))
+            .collect(),
+        corrects: None,
+    };
+    (m, by_hand)
+}
+
+#[test]
+fn a_reading_entered_by_hand_closes_the_interval_and_both_intervals_it_bounds_are_flagged() {
+    let (mut m, by_hand) = read_by_hand_across_a_link_loss();
+    let (mut projection, mut changes) = project(&m.events);
+    let mut store = BTreeMap::new();
+    projection
+        .apply_manual("edge-1", "egm-1", &by_hand, &|_| None, &mut changes)
+        .unwrap();
+    let hours = stored_buckets(&mut projection, &mut store);
+    let nine = hours.values().last().unwrap();
+    assert_eq!(nine.meter(DROP), 4_000 + 5_000, "as entered");
+    let rec = reconcile(nine, 1, 100);
+    assert_eq!(rec.verdict, Verdict::Unverifiable, "{rec:?}");
+    assert!(
+        rec.reasons.iter().any(|r| r.contains("entered by hand")),
+        "{:?}",
+        rec.reasons
+    );
+    // The link is back at 10:00: the queued exception, then the edge's reading.
+    m.wait_hours(1);
+    m.push(SasEvent::Link { up: true });
+    m.exception(0x4A);
+    m.read_meters();
+    let seen = m.events.len() - 3;
+    for e in &m.events[seen..] {
+        projection.apply("edge-1", 0, e, &mut changes).unwrap();
+    }
+    let hours = stored_buckets(&mut projection, &mut store);
+    let ten = hours.values().last().unwrap();
+    assert_eq!(
+        ten.flags.manual_readings, 1,
+        "the interval it opened is flagged"
+    );
+    assert_eq!(
+        ten.flags.meter_resets, 1,
+        "from the typo to the machine's reading the drop meter went backwards"
+    );
+    assert_eq!(ten.meter(DROP), 0, "and nothing is read as revenue there");
+}
+
+#[test]
+fn a_correction_moves_the_difference_between_the_two_intervals_and_keeps_the_original() {
+    let (mut m, by_hand) = read_by_hand_across_a_link_loss();
+    let (mut projection, mut changes) = project(&m.events);
+    let mut store = BTreeMap::new();
+    projection
+        .apply_manual("edge-1", "egm-1", &by_hand, &|_| None, &mut changes)
+        .unwrap();
+    stored_buckets(&mut projection, &mut store);
+    m.wait_hours(1);
+    m.push(SasEvent::Link { up: true });
+    m.exception(0x4A);
+    m.read_meters();
+    let seen = m.events.len() - 3;
+    for e in &m.events[seen..] {
+        projection.apply("edge-1", 0, e, &mut changes).unwrap();
+    }
+    stored_buckets(&mut projection, &mut store);
+    let correction = ManualReading {
+        id: 8,
+        read_at_us: by_hand.read_at_us,
+        meters: [(DROP, by_hand.meters[&DROP] - 5_000)].into(),
+        corrects: Some(7),
+    };
+    let reader = store.clone();
+    projection
+        .apply_manual(
+            "edge-1",
+            "egm-1",
+            &correction,
+            &|k| reader.get(k).cloned(),
+            &mut changes,
+        )
+        .unwrap();
+    let hours: Vec<Bucket> = stored_buckets(&mut projection, &mut store)
+        .into_values()
+        .collect();
+    let drops: Vec<u128> = hours.iter().map(|b| b.meter(DROP)).collect();
+    assert_eq!(drops, [4_000, 0], "09:00 and 10:00 as they really were");
+    assert!(hours.iter().all(|b| b.flags.corrections == 1));
+    assert_eq!(
+        hours[1].flags.meter_resets, 0,
+        "no meter went backwards after all"
+    );
+    assert_eq!(
+        hours[0].metered[&DROP],
+        4_000 + 5_000,
+        "what was entered is kept; the correction is posted beside it"
+    );
+    // A correction of an entry the machine's book does not know is refused, naming it.
+    let unknown = ManualReading {
+        corrects: Some(99),
+        ..correction
+    };
+    let err = projection
+        .apply_manual("edge-1", "egm-1", &unknown, &|_| None, &mut changes)
+        .unwrap_err();
+    assert!(err.0.contains("99"), "{err}");
 }

@@ -16,6 +16,77 @@ pub const LEGACY_METERS: u8 = 0x1C;
 pub const SELECTED_METERS: u8 = 0x2F;
 /// LP 21: ROM signature verification (its answer may come with a later poll).
 pub const ROM_SIGNATURE: u8 = 0x21;
+/// LP 1F: send gaming machine ID and information.
+pub const MACHINE_INFO: u8 = 0x1F;
+
+/// SAS table C-4, the credit denominations in whole cents (codes for fractions of a cent, 1B–1F,
+/// are not here). Checked against two independent tables (a Python host's and an EGM's).
+const DENOMINATIONS: [(u8, u32); 26] = [
+    (0x01, 1),
+    (0x02, 5),
+    (0x03, 10),
+    (0x04, 25),
+    (0x05, 50),
+    (0x06, 100),
+    (0x07, 500),
+    (0x08, 1_000),
+    (0x09, 2_000),
+    (0x0A, 10_000),
+    (0x0B, 20),
+    (0x0C, 200),
+    (0x0D, 250),
+    (0x0E, 2_500),
+    (0x0F, 5_000),
+    (0x10, 20_000),
+    (0x11, 25_000),
+    (0x12, 50_000),
+    (0x13, 100_000),
+    (0x14, 200_000),
+    (0x15, 250_000),
+    (0x16, 500_000),
+    (0x17, 2),
+    (0x18, 3),
+    (0x19, 15),
+    (0x1A, 40),
+];
+
+/// The credit value in cents of denomination `code` (`None`: 00, none, or not in whole cents).
+pub fn denomination_cents(code: u8) -> Option<u32> {
+    DENOMINATIONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, cents)| *cents)
+}
+
+/// The denomination code of a credit value in cents (`None` when table C-4 has none).
+pub fn denomination_code(cents: u32) -> Option<u8> {
+    DENOMINATIONS
+        .iter()
+        .find(|(_, v)| *v == cents)
+        .map(|(code, _)| *code)
+}
+
+/// LP 1F's answer: who the machine is and its credit denomination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineInfo {
+    pub game_id: String,
+    pub additional_id: String,
+    pub denomination_code: u8,
+    /// Largest bet, in credits.
+    pub max_bet: u8,
+    pub progressive_group: u8,
+    pub game_options: [u8; 2],
+    pub paytable: String,
+    /// Base payback percentage as the machine writes it (`9250` is 92.50 %).
+    pub base_percent: String,
+}
+
+impl MachineInfo {
+    /// The credit value in cents, when the code names one.
+    pub fn denomination_cents(&self) -> Option<u32> {
+        denomination_cents(self.denomination_code)
+    }
+}
 
 /// The meters of an LP 1C reply, in reply order, each 4 BCD bytes (coin in, coin out, drop,
 /// jackpot, games played, games won; slot-door openings and power resets follow, and are counts
@@ -46,6 +117,8 @@ pub enum DataReply {
     LegacyMeters(Vec<(u8, Bcd)>),
     /// LP 1B: the amount of the pending handpay, in credits.
     Handpay { amount: Bcd },
+    /// LP 1F.
+    MachineInfo(MachineInfo),
     /// A reply the host does not interpret (kept raw).
     Other,
     /// A reply to an interpreted poll that does not read (kept raw, with the reason).
@@ -69,6 +142,8 @@ pub enum DataError {
     HandpayShort { got: usize },
     #[error("LP 1B amount: {0}")]
     HandpayBcd(#[source] BcdError),
+    #[error("LP 1F reply is {got} bytes; it has 20")]
+    MachineInfoLength { got: usize },
 }
 
 /// Reads the data reply to `command` (its payload without address, command and CRC); `requested`
@@ -80,6 +155,7 @@ pub fn data_reply(command: u8, payload: &[u8], requested: &[u8]) -> DataReply {
             .map_err(DataError::from),
         LEGACY_METERS => legacy_meters(payload).map(DataReply::LegacyMeters),
         HANDPAY_INFO => handpay_amount(payload).map(|amount| DataReply::Handpay { amount }),
+        MACHINE_INFO => machine_info(payload).map(DataReply::MachineInfo),
         _ => Ok(DataReply::Other),
     };
     read.unwrap_or_else(DataReply::Unread)
@@ -104,6 +180,29 @@ fn legacy_meters(payload: &[u8]) -> Result<Vec<(u8, Bcd)>, DataError> {
         .collect()
 }
 
+/// LP 1F: game id (2 ASCII), additional id (3 ASCII), denomination code, max bet, progressive
+/// group, game options (2), paytable (6 ASCII), base % (4 ASCII).
+pub fn machine_info(payload: &[u8]) -> Result<MachineInfo, DataError> {
+    let bytes: &[u8; 20] = payload
+        .try_into()
+        .map_err(|_| DataError::MachineInfoLength { got: payload.len() })?;
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_owned()
+    };
+    Ok(MachineInfo {
+        game_id: text(&bytes[0..2]),
+        additional_id: text(&bytes[2..5]),
+        denomination_code: bytes[5],
+        max_bet: bytes[6],
+        progressive_group: bytes[7],
+        game_options: [bytes[8], bytes[9]],
+        paytable: text(&bytes[10..16]),
+        base_percent: text(&bytes[16..20]),
+    })
+}
+
 /// LP 1B: progressive group (1), level (1), amount (5 BCD), partial pay (2 BCD), reset id, …
 fn handpay_amount(payload: &[u8]) -> Result<Bcd, DataError> {
     let bytes = payload
@@ -115,6 +214,35 @@ fn handpay_amount(payload: &[u8]) -> Result<Bcd, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_machine_info_reply_names_its_denomination() {
+        let mut payload = b"ABXYZ".to_vec();
+        payload.extend_from_slice(&[0x04, 5, 0, 0, 0]);
+        payload.extend_from_slice(b"PT0001");
+        payload.extend_from_slice(b"9250");
+        let DataReply::MachineInfo(info) = data_reply(MACHINE_INFO, &payload, &[]) else {
+            panic!("not read");
+        };
+        assert_eq!(info.game_id, "AB");
+        assert_eq!(info.paytable, "PT0001");
+        assert_eq!(info.base_percent, "9250");
+        assert_eq!(info.denomination_cents(), Some(25));
+        assert!(matches!(
+            data_reply(MACHINE_INFO, &payload[..19], &[]),
+            DataReply::Unread(DataError::MachineInfoLength { got: 19 })
+        ));
+    }
+
+    #[test]
+    fn every_denomination_code_round_trips_and_fractions_of_a_cent_are_not_guessed() {
+        for (code, cents) in DENOMINATIONS {
+            assert_eq!(denomination_code(cents), Some(code));
+            assert_eq!(denomination_cents(code), Some(cents));
+        }
+        assert_eq!(denomination_cents(0x00), None);
+        assert_eq!(denomination_cents(0x1B), None);
+    }
 
     #[test]
     fn a_legacy_meter_block_reads_its_six_meters_in_reply_order() {

@@ -373,7 +373,7 @@ impl EgmModel {
                 // Game id (2 ASCII), additional id (3 ASCII), denomination code, max bet,
                 // progressive group, game options (2), paytable (6 ASCII), base % (4 ASCII).
                 let mut payload = b"OPSIM".to_vec();
-                payload.push(denomination_code(self.denomination_cents));
+                payload.push(crate::data::denomination_code(self.denomination_cents).unwrap_or(0));
                 payload.extend_from_slice(&[0x05, 0x00, 0x00, 0x00]);
                 payload.extend_from_slice(b"OP0001");
                 payload.extend_from_slice(b"9250");
@@ -470,21 +470,5 @@ impl EgmModel {
             data[4..6].copy_from_slice(&credits);
         }
         Reply::RealTimeEvent { code, data }
-    }
-}
-
-/// The SAS denomination code of a credit value in cents (table C-4; 0 when it has none).
-pub fn denomination_code(cents: u32) -> u8 {
-    match cents {
-        1 => 0x01,
-        5 => 0x02,
-        10 => 0x03,
-        25 => 0x04,
-        50 => 0x05,
-        100 => 0x06,
-        500 => 0x07,
-        1000 => 0x08,
-        2 => 0x17,
-        _ => 0x00,
     }
 }

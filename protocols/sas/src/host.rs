@@ -18,9 +18,13 @@
 //!   overflow) and 7A (soft meters reset) → LP 1C (main meters).
 //! - A poll queued *when quiet* ([`Line::enqueue_when_quiet`], meter readings) is the EGM's next
 //!   poll after a general poll it answered with no activity (00), so exceptions raised before that
-//!   answer are delivered before the reading. What happens between the answer and the reading
-//!   (the EGM's `min_interval` pacing, 200 ms) can still be counted by the reading before its
-//!   exception arrives. An EGM that never goes quiet gets it anyway after `quiet_wait_max`.
+//!   answer are delivered before the reading. Its answer is *held* until the EGM's next general
+//!   poll: answered 00 again, nothing happened between the two quiet answers, so the reading is
+//!   reported (just before that 00) and counts exactly the events reported before it. Anything
+//!   else first (an exception, a real-time event, a failed poll) may have happened before or after
+//!   the reading: the reading is dropped and asked for again when quiet, keeping its first time.
+//!   An EGM that never goes quiet is read anyway after `quiet_wait_max`, and that reading is
+//!   reported at once (it may count an event reported after it).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -135,6 +139,16 @@ struct Egm {
     quiet: bool,
     /// A poll to send once quiet, and since when it waits.
     when_quiet: Option<(Request, Instant)>,
+    /// The answer to a poll sent when quiet, until the next general poll says whether it stands.
+    held: Option<Held>,
+}
+
+/// A reading waiting for the EGM's next quiet answer (see the module's rules).
+#[derive(Debug)]
+struct Held {
+    event: HostEvent,
+    request: Request,
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -142,6 +156,8 @@ struct Outstanding {
     egm: usize,
     request: Request,
     attempt: u8,
+    /// Sent when quiet, waiting since then: its answer is held.
+    quiet_since: Option<Instant>,
 }
 
 /// One serial line with its EGMs.
@@ -172,6 +188,7 @@ impl Line {
                     rom_seed: 0,
                     quiet: false,
                     when_quiet: None,
+                    held: None,
                 })
                 .collect(),
             needs_sync: true,
@@ -253,10 +270,14 @@ impl Line {
             .when_quiet
             .as_ref()
             .is_some_and(|(_, since)| egm.quiet || now.duration_since(*since) >= quiet_wait_max);
+        let mut quiet_since = None;
         let request = match egm.queue.pop_front() {
             Some(request) => request,
             None if due => match egm.when_quiet.take() {
-                Some((request, _)) => request,
+                Some((request, since)) => {
+                    quiet_since = egm.quiet.then_some(since);
+                    request
+                }
                 None => Request::general_poll(egm.address),
             },
             None => Request::general_poll(egm.address),
@@ -283,6 +304,7 @@ impl Line {
             egm: index,
             request: request.clone(),
             attempt: 0,
+            quiet_since,
         });
         self.send(request, real_time, now)
     }
@@ -341,6 +363,14 @@ impl Line {
         })
     }
 
+    /// A held reading that did not stand goes back to wait for quiet, unless a newer one waits.
+    fn requeue_when_quiet(&mut self, index: usize, held: Held) {
+        let egm = &mut self.egms[index];
+        if egm.when_quiet.is_none() {
+            egm.when_quiet = Some((held.request, held.since));
+        }
+    }
+
     /// The outcome of the outstanding poll (a decoder's result; `NoReply` after the deadline).
     pub fn handle_reply(&mut self, result: Result<Reply, ReplyError>) -> Vec<HostEvent> {
         let Some(mut outstanding) = self.outstanding.take() else {
@@ -354,8 +384,19 @@ impl Line {
             Ok(Reply::Nack) => Err(ReplyError::Nacked),
             other => other,
         };
-        self.egms[index].quiet =
+        let quiet =
             command.is_none() && matches!(reply, Ok(Reply::Exception(crate::data::NO_ACTIVITY)));
+        self.egms[index].quiet = quiet;
+        let settles = command.is_none()
+            || matches!(reply, Ok(Reply::RealTimeEvent { .. }))
+            || (reply.is_err() && outstanding.attempt >= self.config.retries);
+        if settles && let Some(held) = self.egms[index].held.take() {
+            if quiet {
+                events.push(held.event);
+            } else {
+                self.requeue_when_quiet(index, held);
+            }
+        }
         match reply {
             Ok(reply) => {
                 let egm = &mut self.egms[index];
@@ -387,11 +428,23 @@ impl Line {
                         address,
                         command: command.unwrap_or_default(),
                     }),
-                    Reply::Data { command, payload } => events.push(HostEvent::Data {
-                        address,
-                        command,
-                        payload,
-                    }),
+                    Reply::Data { command, payload } => {
+                        let event = HostEvent::Data {
+                            address,
+                            command,
+                            payload,
+                        };
+                        match outstanding.quiet_since {
+                            Some(since) => {
+                                egm.held = Some(Held {
+                                    event,
+                                    request: outstanding.request,
+                                    since,
+                                })
+                            }
+                            None => events.push(event),
+                        }
+                    }
                     Reply::RealTimeEvent { code, data } => {
                         events.push(HostEvent::RealTimeEvent {
                             address,

@@ -11,12 +11,23 @@ use outpost_sas::{HostConfig, HostEvent, Line, ReplyDecoder, Request};
 
 /// Runs host and EGMs against each other for `span` of virtual time; returns the host's events.
 fn run(line: &mut Line, egms: &mut [EgmModel], span: Duration) -> Vec<HostEvent> {
+    run_with(line, egms, span, |_, _| {})
+}
+
+/// [`run`], calling `before` with each frame the host sends before the EGMs see it.
+fn run_with(
+    line: &mut Line,
+    egms: &mut [EgmModel],
+    span: Duration,
+    mut before: impl FnMut(&[u8], &mut [EgmModel]),
+) -> Vec<HostEvent> {
     let start = Instant::now();
     let mut now = start;
     let mut events = Vec::new();
     while now < start + span {
         match line.poll_transmit(now) {
             Some(t) => {
+                before(&t.frame.bytes, egms);
                 let replies: Vec<Vec<u8>> = egms
                     .iter_mut()
                     .filter_map(|e| e.handle(&t.frame.bytes))
@@ -360,6 +371,102 @@ fn a_reading_queued_when_quiet_waits_until_the_machine_has_told_everything() {
         "nothing about the moved meters comes after it: {events:?}"
     );
     assert_no_failed_polls(&events);
+}
+
+/// The bills meter of each reading the host reported, with the bill exceptions reported before it.
+fn bills_by_reading(events: &[HostEvent]) -> Vec<(u64, usize)> {
+    events
+        .iter()
+        .enumerate()
+        .filter_map(|(at, e)| match e {
+            HostEvent::Data {
+                command: 0x2F,
+                payload,
+                ..
+            } => {
+                let read = selected_meters(payload, &[meter::TOTAL_BILLS]).unwrap();
+                let bills_before = events[..at]
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e,
+                            HostEvent::Exception {
+                                code: 0x47..=0x50,
+                                ..
+                            }
+                        )
+                    })
+                    .count();
+                Some((read.meters[0].1.value, bills_before))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_bill_between_the_quiet_answer_and_the_reading_never_lands_after_the_reading_that_counted_it() {
+    let mut egm = EgmModel::new(1);
+    let mut line = Line::new(&[1], HostConfig::default());
+    run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_millis(600),
+    );
+    line.enqueue_when_quiet(
+        Request::selected_meters(1, 0, &[meter::TOTAL_BILLS]).unwrap(),
+        Instant::now(),
+    );
+    // The machine said it is quiet; the bill goes in during the 200 ms before the reading.
+    let mut inserted = false;
+    let events = run_with(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(3),
+        |frame, egms| {
+            if frame.get(1) == Some(&0x2F) && !inserted {
+                inserted = egms[0].insert_bill(20);
+            }
+        },
+    );
+    assert!(inserted);
+    let readings = bills_by_reading(&events);
+    assert_eq!(
+        readings,
+        [(20, 1)],
+        "the first reading (it counted the bill, whose exception came after it) was dropped; the \
+         one reported counts exactly the bill reported before it: {events:?}"
+    );
+    assert_no_failed_polls(&events);
+}
+
+#[test]
+fn a_reading_stands_when_the_machine_is_still_quiet_after_it() {
+    let mut egm = EgmModel::new(1);
+    egm.insert_bill(5);
+    let mut line = Line::new(&[1], HostConfig::default());
+    line.enqueue_when_quiet(
+        Request::selected_meters(1, 0, &[meter::TOTAL_BILLS]).unwrap(),
+        Instant::now(),
+    );
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(2),
+    );
+    assert_eq!(bills_by_reading(&events), [(5, 1)], "{events:?}");
+    let reading = events
+        .iter()
+        .position(|e| matches!(e, HostEvent::Data { .. }))
+        .unwrap();
+    assert_eq!(
+        events[reading + 1],
+        HostEvent::Exception {
+            address: 1,
+            code: 0
+        },
+        "reported with the quiet answer that confirms it"
+    );
 }
 
 #[test]

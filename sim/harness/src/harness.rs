@@ -391,7 +391,19 @@ impl RunningSite {
         path: &str,
         body: &str,
     ) -> std::io::Result<(u16, String)> {
-        let auth = format!("Bearer {}", self.layout.api_token);
+        self.api_as(&self.layout.api_token, method, path, body)
+            .await
+    }
+
+    /// Sends an API request to the hub with `token`.
+    pub async fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
+        let auth = format!("Bearer {token}");
         outpost_process::admin::request(
             self.layout.hub_api,
             method,
@@ -404,6 +416,22 @@ impl RunningSite {
         )
         .await
     }
+}
+
+/// Waits (up to `timeout`) until projection `name` of the hub at `hub_admin` has applied every
+/// committed event (`outpost_projection_lag_events` 0).
+pub async fn wait_projection_caught_up(
+    hub_admin: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), HarnessError> {
+    let series = format!("outpost_projection_lag_events{{projection=\"{name}\"}}");
+    wait_until(
+        &format!("projection {name} to catch up"),
+        timeout,
+        || async { scrape(hub_admin, &series).await == Some(0.0) },
+    )
+    .await
 }
 
 /// Polls `check` every 100 ms until it is true, or fails after `timeout`.

@@ -184,6 +184,8 @@ impl LineDriver {
         let mut line = Line::new(&addresses, host);
         let mut real_time_asked = HashMap::new();
         for egm in &config.egms {
+            // Who the machine is and its denomination, once it answers.
+            line.enqueue(Request::long(egm.address, data::MACHINE_INFO));
             if egm.real_time_events {
                 line.enqueue(Request::real_time_events(egm.address, true));
                 real_time_asked.insert(egm.address, true);
@@ -370,8 +372,13 @@ impl LineDriver {
             HostEvent::LinkUp { .. } => {
                 tracing::info!(line = %self.config.id, device = %id, "sas link up");
                 metrics::SAS_LINK_UP.with_label_values(&[&id]).set(1);
+                // The machine may have been swapped or reconfigured while it was away.
+                self.line
+                    .enqueue(Request::long(address, data::MACHINE_INFO));
+                // Like every reading: once the machine has told what it held while unreachable.
                 if let Ok(request) = Request::selected_meters(address, 0, &REPORTED_METERS) {
-                    self.line.enqueue(request);
+                    self.line
+                        .enqueue_when_quiet(request, std::time::Instant::now());
                 }
             }
             _ => {}

@@ -90,6 +90,8 @@ fn data_event(command: u8, payload: &[u8], device: &str) -> (SasEvent, &'static 
             },
             "handpay",
         ),
+        // Stored as the machine said it; the hub reads it (`outpost_sas::data::machine_info`).
+        DataReply::MachineInfo(_) => (raw(command, payload).0, "machine_info"),
         DataReply::Other => raw(command, payload),
         DataReply::Unread(err) => {
             tracing::warn!(device, %err, "data reply does not read; stored raw");

@@ -1,0 +1,86 @@
+//! A machine's denomination from the machine itself (LP 1F), through real processes: a simulated
+//! machine with 5-cent credits on a hub whose config says 1 cent. The edge asks the machine who it
+//! is; the hub counts its credits at 5 cents, so a $20 bill (400 credits) is $20 in the day's
+//! figures and the day balances. A machine the config names keeps the config's value.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
+use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use serde_json::json;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+async fn get(site: &RunningSite, path: &str) -> serde_json::Value {
+    let (_, text) = site.api("GET", path, "").await.unwrap();
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_are_counted_at_the_denomination_the_machine_reports_unless_the_config_sets_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = EgmSimProcess::spawn_pty_line(
+        exe(),
+        2,
+        &["--play-rate", "0", "--denom", "5"],
+        &tmp.path().join("egm.log"),
+    )
+    .await
+    .unwrap();
+    let devices = sas_pty_line_toml(
+        "line-a",
+        &sim.line,
+        &["nickel".to_owned(), "pinned".to_owned()],
+        "meter_interval_ms = 1000",
+    );
+    let mut spec = SiteSpec::single("edge-01", &devices);
+    let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
+    spec.hub_extra_toml = format!(
+        "[accounting]\ndenomination = 1\ngaming_day_start_hour = {hour}\n\n\
+         [[machines]]\nedge = \"edge-01\"\ndevice = \"pinned\"\ndenomination = 1\n"
+    );
+    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
+    let site = RunningSite::start(exe(), layout).await.unwrap();
+
+    wait_until("the machine's identity", Duration::from_secs(30), || async {
+        get(&site, "/api/v1/devices/edge-01/nickel").await["egm"]["identity"]
+            ["denomination_cents"]
+            == 5
+    })
+    .await
+    .unwrap();
+    let nickel = get(&site, "/api/v1/devices/edge-01/nickel").await;
+    assert_eq!(nickel["egm"]["denomination"], "0.05", "{nickel}");
+    assert_eq!(nickel["egm"]["denomination_source"], "machine");
+    assert_eq!(nickel["egm"]["identity"]["paytable"], "OP0001");
+    let pinned = get(&site, "/api/v1/devices/edge-01/pinned").await;
+    assert_eq!(pinned["egm"]["denomination"], "0.01", "{pinned}");
+    assert_eq!(pinned["egm"]["denomination_source"], "config");
+
+    wait_until("a first interval", Duration::from_secs(30), || async {
+        get(&site, "/api/v1/machines/edge-01/nickel/days/today").await["reconciliation"]
+            ["intervals"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await
+    .unwrap();
+    // $20 at 5 cents a credit.
+    sim.post("/bill", &json!({"address": 1, "credits": 400}))
+        .await
+        .unwrap();
+    wait_until("the bill in the day", Duration::from_secs(20), || async {
+        get(&site, "/api/v1/machines/edge-01/nickel/days/today").await["figures"]["drop"] == "20.00"
+    })
+    .await
+    .unwrap();
+    let day = get(&site, "/api/v1/machines/edge-01/nickel/days/today").await;
+    assert_eq!(day["reconciliation"]["verdict"], "balanced", "{day}");
+    assert!(site.stop().await.unwrap());
+}

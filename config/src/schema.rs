@@ -278,6 +278,10 @@ pub struct SasLineConfig {
     /// Meters (LP 2F) are read this often, and after every link-up.
     #[serde(default = "default_meter_interval_ms")]
     pub meter_interval_ms: u64,
+    /// How often each game's meters are read (LP 2F per game, machines with 2 or more games);
+    /// 0: never.
+    #[serde(default = "default_game_meter_interval_ms")]
+    pub game_meter_interval_ms: u64,
     pub egms: Vec<EgmConfig>,
 }
 
@@ -289,6 +293,9 @@ fn default_reply_timeout_ms() -> u64 {
 }
 fn default_meter_interval_ms() -> u64 {
     10_000
+}
+fn default_game_meter_interval_ms() -> u64 {
+    900_000
 }
 
 impl SasLineConfig {
@@ -1068,6 +1075,9 @@ fn validate_sas_line(
     }
     if line.meter_interval_ms < 1_000 {
         v.invalid(&key("meter_interval_ms"), "at least 1000");
+    }
+    if line.game_meter_interval_ms != 0 && line.game_meter_interval_ms < 1_000 {
+        v.invalid(&key("game_meter_interval_ms"), "0 (never) or at least 1000");
     }
     if line.egms.is_empty() || line.egms.len() > 32 {
         v.invalid(&key("egms"), "1 to 32 machines");

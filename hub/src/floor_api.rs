@@ -653,8 +653,48 @@ pub struct DayReport {
     pub figures: FiguresView,
     pub reconciliation: ReconciliationView,
     pub hours: Vec<HourView>,
+    /// Each game's figures (machines with two games or more, read every
+    /// `game_meter_interval_ms`), from that game's own meters.
+    pub games: Vec<GameFiguresView>,
     /// Events since the machine's last meter reading, filed when the next one comes.
     pub pending_events: u64,
+}
+
+/// One game's figures over a span.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GameFiguresView {
+    pub game: u16,
+    pub coin_in: String,
+    pub coin_out: String,
+    /// coin in − coin out.
+    pub net_win: String,
+    pub games_played: u64,
+    pub games_won: u64,
+    /// Actual hold in percent, absent without coin in.
+    pub actual_hold_percent: Option<String>,
+}
+
+fn game_views(floor: &Floor, total: &Bucket, denomination: u32) -> Vec<GameFiguresView> {
+    total
+        .games
+        .iter()
+        .map(|(game, meters)| {
+            let game_bucket = Bucket {
+                metered: meters.clone(),
+                ..Bucket::default()
+            };
+            let f = accounting::figures(&game_bucket, denomination, None);
+            GameFiguresView {
+                game: *game,
+                coin_in: floor.money(f.coin_in),
+                coin_out: floor.money(f.coin_out),
+                net_win: floor.money(f.net_win),
+                games_played: u64::try_from(f.games_played).unwrap_or(u64::MAX),
+                games_won: u64::try_from(f.games_won).unwrap_or(u64::MAX),
+                actual_hold_percent: f.actual_hold_bp.map(percent),
+            }
+        })
+        .collect()
 }
 
 /// The buckets of a machine from `start_us` (inclusive) to `end_us` (exclusive).
@@ -748,6 +788,7 @@ fn day_report(
             .iter()
             .map(|b| hour_view(floor, edge, device, b).hour)
             .collect(),
+        games: game_views(floor, &total, terms.denomination),
         pending_events: pending,
     })
 }

@@ -21,7 +21,6 @@ mod hikcentral;
 mod link;
 mod manual;
 mod manual_api;
-mod meters;
 mod metrics;
 mod projections;
 mod sessions;
@@ -39,7 +38,6 @@ pub use hikcentral::jobs::ManagerMsg;
 pub use hikcentral::visits::{Visit, VisitState, VisitStore};
 pub use hikcentral::{NewVisit, VisitError, Visits, validate as validate_visit};
 pub use link::{LinkContext, serve_endpoint};
-pub use meters::MeterBook;
 pub use projections::{
     Rebuilt, Runner as ProjectionRunner, Source as ProjectionSource, digest as projection_digest,
     rebuild as rebuild_projection,

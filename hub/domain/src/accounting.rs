@@ -106,6 +106,8 @@ pub struct Bucket {
     pub metered: BTreeMap<u8, u128>,
     /// Signed changes by meter code posted by corrections of readings entered by hand.
     pub adjusted: BTreeMap<u8, i128>,
+    /// Each game's meter increases (game → meter code → increase), from per-game readings.
+    pub games: BTreeMap<u16, BTreeMap<u8, u128>>,
     pub events: EventSums,
     pub flags: Flags,
     /// Intervals filed here.
@@ -120,6 +122,12 @@ impl Bucket {
         }
         for (code, by) in &other.adjusted {
             *self.adjusted.entry(*code).or_default() += by;
+        }
+        for (game, meters) in &other.games {
+            let mine = self.games.entry(*game).or_default();
+            for (code, by) in meters {
+                *mine.entry(*code).or_default() += by;
+            }
         }
         self.events.add(&other.events);
         self.flags.add(&other.flags);
@@ -266,6 +274,8 @@ pub struct MachineBook {
     pub manual: BTreeMap<u64, ManualMark>,
     /// The entry whose reading is the book's latest, if the latest was entered by hand.
     pub latest_manual: Option<u64>,
+    /// The last reading of each game's meters (games 1…).
+    pub game_last: BTreeMap<u16, Values>,
     /// Buckets of past hours this book moved on from since its owner last took them (to store).
     #[serde(skip)]
     pub closed: Vec<Bucket>,
@@ -320,10 +330,11 @@ impl MachineBook {
             SasEvent::Meters { game: 0, meters } => {
                 return self.reading(meters, stored.happened_us(), filing);
             }
-            SasEvent::Link { up: true }
-            | SasEvent::Meters { .. }
-            | SasEvent::RomSignature { .. }
-            | SasEvent::Data { .. } => {}
+            SasEvent::Meters { game, meters } => {
+                return self.game_reading(*game, meters, stored.happened_us(), filing);
+            }
+            SasEvent::Link { up: true } | SasEvent::RomSignature { .. } | SasEvent::Data { .. } => {
+            }
         }
         None
     }
@@ -362,6 +373,57 @@ impl MachineBook {
         }
     }
 
+    /// The bucket of the hour of `at` (the current one if `at` is not past it), taken out of
+    /// `current`; a bucket moved past goes to `closed`.
+    fn take_bucket(&mut self, at: i64, filing: &dyn Filing) -> Bucket {
+        let hour = filing.hour_start(at);
+        match self.current.take() {
+            Some(b) if b.hour_us >= hour => b,
+            previous => {
+                self.closed.extend(previous);
+                Bucket {
+                    hour_us: hour,
+                    day: filing.gaming_day(hour),
+                    ..Bucket::default()
+                }
+            }
+        }
+    }
+
+    /// A reading of one game's meters: their increases since the game's last reading go into
+    /// the hour's bucket, under the game (a game's first reading is its baseline; a meter that went
+    /// backwards adds nothing). Machine figures and reconciliation are the machine's own meters'.
+    fn game_reading(
+        &mut self,
+        game: u16,
+        meters: &[outpost_link::MeterReading],
+        at: i64,
+        filing: &dyn Filing,
+    ) -> Option<&Bucket> {
+        let last = self.game_last.entry(game).or_default();
+        let first = last.is_empty();
+        let mut moved = BTreeMap::new();
+        for m in meters {
+            if let Some(&previous) = last.get(&m.code)
+                && let (by, 0) = interval_delta(m.code, previous, (m.value, m.bytes))
+                && by > 0
+            {
+                moved.insert(m.code, by as u128);
+            }
+            last.insert(m.code, (m.value, m.bytes));
+        }
+        if first {
+            return None;
+        }
+        let mut bucket = self.take_bucket(at, filing);
+        let figures = bucket.games.entry(game).or_default();
+        for (code, by) in moved {
+            *figures.entry(code).or_default() += by;
+        }
+        self.current = Some(bucket);
+        self.current.as_ref()
+    }
+
     fn reading(
         &mut self,
         meters: &[outpost_link::MeterReading],
@@ -397,19 +459,7 @@ impl MachineBook {
             self.open_flags = Flags::default();
             return None;
         }
-        let hour = filing.hour_start(at);
-        let bucket = match self.current.take() {
-            Some(b) if b.hour_us >= hour => b,
-            previous => {
-                self.closed.extend(previous);
-                Bucket {
-                    hour_us: hour,
-                    day: filing.gaming_day(hour),
-                    ..Bucket::default()
-                }
-            }
-        };
-        let mut bucket = bucket;
+        let mut bucket = self.take_bucket(at, filing);
         for (code, by) in metered {
             *bucket.metered.entry(code).or_default() += by;
         }

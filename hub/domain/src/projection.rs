@@ -267,9 +267,9 @@ impl Projection for AccountingProjection {
         ACCOUNTING
     }
 
-    /// 2: readings entered by hand (book marks, bucket adjustments, flags).
+    /// 2: readings entered by hand (book marks, bucket adjustments, flags); 3: per-game meters.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {

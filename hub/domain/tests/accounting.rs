@@ -389,3 +389,29 @@ fn a_correction_moves_the_difference_between_the_two_intervals_and_keeps_the_ori
         .unwrap_err();
     assert!(err.0.contains("99"), "{err}");
 }
+
+#[test]
+fn a_games_meters_count_from_its_first_reading_and_never_backwards_and_leave_the_machine_alone() {
+    let game = |coin_in: u64| SasEvent::Meters {
+        game: 2,
+        meters: vec![MeterReading {
+            code: COIN_IN,
+            value: coin_in,
+            bytes: 4,
+        }],
+    };
+    let mut m = Machine::new();
+    m.read_meters();
+    m.push(game(500)); // the baseline: played before the hub knew
+    m.push(game(530));
+    m.push(game(10)); // went backwards (RAM clear): adds nothing
+    m.push(game(25));
+    let (_, changes) = project(&m.events);
+    let day = day_of(&changes);
+    assert_eq!(day.games[&2][&COIN_IN], 30 + 15);
+    assert_eq!(
+        day.meter(COIN_IN),
+        0,
+        "the machine's own meter is the machine's figure"
+    );
+}

@@ -18,6 +18,8 @@ pub const SELECTED_METERS: u8 = 0x2F;
 pub const ROM_SIGNATURE: u8 = 0x21;
 /// LP 1F: send gaming machine ID and information.
 pub const MACHINE_INFO: u8 = 0x1F;
+/// LP 51: send number of games implemented.
+pub const GAME_COUNT: u8 = 0x51;
 
 /// SAS table C-4, the credit denominations in whole cents (codes for fractions of a cent, 1B–1F,
 /// are not here). Checked against two independent tables (a Python host's and an EGM's).
@@ -119,6 +121,8 @@ pub enum DataReply {
     Handpay { amount: Bcd },
     /// LP 1F.
     MachineInfo(MachineInfo),
+    /// LP 51: how many games the machine has.
+    GameCount(u16),
     /// A reply the host does not interpret (kept raw).
     Other,
     /// A reply to an interpreted poll that does not read (kept raw, with the reason).
@@ -144,6 +148,8 @@ pub enum DataError {
     HandpayBcd(#[source] BcdError),
     #[error("LP 1F reply is {got} bytes; it has 20")]
     MachineInfoLength { got: usize },
+    #[error("LP 51 reply: {0}")]
+    GameCount(#[source] BcdError),
 }
 
 /// Reads the data reply to `command` (its payload without address, command and CRC); `requested`
@@ -156,6 +162,9 @@ pub fn data_reply(command: u8, payload: &[u8], requested: &[u8]) -> DataReply {
         LEGACY_METERS => legacy_meters(payload).map(DataReply::LegacyMeters),
         HANDPAY_INFO => handpay_amount(payload).map(|amount| DataReply::Handpay { amount }),
         MACHINE_INFO => machine_info(payload).map(DataReply::MachineInfo),
+        GAME_COUNT => Bcd::decode(payload)
+            .map_err(DataError::GameCount)
+            .map(|n| DataReply::GameCount(u16::try_from(n.value).unwrap_or(u16::MAX))),
         _ => Ok(DataReply::Other),
     };
     read.unwrap_or_else(DataReply::Unread)

@@ -68,6 +68,10 @@ pub struct EgmModel {
     rom_signature: Option<u16>,
     handpay: Option<u64>,
     games: u16,
+    /// Meters of each game (1..=games): the games are played in turn.
+    game_meters: BTreeMap<u16, BTreeMap<u8, u64>>,
+    /// What was really added to each game's meters.
+    game_lifetime: BTreeMap<(u16, u8), u128>,
     denomination_cents: u32,
     lifetime: BTreeMap<u8, u128>,
     delivered: Vec<u8>,
@@ -90,6 +94,8 @@ impl EgmModel {
             rom_signature: None,
             handpay: None,
             games: 1,
+            game_meters: BTreeMap::new(),
+            game_lifetime: BTreeMap::new(),
             denomination_cents: 1,
             lifetime: BTreeMap::new(),
             delivered: Vec::new(),
@@ -107,6 +113,32 @@ impl EgmModel {
     /// What was really added to `code` over the model's life (no rollover, no RAM clear).
     pub fn lifetime(&self, code: u8) -> u128 {
         self.lifetime.get(&code).copied().unwrap_or(0)
+    }
+
+    /// What was really added to meter `code` of game `game` (1..=games).
+    pub fn game_lifetime(&self, game: u16, code: u8) -> u128 {
+        self.game_lifetime.get(&(game, code)).copied().unwrap_or(0)
+    }
+
+    /// Meter `code` of game `game` now.
+    pub fn game_meter(&self, game: u16, code: u8) -> u64 {
+        self.game_meters
+            .get(&game)
+            .and_then(|m| m.get(&code))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn add_to_game(&mut self, game: u16, code: u8, by: u64) {
+        let modulus = 10u64.pow(2 * meter_size(code) as u32);
+        let value = self
+            .game_meters
+            .entry(game)
+            .or_default()
+            .entry(code)
+            .or_insert(0);
+        *value = (*value + by) % modulus;
+        *self.game_lifetime.entry((game, code)).or_insert(0) += u128::from(by);
     }
 
     /// Exceptions the host acknowledged, in order.
@@ -133,6 +165,7 @@ impl EgmModel {
     /// must be synchronised again. Lifetime totals and logs survive (they are the test's truth).
     pub fn ram_clear(&mut self) {
         self.meters.clear();
+        self.game_meters.clear();
         self.exceptions.clear();
         self.unacked_exception = false;
         self.handpay = None;
@@ -211,17 +244,23 @@ impl EgmModel {
         let bet = bet.min(credits);
         self.meters
             .insert(meter::CURRENT_CREDITS, credits - bet + win);
-        self.add(meter::COIN_IN, bet);
-        self.add(meter::COIN_OUT, win);
-        self.add(meter::GAMES_PLAYED, 1);
-        self.add(
-            if win > 0 {
-                meter::GAMES_WON
-            } else {
-                meter::GAMES_LOST
-            },
-            1,
-        );
+        // The games are played in turn: game 1, 2, …, games, 1, …
+        let game =
+            u16::try_from(self.meter(meter::GAMES_PLAYED) % u64::from(self.games)).unwrap_or(0) + 1;
+        let outcome = if win > 0 {
+            meter::GAMES_WON
+        } else {
+            meter::GAMES_LOST
+        };
+        for (code, by) in [
+            (meter::COIN_IN, bet),
+            (meter::COIN_OUT, win),
+            (meter::GAMES_PLAYED, 1),
+            (outcome, 1),
+        ] {
+            self.add(code, by);
+            self.add_to_game(game, code, by);
+        }
         self.raise(0x7E);
         self.raise(0x7F);
         true
@@ -406,11 +445,19 @@ impl EgmModel {
             }
             0x2F => {
                 let codes = data.get(3..)?;
+                let game = Bcd::decode(data.get(1..3)?).ok()?.value;
+                // A game the machine does not have: ignored, as an unsupported poll is.
+                let game = u16::try_from(game).ok().filter(|g| *g <= self.games)?;
                 let mut payload = vec![0u8];
                 payload.extend_from_slice(data.get(1..3)?);
                 for &code in codes {
+                    let value = match game {
+                        0 => self.meter(code),
+                        // Money in and out of the machine as a whole is no game's.
+                        game => self.game_meter(game, code),
+                    };
                     payload.push(code);
-                    payload.extend(bcd(self.meter(code), meter_size(code)));
+                    payload.extend(bcd(value, meter_size(code)));
                 }
                 payload[0] = (payload.len() - 1) as u8;
                 Some(Reply::Data {

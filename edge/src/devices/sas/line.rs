@@ -166,7 +166,22 @@ pub struct LineDriver {
     /// Real-time mode asked for with LP 0E and not yet acknowledged.
     real_time_asked: HashMap<u8, bool>,
     next_meters: Instant,
+    /// Games each machine has (LP 51), once it said.
+    games: HashMap<u8, u16>,
+    /// When each game's meters are next read (when `game_meter_interval_ms` is not 0).
+    next_game_meters: Instant,
 }
+
+/// The meters read per game.
+const GAME_METERS: [u8; 4] = [
+    outpost_sas::egm::meter::COIN_IN,
+    outpost_sas::egm::meter::COIN_OUT,
+    outpost_sas::egm::meter::GAMES_PLAYED,
+    outpost_sas::egm::meter::GAMES_WON,
+];
+
+/// At most this many games of a machine are read (LP 2F per game takes a poll each).
+const MAX_GAMES_READ: u16 = 64;
 
 impl LineDriver {
     pub fn new(
@@ -184,14 +199,20 @@ impl LineDriver {
         let mut line = Line::new(&addresses, host);
         let mut real_time_asked = HashMap::new();
         for egm in &config.egms {
-            // Who the machine is and its denomination, once it answers.
+            // Who the machine is, its denomination and its games, once it answers.
             line.enqueue(Request::long(egm.address, data::MACHINE_INFO));
+            line.enqueue(Request::long(egm.address, data::GAME_COUNT));
             if egm.real_time_events {
                 line.enqueue(Request::real_time_events(egm.address, true));
                 real_time_asked.insert(egm.address, true);
             }
             metrics::SAS_LINK_UP.with_label_values(&[&egm.id]).set(1);
         }
+        // Never (0) is a wake-up so far away the line never waits for it.
+        let game_meter_interval = match config.game_meter_interval_ms {
+            0 => Duration::from_secs(365 * 24 * 3600),
+            ms => Duration::from_millis(ms),
+        };
         let ids = config
             .egms
             .iter()
@@ -207,6 +228,8 @@ impl LineDriver {
             waiting: HashMap::new(),
             real_time_asked,
             next_meters: Instant::now(),
+            games: HashMap::new(),
+            next_game_meters: Instant::now() + game_meter_interval,
         }
     }
 
@@ -230,11 +253,29 @@ impl LineDriver {
         }
     }
 
+    /// Queues a reading of each game's meters of every machine with two games or more.
+    fn queue_game_meters(&mut self) {
+        for (&address, &games) in &self.games {
+            if games < 2 {
+                continue; // its one game is the machine
+            }
+            for game in 1..=games.min(MAX_GAMES_READ) {
+                if let Ok(request) = Request::selected_meters(address, game, &GAME_METERS) {
+                    self.line.enqueue(request);
+                }
+            }
+        }
+    }
+
     async fn step(&mut self) -> Result<(), PortError> {
         let now = Instant::now();
         if now >= self.next_meters {
             self.queue_meters(now);
             self.next_meters = now + Duration::from_millis(self.config.meter_interval_ms);
+        }
+        if self.config.game_meter_interval_ms > 0 && now >= self.next_game_meters {
+            self.queue_game_meters();
+            self.next_game_meters = now + Duration::from_millis(self.config.game_meter_interval_ms);
         }
         while let Ok(request) = self.requests.try_recv() {
             self.accept(request);
@@ -245,7 +286,8 @@ impl LineDriver {
                 .next_wakeup()
                 .map(Instant::from_std)
                 .unwrap_or(now + Duration::from_millis(5))
-                .min(self.next_meters);
+                .min(self.next_meters)
+                .min(self.next_game_meters);
             tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(request) => self.accept(request),
@@ -375,6 +417,7 @@ impl LineDriver {
                 // The machine may have been swapped or reconfigured while it was away.
                 self.line
                     .enqueue(Request::long(address, data::MACHINE_INFO));
+                self.line.enqueue(Request::long(address, data::GAME_COUNT));
                 // Like every reading: once the machine has told what it held while unreachable.
                 if let Ok(request) = Request::selected_meters(address, 0, &REPORTED_METERS) {
                     self.line
@@ -382,6 +425,16 @@ impl LineDriver {
                 }
             }
             _ => {}
+        }
+        if let HostEvent::Data {
+            command: data::GAME_COUNT,
+            payload,
+            ..
+        } = &event
+            && let data::DataReply::GameCount(games) =
+                data::data_reply(data::GAME_COUNT, payload, &[])
+        {
+            self.games.insert(address, games);
         }
         let outcome = match &event {
             HostEvent::Data {

@@ -92,6 +92,7 @@ fn data_event(command: u8, payload: &[u8], device: &str) -> (SasEvent, &'static 
         ),
         // Stored as the machine said it; the hub reads it (`outpost_sas::data::machine_info`).
         DataReply::MachineInfo(_) => (raw(command, payload).0, "machine_info"),
+        DataReply::GameCount(_) => (raw(command, payload).0, "game_count"),
         DataReply::Other => raw(command, payload),
         DataReply::Unread(err) => {
             tracing::warn!(device, %err, "data reply does not read; stored raw");

@@ -482,8 +482,11 @@ pub struct FiguresView {
     pub jackpot: String,
     pub handpaid_cancelled: String,
     pub cancelled_credits: String,
-    /// Metered drop.
+    /// Metered drop (meter 0x24, as the machine counts it).
     pub drop: String,
+    /// Cashable tickets in and out (meters 0x0D, 0x0E).
+    pub tickets_in: String,
+    pub tickets_out: String,
     /// coin in − coin out − jackpots.
     pub net_win: String,
     pub theoretical_win: Option<String>,
@@ -525,6 +528,8 @@ fn figures_view(
         handpaid_cancelled: m(f.handpaid_cancelled),
         cancelled_credits: m(f.cancelled_credits),
         drop: m(f.drop),
+        tickets_in: m(floor.currency.cents_to_minor(f.tickets_in_cents)),
+        tickets_out: m(floor.currency.cents_to_minor(f.tickets_out_cents)),
         net_win: m(f.net_win),
         theoretical_win: f.theoretical_win.map(m),
         games_played: u64::try_from(f.games_played).unwrap_or(u64::MAX),
@@ -1046,9 +1051,7 @@ pub async fn get_site_day(
         });
         // Site totals are in money: scale each machine's credits by its own denomination.
         let mut scaled = bucket.clone();
-        for v in scaled.metered.values_mut() {
-            *v = v.saturating_mul(u128::from(terms.denomination));
-        }
+        scaled.scale_credits(terms.denomination);
         scaled.events.handpaid_credits = scaled
             .events
             .handpaid_credits
@@ -1065,13 +1068,8 @@ pub async fn get_site_day(
     Ok(Json(SiteDayReport {
         site,
         day: day_label,
-        // Games are counts: scaling by a denomination would be wrong, so take them unscaled.
-        figures: {
-            let mut f = figures_view(floor, &money_total, 1, None);
-            f.games_played = u64::try_from(total.meter(0x05)).unwrap_or(u64::MAX);
-            f.games_won = u64::try_from(total.meter(0x06)).unwrap_or(u64::MAX);
-            f
-        },
+        // Credits were scaled to money per machine; counts and cents were left as they are.
+        figures: figures_view(floor, &money_total, 1, None),
         machines: lines,
         balanced,
         discrepancies,
@@ -1141,7 +1139,7 @@ pub async fn list_events(
 }
 
 /// The event types of a slot machine's transaction log.
-pub const TRANSACTION_TYPES: &str = "sas.bill,sas.game_start,sas.game_end,sas.handpay_pending,sas.handpay_reset,sas.door,sas.power,sas.link,sas.exception,command.result";
+pub const TRANSACTION_TYPES: &str = "sas.bill,sas.game_start,sas.game_end,sas.handpay_pending,sas.handpay_reset,sas.door,sas.power,sas.ticket,sas.link,sas.exception,command.result";
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

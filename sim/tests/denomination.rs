@@ -1,7 +1,8 @@
 //! A machine's denomination from the machine itself (LP 1F), through real processes: a simulated
 //! machine with 5-cent credits on a hub whose config says 1 cent. The edge asks the machine who it
 //! is; the hub counts its credits at 5 cents, so a $20 bill (400 credits) is $20 in the day's
-//! figures and the day balances. A machine the config names keeps the config's value.
+//! figures and the day balances. A machine the config names keeps the config's value. A cash-out
+//! ticket is counted in cents (SAS's ticket meters), not in credits.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
@@ -82,5 +83,26 @@ async fn credits_are_counted_at_the_denomination_the_machine_reports_unless_the_
     .unwrap();
     let day = get(&site, "/api/v1/machines/edge-01/nickel/days/today").await;
     assert_eq!(day["reconciliation"]["verdict"], "balanced", "{day}");
+
+    // The player cashes out to a ticket: SAS counts tickets in cents, whatever the credit.
+    sim.post("/cashout", &json!({"address": 1})).await.unwrap();
+    wait_until("the ticket in the day", Duration::from_secs(20), || async {
+        get(&site, "/api/v1/machines/edge-01/nickel/days/today").await["figures"]["tickets_out"]
+            == "20.00"
+    })
+    .await
+    .unwrap();
+    let floor = get(&site, "/api/v1/sites/all/days/today").await;
+    assert_eq!(floor["figures"]["tickets_out"], "20.00", "{floor}");
+    assert_eq!(
+        floor["figures"]["drop"], "20.00",
+        "credits scaled per machine: {floor}"
+    );
+    let log = get(&site, "/api/v1/machines/edge-01/nickel/transactions").await;
+    let text = log.to_string();
+    assert!(
+        text.contains("\"direction\":\"out\"") && text.contains("\"step\":\"printed\""),
+        "the cash-out ticket in the transaction log: {text}"
+    );
     assert!(site.stop().await.unwrap());
 }

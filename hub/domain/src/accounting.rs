@@ -146,14 +146,22 @@ impl Bucket {
         .unwrap_or(0)
     }
 
-    /// Multiplies every meter, adjustments included, by `factor` (credits into money).
-    pub fn scale_meters(&mut self, factor: u32) {
-        for v in self.metered.values_mut() {
-            *v = v.saturating_mul(u128::from(factor));
+    /// Multiplies every meter that counts credits, adjustments included, by `denomination`
+    /// (credits into money); counts and cents stay as they are. Per-game figures are dropped
+    /// (game numbers mean nothing across machines).
+    pub fn scale_credits(&mut self, denomination: u32) {
+        let credits = |code: u8| names::meter(code).unit == names::MeterUnit::Credits;
+        for (code, v) in self.metered.iter_mut() {
+            if credits(*code) {
+                *v = v.saturating_mul(u128::from(denomination));
+            }
         }
-        for v in self.adjusted.values_mut() {
-            *v = v.saturating_mul(i128::from(factor));
+        for (code, v) in self.adjusted.iter_mut() {
+            if credits(*code) {
+                *v = v.saturating_mul(i128::from(denomination));
+            }
         }
+        self.games.clear();
     }
 }
 
@@ -806,8 +814,11 @@ pub struct MoneyFigures {
     pub jackpot: i128,
     pub handpaid_cancelled: i128,
     pub cancelled_credits: i128,
-    /// Metered drop (bills and tickets in).
+    /// Metered drop (meter 0x24, as the machine counts it).
     pub drop: i128,
+    /// Cashable tickets in and out, in cents as SAS counts them (meters 0x0D, 0x0E).
+    pub tickets_in_cents: u128,
+    pub tickets_out_cents: u128,
     /// coin in − coin out − jackpots.
     pub net_win: i128,
     /// Expected win at the machine's par: coin in × (1 − par), when par is known.
@@ -838,6 +849,8 @@ pub fn figures(bucket: &Bucket, denomination: u32, par_bp: Option<u32>) -> Money
         handpaid_cancelled: credits(meter::HANDPAID_CANCELLED),
         cancelled_credits: credits(0x04),
         drop: credits(meter::TOTAL_BILLS),
+        tickets_in_cents: bucket.meter(meter::TICKET_IN_CENTS),
+        tickets_out_cents: bucket.meter(meter::TICKET_OUT_CENTS),
         net_win,
         theoretical_win: theoretical_hold_bp.map(|h| coin_in * i128::from(h) / 10_000),
         games_played: bucket.meter(meter::GAMES_PLAYED),

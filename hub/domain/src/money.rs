@@ -26,6 +26,12 @@ impl Currency {
         10i64.pow(u32::from(self.decimals))
     }
 
+    /// SAS cents (hundredths of the currency's unit) in minor units, rounded toward zero.
+    pub fn cents_to_minor(&self, cents: u128) -> i128 {
+        let cents = i128::try_from(cents).unwrap_or(i128::MAX);
+        cents.saturating_mul(i128::from(self.minor_per_major())) / 100
+    }
+
     /// `minor` written as a decimal string in this currency.
     pub fn format(&self, minor: i128) -> String {
         if self.decimals == 0 {

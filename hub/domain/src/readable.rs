@@ -89,6 +89,15 @@ pub enum What {
     /// AC power lost or applied.
     #[serde(rename = "sas.power")]
     Power { on: bool },
+    /// A ticket: `out` printed at cash-out (3D); `in` inserted (67) or its credits transferred
+    /// (68). Amounts are in the machine's ticket meters (`ticket_in_cents`, `ticket_out_cents`);
+    /// per-ticket amounts need the validation polls (LP 4D, 70), which the hub does not send.
+    #[serde(rename = "sas.ticket")]
+    Ticket {
+        direction: String,
+        step: String,
+        exception: u8,
+    },
     /// Any other exception, by name.
     #[serde(rename = "sas.exception")]
     Exception { code: u8, name: String },
@@ -156,6 +165,7 @@ pub const TYPES: &[&str] = &[
     "sas.handpay_reset",
     "sas.door",
     "sas.power",
+    "sas.ticket",
     "sas.exception",
     "sas.real_time_event",
     "sas.meters",
@@ -182,6 +192,7 @@ impl What {
             What::HandpayReset => "sas.handpay_reset",
             What::Door { .. } => "sas.door",
             What::Power { .. } => "sas.power",
+            What::Ticket { .. } => "sas.ticket",
             What::Exception { .. } => "sas.exception",
             What::RealTimeEvent { .. } => "sas.real_time_event",
             What::Meters { .. } => "sas.meters",
@@ -380,6 +391,20 @@ fn exception_what(floor: &Floor, edge: &str, device: &str, code: u8) -> What {
         exception::HANDPAY_RESET => What::HandpayReset,
         exception::AC_POWER_APPLIED => What::Power { on: true },
         exception::AC_POWER_LOST => What::Power { on: false },
+        exception::CASHOUT_TICKET_PRINTED
+        | exception::TICKET_INSERTED
+        | exception::TICKET_TRANSFERRED => {
+            let (direction, step) = match code {
+                exception::CASHOUT_TICKET_PRINTED => ("out", "printed"),
+                exception::TICKET_INSERTED => ("in", "inserted"),
+                _ => ("in", "transferred"),
+            };
+            What::Ticket {
+                direction: direction.into(),
+                step: step.into(),
+                exception: code,
+            }
+        }
         code => What::Exception {
             code,
             name: names::exception_name(code),

@@ -37,10 +37,15 @@ pub mod meter {
     pub const TOTAL_BILLS: u8 = 0x24;
     /// Total hand-paid cancelled credits.
     pub const HANDPAID_CANCELLED: u8 = 0x03;
+    /// Cashable ticket in, cents (5 bytes).
+    pub const TICKET_IN_CENTS: u8 = 0x0D;
+    /// Cashable ticket out, cents (5 bytes).
+    pub const TICKET_OUT_CENTS: u8 = 0x0E;
 }
 
-/// Meter codes the simulator reports in its LP 2F refreshes (and the edge asks for).
-pub const REPORTED_METERS: [u8; 8] = [
+/// Meter codes the simulator reports in its LP 2F refreshes (and the edge asks for): ten, the
+/// most one LP 2F may ask.
+pub const REPORTED_METERS: [u8; 10] = [
     meter::COIN_IN,
     meter::COIN_OUT,
     meter::JACKPOT,
@@ -49,6 +54,8 @@ pub const REPORTED_METERS: [u8; 8] = [
     meter::GAMES_WON,
     meter::CURRENT_CREDITS,
     meter::TOTAL_BILLS,
+    meter::TICKET_IN_CENTS,
+    meter::TICKET_OUT_CENTS,
 ];
 
 /// The SAS side of one EGM.
@@ -264,6 +271,21 @@ impl EgmModel {
         self.raise(0x7E);
         self.raise(0x7F);
         true
+    }
+
+    /// The player cashes out to a ticket: the credits leave as a cash-out ticket (its value in
+    /// cents on the ticket-out meter) and 3D is raised. Returns the ticket's cents (`None`
+    /// without credits).
+    pub fn cash_out_ticket(&mut self) -> Option<u64> {
+        let credits = self.meter(meter::CURRENT_CREDITS);
+        if credits == 0 {
+            return None;
+        }
+        let cents = credits.saturating_mul(u64::from(self.denomination_cents));
+        self.meters.insert(meter::CURRENT_CREDITS, 0);
+        self.add(meter::TICKET_OUT_CENTS, cents);
+        self.raise(crate::names::exception::CASHOUT_TICKET_PRINTED);
+        Some(cents)
     }
 
     /// A bill of `credits` accepted (if the acceptor is on). Like a real EGM outside real-time

@@ -84,6 +84,7 @@ pub mod exception {
     pub const HANDPAY_RESET: u8 = 0x52;
     pub const CASHOUT_TICKET_PRINTED: u8 = 0x3D;
     pub const TICKET_INSERTED: u8 = 0x67;
+    pub const TICKET_TRANSFERRED: u8 = 0x68;
     pub const BUFFER_OVERFLOW: u8 = 0x70;
     pub const SOFT_METERS_RESET: u8 = 0x7A;
     pub const GAME_STARTED: u8 = 0x7E;

@@ -381,6 +381,11 @@ impl EgmSim {
         self.with_machine(address, |m| m.model.insert_bill(credits))
     }
 
+    /// The ticket's cents when the player cashed out to a ticket (`None` inside: no credits).
+    pub fn cash_out(&self, address: u8) -> Option<Option<u64>> {
+        self.with_machine(address, |m| m.model.cash_out_ticket())
+    }
+
     /// Whether the game was played (play off, a handpay or no credits stop it).
     pub fn play_game(&self, address: u8, bet: u64, win: u64) -> Option<bool> {
         self.with_machine(address, |m| m.model.play_game(bet, win))
@@ -600,6 +605,11 @@ struct PlayBody {
 }
 
 #[derive(Deserialize)]
+struct CashOutBody {
+    address: u8,
+}
+
+#[derive(Deserialize)]
 struct PowerBody {
     address: u8,
     off_ms: u64,
@@ -743,6 +753,16 @@ pub fn control_router(sim: EgmSim) -> Router {
                         sim.insert_bill(b.address, b.credits),
                         |accepted| serde_json::json!({"accepted": accepted}),
                     )
+                },
+            ),
+        )
+        .route(
+            "/cashout",
+            post(
+                |State(sim): State<EgmSim>, Json(b): Json<CashOutBody>| async move {
+                    found(b.address, sim.cash_out(b.address), |cents| {
+                        serde_json::json!({"ticket_cents": cents})
+                    })
                 },
             ),
         )

@@ -2329,11 +2329,21 @@ pub async fn current_session(
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers, Role::Viewer)?;
     machine(&ctx, &edge, &device)?;
-    match ctx
+    let current = match ctx
         .player_sessions
         .current(&edge, &device)
         .map_err(session_error)?
     {
+        Some(s) => Some(s),
+        // A session the machine opened itself (9E).
+        None => ctx
+            .player_sessions
+            .machine_sessions(Some(&edge), Some(&device))
+            .map_err(session_error)?
+            .into_iter()
+            .find(|s| s.closed_us.is_none()),
+    };
+    match current {
         Some(s) => Ok(Json(session_view(&ctx.floor, &s)).into_response()),
         None => Err(session_error(crate::sessions::SessionError::NoneOpen(
             format!("{edge}/{device}"),
@@ -2366,17 +2376,27 @@ pub async fn list_sessions(
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers, Role::Viewer)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let sessions = ctx
+    let keep = |s: &crate::sessions::Session| {
+        q.player.as_ref().is_none_or(|p| *p == s.player)
+            && q.edge.as_ref().is_none_or(|e| *e == s.edge)
+            && q.device.as_ref().is_none_or(|d| *d == s.device)
+    };
+    let mut sessions = ctx
         .player_sessions
-        .list(
-            |s| {
-                q.player.as_ref().is_none_or(|p| *p == s.player)
-                    && q.edge.as_ref().is_none_or(|e| *e == s.edge)
-                    && q.device.as_ref().is_none_or(|d| *d == s.device)
-            },
-            limit,
-        )
+        .list(keep, limit)
         .map_err(session_error)?;
+    sessions.extend(
+        ctx.player_sessions
+            .machine_sessions(
+                q.edge.as_deref(),
+                q.edge.as_deref().and(q.device.as_deref()),
+            )
+            .map_err(session_error)?
+            .into_iter()
+            .filter(keep),
+    );
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.opened_us));
+    sessions.truncate(limit);
     let views: Vec<SessionView> = sessions
         .iter()
         .map(|s| session_view(&ctx.floor, s))

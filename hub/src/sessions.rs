@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use outpost_domain::accounting::MachineBook;
+use outpost_domain::accounting::{MachineBook, MachineSession};
 use outpost_domain::projection::{self, decode, device_key};
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +194,39 @@ impl Sessions {
         Ok(session)
     }
 
+    /// Sessions the machines reported themselves (9E … 9F), as the accounting stored them:
+    /// those of `edge`'s machines (of one `device` when given), or every machine's. Their player
+    /// is [`MACHINE_PLAYER`].
+    pub fn machine_sessions(
+        &self,
+        edge: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<Vec<Session>, SessionError> {
+        let tree = crate::projections::tree(&self.db, projection::ACCOUNTING).map_err(store)?;
+        let prefix = |tag: u8| match (edge, device) {
+            (Some(e), Some(d)) => device_key(tag, e, d),
+            (Some(e), None) => [&[tag][..], e.as_bytes(), &[0]].concat(),
+            _ => vec![tag],
+        };
+        let mut out = Vec::new();
+        for entry in tree.scan_prefix(prefix(b's')) {
+            let (key, value) = entry.map_err(store)?;
+            let session: MachineSession =
+                decode(projection::ACCOUNTING, &key, &value).map_err(store)?;
+            if let Some((e, d)) = machine_of(&key) {
+                out.push(from_machine(&e, &d, session));
+            }
+        }
+        for entry in tree.scan_prefix(prefix(b'm')) {
+            let (key, value) = entry.map_err(store)?;
+            let book: MachineBook = decode(projection::ACCOUNTING, &key, &value).map_err(store)?;
+            if let Some(open) = book.machine_session {
+                out.push(from_machine(&book.edge, &book.device, open));
+            }
+        }
+        Ok(out)
+    }
+
     /// Sessions matching `keep`, newest first, at most `limit`.
     pub fn list(
         &self,
@@ -212,6 +245,34 @@ impl Sessions {
             }
         }
         Ok(out)
+    }
+}
+
+/// The player of a session a machine reported itself (it does not say who played).
+pub const MACHINE_PLAYER: &str = "(machine)";
+
+/// Edge and device of a machine-session key (`s ++ edge ++ 0 ++ device ++ 0 ++ seq`).
+fn machine_of(key: &[u8]) -> Option<(String, String)> {
+    let body = key.get(1..key.len().checked_sub(9)?)?;
+    let split = body.iter().position(|b| *b == 0)?;
+    Some((
+        String::from_utf8_lossy(&body[..split]).into_owned(),
+        String::from_utf8_lossy(&body[split + 1..]).into_owned(),
+    ))
+}
+
+fn from_machine(edge: &str, device: &str, m: MachineSession) -> Session {
+    Session {
+        id: format!("machine-{edge}-{device}-{}", m.opened_seq),
+        player: MACHINE_PLAYER.into(),
+        edge: edge.into(),
+        device: device.into(),
+        opened_by: "machine (9E)".into(),
+        opened_us: m.opened_us,
+        open_meters: m.open_meters,
+        closed_by: m.closed_us.map(|_| "machine (9F)".into()),
+        closed_us: m.closed_us,
+        close_meters: m.close_meters,
     }
 }
 

@@ -144,6 +144,62 @@ async fn a_session_totals_what_was_played_between_the_card_going_in_and_out() {
             .len(),
         1
     );
+    // A session the machine reports itself: 9E, two games, a reading, 9F.
+    let played = |day: serde_json::Value| day["figures"]["games_played"].as_u64().unwrap_or(0);
+    let day = || async {
+        let (_, text) = site
+            .api("GET", "/api/v1/machines/edge-01/egm-1/days/today", "")
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()
+    };
+    let before = played(day().await);
+    sim.post("/exception", &json!({"address": 1, "code": 0x9E}))
+        .await
+        .unwrap();
+    let (status, text) = site.api("GET", path, "").await.unwrap();
+    wait_until(
+        "the machine's session open",
+        Duration::from_secs(10),
+        || async {
+            let (_, text) = site.api("GET", path, "").await.unwrap();
+            text.contains("(machine)")
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {status} {text}"));
+    for _ in 0..2 {
+        sim.post("/game", &json!({"address": 1, "bet": 5, "win": 0}))
+            .await
+            .unwrap();
+    }
+    wait_until(
+        "a reading with the games",
+        Duration::from_secs(10),
+        || async { played(day().await) == before + 2 },
+    )
+    .await
+    .unwrap();
+    sim.post("/exception", &json!({"address": 1, "code": 0x9F}))
+        .await
+        .unwrap();
+    let machine_sessions = "/api/v1/sessions?edge=edge-01&device=egm-1&player=(machine)";
+    wait_until(
+        "the machine's session closed",
+        Duration::from_secs(10),
+        || async {
+            let (_, text) = site.api("GET", machine_sessions, "").await.unwrap();
+            text.contains("\"state\":\"closed\"")
+        },
+    )
+    .await
+    .unwrap();
+    let (_, text) = site.api("GET", machine_sessions, "").await.unwrap();
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list[0]["totals"]["games_played"], 2, "{list}");
+    assert_eq!(list[0]["totals"]["coin_in"], "0.10", "{list}");
+    assert_eq!(list[0]["opened_by"], "machine (9E)");
+
     // Tags from the hub config find devices on the floor.
     for (tag, total) in [("high-limit", 1), ("penny", 0)] {
         let (status, text) = site

@@ -284,9 +284,27 @@ pub struct MachineBook {
     pub latest_manual: Option<u64>,
     /// The last reading of each game's meters (games 1…).
     pub game_last: BTreeMap<u16, Values>,
+    /// The session the machine itself reported open (9E), if one is.
+    pub machine_session: Option<MachineSession>,
+    /// Sessions the machine ended (9F, or a new 9E) since the owner last took them (to store).
+    #[serde(skip)]
+    pub ended_sessions: Vec<MachineSession>,
     /// Buckets of past hours this book moved on from since its owner last took them (to store).
     #[serde(skip)]
     pub closed: Vec<Bucket>,
+}
+
+/// A session the machine reported itself: opened at 9E, ended at 9F. Its meters are the
+/// machine's latest reading at each (so its precision is the meter interval), as for a card the
+/// API binds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineSession {
+    /// The sequence of the 9E that opened it (unique per machine).
+    pub opened_seq: u64,
+    pub opened_us: i64,
+    pub open_meters: Values,
+    pub closed_us: Option<i64>,
+    pub close_meters: Option<Values>,
 }
 
 /// Where a machine's hour starts and which gaming day it is in, for a time.
@@ -330,6 +348,9 @@ impl MachineBook {
         let EventBody::Sas(sas) = &event.body else {
             return None;
         };
+        if let SasEvent::Exception { code } | SasEvent::RealTimeEvent { code, .. } = sas {
+            self.session_event(*code, event.seq, stored.happened_us());
+        }
         match sas {
             SasEvent::Exception { code } => self.exception(*code, None),
             SasEvent::RealTimeEvent { code, data } => self.exception(*code, Some(data)),
@@ -345,6 +366,27 @@ impl MachineBook {
             }
         }
         None
+    }
+
+    /// 9E opens a machine session (ending one still open), 9F ends it.
+    fn session_event(&mut self, code: u8, seq: u64, at: i64) {
+        if code != exception::SESSION_START && code != exception::SESSION_END {
+            return;
+        }
+        if let Some(mut open) = self.machine_session.take() {
+            open.closed_us = Some(at);
+            open.close_meters = Some(self.last.clone());
+            self.ended_sessions.push(open);
+        }
+        if code == exception::SESSION_START {
+            self.machine_session = Some(MachineSession {
+                opened_seq: seq,
+                opened_us: at,
+                open_meters: self.last.clone(),
+                closed_us: None,
+                close_meters: None,
+            });
+        }
     }
 
     fn exception(&mut self, code: u8, rte: Option<&Vec<u8>>) {

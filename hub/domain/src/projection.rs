@@ -237,6 +237,16 @@ pub struct AccountingProjection {
     dirty: BTreeMap<(String, String), bool>,
     /// Buckets of past hours changed by corrections, by key, until the next flush.
     posted: BTreeMap<Vec<u8>, Bucket>,
+    /// Machine sessions ended since the last flush.
+    sessions: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The key of a session a machine ended: `s ++ edge ++ 0 ++ device ++ 0 ++ opened_seq` (u64 BE).
+pub fn machine_session_key(edge: &str, device: &str, opened_seq: u64) -> Vec<u8> {
+    let mut key = device_key(b's', edge, device);
+    key.push(0);
+    key.extend_from_slice(&opened_seq.to_be_bytes());
+    key
 }
 
 impl AccountingProjection {
@@ -246,6 +256,7 @@ impl AccountingProjection {
             books: BTreeMap::new(),
             dirty: BTreeMap::new(),
             posted: BTreeMap::new(),
+            sessions: Vec::new(),
         }
     }
 
@@ -267,9 +278,10 @@ impl Projection for AccountingProjection {
         ACCOUNTING
     }
 
-    /// 2: readings entered by hand (book marks, bucket adjustments, flags); 3: per-game meters.
+    /// 2: readings entered by hand (book marks, bucket adjustments, flags); 3: per-game meters;
+    /// 4: sessions the machine reports.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), RestoreError> {
@@ -317,6 +329,12 @@ impl Projection for AccountingProjection {
         for closed in book.closed.drain(..) {
             self.posted
                 .insert(bucket_key(edge, device, closed.hour_us), closed);
+        }
+        for session in book.ended_sessions.drain(..) {
+            self.sessions.push((
+                machine_session_key(edge, device, session.opened_seq),
+                encode(&session),
+            ));
         }
         let flag = self.dirty.entry(key).or_insert(false);
         if let Some(bucket) = filed {
@@ -389,6 +407,7 @@ impl Projection for AccountingProjection {
         for (key, bucket) in std::mem::take(&mut self.posted) {
             writes.push((key, encode(&bucket)));
         }
+        writes.append(&mut self.sessions);
         for ((edge, device), bucket_changed) in std::mem::take(&mut self.dirty) {
             let Some(book) = self.books.get(&(edge.clone(), device.clone())) else {
                 continue;

@@ -415,3 +415,35 @@ fn a_games_meters_count_from_its_first_reading_and_never_backwards_and_leave_the
         "the machine's own meter is the machine's figure"
     );
 }
+
+#[test]
+fn a_session_the_machine_reports_holds_its_meters_at_the_readings_before_9e_and_9f() {
+    let mut m = Machine::new();
+    m.read_meters();
+    m.exception(0x9E); // session start
+    m.game(5, 0);
+    m.game(7, 0);
+    m.read_meters();
+    m.exception(0x9F); // session end
+    m.game(100, 0); // after the session
+    m.read_meters();
+    let (mut projection, _) = project(&m.events);
+    let mut writes = Vec::new();
+    projection.flush(&mut writes);
+    let sessions: Vec<outpost_domain::accounting::MachineSession> = writes
+        .iter()
+        .filter(|(k, _)| k.first() == Some(&b's'))
+        .map(|(k, v)| outpost_domain::projection::decode("accounting", k, v).unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let s = &sessions[0];
+    let coin_in = s.close_meters.as_ref().unwrap()[&COIN_IN].0 - s.open_meters[&COIN_IN].0;
+    assert_eq!(coin_in, 12, "what was played between 9E and 9F");
+    assert!(
+        projection
+            .book("edge-1", "egm-1")
+            .unwrap()
+            .machine_session
+            .is_none()
+    );
+}

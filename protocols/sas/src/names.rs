@@ -89,6 +89,8 @@ pub mod exception {
     pub const SOFT_METERS_RESET: u8 = 0x7A;
     pub const GAME_STARTED: u8 = 0x7E;
     pub const GAME_ENDED: u8 = 0x7F;
+    pub const SESSION_START: u8 = 0x9E;
+    pub const SESSION_END: u8 = 0x9F;
 }
 
 const EXCEPTIONS: &[(u8, &str)] = &[

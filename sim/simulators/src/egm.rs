@@ -381,6 +381,11 @@ impl EgmSim {
         self.with_machine(address, |m| m.model.insert_bill(credits))
     }
 
+    /// Raises exception `code` (a player-tracking session start 9E, a door…).
+    pub fn raise(&self, address: u8, code: u8) -> Option<()> {
+        self.with_machine(address, |m| m.model.raise(code))
+    }
+
     /// The ticket's cents when the player cashed out to a ticket (`None` inside: no credits).
     pub fn cash_out(&self, address: u8) -> Option<Option<u64>> {
         self.with_machine(address, |m| m.model.cash_out_ticket())
@@ -605,6 +610,12 @@ struct PlayBody {
 }
 
 #[derive(Deserialize)]
+struct ExceptionBody {
+    address: u8,
+    code: u8,
+}
+
+#[derive(Deserialize)]
 struct CashOutBody {
     address: u8,
 }
@@ -753,6 +764,16 @@ pub fn control_router(sim: EgmSim) -> Router {
                         sim.insert_bill(b.address, b.credits),
                         |accepted| serde_json::json!({"accepted": accepted}),
                     )
+                },
+            ),
+        )
+        .route(
+            "/exception",
+            post(
+                |State(sim): State<EgmSim>, Json(b): Json<ExceptionBody>| async move {
+                    found(b.address, sim.raise(b.address, b.code), |()| {
+                        serde_json::json!({"raised": b.code})
+                    })
                 },
             ),
         )

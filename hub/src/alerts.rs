@@ -332,6 +332,8 @@ pub struct AlertArgs {
     pub sessions: Arc<Sessions>,
     pub visits: Option<crate::hikcentral::Visits>,
     pub counts: Arc<crate::counts::Counts>,
+    /// Every device's state, as the devices projection keeps it.
+    pub device_states: outpost_domain::projection::SharedStates,
 }
 
 impl AlertArgs {
@@ -403,7 +405,13 @@ fn evaluate_once(
     now: i64,
 ) -> Result<(), AlertError> {
     let db = &args.alerts.db;
-    let states = crate::floor_api::stored_states(db).map_err(AlertError::Store)?;
+    let states: Vec<_> = args
+        .device_states
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
     let connected = args.sessions.connected();
     let edges: Vec<EdgeFact> = args
         .edges
@@ -437,12 +445,10 @@ fn evaluate_once(
         for s in states.iter().filter(|s| s.egm.is_some()) {
             let calendar = &args.floor.site_of(&s.edge).calendar;
             let (start, end) = calendar.day_bounds(calendar.gaming_day(now));
-            let mut day = accounting::Bucket::default();
-            for b in crate::floor_api::stored_buckets(db, &s.edge, &s.device, start, end)
-                .map_err(AlertError::Store)?
-            {
-                day.add(&b);
-            }
+            let day = accounting::Bucket::sum(
+                &crate::floor_api::stored_buckets(db, &s.edge, &s.device, start, end)
+                    .map_err(AlertError::Store)?,
+            );
             let terms = args.floor.terms(&s.edge, &s.device);
             let rec = accounting::reconcile(
                 &day,

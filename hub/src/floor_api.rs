@@ -736,17 +736,7 @@ pub(crate) fn stored_buckets(
     Ok(out)
 }
 
-/// Every device state stored by the devices projection.
-pub(crate) fn stored_states(db: &sled::Db) -> Result<Vec<DeviceState>, String> {
-    let tree = crate::projections::tree(db, projection::DEVICES).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for entry in tree.scan_prefix(b"d") {
-        let (key, value) = entry.map_err(|e| e.to_string())?;
-        out.push(decode(projection::DEVICES, &key, &value).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
-}
-
+/// A machine's running account, as the accounting projection stored it.
 fn book(ctx: &ApiContext, edge: &str, device: &str) -> Result<Option<MachineBook>, ApiError> {
     let tree = proj_tree(ctx, projection::ACCOUNTING)?;
     let key = device_key(b'm', edge, device);
@@ -770,10 +760,7 @@ fn day_report(
     let (start, end) = calendar.day_bounds(day);
     let terms = floor.terms(edge, device);
     let hours = buckets(ctx, edge, device, start, end)?;
-    let mut total = Bucket::default();
-    for b in &hours {
-        total.add(b);
-    }
+    let total = Bucket::sum(&hours);
     let per_major = floor.currency.minor_per_major();
     let rec = accounting::reconcile(&total, terms.denomination, per_major);
     let pending = book(ctx, edge, device)?.map_or(0, |b| {
@@ -1027,10 +1014,7 @@ pub async fn get_site_day(
         let d = parse_gaming_day(&ctx, &m.edge, &day)?;
         let (start, end) = calendar.day_bounds(d);
         let terms = floor.terms(&m.edge, &m.device);
-        let mut bucket = Bucket::default();
-        for b in buckets(&ctx, &m.edge, &m.device, start, end)? {
-            bucket.add(&b);
-        }
+        let bucket = Bucket::sum(&buckets(&ctx, &m.edge, &m.device, start, end)?);
         let rec = accounting::reconcile(
             &bucket,
             terms.denomination,
@@ -1898,10 +1882,7 @@ pub(crate) fn drop_variance(
 ) -> Result<(i128, Vec<crate::counts::CountEntry>), String> {
     let calendar = &floor.site_of(edge).calendar;
     let (start, end) = calendar.day_bounds(day);
-    let mut total = Bucket::default();
-    for b in stored_buckets(db, edge, device, start, end)? {
-        total.add(&b);
-    }
+    let total = Bucket::sum(&stored_buckets(db, edge, device, start, end)?);
     let terms = floor.terms(edge, device);
     let metered = accounting::figures(&total, terms.denomination, terms.par_bp).drop;
     let trail = counts
@@ -2492,10 +2473,7 @@ pub async fn machine_window(
     let floor = &ctx.floor;
     let calendar = &floor.site_of(&edge).calendar;
     let start = calendar.hour_start(from);
-    let mut total = Bucket::default();
-    for b in buckets(&ctx, &edge, &device, start, to)? {
-        total.add(&b);
-    }
+    let total = Bucket::sum(&buckets(&ctx, &edge, &device, start, to)?);
     let terms = floor.terms(&edge, &device);
     let rec = accounting::reconcile(&total, terms.denomination, floor.currency.minor_per_major());
     Ok(Json(WindowReport {

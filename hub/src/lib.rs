@@ -181,6 +181,7 @@ pub async fn run(
         sessions: sessions.clone(),
         visits: visits.clone(),
         counts: counts.clone(),
+        device_states: device_states.clone(),
     };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(

@@ -134,6 +134,15 @@ impl Bucket {
         self.intervals += other.intervals;
     }
 
+    /// The sum of `buckets` (hours of a machine, or machines).
+    pub fn sum<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Bucket {
+        let mut total = Bucket::default();
+        for b in buckets {
+            total.add(b);
+        }
+        total
+    }
+
     /// What meter `code` moved by here, corrections included (never below 0).
     pub fn meter(&self, code: u8) -> u128 {
         let metered = self.metered.get(&code).copied().unwrap_or(0);

@@ -191,15 +191,54 @@ const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// A loopback address with a port (TCP and UDP) that was free a moment ago, outside the kernel's
 /// ephemeral range.
+///
+/// A port handed out is also reserved for the life of this process by an exclusive `flock` on
+/// `$TMPDIR/outpost-test-ports/<port>`, so tests running in parallel (nextest runs a process per
+/// test) never hand out the same port between the moment it was found free and the moment the
+/// process under test binds it. (CI once saw an edge's admin port taken that way.)
 pub fn free_local_addr() -> std::io::Result<SocketAddr> {
     for _ in 0..1000 {
         let port = rand::random_range(TEST_PORTS);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        if std::net::TcpListener::bind(addr).is_ok() && std::net::UdpSocket::bind(addr).is_ok() {
+        if std::net::TcpListener::bind(addr).is_ok()
+            && std::net::UdpSocket::bind(addr).is_ok()
+            && reserve(port)
+        {
             return Ok(addr);
         }
     }
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// Reservations this process holds (released when it exits).
+static RESERVED: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Whether `port` is now reserved by this process (`true` too where reservations cannot be made:
+/// the port was free a moment ago, as before reservations).
+fn reserve(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("outpost-test-ports");
+    let opened = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+    });
+    let Ok(file) = opened else {
+        return true;
+    };
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            RESERVED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(lock);
+            true
+        }
+        // Another test process holds it.
+        Err(_) => false,
+    }
 }
 
 /// The value of metric `series` (name with labels, exactly as exposed, e.g.

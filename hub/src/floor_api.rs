@@ -911,18 +911,21 @@ pub async fn list_machine_days(
         return Ok(Json(days).into_response());
     }
     let mut out = String::from(
-        "day,currency,coin_in,coin_out,jackpot,drop,net_win,theoretical_win,games_played,games_won,actual_hold_percent,handpays,handpaid,reconciliation\n",
+        "day,currency,coin_in,coin_out,jackpot,drop,tickets_in,tickets_out,cancelled_credits,net_win,theoretical_win,games_played,games_won,actual_hold_percent,handpays,handpaid,reconciliation\n",
     );
     for d in &days {
         let f = &d.figures;
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.day,
             f.currency,
             f.coin_in,
             f.coin_out,
             f.jackpot,
             f.drop,
+            f.tickets_in,
+            f.tickets_out,
+            f.cancelled_credits,
             f.net_win,
             f.theoretical_win.clone().unwrap_or_default(),
             f.games_played,

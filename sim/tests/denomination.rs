@@ -104,5 +104,24 @@ async fn credits_are_counted_at_the_denomination_the_machine_reports_unless_the_
         text.contains("\"direction\":\"out\"") && text.contains("\"step\":\"printed\""),
         "the cash-out ticket in the transaction log: {text}"
     );
+    // The day's history as CSV: a header and one row per gaming day, in money.
+    let (status, csv) = site
+        .api("GET", "/api/v1/machines/edge-01/nickel/days?format=csv", "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{csv}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("day,currency,coin_in,coin_out,jackpot,drop,tickets_in,tickets_out"),
+        "{csv}"
+    );
+    let today = day["day"].as_str().unwrap();
+    let row = lines.iter().find(|l| l.starts_with(today)).unwrap();
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(
+        (cells[5], cells[7]),
+        ("20.00", "20.00"),
+        "drop and tickets out: {row}"
+    );
     assert!(site.stop().await.unwrap());
 }

@@ -225,6 +225,8 @@ impl SupervisorState {
         let path = &self.slots[index].path;
         self.readiness.set(path, up);
         ACTOR_UP.with_label_values(&[path]).set(i64::from(up));
+        // Exported at 0 from the child's first start, so `increase()` sees its first restart.
+        ACTOR_RESTARTS.with_label_values(&[path]).inc_by(0);
     }
 
     fn forget(&self, index: usize) {

@@ -143,6 +143,10 @@ pub fn refresh_oldest_unacked() {
 /// Registers every edge metric now, so each is exported from start-up.
 pub fn register_all() {
     outpost_process::store::register_store("outbox");
+    // Every TV operation's histogram exists from start-up (empty).
+    for op in outpost_command::TvCommand::OPERATIONS {
+        TV_OP_SECONDS.with_label_values(&[op.name]);
+    }
     // No session yet, so no round trip to report (NaN, not a made-up 0).
     UPLINK_RTT.set(f64::NAN);
     LazyLock::force(&OUTBOX_LAST_SEQ);

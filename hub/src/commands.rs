@@ -39,6 +39,16 @@ pub enum CommandStatus {
 }
 
 impl CommandStatus {
+    pub const ALL: [CommandStatus; 7] = [
+        CommandStatus::Pending,
+        CommandStatus::Delivered,
+        CommandStatus::Succeeded,
+        CommandStatus::Failed,
+        CommandStatus::Expired,
+        CommandStatus::Rejected,
+        CommandStatus::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CommandStatus::Pending => "pending",

@@ -393,6 +393,18 @@ pub async fn serve_endpoint(endpoint: quinn::Endpoint, ctx: Arc<LinkContext>) {
     }
 }
 
+/// Every `reason` of `outpost_hub_refused_total` (exported at 0 from start-up).
+pub const REFUSAL_REASONS: [&str; 8] = [
+    "tls",
+    "no_certificate",
+    "bad_certificate",
+    "registry",
+    "unknown",
+    "revoked",
+    "superseded",
+    "id_mismatch",
+];
+
 /// Serves one connection from an edge until it ends.
 pub async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), SessionError> {
     let remote = incoming.remote_address();

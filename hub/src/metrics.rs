@@ -285,6 +285,12 @@ pub fn register_all() {
     for result in ["ok", "failed"] {
         WEBHOOK_DELIVERIES.with_label_values(&[result]).inc_by(0);
     }
+    for reason in crate::link::REFUSAL_REASONS {
+        REFUSED.with_label_values(&[reason]).inc_by(0);
+    }
+    for status in crate::commands::CommandStatus::ALL {
+        COMMANDS.with_label_values(&[status.as_str()]).inc_by(0);
+    }
     for name in outpost_domain::projection::NAMES {
         PROJECTION_LAG_EVENTS.with_label_values(&[name]).set(0);
         PROJECTION_LAG_SECONDS.with_label_values(&[name]).set(0.0);

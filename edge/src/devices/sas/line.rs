@@ -197,6 +197,10 @@ impl LineDriver {
             ..HostConfig::default()
         };
         let mut line = Line::new(&addresses, host);
+        // Exported at 0 from the line's start.
+        metrics::SAS_CHIRPS
+            .with_label_values(&[config.id.as_str()])
+            .inc_by(0);
         let mut real_time_asked = HashMap::new();
         for egm in &config.egms {
             // Who the machine is, its denomination and its games, once it answers.

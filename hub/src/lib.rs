@@ -75,6 +75,7 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
         name: "api",
         listen: config.api.listen,
         router: api::router(parts.api.clone()),
+        limits: outpost_process::admin::HttpLimits::api(),
     };
     let mut children = vec![
         ChildSpec::new("admin", move || (HttpServer, admin.clone())).restart(Restart::Permanent),

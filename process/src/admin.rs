@@ -3,8 +3,19 @@
 //! [`HttpServer`] serves any axum router as a supervised actor (the admin routes, or a process's
 //! API): it binds in `pre_start` (a port in use fails the start, and the supervisor retries with
 //! backoff) and fails if the server task ends, so it comes back.
+//!
+//! Slow or idle clients cannot lock it out ([`HttpLimits`]): a connection that has not sent a
+//! request's headers within `header_read_timeout` (also between keep-alive requests) is closed;
+//! one peer address holds at most `max_per_peer` connections and the server `max_connections`;
+//! a connection over either is closed at once, counted
+//! (`outpost_http_connections_refused_total{server}`) and logged (once per burst). So one client
+//! holding a thousand half-sent requests neither exhausts the process's file descriptors nor
+//! keeps anyone else out. A failed `accept` (out of file descriptors) is logged and retried after
+//! a pause instead of ending the server.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +26,64 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use outpost_actors::Readiness;
 
+/// What one HTTP server lets its clients hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long a client may take to send a request's headers (and to start the next one).
+    pub header_read_timeout: Duration,
+    /// Connections the server keeps open at most.
+    pub max_connections: usize,
+    /// Connections one peer address keeps open at most.
+    pub max_per_peer: usize,
+}
+
+impl HttpLimits {
+    /// An API: many clients, some behind one proxy, live-stream subscribers that stay.
+    pub fn api() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 768,
+            max_per_peer: 384,
+        }
+    }
+
+    /// The admin server: probes and a few scrapers.
+    pub fn admin() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 64,
+            max_per_peer: 16,
+        }
+    }
+}
+
+/// `outpost_http_connections_open{server}`.
+pub static CONNECTIONS_OPEN: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    outpost_actors::metrics::register(
+        prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "outpost_http_connections_open",
+                "HTTP connections open, by server (admin, api).",
+            ),
+            &["server"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+/// `outpost_http_connections_refused_total{server}`.
+pub static CONNECTIONS_REFUSED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    outpost_actors::metrics::register(
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "outpost_http_connections_refused_total",
+                "HTTP connections closed at once: the server, or their peer, had as many open as it may.",
+            ),
+            &["server"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
 /// Arguments of an HTTP server actor.
 #[derive(Debug, Clone)]
 pub struct HttpArgs {
@@ -22,6 +91,7 @@ pub struct HttpArgs {
     pub name: &'static str,
     pub listen: SocketAddr,
     pub router: Router,
+    pub limits: HttpLimits,
 }
 
 impl HttpArgs {
@@ -31,6 +101,7 @@ impl HttpArgs {
             name: "admin",
             listen,
             router: router(readiness),
+            limits: HttpLimits::admin(),
         }
     }
 }
@@ -94,13 +165,13 @@ impl Actor for HttpServer {
             .await
             .map_err(|e| format!("{} server cannot listen on {}: {e}", args.name, args.listen))?;
         let app = args.router;
-        tracing::info!(listen = %args.listen, server = args.name, "HTTP server listening");
+        let name = args.name;
+        CONNECTIONS_OPEN.with_label_values(&[name]).set(0);
+        CONNECTIONS_REFUSED.with_label_values(&[name]).inc_by(0);
+        tracing::info!(listen = %args.listen, server = name, "HTTP server listening");
         let server = outpost_actors::OwnedTask::spawn(async move {
-            let ended = match axum::serve(listener, app).await {
-                Ok(()) => "server stopped".to_owned(),
-                Err(err) => err.to_string(),
-            };
-            let _ = myself.send_message(AdminMsg::ServerEnded(ended));
+            serve(listener, app, name, args.limits).await;
+            let _ = myself.send_message(AdminMsg::ServerEnded("server stopped".into()));
         });
         Ok(AdminState { server })
     }
@@ -124,6 +195,101 @@ impl Actor for HttpServer {
         // On a clean stop ractor hands the state to the supervisor instead of dropping it here.
         state.server.abort();
         Ok(())
+    }
+}
+
+/// Accepts connections and serves each with `app` (see the module's rules on slow clients).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    name: &'static str,
+    limits: HttpLimits,
+) {
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
+    let mut refusing = false;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, most often: wait for some to close.
+                tracing::warn!(server = name, %err, "cannot accept a connection; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = OpenConnections::take(&open, peer.ip(), limits) else {
+            CONNECTIONS_REFUSED.with_label_values(&[name]).inc();
+            if !refusing {
+                tracing::warn!(server = name, %peer, max_connections = limits.max_connections, max_per_peer = limits.max_per_peer, "too many connections open; closing new ones over the limit");
+                refusing = true;
+            }
+            drop(stream);
+            continue;
+        };
+        if refusing {
+            tracing::info!(server = name, "connections within the limits again");
+            refusing = false;
+        }
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            CONNECTIONS_OPEN.with_label_values(&[name]).inc();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(err) = connection.await {
+                tracing::debug!(server = name, %peer, %err, "HTTP connection ended");
+            }
+            CONNECTIONS_OPEN.with_label_values(&[name]).dec();
+            drop(slot);
+        });
+    }
+}
+
+/// Open connections of one server, in all and per peer address.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    total: usize,
+    per_peer: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// A connection's place in [`OpenConnections`], given back when dropped.
+struct Slot {
+    open: Arc<Mutex<OpenConnections>>,
+    peer: std::net::IpAddr,
+}
+
+impl OpenConnections {
+    fn take(open: &Arc<Mutex<Self>>, peer: std::net::IpAddr, limits: HttpLimits) -> Option<Slot> {
+        let mut o = open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = o.per_peer.get(&peer).copied().unwrap_or(0);
+        if o.total >= limits.max_connections || mine >= limits.max_per_peer {
+            return None;
+        }
+        o.total += 1;
+        o.per_peer.insert(peer, mine + 1);
+        Some(Slot {
+            open: open.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.total = o.total.saturating_sub(1);
+        if let Some(n) = o.per_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                o.per_peer.remove(&self.peer);
+            }
+        }
     }
 }
 

@@ -70,3 +70,105 @@ async fn admin_server_fails_to_start_when_its_port_is_taken() {
     let err = err.to_string();
     assert!(err.contains(&format!("cannot listen on {listen}")), "{err}");
 }
+
+/// Opens a connection from `from` (a loopback address) to `to` and sends half a request.
+async fn half_request(from: &str, to: std::net::SocketAddr) -> Option<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(format!("{from}:0").parse().ok()?).ok()?;
+    let mut stream = socket.connect(to).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .ok()?;
+    Some(stream)
+}
+
+/// Whether the server closed `stream` (it reads end-of-file, or a reset) within `wait`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => true, // an error answer, then the close
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_a_thousand_half_sent_requests_keeps_nobody_else_out() {
+    let listen = free_port();
+    let limits = outpost_process::admin::HttpLimits {
+        header_read_timeout: Duration::from_secs(2),
+        max_connections: 64,
+        max_per_peer: 16,
+    };
+    let args = HttpArgs {
+        limits,
+        ..HttpArgs::admin(listen, Readiness::new())
+    };
+    let (admin, _) = Actor::spawn(None, HttpServer, args).await.unwrap();
+
+    // One client (127.0.0.1) opens 1,100 connections and sends half a request on each.
+    let mut held = Vec::new();
+    for _ in 0..1_100 {
+        if let Some(stream) = half_request("127.0.0.1", listen).await {
+            held.push(stream);
+        }
+    }
+    let mut closed_at_once = 0;
+    for stream in held.iter_mut() {
+        if closed_within(stream, Duration::from_millis(20)).await {
+            closed_at_once += 1;
+        }
+    }
+    // (Fewer than 1,100 when this process runs out of file descriptors first.)
+    assert!(held.len() >= 200, "{} connections opened", held.len());
+    assert!(
+        closed_at_once >= held.len() - 16,
+        "all but the peer's 16 of {} are closed at once: {closed_at_once}",
+        held.len()
+    );
+
+    // Someone else (127.0.0.2) is served at once, and the refusals are counted.
+    let started = std::time::Instant::now();
+    let (status, body) = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(listen).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        let status: u16 = text[9..12].parse().unwrap();
+        (status, text)
+    };
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    let refused = body
+        .lines()
+        .find(|l| l.starts_with("outpost_http_connections_refused_total{server=\"admin\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap();
+    assert!(refused >= (held.len() - 16) as f64, "{refused}");
+
+    // The 16 it was let keep are closed once the header timeout passes.
+    let mut still_open = 0;
+    for stream in held.iter_mut() {
+        if !closed_within(stream, Duration::from_secs(4)).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "every half-sent request timed out");
+    admin
+        .stop_and_wait(None, Some(Duration::from_secs(2)))
+        .await
+        .unwrap();
+}

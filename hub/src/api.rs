@@ -241,7 +241,37 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
                 }
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            context.clone(),
+            authenticate_before_body,
+        ))
+        // A body that stops arriving is cut off: the request fails instead of holding on.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_READ_TIMEOUT,
+        ))
         .with_state(context)
+}
+
+/// The longest a request body may go without sending more.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request that carries a body (POST, PUT, PATCH) must present a known token before its body is
+/// read: an unauthenticated 10 MB upload is refused with 401, not read and answered 413. (The
+/// role each endpoint needs is checked by the endpoint; GETs authenticate there too, since the
+/// live stream may pass its token as a query parameter.)
+async fn authenticate_before_body(
+    State(ctx): State<Arc<ApiContext>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let carries_body = matches!(
+        *request.method(),
+        axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
+    );
+    if carries_body && let Err(refused) = authorize(&ctx, request.headers(), Role::Viewer) {
+        return refused.into_response();
+    }
+    next.run(request).await
 }
 
 /// The edge named `id` in a request: a valid id (else 400 naming the rule) of an edge this hub

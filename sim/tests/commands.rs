@@ -134,6 +134,37 @@ async fn the_api_refuses_what_cannot_run_with_a_clear_error() {
     .await
     .unwrap();
     assert_eq!(status, 401);
+    // A 10 MB body without a token is refused for the token, before the body is read (only its
+    // first kilobyte is sent).
+    let announce_big_body = |auth: Option<String>| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(site.layout.hub_api)
+            .await
+            .unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST /api/v1/commands HTTP/1.1\r\nHost: hub\r\n{auth}Content-Type: \
+             application/json\r\nContent-Length: 10485760\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b' '; 1024]).await.unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer[9..12])
+            .parse::<u16>()
+            .unwrap()
+    };
+    assert_eq!(announce_big_body(None).await, 401);
+    // With a token, a body that stops arriving after a kilobyte is cut off after 10 s.
+    let started = std::time::Instant::now();
+    let status = announce_big_body(Some(format!("Bearer {}", site.layout.api_token))).await;
+    assert!(
+        (400..500).contains(&status) && started.elapsed() < Duration::from_secs(15),
+        "{status} after {:?}",
+        started.elapsed()
+    );
     assert!(site.stop().await.unwrap());
 }
 

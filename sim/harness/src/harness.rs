@@ -360,6 +360,14 @@ impl RunningSite {
         Ok(())
     }
 
+    /// Stops the hub with SIGTERM (its stores flushed), if running.
+    pub async fn stop_hub(&mut self) -> Result<(), HarnessError> {
+        if let Some(hub) = self.hub.take() {
+            hub.terminate(Duration::from_secs(20)).await?;
+        }
+        Ok(())
+    }
+
     /// Stops edge `index` with SIGTERM.
     pub async fn stop_edge(&mut self, index: usize) -> Result<(), HarnessError> {
         if let Some(edge) = self.edges[index].take() {

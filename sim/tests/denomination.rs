@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::site::{
+    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
+};
 use serde_json::json;
 
 fn exe() -> &'static Path {
@@ -40,7 +42,7 @@ async fn credits_are_counted_at_the_denomination_the_machine_reports_unless_the_
         "meter_interval_ms = 1000",
     );
     let mut spec = SiteSpec::single("edge-01", &devices);
-    let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
+    let hour = gaming_day_start_hour_far_from_now();
     spec.hub_extra_toml = format!(
         "[accounting]\ndenomination = 1\ngaming_day_start_hour = {hour}\n\n\
          [[machines]]\nedge = \"edge-01\"\ndevice = \"pinned\"\ndenomination = 1\n"

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::site::{
+    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
+};
 use serde_json::json;
 
 const DAY: &str = "/api/v1/machines/edge-01/egm-1/days/today";
@@ -41,7 +43,7 @@ async fn each_game_shows_what_was_played_on_it() {
         "meter_interval_ms = 1000\ngame_meter_interval_ms = 1000",
     );
     let mut spec = SiteSpec::single("edge-01", &devices);
-    let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
+    let hour = gaming_day_start_hour_far_from_now();
     spec.hub_extra_toml = format!("[accounting]\ngaming_day_start_hour = {hour}\n");
     let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
     let site = RunningSite::start(exe(), layout).await.unwrap();

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_projection_caught_up, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::site::{
+    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
+};
 use serde_json::json;
 
 const SUPERVISOR: &str = "supervisor-token-manual-0123456789";
@@ -56,7 +58,7 @@ async fn meters_entered_by_hand_while_the_link_is_down_and_corrected_give_the_tr
     );
     let mut spec = SiteSpec::single("edge-01", &devices);
     // The gaming day starts 12 hours from now, so this test never spans two of them.
-    let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
+    let hour = gaming_day_start_hour_far_from_now();
     spec.hub_extra_toml = format!(
         "[accounting]\ngaming_day_start_hour = {hour}\n\n\
          [[api.tokens]]\nname = \"floor-super\"\ntoken = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_projection_caught_up, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::site::{
+    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
+};
 use serde_json::json;
 
 fn exe() -> &'static Path {
@@ -65,7 +67,7 @@ async fn each_injected_fault_gives_the_expected_verdict_with_the_right_amount() 
     );
     let mut spec = SiteSpec::single("edge-01", &devices);
     // The gaming day starts 12 hours from now, so this test never spans two of them.
-    let hour = (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24;
+    let hour = gaming_day_start_hour_far_from_now();
     spec.hub_extra_toml = format!(
         "[accounting]\ngaming_day_start_hour = {hour}\n\n\
          [alerts]\nevaluate_every_ms = 200\n\n\

@@ -175,6 +175,12 @@ pub fn sas_pty_line_toml(line_id: &str, path: &str, egm_ids: &[String], extra: &
     )
 }
 
+/// The gaming-day start hour that is 12 hours from now (UTC), for a hub config: a test that runs
+/// for minutes then never spans two gaming days.
+pub fn gaming_day_start_hour_far_from_now() -> i64 {
+    (outpost_process::clock::unix_us() / 3_600_000_000 + 12) % 24
+}
+
 /// A `[[devices]]` table for the TV at `address`, optionally powered by relay `relay`; `extra`
 /// adds keys (before the `recovery` table, which `recovery` fills when given).
 pub fn tv_toml(

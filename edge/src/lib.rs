@@ -21,6 +21,7 @@ pub use commands::CommandRouter;
 pub use devices::relay::{GpioRelay, HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
 pub use devices::tv::adb::{AdbConnection, AdbError, AdbStream};
 pub use metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
+pub use outbox::room::reserve_bytes as disk_reserve_bytes;
 pub use outbox::{CommandMark, Outbox, OutboxError, OutboxLimits, OutboxWriter};
 pub use shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
 pub use uplink::Session;

@@ -131,10 +131,15 @@ impl Writer {
         let mut chunk_times = VecDeque::new();
         for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, u64::MAX)) {
             let (key, value) = entry?;
-            stored_bytes += value.len() as u64;
-            if let Some(last) = chunk::last_seq(&value) {
+            let last = chunk::last_seq(&value);
+            if let Some(last) = last {
                 last_seq = last_seq.max(last);
             }
+            if last.is_some_and(|last| last <= acked_seq) {
+                // Delivered, kept on disk while it was under the floor (see `trim`).
+                continue;
+            }
+            stored_bytes += value.len() as u64;
             if let (Some(first), Ok(Some(event))) = (key_seq(&key), chunk::first::<Event>(&value)) {
                 chunk_times.push_back((first, event.wall_us / 1000));
             }
@@ -435,6 +440,7 @@ impl Writer {
         }
         self.last_seq = seq;
         self.stored_bytes += bytes.len() as u64;
+        self.room.wrote(bytes.len() as u64);
         if !self.chunk.fits(bytes.len()) {
             self.sealed.push((self.chunk.first(), self.chunk.take()));
         }
@@ -507,6 +513,7 @@ impl Writer {
                 }
                 let rewritten = rebuilt.take();
                 self.stored_bytes = self.stored_bytes - value.len() as u64 + rewritten.len() as u64;
+                self.room.wrote(rewritten.len() as u64);
                 self.durable.insert(&db, key, rewritten)?;
                 metrics::OUTBOX_SHED.inc_by(shed);
             }
@@ -529,15 +536,27 @@ impl Writer {
         if through <= self.acked_seq {
             return Ok(false);
         }
+        // Under the floor, delivered chunks stay where they are: removing them makes sled write
+        // (and, while it cleans segments, write a lot), and the disk has no room for that. They
+        // go with the compaction once all is delivered, or with the first trim above the floor.
+        let keep_on_disk = self.room.below_floor();
         let db = self.durable.db();
         let mut batch = Batch::default();
         let mut freed = 0u64;
         // Whole chunks go; a chunk still holding unacknowledged events stays until they are.
-        for entry in db.range(seq_key(EVENT, 0)..seq_key(EVENT, through.saturating_add(1))) {
+        let from = if keep_on_disk { self.acked_seq + 1 } else { 0 };
+        for entry in outpost_storage::chunks_from(db, &[EVENT], from) {
             let (key, value) = entry?;
+            if key_seq(&key).is_some_and(|first| first > through) {
+                break;
+            }
             if chunk::last_seq(&value).is_some_and(|last| last <= through) {
-                freed += value.len() as u64;
-                batch.remove(key);
+                if chunk::last_seq(&value).is_some_and(|last| last > self.acked_seq) {
+                    freed += value.len() as u64;
+                }
+                if !keep_on_disk {
+                    batch.remove(key);
+                }
             } else {
                 break;
             }

@@ -28,6 +28,9 @@ impl ConfigCommand {
             ConfigCommand::Check { file } => match load_file::<T>(file, env) {
                 Ok(config) => {
                     println!("{}: valid {} configuration", file.display(), T::KIND);
+                    for warning in config.warnings() {
+                        println!("warning: {warning}");
+                    }
                     if let Some(dir) = config.data_dir() {
                         if let Some(note) = crate::storage_note::describe(dir) {
                             println!("{note}");

@@ -26,10 +26,10 @@ pub use schema::{
     ALERT_RULES, AccountingConfig, AdminConfig, AlertRuleConfig, AlertsConfig, ApiConfig, ApiToken,
     DeviceConfig, DeviceTagsConfig, EdgeConfig, EdgeId, EdgeSection, EgmConfig, EventClassConfig,
     HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat, LogLevel,
-    MAX_SYNTHETIC_PAYLOAD_BYTES, MachineConfig, OutboxConfig, PkiConfig, RecoveryConfig,
-    RelayBankKind, RelayConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig,
-    SiteConfig, SupervisionConfig, SyntheticDeviceConfig, TvConfig, UplinkConfig, WebhookConfig,
-    par_basis_points, parse_open_hours, validate_edge_id,
+    MAX_SYNTHETIC_PAYLOAD_BYTES, MSSQL_MAX_BATCH_ROWS, MachineConfig, MssqlConfig, OutboxConfig,
+    PkiConfig, RecoveryConfig, RelayBankKind, RelayConfig, Role, SasLineConfig, SasTransport,
+    SasWakeup, SimConfig, SiteConfig, SupervisionConfig, SyntheticDeviceConfig, TvConfig,
+    UplinkConfig, WebhookConfig, par_basis_points, parse_open_hours, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.
@@ -57,6 +57,11 @@ pub trait ConfigFile: serde::de::DeserializeOwned {
     /// Files the process reads at start (certificates, keys), by key: `config check` and `run`
     /// refuse a config naming one that is not there.
     fn files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        Vec::new()
+    }
+
+    /// Settings that are valid but weaken something, each a sentence `config check` prints.
+    fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
 

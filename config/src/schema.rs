@@ -366,6 +366,7 @@ pub struct HubConfig {
     pub log: LogConfig,
     pub supervision: SupervisionConfig,
     pub hikcentral: HikCentralConfig,
+    pub mssql: MssqlConfig,
     pub accounting: AccountingConfig,
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -837,6 +838,91 @@ impl HikCentralConfig {
     }
 }
 
+/// Microsoft SQL Server, the system of record finance and BI tools read (`outpost-hub mssql`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MssqlConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// Prefer the environment (`OUTPOST_MSSQL__PASSWORD`) or `password_file`.
+    pub password: String,
+    /// A file holding the password (its first line), read at start-up.
+    pub password_file: String,
+    /// TLS for the whole connection (TDS `ENCRYPT_REQUIRED`); off only for a test server.
+    pub encrypt: bool,
+    /// A PEM CA bundle that issued the server's certificate.
+    pub ca_file: String,
+    /// Accept the server's certificate unchecked (SQL Server's self-signed one): the connection
+    /// is encrypted but not authenticated. Off by default; `config check` warns when on.
+    pub trust_server_certificate: bool,
+    pub connect_timeout_ms: u64,
+    /// Events per batch written to SQL Server (one transaction each).
+    pub batch_rows: usize,
+    /// Retried errors back off from retry_initial_ms to retry_max_ms (with jitter).
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Blocking errors (login failed, schema missing, disk full) are tried again this often.
+    pub blocked_retry_ms: u64,
+}
+
+impl std::fmt::Debug for MssqlConfig {
+    // The password never appears in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MssqlConfig")
+            .field("enabled", &self.enabled)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .field("encrypt", &self.encrypt)
+            .field("ca_file", &self.ca_file)
+            .field("trust_server_certificate", &self.trust_server_certificate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most rows one batch may hold.
+pub const MSSQL_MAX_BATCH_ROWS: usize = 10_000;
+
+impl MssqlConfig {
+    fn validate(&self, v: &mut Validation) {
+        if !self.enabled {
+            return;
+        }
+        if self.host.is_empty() {
+            v.invalid("mssql.host", "the SQL Server's host name or address");
+        }
+        if self.database.is_empty() {
+            v.invalid("mssql.database", "a database name");
+        }
+        if self.user.is_empty() {
+            v.invalid("mssql.user", "a SQL login");
+        }
+        if !self.password.is_empty() && !self.password_file.is_empty() {
+            v.invalid(
+                "mssql.password_file",
+                "either password (or OUTPOST_MSSQL__PASSWORD) or password_file, not both",
+            );
+        }
+        if self.batch_rows == 0 || self.batch_rows > MSSQL_MAX_BATCH_ROWS {
+            v.invalid("mssql.batch_rows", "between 1 and 10000");
+        }
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            v.invalid("mssql.retry_max_ms", "at least retry_initial_ms (> 0)");
+        }
+        if self.blocked_retry_ms == 0 {
+            v.invalid("mssql.blocked_retry_ms", "more than 0");
+        }
+        if self.connect_timeout_ms == 0 {
+            v.invalid("mssql.connect_timeout_ms", "more than 0");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct HubSection {
     pub data_dir: PathBuf,
@@ -1263,6 +1349,16 @@ impl ConfigFile for HubConfig {
         Some(&self.hub.data_dir)
     }
 
+    fn warnings(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        if self.mssql.enabled && !self.mssql.encrypt {
+            said.push("mssql.encrypt is off: events cross the network to SQL Server in clear (the login alone is encrypted)".to_owned());
+        } else if self.mssql.enabled && self.mssql.trust_server_certificate {
+            said.push("mssql.trust_server_certificate is on: the connection to SQL Server is encrypted but whoever answers at mssql.host is believed; give its CA in mssql.ca_file instead".to_owned());
+        }
+        said
+    }
+
     fn validate(&self, v: &mut Validation) {
         if self.hub.data_dir.as_os_str().is_empty() {
             v.invalid("hub.data_dir", "a directory path");
@@ -1308,6 +1404,7 @@ impl ConfigFile for HubConfig {
             }
         }
         self.hikcentral.validate(v);
+        self.mssql.validate(v);
         self.validate_accounting(v);
         self.alerts.validate(v);
         self.supervision.validate(v);

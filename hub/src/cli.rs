@@ -7,7 +7,8 @@ use crate::pki;
 use clap::{Parser, Subcommand};
 use outpost_config::{ConfigCommand, HubConfig, LogFormat, ProcessEnvironment};
 
-/// The Outpost hub: ingests events from edges, commands devices, feeds MSSQL and HikCentral.
+/// The Outpost hub: ingests events from edges, commands devices, writes events to Microsoft SQL
+/// Server (when `[mssql]` is enabled) and provisions guest visits into HikCentral.
 #[derive(Debug, Parser)]
 #[command(name = "outpost-hub", version)]
 struct Cli {
@@ -41,6 +42,27 @@ enum Command {
     /// The projections (device state, accounting, the device index) derived from the event log.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Microsoft SQL Server: apply the schema, or check the connection, login and schema.
+    #[command(subcommand)]
+    Mssql(MssqlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MssqlCommand {
+    /// Apply the migrations in deploy/mssql/ that the server lacks (each in one transaction,
+    /// recorded in outpost.schema_version).
+    Migrate {
+        /// The hub's configuration file (`[mssql]`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Say whether the server is reachable, the login works and the schema is current; exits
+    /// non-zero otherwise.
+    Check {
+        /// The hub's configuration file (`[mssql]`).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +173,14 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
                 }
             }
         }
+        Command::Mssql(cmd) => match run_mssql(cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Pki(cmd) => match run_pki(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -202,6 +232,68 @@ fn rebuild(name: Option<&str>, config: &std::path::Path) -> anyhow::Result<()> {
     }
     db.commit()?;
     Ok(())
+}
+
+/// `outpost-hub mssql …`: whether all is well.
+fn run_mssql(cmd: MssqlCommand) -> anyhow::Result<bool> {
+    use crate::mssql;
+    let (MssqlCommand::Migrate { config } | MssqlCommand::Check { config }) = &cmd;
+    let config: HubConfig = outpost_config::load_file(config, &ProcessEnvironment)?;
+    let connection = mssql::connection(&config.mssql)?;
+    let server = format!(
+        "{}:{} database {} as {}",
+        connection.host, connection.port, connection.database, connection.user
+    );
+    outpost_process::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut target = mssql::TdsTarget::new(&connection);
+        match cmd {
+            MssqlCommand::Migrate { .. } => {
+                let applied = mssql::migrate(&mut target)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{server}: {e}"))?;
+                for migration in &applied {
+                    println!("applied {} ({})", migration.version, migration.name);
+                }
+                let state = mssql::schema_state(&mut target)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{server}: {e}"))?;
+                println!(
+                    "{server}: schema at version {} ({} applied now)",
+                    state.applied,
+                    applied.len()
+                );
+                Ok(state.current())
+            }
+            MssqlCommand::Check { .. } => match mssql::schema_state(&mut target).await {
+                Ok(state) if state.current() => {
+                    println!("{server}: reachable, login works, schema current (version {})", state.applied);
+                    Ok(true)
+                }
+                Ok(state) => {
+                    println!(
+                        "{server}: reachable, login works, schema at version {} of {}: run `outpost-hub mssql migrate`",
+                        state.applied, state.known
+                    );
+                    Ok(false)
+                }
+                Err(err) => {
+                    let what = match &err {
+                        mssql::SqlError::Connect { .. } | mssql::SqlError::Timeout(_) => "not reachable",
+                        mssql::SqlError::Tls(_) => "TLS failed",
+                        mssql::SqlError::Server { number: 18456, .. } => "login failed",
+                        mssql::SqlError::Server { number: 4060, .. } => "database cannot be opened",
+                        _ => "failed",
+                    };
+                    println!("{server}: {what}: {err}");
+                    Ok(false)
+                }
+            },
+        }
+    })
 }
 
 fn run_pki(cmd: PkiCommand) -> Result<(), pki::PkiError> {

@@ -22,6 +22,7 @@ mod link;
 mod manual;
 mod manual_api;
 mod metrics;
+pub mod mssql;
 mod projections;
 mod sessions;
 mod stream;
@@ -65,6 +66,8 @@ pub struct HubParts {
     pub stream: stream::StreamArgs,
     /// The alert evaluator and webhooks.
     pub alerts: alerts::AlertArgs,
+    /// The SQL Server sink, when `[mssql] enabled`.
+    pub mssql: Option<mssql::SinkArgs>,
 }
 
 /// The hub's supervision tree: `hub → {admin, link, api, hikcentral (when enabled)}`.
@@ -89,6 +92,9 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
     children.push(parts.alerts.clone().child_spec());
     if let Some(visits) = &parts.visits {
         children.push(visits.child_spec());
+    }
+    if let Some(sink) = &parts.mssql {
+        children.push(sink.clone().child_spec());
     }
     SupervisorSpec {
         name: "hub".into(),
@@ -184,6 +190,17 @@ pub async fn run(
         counts: counts.clone(),
         device_states: device_states.clone(),
     };
+    let mssql_sink = if config.mssql.enabled {
+        Some(mssql::SinkArgs {
+            connection: mssql::connection(&config.mssql)?,
+            policy: mssql::retry_policy(&config.mssql),
+            batch_rows: config.mssql.batch_rows,
+            eventlog: eventlog.clone(),
+            floor: floor.clone(),
+        })
+    } else {
+        None
+    };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
         &pki.join("ca.pem"),
@@ -240,6 +257,7 @@ pub async fn run(
         projections,
         stream: stream_args,
         alerts: alert_args,
+        mssql: mssql_sink,
     };
     let readiness = Readiness::new();
     tracing::info!(
@@ -247,6 +265,7 @@ pub async fn run(
         link = %config.link.listen,
         api = %config.api.listen,
         hikcentral = %if config.hikcentral.enabled { config.hikcentral.base_url.as_str() } else { "off" },
+        mssql = %if config.mssql.enabled { format!("{}:{}/{}", config.mssql.host, config.mssql.port, config.mssql.database) } else { "off".to_owned() },
         data_dir = %data_dir.display(),
         "hub starting"
     );

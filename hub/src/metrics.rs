@@ -262,6 +262,65 @@ pub static EDGE_OLDEST_UNACKED: LazyLock<prometheus::GaugeVec> = LazyLock::new(|
     )
 });
 
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid"),
+    )
+}
+
+pub static MSSQL_LAG_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "outpost_mssql_lag_events",
+        "Events committed at the hub and not yet written to SQL Server, per stream.",
+        &["stream"],
+    )
+});
+pub static MSSQL_LAST_SUCCESS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "outpost_mssql_last_success_timestamp_seconds",
+        "When a write to SQL Server last succeeded (Unix seconds; 0: never), per stream.",
+        &["stream"],
+    )
+});
+pub static MSSQL_BLOCKED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "outpost_mssql_blocked",
+        "1 while a stream's writes fail with an error a retry cannot fix (login, schema, full database).",
+        &["stream"],
+    )
+});
+pub static MSSQL_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_mssql_errors_total",
+                "Failed writes to SQL Server, by class (retry or blocking).",
+            ),
+            &["class"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static MSSQL_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_mssql_rows_written_total",
+                "Rows written to SQL Server (replayed rows it already had included), per stream.",
+            ),
+            &["stream"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
+pub static PROJECTION_TREES_ABANDONED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_projection_stores_abandoned_total",
+        "Projection trees sled panicked on as they opened, left for a new tree rebuilt from the log.",
+    )
+});
+
 pub fn register_all() {
     outpost_process::store::register_store("hub");
     LazyLock::force(&COMMITTED_SEQ);
@@ -280,6 +339,7 @@ pub fn register_all() {
     LazyLock::force(&HIK_REQUEST_SECONDS);
     LazyLock::force(&HIK_DB_FULL);
     LazyLock::force(&ALERTS_FIRING);
+    LazyLock::force(&PROJECTION_TREES_ABANDONED);
     LazyLock::force(&EDGE_OUTBOX_DEPTH);
     LazyLock::force(&EDGE_OLDEST_UNACKED);
     for result in ["ok", "failed"] {
@@ -299,5 +359,14 @@ pub fn register_all() {
     }
     for state in crate::hikcentral::visits::VisitState::ALL {
         HIK_JOBS.with_label_values(&[state.as_str()]).set(0);
+    }
+    for class in crate::mssql::ErrorClass::ALL {
+        MSSQL_ERRORS.with_label_values(&[class.as_str()]).inc_by(0);
+    }
+    for stream in crate::mssql::STREAMS {
+        MSSQL_LAG_EVENTS.with_label_values(&[stream]).set(0);
+        MSSQL_LAST_SUCCESS.with_label_values(&[stream]).set(0);
+        MSSQL_BLOCKED.with_label_values(&[stream]).set(0);
+        MSSQL_ROWS.with_label_values(&[stream]).inc_by(0);
     }
 }

@@ -44,9 +44,33 @@ const READ_BATCH: usize = 1024;
 /// Events applied per edge before the runner stores and moves on to the next edge.
 const STEP_BUDGET: usize = 8192;
 
-/// The tree of projection `name`.
+/// The tree of projection `name`: `projection/<name>`, or `projection/<name>@<generation>` once
+/// a tree that made sled panic was abandoned (see [`Runner::open`]).
 pub fn tree(db: &sled::Db, name: &str) -> Result<sled::Tree, sled::Error> {
-    db.open_tree(format!("projection/{name}"))
+    match generation(db, name)? {
+        0 => db.open_tree(format!("projection/{name}")),
+        generation => db.open_tree(format!("projection/{name}@{generation}")),
+    }
+}
+
+fn generation_key(name: &str) -> String {
+    format!("projection-generation/{name}")
+}
+
+fn generation(db: &sled::Db, name: &str) -> Result<u32, sled::Error> {
+    Ok(db
+        .get(generation_key(name))?
+        .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+        .unwrap_or(0))
+}
+
+/// Leaves projection `name`'s tree behind for a new, empty one (the log rebuilds it). The old
+/// tree's pages stay in the file: sled cannot be asked to drop a tree it panics on.
+fn abandon_tree(db: &sled::Db, name: &str) -> Result<u32, sled::Error> {
+    let next = generation(db, name)?.saturating_add(1);
+    db.insert(generation_key(name), &next.to_be_bytes())?;
+    db.flush()?;
+    Ok(next)
 }
 
 /// The projection's format version (`v`, u32 BE).
@@ -184,8 +208,36 @@ impl ManualInputs {
 impl Runner {
     /// Opens `projection`'s tree and restores it (cursors and state). A tree written by another
     /// version of the projection, or one that does not decode, is cleared and rebuilt from the
-    /// log (the log is the truth; the projection is only derived from it).
+    /// log (the log is the truth; the projection is only derived from it). A tree that makes sled
+    /// panic (seen once after a power cut: "cannot find pid … in view_for_key") is abandoned for
+    /// a new one, rebuilt from the log the same way.
     pub fn open(
+        db: &sled::Db,
+        projection: Box<dyn Projection>,
+        changes: Option<broadcast::Sender<Change>>,
+    ) -> Result<Self, RunError> {
+        let name = projection.name();
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::open_tree(db, projection, changes)
+        }));
+        match opened {
+            Ok(result) => result,
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)")
+                    .to_owned();
+                let generation = abandon_tree(db, name)?;
+                tracing::error!(projection = name, %reason, generation, "the projection's store panicked as it opened: abandoning that tree and rebuilding the projection from the event log");
+                metrics::PROJECTION_TREES_ABANDONED.inc();
+                Err(RunError::Rebuild(name))
+            }
+        }
+    }
+
+    fn open_tree(
         db: &sled::Db,
         projection: Box<dyn Projection>,
         changes: Option<broadcast::Sender<Change>>,
@@ -656,6 +708,53 @@ mod tests {
         let mut third = Runner::open(&db, fresh(), None).unwrap();
         assert_eq!(third.step(&log).unwrap(), 2);
         assert_eq!(digest(&db, "devices").unwrap(), live);
+    }
+
+    /// Panics as it restores, as sled did on a tree a power cut had broken (its version is the
+    /// devices projection's, so the tree is not cleared first).
+    struct Panicky(u32);
+
+    impl Projection for Panicky {
+        fn name(&self) -> &'static str {
+            "devices"
+        }
+        fn version(&self) -> u32 {
+            self.0
+        }
+        fn restore(&mut self, _: &[u8], _: &[u8]) -> Result<(), projection::RestoreError> {
+            panic!("cannot find pid 37 in view_for_key, looking for key [118] in tree")
+        }
+        fn apply(
+            &mut self,
+            _: &str,
+            _: u64,
+            _: &StoredEvent,
+            _: &mut Vec<Change>,
+        ) -> Result<(), projection::Poison> {
+            Ok(())
+        }
+        fn flush(&mut self, _: &mut Vec<(Vec<u8>, Vec<u8>)>) {}
+    }
+
+    #[tokio::test]
+    async fn a_projection_store_that_panics_as_it_opens_is_left_for_a_new_one_rebuilt_from_the_log()
+    {
+        let (_dir, log) = log_with(vec![exception(1, 0x11), exception(2, 0x12)]).await;
+        let db = log.durable().db().clone();
+        let floor = Floor::simple();
+        let fresh = || projection::by_name("devices", &floor).unwrap();
+        let mut runner = Runner::open(&db, fresh(), None).unwrap();
+        runner.step(&log).unwrap();
+        let live = digest(&db, "devices").unwrap();
+        drop(runner);
+        assert!(matches!(
+            Runner::open(&db, Box::new(Panicky(fresh().version())), None),
+            Err(RunError::Rebuild("devices"))
+        ));
+        let mut again = Runner::open(&db, fresh(), None).unwrap();
+        assert_eq!(again.step(&log).unwrap(), 2, "replayed from the start");
+        assert_eq!(digest(&db, "devices").unwrap(), live, "into a new tree");
+        assert_eq!(generation(&db, "devices").unwrap(), 1);
     }
 
     #[tokio::test]

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::harness::{scrape, start_sas_line_site, wait_until};
 
 const SECRET: &str = "webhook-secret-0123456789";
 
@@ -64,20 +63,21 @@ async fn receiver() -> (std::net::SocketAddr, Received) {
 async fn comms_lost_fires_once_reaches_the_webhook_signed_is_acknowledged_and_resolves() {
     let tmp = tempfile::tempdir().unwrap();
     let (hook, received) = receiver().await;
-    let log = tmp.path().join("egm.log");
-    let sim = EgmSimProcess::spawn_pty_line(exe(), 1, &["--play-rate", "0"], &log)
-        .await
-        .unwrap();
-    let devices = sas_pty_line_toml("line-1", &sim.line, &["egm-1".to_owned()], "");
-    let mut spec = SiteSpec::single("edge-01", &devices);
-    spec.hub_extra_toml = format!(
-        "[alerts]\nevaluate_every_ms = 200\n\n\
-         [[alerts.rules]]\nrule = \"comms_lost\"\nafter_seconds = 1\n\n\
-         [[alerts.webhooks]]\nurl = \"http://{hook}/hook\"\nsecret = \"{SECRET}\"\n"
-    );
-    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
-    let hub_admin = layout.hub_admin;
-    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let (sim, site) = start_sas_line_site(
+        exe(),
+        tmp.path(),
+        &["egm-1"],
+        &["--play-rate", "0"],
+        "",
+        format!(
+            "[alerts]\nevaluate_every_ms = 200\n\n\
+             [[alerts.rules]]\nrule = \"comms_lost\"\nafter_seconds = 1\n\n\
+             [[alerts.webhooks]]\nurl = \"http://{hook}/hook\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )
+    .await
+    .unwrap();
+    let hub_admin = site.layout.hub_admin;
     wait_until(
         "the machine to be online",
         Duration::from_secs(30),

@@ -9,10 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
-use outpost_harness::site::{
-    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
-};
+use outpost_harness::harness::{RunningSite, start_sas_line_site, wait_until};
+use outpost_harness::site::gaming_day_start_hour_far_from_now;
 use serde_json::json;
 
 fn exe() -> &'static Path {
@@ -27,28 +25,20 @@ async fn get(site: &RunningSite, path: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credits_are_counted_at_the_denomination_the_machine_reports_unless_the_config_sets_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let sim = EgmSimProcess::spawn_pty_line(
+    let hour = gaming_day_start_hour_far_from_now();
+    let (sim, site) = start_sas_line_site(
         exe(),
-        2,
+        tmp.path(),
+        &["nickel", "pinned"],
         &["--play-rate", "0", "--denom", "5"],
-        &tmp.path().join("egm.log"),
+        "meter_interval_ms = 1000",
+        format!(
+            "[accounting]\ndenomination = 1\ngaming_day_start_hour = {hour}\n\n\
+             [[machines]]\nedge = \"edge-01\"\ndevice = \"pinned\"\ndenomination = 1\n"
+        ),
     )
     .await
     .unwrap();
-    let devices = sas_pty_line_toml(
-        "line-a",
-        &sim.line,
-        &["nickel".to_owned(), "pinned".to_owned()],
-        "meter_interval_ms = 1000",
-    );
-    let mut spec = SiteSpec::single("edge-01", &devices);
-    let hour = gaming_day_start_hour_far_from_now();
-    spec.hub_extra_toml = format!(
-        "[accounting]\ndenomination = 1\ngaming_day_start_hour = {hour}\n\n\
-         [[machines]]\nedge = \"edge-01\"\ndevice = \"pinned\"\ndenomination = 1\n"
-    );
-    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
-    let site = RunningSite::start(exe(), layout).await.unwrap();
 
     wait_until("the machine's identity", Duration::from_secs(30), || async {
         get(&site, "/api/v1/devices/edge-01/nickel").await["egm"]["identity"]

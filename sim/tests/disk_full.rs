@@ -42,17 +42,42 @@ fn free_bytes(dir: &Path) -> u64 {
     fs.blocks_available() * fs.fragment_size()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_makes_money_wait_and_the_edge_delivers_all_once_the_hub_is_back() {
+/// One edge running `devices` with its data directory on a 24 MiB tmpfs, and a hub (neither
+/// started). `None`, and SKIPPED said, without the privileges to mount. Fields drop in order, so
+/// the tmpfs is unmounted before the directory under it is removed.
+struct SmallDiskSite {
+    _disk: SmallDisk,
+    layout: SiteLayout,
+    edge: std::net::SocketAddr,
+    hub: std::net::SocketAddr,
+    data: std::path::PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+fn small_disk_site(devices: &str) -> Option<SmallDiskSite> {
     if let Err(e) = CutDisk::check_privileges() {
         println!("SKIPPED: {e}");
-        return;
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
-    let (edge, hub) = (layout.edges[0].admin, layout.hub_admin);
+    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", devices)).unwrap();
     let data = layout.edges[0].data_dir.clone();
-    let _disk = SmallDisk::mount(&data, 24).unwrap();
+    Some(SmallDiskSite {
+        _disk: SmallDisk::mount(&data, 24).unwrap(),
+        edge: layout.edges[0].admin,
+        hub: layout.hub_admin,
+        layout,
+        data,
+        tmp,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_money_wait_and_the_edge_delivers_all_once_the_hub_is_back() {
+    let Some(small) = small_disk_site(DEVICES) else {
+        return;
+    };
+    let (edge, hub, data, layout) = (small.edge, small.hub, small.data.clone(), small.layout);
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_outpost-sim"))
         .args(["edge", "config", "check"])
         .arg(&layout.edges[0].config)
@@ -159,15 +184,10 @@ async fn a_full_disk_makes_money_wait_and_the_edge_delivers_all_once_the_hub_is_
 /// delivered, so every restart opens, and once delivered the disk has its reserve back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_killed_again_and_again_while_it_delivers_on_a_small_disk_always_opens_again() {
-    if let Err(e) = CutDisk::check_privileges() {
-        println!("SKIPPED: {e}");
+    let Some(small) = small_disk_site(DEVICES) else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", DEVICES)).unwrap();
-    let (edge, hub) = (layout.edges[0].admin, layout.hub_admin);
-    let data = layout.edges[0].data_dir.clone();
-    let _disk = SmallDisk::mount(&data, 24).unwrap();
+    };
+    let (edge, hub, data, layout) = (small.edge, small.hub, small.data.clone(), small.layout);
     let mut site = RunningSite::stopped(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout);
     site.start_edge(0).await.unwrap();
     wait_until("a full outbox", Duration::from_secs(60), || async {
@@ -257,16 +277,12 @@ fn fill(path: &Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_filled_by_someone_else_stops_the_money_not_the_edge_and_it_recovers() {
-    if let Err(e) = CutDisk::check_privileges() {
-        println!("SKIPPED: {e}");
-        return;
-    }
     let devices = DEVICES.replace("rate_per_second = 2000.0", "rate_per_second = 300.0");
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = SiteLayout::prepare(tmp.path(), &SiteSpec::single("edge-01", &devices)).unwrap();
-    let (edge, hub) = (layout.edges[0].admin, layout.hub_admin);
-    let data = layout.edges[0].data_dir.clone();
-    let _disk = SmallDisk::mount(&data, 24).unwrap();
+    let Some(small) = small_disk_site(&devices) else {
+        return;
+    };
+    let (edge, hub, data, layout) = (small.edge, small.hub, small.data.clone(), small.layout);
+    let tmp = &small.tmp;
     let mut site = RunningSite::start(Path::new(env!("CARGO_BIN_EXE_outpost-sim")), layout)
         .await
         .unwrap();

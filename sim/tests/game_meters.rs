@@ -8,10 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
-use outpost_harness::site::{
-    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
-};
+use outpost_harness::harness::{RunningSite, start_sas_line_site, wait_until};
+use outpost_harness::site::gaming_day_start_hour_far_from_now;
 use serde_json::json;
 
 const DAY: &str = "/api/v1/machines/edge-01/egm-1/days/today";
@@ -28,25 +26,17 @@ async fn day(site: &RunningSite) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_game_shows_what_was_played_on_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let sim = EgmSimProcess::spawn_pty_line(
+    let hour = gaming_day_start_hour_far_from_now();
+    let (sim, site) = start_sas_line_site(
         exe(),
-        1,
+        tmp.path(),
+        &["egm-1"],
         &["--play-rate", "0", "--games", "3"],
-        &tmp.path().join("egm.log"),
+        "meter_interval_ms = 1000\ngame_meter_interval_ms = 1000",
+        format!("[accounting]\ngaming_day_start_hour = {hour}\n"),
     )
     .await
     .unwrap();
-    let devices = sas_pty_line_toml(
-        "line-a",
-        &sim.line,
-        &["egm-1".to_owned()],
-        "meter_interval_ms = 1000\ngame_meter_interval_ms = 1000",
-    );
-    let mut spec = SiteSpec::single("edge-01", &devices);
-    let hour = gaming_day_start_hour_far_from_now();
-    spec.hub_extra_toml = format!("[accounting]\ngaming_day_start_hour = {hour}\n");
-    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
-    let site = RunningSite::start(exe(), layout).await.unwrap();
 
     // Every game has its baseline reading (and a second, so each shows in the day).
     wait_until("each game read twice", Duration::from_secs(30), || async {

@@ -8,8 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::harness::{RunningSite, start_sas_line_site, wait_until};
 
 const SUPER_1: &str = "supervisor-token-one-0123456789";
 const SUPER_2: &str = "supervisor-token-two-0123456789";
@@ -34,18 +33,19 @@ async fn as_token(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handpay_is_verified_approved_by_a_second_person_and_paid_which_resets_the_machine() {
     let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("egm.log");
-    let sim = EgmSimProcess::spawn_pty_line(exe(), 1, &["--play-rate", "0"], &log)
-        .await
-        .unwrap();
-    let devices = sas_pty_line_toml("line-1", &sim.line, &["egm-1".to_owned()], "");
-    let mut spec = SiteSpec::single("edge-01", &devices);
-    spec.hub_extra_toml = format!(
-        "[[api.tokens]]\nname = \"floor-super\"\ntoken = \"{SUPER_1}\"\nrole = \"supervisor\"\n\n\
-         [[api.tokens]]\nname = \"shift-super\"\ntoken = \"{SUPER_2}\"\nrole = \"supervisor\"\n"
-    );
-    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
-    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let (sim, site) = start_sas_line_site(
+        exe(),
+        tmp.path(),
+        &["egm-1"],
+        &["--play-rate", "0"],
+        "",
+        format!(
+            "[[api.tokens]]\nname = \"floor-super\"\ntoken = \"{SUPER_1}\"\nrole = \"supervisor\"\n\n\
+             [[api.tokens]]\nname = \"shift-super\"\ntoken = \"{SUPER_2}\"\nrole = \"supervisor\"\n"
+        ),
+    )
+    .await
+    .unwrap();
     wait_until(
         "the machine to be online",
         Duration::from_secs(30),

@@ -9,10 +9,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_projection_caught_up, wait_until};
-use outpost_harness::site::{
-    SiteLayout, SiteSpec, gaming_day_start_hour_far_from_now, sas_pty_line_toml,
+use outpost_harness::harness::{
+    EgmSimProcess, RunningSite, start_sas_line_site, wait_projection_caught_up, wait_until,
 };
+use outpost_harness::site::gaming_day_start_hour_far_from_now;
 use serde_json::json;
 
 const SUPERVISOR: &str = "supervisor-token-manual-0123456789";
@@ -46,26 +46,22 @@ async fn sim_meter(sim: &EgmSimProcess, code: u8) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meters_entered_by_hand_while_the_link_is_down_and_corrected_give_the_true_day() {
     let tmp = tempfile::tempdir().unwrap();
-    let sim =
-        EgmSimProcess::spawn_pty_line(exe(), 1, &["--play-rate", "0"], &tmp.path().join("egm.log"))
-            .await
-            .unwrap();
-    let devices = sas_pty_line_toml(
-        "line-a",
-        &sim.line,
-        &["egm-1".to_owned()],
-        "meter_interval_ms = 1000",
-    );
-    let mut spec = SiteSpec::single("edge-01", &devices);
     // The gaming day starts 12 hours from now, so this test never spans two of them.
     let hour = gaming_day_start_hour_far_from_now();
-    spec.hub_extra_toml = format!(
-        "[accounting]\ngaming_day_start_hour = {hour}\n\n\
-         [[api.tokens]]\nname = \"floor-super\"\ntoken = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
-    );
-    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
-    let (hub_admin, hub_config) = (layout.hub_admin, layout.hub_config.clone());
-    let site = RunningSite::start(exe(), layout).await.unwrap();
+    let (sim, site) = start_sas_line_site(
+        exe(),
+        tmp.path(),
+        &["egm-1"],
+        &["--play-rate", "0"],
+        "meter_interval_ms = 1000",
+        format!(
+            "[accounting]\ngaming_day_start_hour = {hour}\n\n\
+             [[api.tokens]]\nname = \"floor-super\"\ntoken = \"{SUPERVISOR}\"\nrole = \"supervisor\"\n"
+        ),
+    )
+    .await
+    .unwrap();
+    let (hub_admin, hub_config) = (site.layout.hub_admin, site.layout.hub_config.clone());
     wait_until("a first interval", Duration::from_secs(30), || async {
         let (_, text) = site
             .api("GET", "/api/v1/machines/edge-01/egm-1/days/today", "")

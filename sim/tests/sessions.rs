@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, wait_until};
-use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
+use outpost_harness::harness::{start_sas_line_site, wait_until};
 use serde_json::json;
 
 fn exe() -> &'static Path {
@@ -18,21 +17,16 @@ fn exe() -> &'static Path {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_totals_what_was_played_between_the_card_going_in_and_out() {
     let tmp = tempfile::tempdir().unwrap();
-    let sim =
-        EgmSimProcess::spawn_pty_line(exe(), 1, &["--play-rate", "0"], &tmp.path().join("egm.log"))
-            .await
-            .unwrap();
-    let devices = sas_pty_line_toml(
-        "line-1",
-        &sim.line,
-        &["egm-1".to_owned()],
+    let (sim, site) = start_sas_line_site(
+        exe(),
+        tmp.path(),
+        &["egm-1"],
+        &["--play-rate", "0"],
         "meter_interval_ms = 1000",
-    );
-    let mut spec = SiteSpec::single("edge-01", &devices);
-    spec.hub_extra_toml =
-        "[[device_tags]]\nedge = \"edge-01\"\ndevice = \"egm-1\"\ntags = [\"high-limit\"]\n".into();
-    let layout = SiteLayout::prepare(tmp.path(), &spec).unwrap();
-    let site = RunningSite::start(exe(), layout).await.unwrap();
+        "[[device_tags]]\nedge = \"edge-01\"\ndevice = \"egm-1\"\ntags = [\"high-limit\"]\n".into(),
+    )
+    .await
+    .unwrap();
     let path = "/api/v1/machines/edge-01/egm-1/session";
     wait_until(
         "a meter reading to open on",

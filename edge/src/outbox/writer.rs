@@ -550,15 +550,16 @@ impl Writer {
             if key_seq(&key).is_some_and(|first| first > through) {
                 break;
             }
-            if chunk::last_seq(&value).is_some_and(|last| last <= through) {
-                if chunk::last_seq(&value).is_some_and(|last| last > self.acked_seq) {
-                    freed += value.len() as u64;
+            match chunk::last_seq(&value) {
+                Some(last) if last <= through => {
+                    if last > self.acked_seq {
+                        freed += value.len() as u64;
+                    }
+                    if !keep_on_disk {
+                        batch.remove(key);
+                    }
                 }
-                if !keep_on_disk {
-                    batch.remove(key);
-                }
-            } else {
-                break;
+                _ => break,
             }
         }
         batch.insert(META_ACKED, through.to_be_bytes())?;

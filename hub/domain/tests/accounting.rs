@@ -290,14 +290,39 @@ fn read_by_hand_across_a_link_loss() -> (Machine, ManualReading) {
     (m, by_hand)
 }
 
+/// Applies the reading entered by hand (no earlier entry to correct).
+fn enter_by_hand(
+    projection: &mut AccountingProjection,
+    by_hand: &ManualReading,
+    changes: &mut Vec<Change>,
+) {
+    projection
+        .apply_manual("edge-1", "egm-1", by_hand, &|_| None, changes)
+        .unwrap();
+}
+
+/// The link is back an hour later: the queued exception, then the edge's reading, applied.
+fn link_back_an_hour_later(
+    m: &mut Machine,
+    projection: &mut AccountingProjection,
+    changes: &mut Vec<Change>,
+) {
+    m.wait_hours(1);
+    m.push(SasEvent::Link { up: true });
+    m.exception(0x4A);
+    m.read_meters();
+    let seen = m.events.len() - 3;
+    for e in &m.events[seen..] {
+        projection.apply("edge-1", 0, e, changes).unwrap();
+    }
+}
+
 #[test]
 fn a_reading_entered_by_hand_closes_the_interval_and_both_intervals_it_bounds_are_flagged() {
     let (mut m, by_hand) = read_by_hand_across_a_link_loss();
     let (mut projection, mut changes) = project(&m.events);
     let mut store = BTreeMap::new();
-    projection
-        .apply_manual("edge-1", "egm-1", &by_hand, &|_| None, &mut changes)
-        .unwrap();
+    enter_by_hand(&mut projection, &by_hand, &mut changes);
     let hours = stored_buckets(&mut projection, &mut store);
     let nine = hours.values().last().unwrap();
     assert_eq!(nine.meter(DROP), 4_000 + 5_000, "as entered");
@@ -309,14 +334,7 @@ fn a_reading_entered_by_hand_closes_the_interval_and_both_intervals_it_bounds_ar
         rec.reasons
     );
     // The link is back at 10:00: the queued exception, then the edge's reading.
-    m.wait_hours(1);
-    m.push(SasEvent::Link { up: true });
-    m.exception(0x4A);
-    m.read_meters();
-    let seen = m.events.len() - 3;
-    for e in &m.events[seen..] {
-        projection.apply("edge-1", 0, e, &mut changes).unwrap();
-    }
+    link_back_an_hour_later(&mut m, &mut projection, &mut changes);
     let hours = stored_buckets(&mut projection, &mut store);
     let ten = hours.values().last().unwrap();
     assert_eq!(
@@ -335,18 +353,9 @@ fn a_correction_moves_the_difference_between_the_two_intervals_and_keeps_the_ori
     let (mut m, by_hand) = read_by_hand_across_a_link_loss();
     let (mut projection, mut changes) = project(&m.events);
     let mut store = BTreeMap::new();
-    projection
-        .apply_manual("edge-1", "egm-1", &by_hand, &|_| None, &mut changes)
-        .unwrap();
+    enter_by_hand(&mut projection, &by_hand, &mut changes);
     stored_buckets(&mut projection, &mut store);
-    m.wait_hours(1);
-    m.push(SasEvent::Link { up: true });
-    m.exception(0x4A);
-    m.read_meters();
-    let seen = m.events.len() - 3;
-    for e in &m.events[seen..] {
-        projection.apply("edge-1", 0, e, &mut changes).unwrap();
-    }
+    link_back_an_hour_later(&mut m, &mut projection, &mut changes);
     stored_buckets(&mut projection, &mut store);
     let correction = ManualReading {
         id: 8,

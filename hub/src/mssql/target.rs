@@ -454,16 +454,17 @@ impl Target for MemoryTarget {
         if let Some(error) = state.fail_next.pop_front() {
             return Err(error);
         }
+        // All or nothing, as the transaction is: a row that does not fit refuses the batch.
+        if rows.iter().any(|row| row.len() != table.columns.len()) {
+            return Err(SqlError::Server {
+                number: 213,
+                severity: 16,
+                state: 1,
+                message: "column name or number of supplied values does not match".into(),
+            });
+        }
         let stored = state.tables.entry(table.name.clone()).or_default();
         for row in rows {
-            if row.len() != table.columns.len() {
-                return Err(SqlError::Server {
-                    number: 213,
-                    severity: 16,
-                    state: 1,
-                    message: "column name or number of supplied values does not match".into(),
-                });
-            }
             let key = row[..table.key_columns].to_vec();
             stored.entry(key).or_insert_with(|| row.clone());
         }

@@ -55,6 +55,8 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Layout(#[from] crate::site::SiteError),
 }
 
 /// A running Outpost process with an admin address.
@@ -750,6 +752,28 @@ impl EgmSimProcess {
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// What most floor tests start from: a simulated SAS line (a pty, `sim_args` for the simulator)
+/// with `machines` at addresses 1, 2, …, read by edge `edge-01` as `line-1` (`line_toml` added to
+/// the line's table), and a hub (`hub_toml` added to its config). Files go under `dir`.
+pub async fn start_sas_line_site(
+    exe: &Path,
+    dir: &Path,
+    machines: &[&str],
+    sim_args: &[&str],
+    line_toml: &str,
+    hub_toml: String,
+) -> Result<(EgmSimProcess, RunningSite), HarnessError> {
+    let count = u8::try_from(machines.len()).unwrap_or(u8::MAX);
+    let sim = EgmSimProcess::spawn_pty_line(exe, count, sim_args, &dir.join("egm.log")).await?;
+    let ids: Vec<String> = machines.iter().map(|m| (*m).to_owned()).collect();
+    let devices = crate::site::sas_pty_line_toml("line-1", &sim.line, &ids, line_toml);
+    let mut spec = crate::site::SiteSpec::single("edge-01", &devices);
+    spec.hub_extra_toml = hub_toml;
+    let layout = crate::site::SiteLayout::prepare(dir, &spec)?;
+    let site = RunningSite::start(exe, layout).await?;
+    Ok((sim, site))
 }
 
 /// The Python interpreter of the protocol peers' venv (`OUTPOST_PEERS_PYTHON`, set by `.ci/run`;

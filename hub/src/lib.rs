@@ -14,6 +14,7 @@ mod commands;
 mod counts;
 mod edges;
 mod eventlog;
+mod feed;
 mod floor;
 mod floor_api;
 mod handpays;
@@ -67,7 +68,7 @@ pub struct HubParts {
     /// The alert evaluator and webhooks.
     pub alerts: alerts::AlertArgs,
     /// The SQL Server sink, when `[mssql] enabled`.
-    pub mssql: Option<mssql::SinkArgs>,
+    pub mssql: Vec<mssql::SinkArgs>,
 }
 
 /// The hub's supervision tree: `hub → {admin, link, api, hikcentral (when enabled)}`.
@@ -93,7 +94,7 @@ pub fn root_spec(config: &HubConfig, readiness: &Readiness, parts: &HubParts) ->
     if let Some(visits) = &parts.visits {
         children.push(visits.child_spec());
     }
-    if let Some(sink) = &parts.mssql {
+    for sink in &parts.mssql {
         children.push(sink.clone().child_spec());
     }
     SupervisorSpec {
@@ -163,6 +164,7 @@ pub async fn run(
             floor: floor.clone(),
             eventlog: eventlog.clone(),
             changes: changes.clone(),
+            feed: config.mssql.enabled && mssql::FOLLOWED_PROJECTIONS.contains(&name),
         })
         .collect();
     let live = Arc::new(stream::LiveStream::new(
@@ -190,16 +192,21 @@ pub async fn run(
         counts: counts.clone(),
         device_states: device_states.clone(),
     };
-    let mssql_sink = if config.mssql.enabled {
-        Some(mssql::SinkArgs {
-            connection: mssql::connection(&config.mssql)?,
-            policy: mssql::retry_policy(&config.mssql),
-            batch_rows: config.mssql.batch_rows,
-            eventlog: eventlog.clone(),
-            floor: floor.clone(),
-        })
+    let mssql_sinks = if config.mssql.enabled {
+        let connection = mssql::connection(&config.mssql)?;
+        mssql::STREAMS
+            .iter()
+            .map(|&stream| mssql::SinkArgs {
+                stream,
+                connection: connection.clone(),
+                policy: mssql::retry_policy(&config.mssql),
+                batch_rows: config.mssql.batch_rows,
+                eventlog: eventlog.clone(),
+                floor: floor.clone(),
+            })
+            .collect()
     } else {
-        None
+        Vec::new()
     };
     let pki = &config.pki.dir;
     let server_config = outpost_link::io::server_config(
@@ -257,7 +264,7 @@ pub async fn run(
         projections,
         stream: stream_args,
         alerts: alert_args,
-        mssql: mssql_sink,
+        mssql: mssql_sinks,
     };
     let readiness = Readiness::new();
     tracing::info!(

@@ -271,7 +271,7 @@ fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 pub static MSSQL_LAG_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_vec(
         "outpost_mssql_lag_events",
-        "Events committed at the hub and not yet written to SQL Server, per stream.",
+        "What the hub holds and SQL Server does not yet, per stream: events (events) or projection keys changed (accounting, handpays) or readings entered by hand (manual).",
         &["stream"],
     )
 });
@@ -297,6 +297,18 @@ pub static MSSQL_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
                 "Failed writes to SQL Server, by class (retry or blocking).",
             ),
             &["class"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static MSSQL_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_mssql_skipped_keys_total",
+                "Projection keys whose stored value did not decode, skipped by a stream (logged with the key).",
+            ),
+            &["stream"],
         )
         .expect("static metric definition is valid"),
     )
@@ -368,5 +380,6 @@ pub fn register_all() {
         MSSQL_LAST_SUCCESS.with_label_values(&[stream]).set(0);
         MSSQL_BLOCKED.with_label_values(&[stream]).set(0);
         MSSQL_ROWS.with_label_values(&[stream]).inc_by(0);
+        MSSQL_SKIPPED.with_label_values(&[stream]).inc_by(0);
     }
 }

@@ -100,6 +100,7 @@ fn restore_into(
                 manual_applied.insert(edge(), number());
             }
             Some(b'p') | Some(b'q') | Some(b'v') => {}
+            _ if crate::feed::is_feed_key(&key) => {}
             _ => projection.restore(&key, &value)?,
         }
     }
@@ -176,6 +177,13 @@ pub struct Runner {
     changes: Option<broadcast::Sender<Change>>,
     /// Readings entered by hand: the accounting projection's only.
     manual: Option<ManualInputs>,
+    /// The change feed, when something follows this projection (see [`crate::feed`]).
+    feed: Option<crate::feed::Writer>,
+}
+
+/// Whether `key` is one the runner keeps in a projection's tree (not the projection's own).
+fn runner_key(key: &[u8]) -> bool {
+    matches!(key.first(), Some(b'v' | b'c' | b'p' | b'q' | b'r')) || crate::feed::is_feed_key(key)
 }
 
 /// The accounting runner's view of the trail of readings entered by hand.
@@ -285,7 +293,23 @@ impl Runner {
             cursors,
             changes,
             manual,
+            feed: None,
         })
+    }
+
+    /// Keeps the projection's change feed (for the MSSQL sink), or removes it when `enabled` is
+    /// false so that enabling it later starts a new epoch listing everything.
+    pub fn with_feed(mut self, enabled: bool) -> Result<Self, RunError> {
+        if enabled {
+            let now = outpost_process::clock::unix_us().max(1) as u64;
+            self.feed = Some(crate::feed::Writer::open(&self.tree, now, |key| {
+                !runner_key(key)
+            })?);
+        } else {
+            crate::feed::remove(&self.tree)?;
+            self.feed = None;
+        }
+        Ok(self)
     }
 
     /// Applies one reading entered by hand; one that cannot be applied is kept aside under `q`.
@@ -409,6 +433,12 @@ impl Runner {
             let mut writes = Vec::new();
             self.projection.flush(&mut writes);
             let mut batch = sled::Batch::default();
+            if let Some(feed) = self.feed.as_mut() {
+                for (key, _) in &writes {
+                    feed.record(&mut batch, key);
+                }
+                feed.seal(&mut batch);
+            }
             for (key, value) in writes.into_iter().chain(poison) {
                 batch.insert(key, value);
             }
@@ -452,12 +482,16 @@ impl Runner {
     }
 }
 
-/// SHA-256 of every key and value in projection `name`'s tree, in key order.
+/// SHA-256 of every key and value in projection `name`'s tree, in key order, leaving out its
+/// change feed (which depends on who follows it, not on the log).
 pub fn digest(db: &sled::Db, name: &str) -> Result<String, RunError> {
     let tree = tree(db, name)?;
     let mut hash = Sha256::new();
     for entry in tree.iter() {
         let (key, value) = entry?;
+        if crate::feed::is_feed_key(&key) {
+            continue;
+        }
         hash.update((key.len() as u64).to_be_bytes());
         hash.update(&key);
         hash.update((value.len() as u64).to_be_bytes());
@@ -510,6 +544,8 @@ pub struct ProjectionArgs {
     pub floor: Floor,
     pub eventlog: EventLog,
     pub changes: broadcast::Sender<Change>,
+    /// Keep the projection's change feed (something follows it: the MSSQL sink).
+    pub feed: bool,
 }
 
 impl ProjectionArgs {
@@ -553,7 +589,8 @@ impl Actor for ProjectionActor {
                 .ok_or_else(|| RunError::Unknown(args.name.to_owned()))?
         };
         let db = args.eventlog.durable().db().clone();
-        let mut runner = Runner::open(&db, projection, Some(args.changes.clone()))?;
+        let mut runner =
+            Runner::open(&db, projection, Some(args.changes.clone()))?.with_feed(args.feed)?;
         let log = args.eventlog.clone();
         let mut commits = log.subscribe_commits();
         let task = OwnedTask::ending_owner(myself, async move {

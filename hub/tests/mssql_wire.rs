@@ -14,7 +14,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use outpost_hub::mssql::{Connection, ErrorClass, SqlError, Table, Target, TdsTarget, Value};
+use outpost_hub::mssql::{
+    Connection, ErrorClass, Row, SqlError, Table, Target, TdsTarget, Value, Write, tables,
+};
+
+/// Writes `rows` into `table` alone, in one transaction.
+async fn write(target: &mut TdsTarget, table: &Table, rows: &[Row]) -> Result<(), SqlError> {
+    target.write(&[Write { table, rows }]).await
+}
 
 const PASSWORD: &str = "s3cret-Pw!";
 
@@ -150,15 +157,15 @@ async fn the_sinks_batches_reach_a_real_tds_server_over_tls_once_each_with_every
         row(1, "egm-01", "{\"amount\":\"20.00\"}"),
         row(i64::MAX, "egm-ü", &long_body),
     ];
-    target.write(&table, &first).await.unwrap();
+    write(&mut target, &table, &first).await.unwrap();
     // The same rows again with one new one: only the new one is added.
     let mut again = first.clone();
     again.push(row(2, "egm-02", "{}"));
-    target.write(&table, &again).await.unwrap();
+    write(&mut target, &table, &again).await.unwrap();
     // More rows than one statement may carry parameters for: several staging statements.
     let many: Vec<_> = (1_000..1_600).map(|seq| row(seq, "egm-03", "{}")).collect();
     assert!(many.len() > table.rows_per_statement());
-    target.write(&table, &many).await.unwrap();
+    write(&mut target, &table, &many).await.unwrap();
 
     let counted = target
         .query_text("SELECT COUNT(*) FROM #events_copy", &[])
@@ -203,15 +210,176 @@ async fn the_sinks_batches_reach_a_real_tds_server_over_tls_once_each_with_every
     );
 }
 
+fn day(device: &str, day: &str, coin_in: i64) -> Row {
+    let mut row = vec![
+        Value::Text("edge-01".into()),
+        Value::Text(device.into()),
+        Value::Text(day.into()),
+        Value::Text("site-é".into()),
+        Value::Text("USD".into()),
+        Value::BigInt(100),
+        Value::BigInt(1),
+        Value::BigInt(coin_in),
+    ];
+    row.extend((0..10).map(Value::BigInt));
+    row
+}
+
+#[tokio::test]
+async fn a_corrected_row_is_updated_over_tds_and_the_version_it_replaced_goes_to_the_trail() {
+    let Some(bridge) = bridge() else { return };
+    outpost_process::install_crypto_provider();
+    let mut target = TdsTarget::new(&connection(bridge.port, PASSWORD));
+    let table = tables::machine_days().named("#days");
+    target.batch(&table.create("#days")).await.unwrap();
+    target.batch(&table.create_trail().unwrap()).await.unwrap();
+    let first = vec![
+        day("egm-01", "2026-11-30", 1_000),
+        day("egm-02", "2026-11-30", 5),
+    ];
+    write(&mut target, &table, &first).await.unwrap();
+    // Written again (a replay) and then with one day corrected, in one batch each.
+    write(&mut target, &table, &first).await.unwrap();
+    let corrected = vec![
+        day("egm-01", "2026-11-30", 1_250),
+        day("egm-02", "2026-11-30", 5),
+    ];
+    write(&mut target, &table, &corrected).await.unwrap();
+    let rows = target
+        .query_text(
+            "SELECT device, gaming_day, coin_in_minor, site FROM #days ORDER BY device",
+            &[],
+        )
+        .await
+        .unwrap();
+    println!(
+        "days: {rows:?}\nthe server's log ends:\n{}",
+        bridge.log_tail()
+    );
+    assert_eq!(rows.len(), 2, "one row per machine and day");
+    assert_eq!(
+        rows[0][2].as_deref(),
+        Some("1250"),
+        "the correction is in place"
+    );
+    assert!(
+        rows[0][1]
+            .as_deref()
+            .is_some_and(|d| d.starts_with("2026-11-30"))
+    );
+    assert_eq!(rows[0][3].as_deref(), Some("site-é"));
+    let trail = target
+        .query_text("SELECT device, coin_in_minor FROM #days_trail", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        trail,
+        vec![vec![Some("egm-01".to_owned()), Some("1000".to_owned())]],
+        "only the corrected version, once: the replay changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn one_batch_writes_several_tables_in_one_transaction() {
+    let Some(bridge) = bridge() else { return };
+    outpost_process::install_crypto_provider();
+    let mut target = TdsTarget::new(&connection(bridge.port, PASSWORD));
+    let days = tables::machine_days().named("#days2");
+    let events = Table::events().named("#events2");
+    target.batch(&days.create("#days2")).await.unwrap();
+    target.batch(&days.create_trail().unwrap()).await.unwrap();
+    target.batch(&events.create("#events2")).await.unwrap();
+    for round in 0..3i64 {
+        let day_rows = vec![day("egm-01", "2026-11-30", 100 + round)];
+        let event_rows = vec![row(round + 1, "egm-01", "{}")];
+        target
+            .write(&[
+                Write {
+                    table: &days,
+                    rows: &day_rows,
+                },
+                Write {
+                    table: &events,
+                    rows: &event_rows,
+                },
+            ])
+            .await
+            .unwrap();
+    }
+    let counts = target
+        .query_text(
+            "SELECT (SELECT COUNT(*) FROM #days2), (SELECT COUNT(*) FROM #days2_trail), \
+             (SELECT COUNT(*) FROM #events2)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        vec![vec![
+            Some("1".to_owned()),
+            Some("2".to_owned()),
+            Some("3".to_owned())
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn a_null_reaches_a_nullable_column_over_tds_and_an_update_fills_it() {
+    let Some(bridge) = bridge() else { return };
+    outpost_process::install_crypto_provider();
+    let mut target = TdsTarget::new(&connection(bridge.port, PASSWORD));
+    let table = tables::handpays().named("#handpays");
+    target.batch(&table.create("#handpays")).await.unwrap();
+    let handpay = |reset: Option<(i64, &str)>| -> Row {
+        vec![
+            Value::Text("edge-01".into()),
+            Value::Text("egm-01".into()),
+            Value::BigInt(7),
+            Value::Text(if reset.is_some() { "reset" } else { "pending" }.into()),
+            Value::BigInt(120_000),
+            Value::Text("USD".into()),
+            Value::BigInt(120_000),
+            Value::Time(at("2026-11-30T05:59:58.000000")),
+            reset.map_or(Value::Null, |(_, t)| Value::Time(at(t))),
+            reset.map_or(Value::Null, |(seq, _)| Value::BigInt(seq)),
+        ]
+    };
+    write(&mut target, &table, &[handpay(None)]).await.unwrap();
+    let pending = target
+        .query_text("SELECT state, reset_at, reset_seq FROM #handpays", &[])
+        .await
+        .unwrap();
+    assert_eq!(pending, vec![vec![Some("pending".to_owned()), None, None]]);
+    write(
+        &mut target,
+        &table,
+        &[handpay(Some((9, "2026-11-30T06:10:00.000000")))],
+    )
+    .await
+    .unwrap();
+    let reset = target
+        .query_text("SELECT state, reset_seq FROM #handpays", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        reset,
+        vec![vec![Some("reset".to_owned()), Some("9".to_owned())]]
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_a_blocking_login_failure_that_names_its_number() {
     let Some(bridge) = bridge() else { return };
     outpost_process::install_crypto_provider();
     let mut target = TdsTarget::new(&connection(bridge.port, "not-the-password"));
-    let err = target
-        .write(&Table::events().named("#t"), &[row(1, "egm-01", "{}")])
-        .await
-        .unwrap_err();
+    let err = write(
+        &mut target,
+        &Table::events().named("#t"),
+        &[row(1, "egm-01", "{}")],
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, SqlError::Server { number: 18456, .. }),
         "{err}"
@@ -225,8 +393,7 @@ async fn a_table_the_server_refuses_is_a_blocking_error_with_the_servers_number(
     outpost_process::install_crypto_provider();
     let mut target = TdsTarget::new(&connection(bridge.port, PASSWORD));
     // outpost.events is not there (pysqlbridge has no such table and writes nothing else).
-    let err = target
-        .write(&Table::events(), &[row(1, "egm-01", "{}")])
+    let err = write(&mut target, &Table::events(), &[row(1, "egm-01", "{}")])
         .await
         .unwrap_err();
     println!(
@@ -246,8 +413,7 @@ async fn a_table_the_server_refuses_is_a_blocking_error_with_the_servers_number(
 async fn a_server_that_is_not_listening_is_retried() {
     outpost_process::install_crypto_provider();
     let mut target = TdsTarget::new(&connection(free_port(), PASSWORD));
-    let err = target
-        .write(&Table::events(), &[row(1, "egm-01", "{}")])
+    let err = write(&mut target, &Table::events(), &[row(1, "egm-01", "{}")])
         .await
         .unwrap_err();
     assert!(matches!(err, SqlError::Connect { .. }), "{err}");
@@ -281,10 +447,11 @@ fn mssql_check_says_the_server_answers_the_login_works_and_the_schema_is_missing
     };
     let (ok, said) = check(PASSWORD);
     assert!(!ok, "a schema at version 0 is not current");
+    let known = outpost_hub::mssql::sql::migrations().len();
     assert!(
-        said.contains(
-            "reachable, login works, schema at version 0 of 1: run `outpost-hub mssql migrate`"
-        ),
+        said.contains(&format!(
+            "reachable, login works, schema at version 0 of {known}: run `outpost-hub mssql migrate`"
+        )),
         "{said}"
     );
     assert!(!said.contains(PASSWORD), "the password is never printed");

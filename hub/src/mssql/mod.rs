@@ -1,14 +1,17 @@
 //! Microsoft SQL Server, the system of record finance and BI tools read: the schema
 //! (`deploy/mssql/`, applied by `outpost-hub mssql migrate`), the SQL the sink sends ([`sql`]),
-//! where it goes ([`target`]: SQL Server over TDS, or an in-memory fake for tests) and the sink
-//! itself ([`sink`]), one supervised actor per stream.
+//! where it goes ([`target`]: SQL Server over TDS, or an in-memory fake for tests), the tables of
+//! the domain ([`tables`]) and the sink itself, one supervised actor per stream: every event
+//! ([`sink`]), and what the projections made of them ([`feeds`]).
 //!
 //! Invariants: the password is read from the config, the environment or a file and never logged
 //! or printed; ingest from edges never waits on SQL Server; writes are idempotent by each table's
 //! natural key, so a replay after a crash or an outage changes nothing.
 
+pub mod feeds;
 pub mod sink;
 pub mod sql;
+pub mod tables;
 pub mod target;
 
 use std::time::Duration;
@@ -19,14 +22,28 @@ use outpost_config::MssqlConfig;
 use outpost_domain::site::Floor;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-pub use sink::{EventsSink, RetryPolicy};
-pub use sql::{Migration, Table};
-pub use target::{Connection, ErrorClass, MemoryTarget, Row, SqlError, Target, TdsTarget, Value};
+pub use feeds::{AccountingRows, FeedSink, HandpayRows, ManualSink};
+pub use sink::{EventsSink, RetryPolicy, Stream};
+pub use sql::{Keyed, Migration, Table};
+pub use target::{
+    Connection, ErrorClass, MemoryTarget, Row, SqlError, Target, TdsTarget, Value, Write,
+};
 
 use crate::eventlog::EventLog;
 
-/// The streams the sink writes (the `stream` label).
-pub const STREAMS: [&str; 1] = [sink::STREAM];
+/// The streams the sink writes (the `stream` label), one actor each.
+pub const STREAMS: [&str; 4] = [
+    sink::STREAM,
+    feeds::ACCOUNTING,
+    feeds::HANDPAYS,
+    feeds::MANUAL,
+];
+
+/// The projections a stream follows through their change feed (kept only while the sink runs).
+pub const FOLLOWED_PROJECTIONS: [&str; 2] = [
+    outpost_domain::projection::ACCOUNTING,
+    outpost_domain::projection::HANDPAYS,
+];
 
 /// What is wrong with `[mssql]` before anything is sent.
 #[derive(Debug, thiserror::Error)]
@@ -168,9 +185,11 @@ pub async fn migrate(target: &mut TdsTarget) -> Result<Vec<Migration>, SqlError>
     Ok(applied)
 }
 
-/// The events sink's actor arguments.
+/// A stream's actor arguments.
 #[derive(Clone)]
 pub struct SinkArgs {
+    /// Which of [`STREAMS`].
+    pub stream: &'static str,
     pub connection: Connection,
     pub policy: RetryPolicy,
     pub batch_rows: usize,
@@ -181,6 +200,7 @@ pub struct SinkArgs {
 impl std::fmt::Debug for SinkArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SinkArgs")
+            .field("stream", &self.stream)
             .field("connection", &self.connection)
             .finish_non_exhaustive()
     }
@@ -188,12 +208,24 @@ impl std::fmt::Debug for SinkArgs {
 
 impl SinkArgs {
     pub fn child_spec(self) -> ChildSpec {
-        ChildSpec::new("mssql-events", move || (SinkActor, self.clone()))
-            .restart(Restart::Permanent)
+        ChildSpec::new(format!("mssql-{}", self.stream), move || {
+            (SinkActor, self.clone())
+        })
+        .restart(Restart::Permanent)
     }
 }
 
-/// Runs the events sink; stops (and is restarted) only when its cursor store fails.
+fn started(args: &SinkArgs, lag: u64) {
+    tracing::info!(
+        stream = args.stream,
+        server = %format!("{}:{}", args.connection.host, args.connection.port),
+        database = %args.connection.database,
+        lag,
+        "mssql sink started"
+    );
+}
+
+/// Runs one stream; stops (and is restarted) only when its cursor store fails.
 pub struct SinkActor;
 
 impl Actor for SinkActor {
@@ -206,22 +238,44 @@ impl Actor for SinkActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let sink = EventsSink::open(
-            TdsTarget::new(&args.connection),
-            Table::events(),
-            args.eventlog.clone(),
-            args.floor.clone(),
-            args.batch_rows,
-        )?;
-        tracing::info!(
-            stream = sink::STREAM,
-            server = %format!("{}:{}", args.connection.host, args.connection.port),
-            database = %args.connection.database,
-            lag_events = sink.lag(),
-            "mssql sink started"
-        );
+        let target = TdsTarget::new(&args.connection);
+        let db = args.eventlog.durable().db().clone();
+        let commits = args.eventlog.subscribe_commits();
+        let policy = args.policy.clone();
+        let rows = args.batch_rows;
+        let task: std::pin::Pin<Box<dyn std::future::Future<Output = sink::SinkError> + Send>> =
+            match args.stream {
+                feeds::ACCOUNTING => {
+                    let stream =
+                        FeedSink::open(target, AccountingRows::new(args.floor.clone()), db, rows)?;
+                    started(&args, stream.lag());
+                    Box::pin(sink::run(stream, policy, commits))
+                }
+                feeds::HANDPAYS => {
+                    let stream =
+                        FeedSink::open(target, HandpayRows::new(args.floor.clone()), db, rows)?;
+                    started(&args, stream.lag());
+                    Box::pin(sink::run(stream, policy, commits))
+                }
+                feeds::MANUAL => {
+                    let stream = ManualSink::open(target, &db, rows)?;
+                    started(&args, stream.lag());
+                    Box::pin(sink::run(stream, policy, commits))
+                }
+                _ => {
+                    let stream = EventsSink::open(
+                        target,
+                        Table::events(),
+                        args.eventlog.clone(),
+                        args.floor.clone(),
+                        rows,
+                    )?;
+                    started(&args, stream.lag());
+                    Box::pin(sink::run(stream, policy, commits))
+                }
+            };
         Ok(OwnedTask::ending_owner(myself, async move {
-            Some(sink.run(args.policy).await.to_string())
+            Some(task.await.to_string())
         }))
     }
 

@@ -22,7 +22,7 @@ use outpost_domain::readable::readable;
 use outpost_domain::site::Floor;
 
 use super::sql::Table;
-use super::target::{ErrorClass, Row, SqlError, Target, Value};
+use super::target::{ErrorClass, Row, SqlError, Target, Value, Write};
 use crate::eventlog::{EventLog, EventLogError};
 use crate::metrics;
 
@@ -38,6 +38,8 @@ pub enum SinkError {
     Log(#[from] EventLogError),
     #[error("mssql sink cursor for edge {edge} holds {len} bytes, not 8")]
     Cursor { edge: String, len: usize },
+    #[error(transparent)]
+    Trail(#[from] crate::manual::TrailError),
 }
 
 /// What one step did.
@@ -184,7 +186,10 @@ impl<T: Target> EventsSink<T> {
             return Ok(0);
         }
         self.target
-            .write(&self.table, &rows)
+            .write(&[Write {
+                table: &self.table,
+                rows: &rows,
+            }])
             .await
             .map_err(StepError::Sql)?;
         let mut batch = sled::Batch::default();
@@ -193,66 +198,100 @@ impl<T: Target> EventsSink<T> {
             self.cursors.insert(edge.clone(), *last);
         }
         self.tree.apply_batch(batch).map_err(SinkError::from)?;
-        metrics::MSSQL_ROWS
-            .with_label_values(&[STREAM])
-            .inc_by(rows.len() as u64);
-        metrics::MSSQL_LAST_SUCCESS
-            .with_label_values(&[STREAM])
-            .set(outpost_process::clock::unix_ms() / 1000);
+        written(STREAM, rows.len());
         Ok(rows.len())
     }
+}
 
-    /// Writes for ever: returns only when the sink's own store fails.
-    pub async fn run(mut self, policy: RetryPolicy) -> SinkError {
-        let mut commits = self.eventlog.subscribe_commits();
-        let mut failures = 0u32;
-        let mut last_error: Option<(ErrorClass, Option<u32>)> = None;
-        loop {
-            metrics::MSSQL_LAG_EVENTS
-                .with_label_values(&[STREAM])
-                .set(i64::try_from(self.lag()).unwrap_or(i64::MAX));
-            match self.step().await {
-                Ok(0) => {
-                    // Caught up: wait for the next commit (or look again in a second).
-                    let _ = tokio::time::timeout(Duration::from_secs(1), commits.changed()).await;
+impl<T: Target> Stream for EventsSink<T> {
+    fn name(&self) -> &'static str {
+        STREAM
+    }
+
+    fn lag(&self) -> u64 {
+        EventsSink::lag(self)
+    }
+
+    async fn step(&mut self) -> Result<usize, StepError> {
+        EventsSink::step(self).await
+    }
+}
+
+/// Counts a batch of `rows` written by `stream` and when.
+pub(super) fn written(stream: &str, rows: usize) {
+    metrics::MSSQL_ROWS
+        .with_label_values(&[stream])
+        .inc_by(rows as u64);
+    metrics::MSSQL_LAST_SUCCESS
+        .with_label_values(&[stream])
+        .set(outpost_process::clock::unix_ms() / 1000);
+}
+
+/// One stream the sink writes: where it reads from, with its own durable cursor.
+pub trait Stream: Send {
+    /// Its name (the `stream` label).
+    fn name(&self) -> &'static str;
+    /// What it has not written yet (events, or changed keys).
+    fn lag(&self) -> u64;
+    /// Writes the next batch; returns how many rows or events it held (0: nothing to write).
+    fn step(&mut self) -> impl std::future::Future<Output = Result<usize, StepError>> + Send;
+}
+
+/// Writes `stream` for ever, woken by `commits` (and every second); returns only when the
+/// stream's own store fails.
+pub async fn run<S: Stream>(
+    mut stream: S,
+    policy: RetryPolicy,
+    mut commits: tokio::sync::watch::Receiver<u64>,
+) -> SinkError {
+    let name = stream.name();
+    let mut failures = 0u32;
+    let mut last_error: Option<(ErrorClass, Option<u32>)> = None;
+    loop {
+        metrics::MSSQL_LAG_EVENTS
+            .with_label_values(&[name])
+            .set(i64::try_from(stream.lag()).unwrap_or(i64::MAX));
+        match stream.step().await {
+            Ok(0) => {
+                // Caught up: wait for the next commit (or look again in a second).
+                let _ = tokio::time::timeout(Duration::from_secs(1), commits.changed()).await;
+            }
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(stream = name, failures, "writing to SQL Server again");
                 }
-                Ok(_) => {
-                    if failures > 0 {
-                        tracing::info!(stream = STREAM, failures, "writing to SQL Server again");
+                failures = 0;
+                last_error = None;
+                metrics::MSSQL_BLOCKED.with_label_values(&[name]).set(0);
+            }
+            Err(StepError::Sink(e)) => return e,
+            Err(StepError::Sql(err)) => {
+                let class = err.class();
+                failures = failures.saturating_add(1);
+                metrics::MSSQL_ERRORS
+                    .with_label_values(&[class.as_str()])
+                    .inc();
+                let seen = Some((class, err.number()));
+                if last_error != seen || failures.is_power_of_two() {
+                    tracing::warn!(
+                        stream = name,
+                        class = class.as_str(),
+                        number = err.number(),
+                        failures,
+                        lag = stream.lag(),
+                        %err,
+                        "write to SQL Server failed; the hub keeps taking events and writes them once it can"
+                    );
+                }
+                last_error = seen;
+                let wait = match class {
+                    ErrorClass::Retry => policy.backoff.delay(failures),
+                    ErrorClass::Blocking => {
+                        metrics::MSSQL_BLOCKED.with_label_values(&[name]).set(1);
+                        policy.blocked_retry
                     }
-                    failures = 0;
-                    last_error = None;
-                    metrics::MSSQL_BLOCKED.with_label_values(&[STREAM]).set(0);
-                }
-                Err(StepError::Sink(e)) => return e,
-                Err(StepError::Sql(err)) => {
-                    let class = err.class();
-                    failures = failures.saturating_add(1);
-                    metrics::MSSQL_ERRORS
-                        .with_label_values(&[class.as_str()])
-                        .inc();
-                    let seen = Some((class, err.number()));
-                    if last_error != seen || failures.is_power_of_two() {
-                        tracing::warn!(
-                            stream = STREAM,
-                            class = class.as_str(),
-                            number = err.number(),
-                            failures,
-                            lag_events = self.lag(),
-                            %err,
-                            "write to SQL Server failed; the hub keeps taking events and writes them once it can"
-                        );
-                    }
-                    last_error = seen;
-                    let wait = match class {
-                        ErrorClass::Retry => policy.backoff.delay(failures),
-                        ErrorClass::Blocking => {
-                            metrics::MSSQL_BLOCKED.with_label_values(&[STREAM]).set(1);
-                            policy.blocked_retry
-                        }
-                    };
-                    tokio::time::sleep(wait).await;
-                }
+                };
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -437,7 +476,11 @@ mod tests {
             addr: "sql:1433".into(),
             reason: "connection refused".into(),
         });
-        let running = tokio::spawn(sink(&log, &target, 500).run(policy()));
+        let running = tokio::spawn(run(
+            sink(&log, &target, 500),
+            policy(),
+            log.subscribe_commits(),
+        ));
         // Ingest goes on while SQL Server is away.
         for round in 0..60u64 {
             log.commit("edge-1", events(round * 100 + 1, round * 100 + 100), 0)
@@ -468,7 +511,11 @@ mod tests {
             state: 1,
             message: "Login failed for user 'outpost'.".into(),
         });
-        let running = tokio::spawn(sink(&log, &target, 500).run(policy()));
+        let running = tokio::spawn(run(
+            sink(&log, &target, 500),
+            policy(),
+            log.subscribe_commits(),
+        ));
         tokio::time::sleep(Duration::from_secs(299)).await;
         let attempts = target.attempts();
         assert_eq!(attempts, 5, "at 0, 60, 120, 180 and 240 s");

@@ -3,8 +3,16 @@
 //!
 //! Invariants: every statement names its columns; values travel only as parameters (`@P1`…),
 //! never in the text; a statement carries at most [`MAX_PARAMS`] of them (SQL Server's limit is
-//! 2,100); the insert into the target skips every row whose key is already there, so a batch
-//! written twice leaves the table as written once.
+//! 2,100); a batch written twice leaves a table as written once: rows that never change
+//! ([`Keyed::Once`]) are inserted only where their key is not there, rows that do
+//! ([`Keyed::Latest`]) replace theirs only where a value differs, keeping the version they
+//! replace in the table's trail.
+//!
+//! Why not `MERGE` or `UPDATE … FROM`: in the batch's transaction, copying the versions replaced
+//! to the trail, deleting them and inserting what is missing does the same, avoids `MERGE`'s
+//! documented concurrency pitfalls (it needs `HOLDLOCK`), and uses only forms an independent
+//! TDS server (pysqlbridge, which updates `#temp` tables only without a `FROM`) runs too, so
+//! the wire tests check the statements production sends.
 
 /// Parameters per statement: SQL Server refuses more than 2,100.
 pub const MAX_PARAMS: usize = 2_000;
@@ -20,28 +28,57 @@ pub enum ColumnType {
     VarChar(u16),
     /// `DATETIME2(6)`, UTC.
     DateTime2,
+    /// `DATE` (a gaming day), sent as `YYYY-MM-DD`.
+    Date,
+    /// `BIGINT NULL`.
+    NullableBigInt,
+    /// `DATETIME2(6) NULL`, UTC.
+    NullableDateTime2,
 }
 
 impl ColumnType {
-    fn sql(self) -> String {
+    pub fn nullable(self) -> bool {
+        matches!(
+            self,
+            ColumnType::NullableBigInt | ColumnType::NullableDateTime2
+        )
+    }
+
+    /// The type as the schema declares it, with its nullability.
+    pub fn sql(self) -> String {
         match self {
-            ColumnType::BigInt => "BIGINT".into(),
-            ColumnType::NVarChar(Some(n)) => format!("NVARCHAR({n})"),
-            ColumnType::NVarChar(None) => "NVARCHAR(MAX)".into(),
-            ColumnType::VarChar(n) => format!("VARCHAR({n})"),
-            ColumnType::DateTime2 => "DATETIME2(6)".into(),
+            ColumnType::BigInt => "BIGINT NOT NULL".into(),
+            ColumnType::NVarChar(Some(n)) => format!("NVARCHAR({n}) NOT NULL"),
+            ColumnType::NVarChar(None) => "NVARCHAR(MAX) NOT NULL".into(),
+            ColumnType::VarChar(n) => format!("VARCHAR({n}) NOT NULL"),
+            ColumnType::DateTime2 => "DATETIME2(6) NOT NULL".into(),
+            ColumnType::Date => "DATE NOT NULL".into(),
+            ColumnType::NullableBigInt => "BIGINT NULL".into(),
+            ColumnType::NullableDateTime2 => "DATETIME2(6) NULL".into(),
         }
     }
 }
 
-/// A table the sink writes: its name, its columns in order, and how many of the first columns
-/// form its natural key.
+/// Whether a table's rows change once written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keyed {
+    /// A row never changes: one whose key is there is skipped.
+    Once,
+    /// A row is replaced by its newer version (a corrected hour, a session that ended): the row
+    /// whose key is there is updated where a value differs, and the version it replaces goes to
+    /// `trail` (the same columns and `replaced_at`), when the table keeps one.
+    Latest { trail: Option<String> },
+}
+
+/// A table the sink writes: its name, its columns in order, how many of the first columns form
+/// its natural key, and whether its rows change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     /// Schema-qualified (`outpost.events`), or a `#temp` table (the wire tests' target).
     pub name: String,
     pub columns: Vec<(&'static str, ColumnType)>,
     pub key_columns: usize,
+    pub keyed: Keyed,
 }
 
 impl Table {
@@ -60,13 +97,105 @@ impl Table {
                 ("body", ColumnType::NVarChar(None)),
             ],
             key_columns: 2,
+            keyed: Keyed::Once,
         }
     }
 
-    /// The same table under another name (tests write into a `#temp` copy).
+    /// The same table under another name (tests write into a `#temp` copy); its trail, if it
+    /// keeps one, under that name with `_trail` after it.
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.into();
+        if let Keyed::Latest { trail: Some(trail) } = &mut self.keyed {
+            *trail = format!("{name}_trail");
+        }
         self
+    }
+
+    /// The key's columns as `t.[a] = s.[a] AND …`.
+    fn key_match(&self) -> String {
+        self.columns[..self.key_columns]
+            .iter()
+            .map(|(name, _)| format!("t.[{name}] = s.[{name}]"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// Where the staged row `s` differs from the stored row `stored` (an alias or the table's
+    /// name) in any value that is not the key; NULL-safe for nullable columns.
+    fn differs(&self, stored: &str) -> String {
+        let terms = self.columns[self.key_columns..]
+            .iter()
+            .map(|(name, kind)| {
+                let (s, t) = (format!("s.[{name}]"), format!("{stored}.[{name}]"));
+                if kind.nullable() {
+                    format!(
+                        "({s} <> {t} OR ({s} IS NULL AND {t} IS NOT NULL) \
+                         OR ({s} IS NOT NULL AND {t} IS NULL))"
+                    )
+                } else {
+                    format!("{s} <> {t}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        format!("({terms})")
+    }
+
+    /// `EXISTS` a staged row with the key of `stored` and a value that differs.
+    fn replaced_by_stage(&self, stored: &str) -> String {
+        let key = self.columns[..self.key_columns]
+            .iter()
+            .map(|(name, _)| format!("s.[{name}] = {stored}.[{name}]"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "EXISTS (SELECT 1 FROM {stage} AS s WHERE {key} AND {differs})",
+            stage = self.stage_name(),
+            differs = self.differs(stored),
+        )
+    }
+
+    /// For [`Keyed::Latest`] with a trail: copies the stored versions the staged rows replace
+    /// into the trail (run first).
+    pub fn keep_replaced(&self) -> Option<String> {
+        let Keyed::Latest { trail: Some(trail) } = &self.keyed else {
+            return None;
+        };
+        let stored = self
+            .columns
+            .iter()
+            .map(|(name, _)| format!("t.[{name}]"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(format!(
+            "INSERT INTO {trail} ({columns}, [replaced_at]) SELECT {stored}, SYSUTCDATETIME() \
+             FROM {table} AS t WHERE {replaced}",
+            columns = self.column_list(),
+            table = self.name,
+            replaced = self.replaced_by_stage("t"),
+        ))
+    }
+
+    /// For [`Keyed::Latest`]: removes the stored rows a staged row replaces (the insert that
+    /// follows puts the new version in their place, in the same transaction).
+    pub fn remove_replaced(&self) -> Option<String> {
+        if self.keyed == Keyed::Once || self.columns.len() == self.key_columns {
+            return None;
+        }
+        Some(format!(
+            "DELETE FROM {table} WHERE {replaced}",
+            table = self.name,
+            replaced = self.replaced_by_stage(&self.name),
+        ))
+    }
+
+    /// The statements that move the staged rows into place, in order.
+    pub fn apply_staged(&self) -> Vec<String> {
+        self.keep_replaced()
+            .into_iter()
+            .chain(self.remove_replaced())
+            .chain(std::iter::once(self.insert_new()))
+            .collect()
     }
 
     /// Rows per staging statement.
@@ -98,10 +227,21 @@ impl Table {
         let columns = self
             .columns
             .iter()
-            .map(|(column, kind)| format!("[{column}] {} NOT NULL", kind.sql()))
+            .map(|(column, kind)| format!("[{column}] {}", kind.sql()))
             .collect::<Vec<_>>()
             .join(", ");
         format!("CREATE TABLE {name} ({columns})")
+    }
+
+    /// Creates this table's trail (its columns and `replaced_at`), for a table that keeps one
+    /// (the migrations create the real ones; tests make `#temp` copies).
+    pub fn create_trail(&self) -> Option<String> {
+        let Keyed::Latest { trail: Some(trail) } = &self.keyed else {
+            return None;
+        };
+        let create = self.create(trail);
+        let columns = create.strip_suffix(')')?;
+        Some(format!("{columns}, [replaced_at] DATETIME2(6) NOT NULL)"))
     }
 
     /// Creates the staging table (on a connection that has none yet: a `#temp` table lives as
@@ -137,11 +277,7 @@ impl Table {
 
     /// Moves the staged rows whose key is not yet in the table into it.
     pub fn insert_new(&self) -> String {
-        let key = self.columns[..self.key_columns]
-            .iter()
-            .map(|(name, _)| format!("t.[{name}] = s.[{name}]"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let key = self.key_match();
         let selected = self
             .columns
             .iter()
@@ -168,11 +304,18 @@ pub struct Migration {
 
 /// The migrations in `deploy/mssql/`, in order (compiled in).
 pub fn migrations() -> Vec<Migration> {
-    [(
-        1,
-        "0001_events.sql",
-        include_str!("../../../deploy/mssql/0001_events.sql"),
-    )]
+    [
+        (
+            1,
+            "0001_events.sql",
+            include_str!("../../../deploy/mssql/0001_events.sql"),
+        ),
+        (
+            2,
+            "0002_accounting.sql",
+            include_str!("../../../deploy/mssql/0002_accounting.sql"),
+        ),
+    ]
     .into_iter()
     .map(|(version, name, text)| Migration {
         version,
@@ -234,14 +377,19 @@ mod tests {
 
     #[test]
     fn every_statement_the_sink_sends_parses_as_t_sql() {
-        let table = Table::events();
-        parses(&table.create(&table.stage_name()));
-        parses(&table.create_stage());
-        parses(&table.clear_stage());
-        parses(&table.stage_insert(1));
-        parses(&table.stage_insert(table.rows_per_statement()));
-        parses(&table.insert_new());
-        parses(&table.clone().named("#events_copy").insert_new());
+        for table in crate::mssql::tables::all() {
+            parses(&table.create(&table.stage_name()));
+            parses(&table.create_stage());
+            parses(&table.clear_stage());
+            parses(&table.stage_insert(1));
+            parses(&table.stage_insert(table.rows_per_statement()));
+            for statement in table.apply_staged() {
+                parses(&statement);
+            }
+            for statement in table.clone().named("#copy").apply_staged() {
+                parses(&statement);
+            }
+        }
         for statement in BOOTSTRAP {
             parses(statement);
         }
@@ -275,12 +423,49 @@ mod tests {
 
     #[test]
     fn no_statement_carries_more_than_sql_servers_parameter_limit() {
-        let table = Table::events();
-        let rows = table.rows_per_statement();
-        assert!(rows * table.columns.len() <= 2_100);
-        let sql = table.stage_insert(rows);
-        assert!(sql.contains(&format!("@P{}", rows * table.columns.len())));
-        assert!(!sql.contains(&format!("@P{}", rows * table.columns.len() + 1)));
+        for table in crate::mssql::tables::all() {
+            let rows = table.rows_per_statement();
+            assert!(rows * table.columns.len() <= 2_100, "{}", table.name);
+            let sql = table.stage_insert(rows);
+            assert!(sql.contains(&format!("@P{}", rows * table.columns.len())));
+            assert!(!sql.contains(&format!("@P{}", rows * table.columns.len() + 1)));
+        }
+    }
+
+    #[test]
+    fn a_changing_table_keeps_the_version_it_replaces_then_replaces_only_what_differs() {
+        let table = crate::mssql::tables::machine_days();
+        let statements = table.apply_staged();
+        assert_eq!(statements.len(), 3);
+        assert!(statements[0].starts_with("INSERT INTO outpost.machine_days_trail"));
+        assert!(statements[0].contains("SYSUTCDATETIME() FROM outpost.machine_days AS t WHERE"));
+        assert!(statements[1].starts_with("DELETE FROM outpost.machine_days WHERE EXISTS"));
+        for (statement, stored) in statements[..2].iter().zip(["t", "outpost.machine_days"]) {
+            assert!(
+                statement.contains(&format!("s.[edge] = {stored}.[edge] AND s.[device]")),
+                "by key: {statement}"
+            );
+            assert!(
+                statement.contains(&format!("(s.[site] <> {stored}.[site] OR ")),
+                "only rows that differ: {statement}"
+            );
+            assert!(
+                !statement.contains("s.[edge] <>"),
+                "the key is not compared"
+            );
+        }
+        assert!(statements[2].contains("WHERE NOT EXISTS"));
+        let handpays = crate::mssql::tables::handpays().apply_staged();
+        assert!(
+            handpays[0]
+                .contains("(s.[reset_seq] IS NULL AND outpost.handpays.[reset_seq] IS NOT NULL)"),
+            "a NULL that becomes a value is a difference: {}",
+            handpays[0]
+        );
+        assert_eq!(
+            Table::events().apply_staged(),
+            vec![Table::events().insert_new()]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Where the sink writes: a [`Target`] takes a batch of rows for a [`Table`] and writes it so
-//! that rows whose key is there already are skipped, all or nothing. [`TdsTarget`] is SQL Server
+//! Where the sink writes: a [`Target`] takes a batch of rows for one or more [`Table`]s and
+//! writes it in one transaction, all or nothing, by natural key (see [`super::sql`]). [`TdsTarget`] is SQL Server
 //! over TDS (tiberius, rustls); [`MemoryTarget`] is an in-memory table with injectable faults,
 //! for testing the sink's logic.
 //!
@@ -16,7 +16,7 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, ToSql};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::sql::Table;
+use super::sql::{Keyed, Table};
 
 /// One value of a row.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,6 +25,8 @@ pub enum Value {
     Text(String),
     /// UTC, to the microsecond.
     Time(time::PrimitiveDateTime),
+    /// No value (a nullable column: a handpay not reset yet, a reading that corrects none).
+    Null,
 }
 
 impl ToSql for Value {
@@ -36,6 +38,8 @@ impl ToSql for Value {
             // whatever the session's language and date format: an independent TDS server
             // (pysqlbridge) reads no DATETIME2 parameters, and text keeps the microseconds.
             Value::Time(v) => ColumnData::String(Some(iso8601(*v).into())),
+            // A typed NULL converts to any column type.
+            Value::Null => ColumnData::String(None),
         }
     }
 }
@@ -148,14 +152,19 @@ impl From<tiberius::error::Error> for SqlError {
     }
 }
 
+/// The rows for one table in a batch (at most one row per key).
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub table: &'a Table,
+    pub rows: &'a [Row],
+}
+
 /// Writes batches of rows.
 pub trait Target: Send {
-    /// Writes `rows` into `table`, skipping those whose key is there already; all or nothing.
-    fn write(
-        &mut self,
-        table: &Table,
-        rows: &[Row],
-    ) -> impl Future<Output = Result<(), SqlError>> + Send;
+    /// Writes every table's rows in one transaction, all or nothing: a row whose key is there
+    /// already is skipped ([`super::sql::Keyed::Once`]) or updated where it differs, keeping
+    /// what it replaces in the table's trail ([`super::sql::Keyed::Latest`]).
+    fn write(&mut self, batch: &[Write<'_>]) -> impl Future<Output = Result<(), SqlError>> + Send;
 }
 
 type TdsClient = Client<Compat<TcpStream>>;
@@ -334,6 +343,16 @@ fn text_of(data: ColumnData<'static>) -> Option<String> {
         ColumnData::F64(v) => v.map(|v| v.to_string()),
         ColumnData::Bit(v) => v.map(|v| v.to_string()),
         ColumnData::String(v) => v.map(|v| v.into_owned()),
+        ColumnData::DateTime(None)
+        | ColumnData::SmallDateTime(None)
+        | ColumnData::DateTime2(None)
+        | ColumnData::Date(None)
+        | ColumnData::Time(None)
+        | ColumnData::DateTimeOffset(None)
+        | ColumnData::Numeric(None)
+        | ColumnData::Guid(None)
+        | ColumnData::Binary(None)
+        | ColumnData::Xml(None) => None,
         other => {
             let time: Option<time::PrimitiveDateTime> =
                 tiberius::FromSql::from_sql(&other).ok().flatten();
@@ -344,28 +363,33 @@ fn text_of(data: ColumnData<'static>) -> Option<String> {
 }
 
 impl Target for TdsTarget {
-    async fn write(&mut self, table: &Table, rows: &[Row]) -> Result<(), SqlError> {
+    async fn write(&mut self, batch: &[Write<'_>]) -> Result<(), SqlError> {
         let result = async {
             self.connect().await?;
-            let stage = table.stage_name();
-            let prepare = if self.staged.contains(&stage) {
-                table.clear_stage()
-            } else {
-                table.create_stage()
-            };
-            self.batch(&format!("SET XACT_ABORT ON; BEGIN TRANSACTION; {prepare}"))
-                .await?;
-            self.staged.insert(stage);
-            for chunk in rows.chunks(table.rows_per_statement()) {
-                let params: Vec<&dyn ToSql> = chunk
-                    .iter()
-                    .flat_map(|row| row.iter().map(|v| v as &dyn ToSql))
-                    .collect();
-                self.execute(&table.stage_insert(chunk.len()), &params)
-                    .await?;
+            self.batch("SET XACT_ABORT ON; BEGIN TRANSACTION").await?;
+            for Write { table, rows } in batch {
+                if rows.is_empty() {
+                    continue;
+                }
+                let stage = table.stage_name();
+                let prepare = if self.staged.contains(&stage) {
+                    table.clear_stage()
+                } else {
+                    table.create_stage()
+                };
+                self.batch(&prepare).await?;
+                self.staged.insert(stage);
+                for chunk in rows.chunks(table.rows_per_statement()) {
+                    let params: Vec<&dyn ToSql> = chunk
+                        .iter()
+                        .flat_map(|row| row.iter().map(|v| v as &dyn ToSql))
+                        .collect();
+                    self.execute(&table.stage_insert(chunk.len()), &params)
+                        .await?;
+                }
+                self.batch(&table.apply_staged().join("; ")).await?;
             }
-            self.batch(&format!("{}; COMMIT TRANSACTION", table.insert_new()))
-                .await
+            self.batch("COMMIT TRANSACTION").await
         }
         .await;
         if result.is_err() {
@@ -385,6 +409,8 @@ pub struct MemoryTarget {
 #[derive(Debug, Default)]
 struct MemoryState {
     tables: BTreeMap<String, BTreeMap<Row, Row>>,
+    /// Versions replaced, per trail table, in order.
+    trails: BTreeMap<String, Vec<Row>>,
     /// Errors the next writes fail with, in order (nothing is written).
     fail_next: VecDeque<SqlError>,
     /// While set, every write fails with this error.
@@ -432,6 +458,11 @@ impl MemoryTarget {
         self.state().lose_answers += n;
     }
 
+    /// The versions the rows of a table's trail replaced, in order.
+    pub fn trail(&self, trail: &str) -> Vec<Row> {
+        self.state().trails.get(trail).cloned().unwrap_or_default()
+    }
+
     /// Writes tried, failed ones included.
     pub fn attempts(&self) -> u64 {
         self.state().attempts
@@ -445,7 +476,7 @@ impl MemoryTarget {
 }
 
 impl Target for MemoryTarget {
-    async fn write(&mut self, table: &Table, rows: &[Row]) -> Result<(), SqlError> {
+    async fn write(&mut self, batch: &[Write<'_>]) -> Result<(), SqlError> {
         let mut state = self.state();
         state.attempts += 1;
         if let Some(error) = state.down.clone() {
@@ -455,21 +486,57 @@ impl Target for MemoryTarget {
             return Err(error);
         }
         // All or nothing, as the transaction is: a row that does not fit refuses the batch.
-        if rows.iter().any(|row| row.len() != table.columns.len()) {
-            return Err(SqlError::Server {
-                number: 213,
-                severity: 16,
-                state: 1,
-                message: "column name or number of supplied values does not match".into(),
-            });
+        for Write { table, rows } in batch {
+            let mut keys = std::collections::BTreeSet::new();
+            for row in rows.iter() {
+                if row.len() != table.columns.len() {
+                    return Err(SqlError::Server {
+                        number: 213,
+                        severity: 16,
+                        state: 1,
+                        message: "column name or number of supplied values does not match".into(),
+                    });
+                }
+                if !keys.insert(&row[..table.key_columns]) {
+                    return Err(SqlError::Server {
+                        number: 2627,
+                        severity: 14,
+                        state: 1,
+                        message: format!(
+                            "violation of the staged key of {}: a key twice in one batch",
+                            table.name
+                        ),
+                    });
+                }
+            }
         }
-        let stored = state.tables.entry(table.name.clone()).or_default();
-        for row in rows {
-            let key = row[..table.key_columns].to_vec();
-            stored.entry(key).or_insert_with(|| row.clone());
+        let state = &mut *state;
+        for Write { table, rows } in batch {
+            let stored = state.tables.entry(table.name.clone()).or_default();
+            for row in rows.iter() {
+                let key = row[..table.key_columns].to_vec();
+                match (&table.keyed, stored.get_mut(&key)) {
+                    (_, None) => {
+                        stored.insert(key, row.clone());
+                    }
+                    (Keyed::Once, Some(_)) => {}
+                    (Keyed::Latest { trail }, Some(old)) => {
+                        if old != row {
+                            if let Some(trail) = trail {
+                                state
+                                    .trails
+                                    .entry(trail.clone())
+                                    .or_default()
+                                    .push(old.clone());
+                            }
+                            *old = row.clone();
+                        }
+                    }
+                }
+            }
+            state.rows_offered += rows.len() as u64;
         }
         state.writes += 1;
-        state.rows_offered += rows.len() as u64;
         if state.lose_answers > 0 {
             state.lose_answers -= 1;
             return Err(SqlError::Io("connection reset after the commit".into()));
@@ -543,26 +610,42 @@ mod tests {
         assert_eq!(server(50000, 16).class(), ErrorClass::Blocking);
     }
 
-    #[tokio::test]
-    async fn the_memory_target_skips_rows_whose_key_is_there_and_commits_before_a_lost_answer() {
-        let table = Table {
+    fn two_columns(keyed: Keyed) -> Table {
+        Table {
             name: "t".into(),
             columns: vec![
                 ("k", super::super::sql::ColumnType::BigInt),
                 ("v", super::super::sql::ColumnType::VarChar(8)),
             ],
             key_columns: 1,
-        };
+            keyed,
+        }
+    }
+
+    fn row(k: i64, v: &str) -> Row {
+        vec![Value::BigInt(k), Value::Text(v.into())]
+    }
+
+    #[tokio::test]
+    async fn the_memory_target_skips_rows_whose_key_is_there_and_commits_before_a_lost_answer() {
+        let table = two_columns(Keyed::Once);
         let mut target = MemoryTarget::default();
-        let row = |k: i64, v: &str| vec![Value::BigInt(k), Value::Text(v.into())];
+        let first = vec![row(1, "a"), row(2, "b")];
         target
-            .write(&table, &[row(1, "a"), row(2, "b")])
+            .write(&[Write {
+                table: &table,
+                rows: &first,
+            }])
             .await
             .unwrap();
         target.lose_answers(1);
+        let second = vec![row(2, "changed"), row(3, "c")];
         assert!(
             target
-                .write(&table, &[row(2, "changed"), row(3, "c")])
+                .write(&[Write {
+                    table: &table,
+                    rows: &second
+                }])
                 .await
                 .is_err()
         );
@@ -571,5 +654,55 @@ mod tests {
             vec![row(1, "a"), row(2, "b"), row(3, "c")]
         );
         assert_eq!(target.writes(), (2, 4));
+    }
+
+    #[tokio::test]
+    async fn the_memory_target_updates_a_changed_row_keeping_the_old_version_in_its_trail() {
+        let table = two_columns(Keyed::Latest {
+            trail: Some("t_trail".into()),
+        });
+        let mut target = MemoryTarget::default();
+        for rows in [
+            vec![row(1, "a"), row(2, "b")],
+            vec![row(1, "a"), row(2, "b2")],
+            vec![row(2, "b2")],
+        ] {
+            target
+                .write(&[Write {
+                    table: &table,
+                    rows: &rows,
+                }])
+                .await
+                .unwrap();
+        }
+        assert_eq!(target.rows("t"), vec![row(1, "a"), row(2, "b2")]);
+        assert_eq!(
+            target.trail("t_trail"),
+            vec![row(2, "b")],
+            "only a change leaves a trail"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_memory_target_refuses_a_batch_with_a_key_twice_as_the_staged_insert_would() {
+        let table = two_columns(Keyed::Once);
+        let mut target = MemoryTarget::default();
+        let other = two_columns(Keyed::Once).named("u");
+        let fine = vec![row(1, "a")];
+        let twice = vec![row(1, "a"), row(1, "b")];
+        let result = target
+            .write(&[
+                Write {
+                    table: &other,
+                    rows: &fine,
+                },
+                Write {
+                    table: &table,
+                    rows: &twice,
+                },
+            ])
+            .await;
+        assert!(matches!(result, Err(SqlError::Server { number: 2627, .. })));
+        assert!(target.rows("u").is_empty(), "all or nothing");
     }
 }

@@ -85,6 +85,9 @@ impl From<sled::Error> for AlertError {
     }
 }
 
+/// The tree holding the alerts (the MSSQL sink watches it).
+pub(crate) const TREE: &str = "alerts";
+
 /// The alerts: the book of firing ones, the store of all, and the webhook queue.
 pub struct Alerts {
     book: Mutex<AlertBook>,
@@ -114,7 +117,7 @@ impl Alerts {
         stream: Arc<LiveStream>,
         webhooks: Vec<WebhookConfig>,
     ) -> Result<Self, AlertError> {
-        let tree = db.open_tree("alerts")?;
+        let tree = db.open_tree(TREE)?;
         let outbox = db.open_tree("alert_webhooks")?;
         let next = tree
             .get(b"n")?

@@ -185,6 +185,9 @@ struct StoredCommand {
     args_file: Option<String>,
 }
 
+/// The tree holding the commands (the MSSQL sink watches it).
+pub(crate) const TREE: &str = "commands";
+
 /// Handle to the command log.
 #[derive(Clone)]
 pub struct CommandLog {
@@ -229,7 +232,7 @@ fn pending_key(edge: &str, id: &str) -> Vec<u8> {
 
 impl CommandLog {
     pub fn open(durable: Arc<DurableDb>) -> Result<Self, CommandLogError> {
-        let commands = durable.db().open_tree("commands")?;
+        let commands = durable.db().open_tree(TREE)?;
         let pending = durable.db().open_tree("pending")?;
         let by_time = durable.db().open_tree("commands_by_time")?;
         if by_time.is_empty() && !commands.is_empty() {

@@ -197,6 +197,9 @@ impl From<sled::Error> for VisitStoreError {
     }
 }
 
+/// The tree holding the visits (the MSSQL sink watches it).
+pub(crate) const TREE: &str = "visits";
+
 /// The visits of the hub.
 #[derive(Clone)]
 pub struct VisitStore {
@@ -218,7 +221,7 @@ impl std::fmt::Debug for VisitStore {
 
 impl VisitStore {
     pub fn open(durable: Arc<DurableDb>) -> Result<Self, VisitStoreError> {
-        let visits = durable.db().open_tree("visits")?;
+        let visits = durable.db().open_tree(TREE)?;
         let photos = durable.db().open_tree("visit_photos")?;
         let requests = durable.db().open_tree("visit_requests")?;
         let photo_dir = durable

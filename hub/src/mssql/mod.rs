@@ -13,6 +13,7 @@ pub mod sink;
 pub mod sql;
 pub mod tables;
 pub mod target;
+pub mod watched;
 
 use std::time::Duration;
 
@@ -28,15 +29,19 @@ pub use sql::{Keyed, Migration, Table};
 pub use target::{
     Connection, ErrorClass, MemoryTarget, Row, SqlError, Target, TdsTarget, Value, Write,
 };
+pub use watched::{AlertRows, CommandRows, VisitRows, WatchedSink};
 
 use crate::eventlog::EventLog;
 
 /// The streams the sink writes (the `stream` label), one actor each.
-pub const STREAMS: [&str; 4] = [
+pub const STREAMS: [&str; 7] = [
     sink::STREAM,
     feeds::ACCOUNTING,
     feeds::HANDPAYS,
     feeds::MANUAL,
+    watched::ALERTS,
+    watched::COMMANDS,
+    watched::VISITS,
 ];
 
 /// The projections a stream follows through their change feed (kept only while the sink runs).
@@ -215,14 +220,23 @@ impl SinkArgs {
     }
 }
 
-fn started(args: &SinkArgs, lag: u64) {
+type Running = std::pin::Pin<Box<dyn std::future::Future<Output = sink::SinkError> + Send>>;
+
+/// `stream` running, once its start is logged.
+fn running<S: Stream + 'static>(
+    args: &SinkArgs,
+    stream: S,
+    policy: RetryPolicy,
+    commits: tokio::sync::watch::Receiver<u64>,
+) -> Running {
     tracing::info!(
         stream = args.stream,
         server = %format!("{}:{}", args.connection.host, args.connection.port),
         database = %args.connection.database,
-        lag,
+        lag = stream.lag(),
         "mssql sink started"
     );
+    Box::pin(sink::run(stream, policy, commits))
 }
 
 /// Runs one stream; stops (and is restarted) only when its cursor store fails.
@@ -243,37 +257,45 @@ impl Actor for SinkActor {
         let commits = args.eventlog.subscribe_commits();
         let policy = args.policy.clone();
         let rows = args.batch_rows;
-        let task: std::pin::Pin<Box<dyn std::future::Future<Output = sink::SinkError> + Send>> =
-            match args.stream {
-                feeds::ACCOUNTING => {
-                    let stream =
-                        FeedSink::open(target, AccountingRows::new(args.floor.clone()), db, rows)?;
-                    started(&args, stream.lag());
-                    Box::pin(sink::run(stream, policy, commits))
-                }
-                feeds::HANDPAYS => {
-                    let stream =
-                        FeedSink::open(target, HandpayRows::new(args.floor.clone()), db, rows)?;
-                    started(&args, stream.lag());
-                    Box::pin(sink::run(stream, policy, commits))
-                }
-                feeds::MANUAL => {
-                    let stream = ManualSink::open(target, &db, rows)?;
-                    started(&args, stream.lag());
-                    Box::pin(sink::run(stream, policy, commits))
-                }
-                _ => {
-                    let stream = EventsSink::open(
-                        target,
-                        Table::events(),
-                        args.eventlog.clone(),
-                        args.floor.clone(),
-                        rows,
-                    )?;
-                    started(&args, stream.lag());
-                    Box::pin(sink::run(stream, policy, commits))
-                }
-            };
+        let task = match args.stream {
+            feeds::ACCOUNTING => {
+                let stream =
+                    FeedSink::open(target, AccountingRows::new(args.floor.clone()), db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            feeds::HANDPAYS => {
+                let stream =
+                    FeedSink::open(target, HandpayRows::new(args.floor.clone()), db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            feeds::MANUAL => {
+                let stream = ManualSink::open(target, &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            watched::ALERTS => {
+                let stream = WatchedSink::open(target, AlertRows::default(), &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            watched::COMMANDS => {
+                let log = crate::commands::CommandLog::open(args.eventlog.durable().clone())?;
+                let stream = WatchedSink::open(target, CommandRows::new(log), &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            watched::VISITS => {
+                let stream = WatchedSink::open(target, VisitRows::default(), &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            _ => {
+                let stream = EventsSink::open(
+                    target,
+                    Table::events(),
+                    args.eventlog.clone(),
+                    args.floor.clone(),
+                    rows,
+                )?;
+                running(&args, stream, policy, commits)
+            }
+        };
         Ok(OwnedTask::ending_owner(myself, async move {
             Some(task.await.to_string())
         }))

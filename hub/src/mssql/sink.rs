@@ -40,6 +40,8 @@ pub enum SinkError {
     Cursor { edge: String, len: usize },
     #[error(transparent)]
     Trail(#[from] crate::manual::TrailError),
+    #[error("cannot start the thread watching the store: {0}")]
+    Watch(String),
 }
 
 /// What one step did.

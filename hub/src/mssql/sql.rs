@@ -34,13 +34,17 @@ pub enum ColumnType {
     NullableBigInt,
     /// `DATETIME2(6) NULL`, UTC.
     NullableDateTime2,
+    /// `NVARCHAR(n) NULL`; `None` is `NVARCHAR(MAX) NULL`.
+    NullableNVarChar(Option<u16>),
 }
 
 impl ColumnType {
     pub fn nullable(self) -> bool {
         matches!(
             self,
-            ColumnType::NullableBigInt | ColumnType::NullableDateTime2
+            ColumnType::NullableBigInt
+                | ColumnType::NullableDateTime2
+                | ColumnType::NullableNVarChar(_)
         )
     }
 
@@ -55,6 +59,8 @@ impl ColumnType {
             ColumnType::Date => "DATE NOT NULL".into(),
             ColumnType::NullableBigInt => "BIGINT NULL".into(),
             ColumnType::NullableDateTime2 => "DATETIME2(6) NULL".into(),
+            ColumnType::NullableNVarChar(Some(n)) => format!("NVARCHAR({n}) NULL"),
+            ColumnType::NullableNVarChar(None) => "NVARCHAR(MAX) NULL".into(),
         }
     }
 }
@@ -314,6 +320,11 @@ pub fn migrations() -> Vec<Migration> {
             2,
             "0002_accounting.sql",
             include_str!("../../../deploy/mssql/0002_accounting.sql"),
+        ),
+        (
+            3,
+            "0003_operations.sql",
+            include_str!("../../../deploy/mssql/0003_operations.sql"),
         ),
     ]
     .into_iter()

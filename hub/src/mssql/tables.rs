@@ -3,7 +3,9 @@
 
 use super::sql::{ColumnType, Keyed, Table};
 
-use ColumnType::{BigInt, Date, DateTime2, NVarChar, NullableBigInt, NullableDateTime2, VarChar};
+use ColumnType::{
+    BigInt, Date, DateTime2, NVarChar, NullableBigInt, NullableDateTime2, NullableNVarChar, VarChar,
+};
 
 const ID: ColumnType = NVarChar(Some(64));
 
@@ -181,6 +183,78 @@ pub fn manual_readings() -> Table {
     }
 }
 
+/// `outpost.alerts`: alerts as they are now.
+pub fn alerts() -> Table {
+    Table {
+        name: "outpost.alerts".into(),
+        columns: vec![
+            ("id", ID),
+            ("rule", ID),
+            ("site", ID),
+            ("edge", ID),
+            ("device", ID),
+            ("detail", NVarChar(None)),
+            ("state", VarChar(16)),
+            ("fired_at", DateTime2),
+            ("resolved_at", NullableDateTime2),
+            ("acknowledged_by", NullableNVarChar(Some(128))),
+            ("acknowledged_at", NullableDateTime2),
+            ("acknowledged_note", NullableNVarChar(None)),
+        ],
+        key_columns: 1,
+        keyed: latest("outpost.alerts", false),
+    }
+}
+
+/// `outpost.commands`: commands and their fate.
+pub fn commands() -> Table {
+    Table {
+        name: "outpost.commands".into(),
+        columns: vec![
+            ("id", ID),
+            ("issuer", NVarChar(Some(128))),
+            ("edge", ID),
+            ("device", ID),
+            ("kind", VarChar(16)),
+            ("op", ID),
+            ("args", NVarChar(None)),
+            ("created_at", DateTime2),
+            ("deadline_at", DateTime2),
+            ("status", VarChar(16)),
+            ("detail", NullableNVarChar(None)),
+            ("result", NullableNVarChar(None)),
+            ("updated_at", DateTime2),
+        ],
+        key_columns: 1,
+        keyed: latest("outpost.commands", false),
+    }
+}
+
+/// `outpost.guest_visits`: guest visits and their provisioning.
+pub fn guest_visits() -> Table {
+    Table {
+        name: "outpost.guest_visits".into(),
+        columns: vec![
+            ("id", ID),
+            ("guest_name", NVarChar(Some(256))),
+            ("access_level", ID),
+            ("begin_at", DateTime2),
+            ("end_at", DateTime2),
+            ("state", VarChar(32)),
+            ("created_by", NVarChar(Some(128))),
+            ("created_at", DateTime2),
+            ("person_code", ID),
+            ("person_id", NullableNVarChar(Some(64))),
+            ("cancelled_by", NullableNVarChar(Some(128))),
+            ("last_error", NullableNVarChar(None)),
+            ("last_note", NullableNVarChar(None)),
+            ("updated_at", DateTime2),
+        ],
+        key_columns: 1,
+        keyed: latest("outpost.guest_visits", false),
+    }
+}
+
 /// Every table the sink writes.
 pub fn all() -> Vec<Table> {
     vec![
@@ -192,6 +266,9 @@ pub fn all() -> Vec<Table> {
         machine_sessions(),
         handpays(),
         manual_readings(),
+        alerts(),
+        commands(),
+        guest_visits(),
     ]
 }
 

@@ -65,6 +65,8 @@ enum BenchCommand {
     Hikcentral(outpost_bench::hik::HikBenchArgs),
     /// The hub's domain: projection replay and lag, device list, reconciliation, live stream.
     Hub(outpost_bench::hub::HubBenchArgs),
+    /// The MSSQL sink: batched vs one-INSERT-per-row over TDS (pysqlbridge), lag at 10,000 events/s.
+    Mssql(outpost_bench::mssql::MssqlBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -119,6 +121,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Bench(BenchCommand::Tv(args)) => run_tool(outpost_bench::tv::run(args)),
         Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(outpost_bench::hik::run(args)),
         Command::Bench(BenchCommand::Hub(args)) => run_tool(outpost_bench::hub::run(args)),
+        Command::Bench(BenchCommand::Mssql(args)) => run_tool(outpost_bench::mssql::run(args)),
     }
 }
 

@@ -29,6 +29,8 @@ pub use sql::{Keyed, Migration, Table};
 pub use target::{
     Connection, ErrorClass, MemoryTarget, Row, SqlError, Target, TdsTarget, Value, Write,
 };
+/// A value tiberius binds as a parameter (for [`TdsTarget::execute`]).
+pub use tiberius::ToSql;
 pub use watched::{AlertRows, CommandRows, VisitRows, WatchedSink};
 
 use crate::eventlog::EventLog;

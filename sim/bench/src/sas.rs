@@ -118,7 +118,7 @@ fn decoder_figures(seconds: f64) -> serde_json::Value {
 
 /// User + system CPU seconds of a process, from /proc (10 ms resolution; the exported process
 /// metric counts whole seconds).
-fn cpu_seconds(pid: Option<u32>) -> f64 {
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
     let Some(pid) = pid else { return f64::NAN };
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return f64::NAN;

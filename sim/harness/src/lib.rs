@@ -6,4 +6,5 @@
 pub mod harness;
 pub mod power_cut;
 pub mod site;
+pub mod sqlbridge;
 pub mod visits_driver;

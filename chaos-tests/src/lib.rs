@@ -461,6 +461,7 @@ async fn run_hub(
         pki_dir: pki.to_owned(),
         bulk_dir: dir.join("bulk"),
         dead_after: Duration::from_secs(2),
+        directory: Default::default(),
     });
     let socket = turmoil::net::UdpSocket::bind(("0.0.0.0", HUB_PORT)).await?;
     let server = outpost_link::io::server_config(

@@ -24,12 +24,13 @@ pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
     ALERT_RULES, AccountingConfig, AdminConfig, AlertRuleConfig, AlertsConfig, ApiConfig, ApiToken,
-    DeviceConfig, DeviceTagsConfig, EdgeConfig, EdgeId, EdgeSection, EgmConfig, EventClassConfig,
-    HikCentralConfig, HubConfig, HubSection, LinkConfig, LogConfig, LogFormat, LogLevel,
-    MAX_SYNTHETIC_PAYLOAD_BYTES, MSSQL_MAX_BATCH_ROWS, MachineConfig, MssqlConfig, OutboxConfig,
-    PkiConfig, RecoveryConfig, RelayBankKind, RelayConfig, Role, SasLineConfig, SasTransport,
-    SasWakeup, SimConfig, SiteConfig, SupervisionConfig, SyntheticDeviceConfig, TvConfig,
-    UplinkConfig, WebhookConfig, par_basis_points, parse_open_hours, validate_edge_id,
+    ClusterConfig, ClusterHubConfig, DeviceConfig, DeviceTagsConfig, EdgeConfig, EdgeId,
+    EdgeOwnerConfig, EdgeSection, EgmConfig, EventClassConfig, HikCentralConfig, HubConfig,
+    HubSection, LinkConfig, LogConfig, LogFormat, LogLevel, MAX_SYNTHETIC_PAYLOAD_BYTES,
+    MSSQL_MAX_BATCH_ROWS, MachineConfig, MssqlConfig, OutboxConfig, PkiConfig, RecoveryConfig,
+    RelayBankKind, RelayConfig, Role, SasLineConfig, SasTransport, SasWakeup, SimConfig,
+    SiteConfig, SupervisionConfig, SyntheticDeviceConfig, TvConfig, UplinkConfig, WebhookConfig,
+    par_basis_points, parse_open_hours, validate_edge_id,
 };
 
 /// A configuration file kind: its embedded defaults and its validation rules.

@@ -367,6 +367,9 @@ pub struct HubConfig {
     pub supervision: SupervisionConfig,
     pub hikcentral: HikCentralConfig,
     pub mssql: MssqlConfig,
+    /// Hubs that share a chain's edges (`[cluster]`); empty: this hub alone, owning every edge.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     pub accounting: AccountingConfig,
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -882,6 +885,77 @@ impl std::fmt::Debug for MssqlConfig {
             .field("ca_file", &self.ca_file)
             .field("trust_server_certificate", &self.trust_server_certificate)
             .finish_non_exhaustive()
+    }
+}
+
+/// Hubs that share a chain's edges: which hub this is, where each hub's API answers, and which
+/// hub owns which edge (the directory). An edge the directory does not name is this hub's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This hub's id (one of `hubs`); empty when there is no cluster.
+    #[serde(default)]
+    pub hub_id: String,
+    #[serde(default)]
+    pub hubs: Vec<ClusterHubConfig>,
+    /// Edges owned by a hub: `{ edge = "...", hub = "..." }`.
+    #[serde(default)]
+    pub edges: Vec<EdgeOwnerConfig>,
+}
+
+/// One hub of the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterHubConfig {
+    pub id: String,
+    /// Its API's base URL (`http://hub-b.example:8080`): requests for its edges go there.
+    pub api_url: String,
+}
+
+/// Which hub owns an edge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeOwnerConfig {
+    pub edge: String,
+    pub hub: String,
+}
+
+impl ClusterConfig {
+    fn validate(&self, v: &mut Validation) {
+        if self.hubs.is_empty() && self.edges.is_empty() && self.hub_id.is_empty() {
+            return;
+        }
+        if !self.hubs.iter().any(|h| h.id == self.hub_id) {
+            v.invalid(
+                "cluster.hub_id",
+                "this hub's id, one of cluster.hubs (each with its id and api_url)",
+            );
+        }
+        for (i, hub) in self.hubs.iter().enumerate() {
+            if hub.id.is_empty() || self.hubs[..i].iter().any(|h| h.id == hub.id) {
+                v.invalid(&format!("cluster.hubs.{i}.id"), "a hub id of its own");
+            }
+            if !(hub.api_url.starts_with("http://") || hub.api_url.starts_with("https://")) {
+                v.invalid(
+                    &format!("cluster.hubs.{i}.api_url"),
+                    "the hub API's base URL, http://host:port or https://host:port",
+                );
+            }
+        }
+        for (i, owner) in self.edges.iter().enumerate() {
+            if let Err(e) = validate_edge_id(&owner.edge) {
+                v.invalid(&format!("cluster.edges.{i}.edge"), e);
+            }
+            if self.edges[..i].iter().any(|o| o.edge == owner.edge) {
+                v.invalid(
+                    &format!("cluster.edges.{i}.edge"),
+                    "an edge named once (an edge has one owner)",
+                );
+            }
+            if !self.hubs.iter().any(|h| h.id == owner.hub) {
+                v.invalid(&format!("cluster.edges.{i}.hub"), "one of cluster.hubs");
+            }
+        }
     }
 }
 
@@ -1405,6 +1479,7 @@ impl ConfigFile for HubConfig {
         }
         self.hikcentral.validate(v);
         self.mssql.validate(v);
+        self.cluster.validate(v);
         self.validate_accounting(v);
         self.alerts.validate(v);
         self.supervision.validate(v);

@@ -67,6 +67,10 @@ pub struct ApiContext {
     pub player_sessions: Arc<crate::sessions::Sessions>,
     /// Device tags from the hub config.
     pub tags: std::collections::BTreeMap<(String, String), Vec<String>>,
+    /// Which hub owns which edge (`[cluster]`).
+    pub directory: Arc<crate::cluster::Directory>,
+    /// The client requests for another hub's edges are handed on with.
+    pub peers: reqwest::Client,
 }
 
 /// The longest deadline a command may have.
@@ -245,6 +249,11 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
             context.clone(),
             authenticate_before_body,
         ))
+        // Outermost: a request for another hub's edge goes to that hub, body and all.
+        .layer(axum::middleware::from_fn_with_state(
+            context.clone(),
+            to_owning_hub,
+        ))
         // A body that stops arriving is cut off: the request fails instead of holding on.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             BODY_READ_TIMEOUT,
@@ -274,10 +283,102 @@ async fn authenticate_before_body(
     next.run(request).await
 }
 
+/// Collections whose next path segment is an edge id (`/api/v1/<collection>/<edge>/…`).
+const EDGE_COLLECTIONS: [&str; 5] = ["bulk", "devices", "edges", "handpays", "machines"];
+
+/// The edge a request's path names, if any.
+fn edge_in_path(path: &str) -> Option<&str> {
+    let mut segments = path.strip_prefix("/api/v1/")?.split('/');
+    let collection = segments.next()?;
+    let edge = segments.next()?;
+    (EDGE_COLLECTIONS.contains(&collection) && !edge.is_empty()).then_some(edge)
+}
+
+/// The largest body handed on to another hub (a visit's photo is the largest the API takes).
+const FORWARDED_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Hands a request whose path names another hub's edge to that hub and answers with its answer
+/// (status, content type and body). A request that was handed on already is answered here.
+async fn to_owning_hub(
+    State(ctx): State<Arc<ApiContext>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let owner = edge_in_path(request.uri().path()).map(|edge| ctx.directory.owner(edge));
+    let (Some(crate::cluster::Owner::Hub { id, api_url }), false) = (
+        owner,
+        request.headers().contains_key(crate::cluster::FORWARDED_BY),
+    ) else {
+        return next.run(request).await;
+    };
+    let url = format!(
+        "{api_url}{}",
+        request.uri().path_and_query().map_or("", |p| p.as_str())
+    );
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, FORWARDED_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(e) => return bad_request(format!("request body: {e}")).into_response(),
+    };
+    let mut forward = ctx
+        .peers
+        .request(parts.method.clone(), &url)
+        .header(crate::cluster::FORWARDED_BY, ctx.directory.me())
+        .body(body);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(value) = parts.headers.get(&name) {
+            forward = forward.header(name, value);
+        }
+    }
+    match forward.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+            match answer.bytes().await {
+                Ok(bytes) => {
+                    let mut response = (status, bytes).into_response();
+                    if let Some(content_type) = content_type {
+                        response
+                            .headers_mut()
+                            .insert(header::CONTENT_TYPE, content_type);
+                    }
+                    response
+                        .headers_mut()
+                        .insert("x-outpost-answered-by", header_value(id));
+                    response
+                }
+                Err(e) => unreachable_hub(id, &url, &e),
+            }
+        }
+        Err(e) => unreachable_hub(id, &url, &e),
+    }
+}
+
+fn header_value(text: &str) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(text)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("?"))
+}
+
+fn unreachable_hub(id: &str, url: &str, error: &reqwest::Error) -> Response {
+    tracing::warn!(hub = id, %url, %error, "the hub owning this edge did not answer");
+    ApiError(
+        StatusCode::BAD_GATEWAY,
+        format!("this edge belongs to hub {id}, which did not answer at {url}: {error}"),
+    )
+    .into_response()
+}
+
 /// The edge named `id` in a request: a valid id (else 400 naming the rule) of an edge this hub
-/// knows (else 404). Every endpoint that takes an edge goes through here.
+/// owns (else 421 naming the hub that does) and knows (else 404). Every endpoint that takes an
+/// edge goes through here.
 pub(crate) fn known_edge(ctx: &ApiContext, id: &str) -> Result<outpost_config::EdgeId, ApiError> {
     let edge: outpost_config::EdgeId = id.parse().map_err(bad_request)?;
+    if let crate::cluster::Owner::Hub { id: hub, api_url } = ctx.directory.owner(edge.as_str()) {
+        return Err(ApiError(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("edge {edge} belongs to hub {hub}: send this request to {api_url}"),
+        ));
+    }
     if ctx.edges.get(edge.as_str()).is_none() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -1072,4 +1173,27 @@ async fn get_bulk(
         .and_then(|meta| meta["content_type"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "application/octet-stream".into());
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edge_in_path;
+
+    #[test]
+    fn a_path_names_an_edge_only_where_an_edge_id_goes() {
+        assert_eq!(edge_in_path("/api/v1/edges/edge-x/events"), Some("edge-x"));
+        assert_eq!(
+            edge_in_path("/api/v1/machines/edge-x/egm-1/days"),
+            Some("edge-x")
+        );
+        assert_eq!(edge_in_path("/api/v1/bulk/edge-x/b-1"), Some("edge-x"));
+        assert_eq!(
+            edge_in_path("/api/v1/edges"),
+            None,
+            "the list is this hub's"
+        );
+        assert_eq!(edge_in_path("/api/v1/edges/"), None);
+        assert_eq!(edge_in_path("/api/v1/commands/cmd-1"), None, "not an edge");
+        assert_eq!(edge_in_path("/metrics"), None);
+    }
 }

@@ -45,6 +45,27 @@ enum Command {
     /// Microsoft SQL Server: apply the schema, or check the connection, login and schema.
     #[command(subcommand)]
     Mssql(MssqlCommand),
+    /// Edges of a cluster of hubs (docs/scaling.md).
+    #[command(subcommand)]
+    Edges(EdgesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgesCommand {
+    /// Take over an edge from another hub: this hub welcomes it at the sequence the old hub
+    /// committed (read it there: `GET /api/v1/edges`, `committed_seq`, after the old hub has
+    /// stopped taking the edge), so nothing is sent twice and nothing counts as missing. Run it
+    /// with this hub stopped, before the edge first connects here.
+    Adopt {
+        /// The edge's id.
+        edge: String,
+        /// The sequence the old hub committed for it.
+        #[arg(long)]
+        from_seq: u64,
+        /// This hub's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +202,17 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Edges(EdgesCommand::Adopt {
+            edge,
+            from_seq,
+            config,
+        }) => match adopt(&edge, from_seq, &config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Pki(cmd) => match run_pki(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -199,16 +231,41 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
 }
 
 /// `outpost-hub projections rebuild`.
-fn rebuild(name: Option<&str>, config: &std::path::Path) -> anyhow::Result<()> {
-    let config: HubConfig = outpost_config::load_file(config, &ProcessEnvironment)?;
-    let floor = crate::floor::from_config(&config)?;
+/// The hub's store, opened by a tool while the hub is stopped.
+fn open_stopped(config: &HubConfig) -> anyhow::Result<outpost_storage::DurableDb> {
     let db_dir = config.hub.data_dir.join("db");
-    let db = outpost_storage::DurableDb::open(&db_dir).map_err(|e| {
+    outpost_storage::DurableDb::open(&db_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot open {}: {e} (is the hub still running? stop it first)",
             db_dir.display()
         )
-    })?;
+    })
+}
+
+fn adopt(edge: &str, from_seq: u64, config: &std::path::Path) -> anyhow::Result<()> {
+    let config: HubConfig = outpost_config::load_file(config, &ProcessEnvironment)?;
+    outpost_config::validate_edge_id(edge).map_err(|e| anyhow::anyhow!("edge id {edge:?}: {e}"))?;
+    let db = open_stopped(&config)?;
+    crate::cluster::adopt(db.db(), edge, from_seq)?;
+    println!(
+        "edge {edge} adopted: this hub welcomes it at sequence {from_seq} and takes {} onwards",
+        from_seq + 1
+    );
+    if let crate::cluster::Owner::Hub { id, .. } =
+        crate::cluster::Directory::from_config(&config.cluster).owner(edge)
+    {
+        println!(
+            "note: [cluster] still gives {edge} to hub {id}; give it to this hub ({}) before it connects here",
+            config.cluster.hub_id
+        );
+    }
+    Ok(())
+}
+
+fn rebuild(name: Option<&str>, config: &std::path::Path) -> anyhow::Result<()> {
+    let config: HubConfig = outpost_config::load_file(config, &ProcessEnvironment)?;
+    let floor = crate::floor::from_config(&config)?;
+    let db = open_stopped(&config)?;
     let names: Vec<&str> = match name {
         Some(name) => vec![name],
         None => outpost_domain::projection::NAMES.to_vec(),

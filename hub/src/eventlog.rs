@@ -281,6 +281,14 @@ pub fn read_events(
     Ok(out)
 }
 
+/// Sets `edge`'s high-water mark in `db` (offline: `outpost-hub edges adopt`, with the hub
+/// stopped; the live log moves marks only by committing events).
+pub fn set_mark(db: &sled::Db, edge: &str, seq: u64) -> Result<(), EventLogError> {
+    db.insert(hwm_key(edge), &seq.to_be_bytes())
+        .map_err(|e| EventLogError::Storage(e.to_string()))?;
+    Ok(())
+}
+
 /// Every edge's high-water mark as stored in `db` (offline tools).
 pub fn marks(db: &sled::Db) -> Result<HashMap<String, u64>, EventLogError> {
     stored_marks(db)

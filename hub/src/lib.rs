@@ -10,6 +10,7 @@ pub mod pki;
 
 mod alerts;
 mod api;
+pub mod cluster;
 mod commands;
 mod counts;
 mod edges;
@@ -141,6 +142,7 @@ pub async fn run(
     eventlog.publish_committed()?;
     let commands = commands::CommandLog::open(durable.clone())?;
     let edges = edges::EdgeDirectory::open(durable.db())?;
+    let directory = Arc::new(cluster::Directory::from_config(&config.cluster));
     let sessions = Arc::new(Sessions::default());
     let visits = if config.hikcentral.enabled {
         Some(hikcentral::Visits::open(
@@ -235,6 +237,7 @@ pub async fn run(
                 pki_dir: pki.clone(),
                 bulk_dir: data_dir.join("bulk"),
                 dead_after: Duration::from_millis(config.link.dead_after_ms),
+                directory: directory.clone(),
             }),
         },
         api: Arc::new(api::ApiContext {
@@ -259,6 +262,11 @@ pub async fn run(
                 .iter()
                 .map(|t| ((t.edge.clone(), t.device.clone()), t.tags.clone()))
                 .collect(),
+            directory,
+            peers: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| anyhow::anyhow!("HTTP client for the other hubs: {e}"))?,
         }),
         visits,
         projections,

@@ -50,6 +50,8 @@ pub struct LinkContext {
     pub bulk_dir: PathBuf,
     /// An edge not heard from for this long is disconnected (`link.dead_after_ms`).
     pub dead_after: Duration,
+    /// Which hub owns which edge (`[cluster]`): an edge another hub owns is refused.
+    pub directory: Arc<crate::cluster::Directory>,
 }
 
 /// The open session of each connected edge.
@@ -394,7 +396,7 @@ pub async fn serve_endpoint(endpoint: quinn::Endpoint, ctx: Arc<LinkContext>) {
 }
 
 /// Every `reason` of `outpost_hub_refused_total` (exported at 0 from start-up).
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 9] = [
     "tls",
     "no_certificate",
     "bad_certificate",
@@ -403,6 +405,7 @@ pub const REFUSAL_REASONS: [&str; 8] = [
     "revoked",
     "superseded",
     "id_mismatch",
+    "elsewhere",
 ];
 
 /// Serves one connection from an edge until it ends.
@@ -440,6 +443,16 @@ pub async fn serve(incoming: quinn::Incoming, ctx: &LinkContext) -> Result<(), S
             crate::pki::Refusal::SupersededCertificate { .. } => "superseded",
         };
         return Err(refuse(&connection, label, refusal.to_string()));
+    }
+    if let crate::cluster::Owner::Hub { id, .. } = ctx.directory.owner(&identity.id) {
+        return Err(refuse(
+            &connection,
+            "elsewhere",
+            format!(
+                "edge {} belongs to hub {id} in the cluster directory: point its uplink at that hub",
+                identity.id
+            ),
+        ));
     }
     let edge = identity.id;
     let (command_tx, command_rx) = mpsc::channel(1024);

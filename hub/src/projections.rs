@@ -179,6 +179,8 @@ pub struct Runner {
     manual: Option<ManualInputs>,
     /// The change feed, when something follows this projection (see [`crate::feed`]).
     feed: Option<crate::feed::Writer>,
+    /// Edges adopted from another hub: where their cursor starts (see [`crate::cluster`]).
+    adopted: BTreeMap<String, u64>,
 }
 
 /// Whether `key` is one the runner keeps in a projection's tree (not the projection's own).
@@ -294,6 +296,7 @@ impl Runner {
             changes,
             manual,
             feed: None,
+            adopted: crate::cluster::adopted(db)?,
         })
     }
 
@@ -379,6 +382,15 @@ impl Runner {
         self.projection.name()
     }
 
+    /// The last sequence of `edge` applied (where an adopted edge began here, before any).
+    fn cursor(&self, edge: &str) -> u64 {
+        self.cursors
+            .get(edge)
+            .or_else(|| self.adopted.get(edge))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Applies what the log holds beyond the cursors, storing as it goes. Returns the events
     /// applied.
     pub fn step(&mut self, source: &dyn Source) -> Result<usize, RunError> {
@@ -388,7 +400,7 @@ impl Runner {
             manual.load()?;
         }
         for (edge, committed) in source.marks()? {
-            let mut cursor = self.cursors.get(&edge).copied().unwrap_or(0);
+            let mut cursor = self.cursor(&edge);
             let mut done_here = 0;
             let mut changes = Vec::new();
             let mut poison = Vec::new();
@@ -467,7 +479,7 @@ impl Runner {
         let mut behind = 0;
         let mut oldest: Option<i64> = None;
         for (edge, committed) in source.marks()? {
-            let cursor = self.cursors.get(&edge).copied().unwrap_or(0);
+            let cursor = self.cursor(&edge);
             if committed > cursor {
                 behind += committed - cursor;
                 if let Some(first) = source.read(&edge, cursor + 1, 1)?.first() {

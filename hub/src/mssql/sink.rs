@@ -116,7 +116,8 @@ impl<T: Target> EventsSink<T> {
         batch_rows: usize,
     ) -> Result<Self, SinkError> {
         let tree = eventlog.durable().db().open_tree("mssql/events")?;
-        let mut cursors = BTreeMap::new();
+        // An edge adopted from another hub starts where that hub's sink wrote up to.
+        let mut cursors = crate::cluster::adopted(eventlog.durable().db())?;
         for entry in tree.iter() {
             let (key, value) = entry?;
             let edge = String::from_utf8_lossy(&key).into_owned();

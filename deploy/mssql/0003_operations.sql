@@ -1,5 +1,6 @@
--- Outpost schema, migration 3: what operators did and what the hub raised: alerts, commands
--- and guest visits, each as it is now (the hub replaces a row when its record changes).
+-- Outpost schema, migration 3: what operators did and what the hub raised: alerts, commands,
+-- guest visits and player sessions, each as it is now (the hub replaces a row when its record
+-- changes); and the machines' transaction log as a view of the events.
 -- Applied by `outpost-hub mssql migrate` in one transaction with its row in outpost.schema_version.
 -- Batches are separated by lines holding only GO. Times are UTC.
 
@@ -61,6 +62,33 @@ CREATE TABLE outpost.guest_visits (
     updated_at DATETIME2(6) NOT NULL,
     CONSTRAINT pk_guest_visits PRIMARY KEY (id)
 );
+GO
+-- Player sessions: a card bound to a machine (POST …/session) until closed; meters are the
+-- differences between the machine's readings at each end (NULL while open).
+CREATE TABLE outpost.player_sessions (
+    id NVARCHAR(64) NOT NULL,
+    player NVARCHAR(128) NOT NULL,
+    edge NVARCHAR(64) NOT NULL,
+    device NVARCHAR(64) NOT NULL,
+    opened_by NVARCHAR(128) NOT NULL,
+    opened_at DATETIME2(6) NOT NULL,
+    closed_by NVARCHAR(128) NULL,
+    closed_at DATETIME2(6) NULL,
+    currency VARCHAR(3) NOT NULL,
+    coin_in_minor BIGINT NULL,
+    coin_out_minor BIGINT NULL,
+    games_played BIGINT NULL,
+    CONSTRAINT pk_player_sessions PRIMARY KEY (id)
+);
+GO
+CREATE INDEX ix_player_sessions_player ON outpost.player_sessions (player, opened_at);
+GO
+-- The machines' transaction log: every money event (bills, tickets, handpays, games), newest
+-- last per machine.
+CREATE VIEW outpost.transactions AS
+SELECT e.edge, e.device, e.seq, e.type, e.happened_at, e.received_at, e.body
+FROM outpost.events AS e
+WHERE e.class = 'money';
 GO
 -- Alerts firing now, oldest first: what a floor supervisor's screen starts from.
 CREATE VIEW outpost.alerts_firing AS

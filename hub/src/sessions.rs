@@ -15,6 +15,9 @@ use outpost_domain::accounting::{MachineBook, MachineSession};
 use outpost_domain::projection::{self, decode, device_key};
 use serde::{Deserialize, Serialize};
 
+/// The tree holding the sessions (the MSSQL sink watches it).
+pub(crate) const TREE: &str = "player_sessions";
+
 /// A session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
@@ -69,7 +72,7 @@ impl Sessions {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
-            tree: db.open_tree("player_sessions")?,
+            tree: db.open_tree(TREE)?,
             lock: std::sync::Mutex::new(()),
         })
     }

@@ -31,12 +31,12 @@ pub use target::{
 };
 /// A value tiberius binds as a parameter (for [`TdsTarget::execute`]).
 pub use tiberius::ToSql;
-pub use watched::{AlertRows, CommandRows, VisitRows, WatchedSink};
+pub use watched::{AlertRows, CommandRows, PlayerSessionRows, VisitRows, WatchedSink};
 
 use crate::eventlog::EventLog;
 
 /// The streams the sink writes (the `stream` label), one actor each.
-pub const STREAMS: [&str; 7] = [
+pub const STREAMS: [&str; 8] = [
     sink::STREAM,
     feeds::ACCOUNTING,
     feeds::HANDPAYS,
@@ -44,6 +44,7 @@ pub const STREAMS: [&str; 7] = [
     watched::ALERTS,
     watched::COMMANDS,
     watched::VISITS,
+    watched::PLAYER_SESSIONS,
 ];
 
 /// The projections a stream follows through their change feed (kept only while the sink runs).
@@ -285,6 +286,11 @@ impl Actor for SinkActor {
             }
             watched::VISITS => {
                 let stream = WatchedSink::open(target, VisitRows::default(), &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            watched::PLAYER_SESSIONS => {
+                let sessions = PlayerSessionRows::new(args.floor.clone());
+                let stream = WatchedSink::open(target, sessions, &db, rows)?;
                 running(&args, stream, policy, commits)
             }
             _ => {

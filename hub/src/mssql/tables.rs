@@ -255,6 +255,29 @@ pub fn guest_visits() -> Table {
     }
 }
 
+/// `outpost.player_sessions`: cards bound to machines, open or closed.
+pub fn player_sessions() -> Table {
+    Table {
+        name: "outpost.player_sessions".into(),
+        columns: vec![
+            ("id", ID),
+            ("player", NVarChar(Some(128))),
+            ("edge", ID),
+            ("device", ID),
+            ("opened_by", NVarChar(Some(128))),
+            ("opened_at", DateTime2),
+            ("closed_by", NullableNVarChar(Some(128))),
+            ("closed_at", NullableDateTime2),
+            ("currency", VarChar(3)),
+            ("coin_in_minor", NullableBigInt),
+            ("coin_out_minor", NullableBigInt),
+            ("games_played", NullableBigInt),
+        ],
+        key_columns: 1,
+        keyed: latest("outpost.player_sessions", false),
+    }
+}
+
 /// Every table the sink writes.
 pub fn all() -> Vec<Table> {
     vec![
@@ -269,6 +292,7 @@ pub fn all() -> Vec<Table> {
         alerts(),
         commands(),
         guest_visits(),
+        player_sessions(),
     ]
 }
 

@@ -33,6 +33,8 @@ pub const ALERTS: &str = "alerts";
 pub const COMMANDS: &str = "commands";
 /// The guest visits stream's name.
 pub const VISITS: &str = "visits";
+/// The player sessions stream's name.
+pub const PLAYER_SESSIONS: &str = "player-sessions";
 
 /// The row a store's key stands for.
 pub trait StoreRows: Send + Sync + 'static {
@@ -338,6 +340,73 @@ impl StoreRows for VisitRows {
     }
 }
 
+/// Player sessions: `s ++ n` → the session as JSON (other keys are the store's indexes).
+pub struct PlayerSessionRows {
+    table: Table,
+    floor: outpost_domain::site::Floor,
+}
+
+impl PlayerSessionRows {
+    pub fn new(floor: outpost_domain::site::Floor) -> Self {
+        Self {
+            table: tables::player_sessions(),
+            floor,
+        }
+    }
+}
+
+impl StoreRows for PlayerSessionRows {
+    fn stream(&self) -> &'static str {
+        PLAYER_SESSIONS
+    }
+
+    fn tree(&self, db: &sled::Db) -> Result<sled::Tree, sled::Error> {
+        db.open_tree(crate::sessions::TREE)
+    }
+
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn row(&self, key: &[u8], value: &[u8]) -> Option<Row> {
+        if key.first() != Some(&b's') || key.len() != 9 {
+            return None;
+        }
+        let s: crate::sessions::Session = serde_json::from_slice(value).ok()?;
+        let denomination = u64::from(self.floor.terms(&s.edge, &s.device).denomination);
+        let by = |code: u8| -> Value {
+            let Some(close) = &s.close_meters else {
+                return Value::Null;
+            };
+            let delta = match (s.open_meters.get(&code), close.get(&code)) {
+                (Some(open), Some(close)) => close.0.saturating_sub(open.0),
+                _ => 0,
+            };
+            Value::BigInt(i64::try_from(delta).unwrap_or(i64::MAX))
+        };
+        let money = |code: u8| match by(code) {
+            Value::BigInt(credits) => Value::BigInt(
+                credits.saturating_mul(i64::try_from(denomination).unwrap_or(i64::MAX)),
+            ),
+            other => other,
+        };
+        Some(vec![
+            text(s.id),
+            text(s.player),
+            text(s.edge),
+            text(s.device),
+            text(s.opened_by),
+            time_us(s.opened_us),
+            optional_text(s.closed_by),
+            s.closed_us.map_or(Value::Null, time_us),
+            text(self.floor.currency.code.clone()),
+            money(outpost_sas::egm::meter::COIN_IN),
+            money(outpost_sas::egm::meter::COIN_OUT),
+            by(outpost_sas::egm::meter::GAMES_PLAYED),
+        ])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -490,5 +559,50 @@ mod tests {
         assert_eq!(rows[0][1], Value::Text("operator-li".into()));
         assert_eq!(rows[0][4], Value::Text("egm".into()));
         assert_eq!(rows[0][9], Value::Text("delivered".into()));
+    }
+
+    #[tokio::test]
+    async fn a_player_session_is_written_open_and_then_closed_with_its_meters_in_money() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(crate::sessions::TREE).unwrap();
+        let mut session = crate::sessions::Session {
+            id: "session-1".into(),
+            player: "card-77".into(),
+            edge: "edge-1".into(),
+            device: "egm-1".into(),
+            opened_by: "host-kim".into(),
+            opened_us: 1_796_032_800_000_000,
+            open_meters: [(0x00, (1_000, 4)), (0x05, (10, 4))].into_iter().collect(),
+            closed_by: None,
+            closed_us: None,
+            close_meters: None,
+        };
+        let key = [&b"s"[..], &1u64.to_be_bytes()].concat();
+        tree.insert(&key, serde_json::to_vec(&session).unwrap())
+            .unwrap();
+        tree.insert(b"c-index", &1u64.to_be_bytes()).unwrap();
+        let floor = outpost_domain::site::Floor::simple();
+        let denomination = i64::from(floor.terms("edge-1", "egm-1").denomination);
+        let target = MemoryTarget::default();
+        let mut sink =
+            WatchedSink::open(target.clone(), PlayerSessionRows::new(floor), &db, 100).unwrap();
+        drain(&mut sink).await;
+        let rows = target.rows("outpost.player_sessions");
+        assert_eq!(rows.len(), 1, "the index key is not a session");
+        assert_eq!(rows[0][7], Value::Null, "open");
+        assert_eq!(rows[0][9], Value::Null, "no meters while open");
+        session.closed_by = Some("host-kim".into());
+        session.closed_us = Some(1_796_036_400_000_000);
+        session.close_meters = Some([(0x00, (1_500, 4)), (0x05, (60, 4))].into_iter().collect());
+        tree.insert(&key, serde_json::to_vec(&session).unwrap())
+            .unwrap();
+        settle(&sink, 1).await;
+        drain(&mut sink).await;
+        let rows = target.rows("outpost.player_sessions");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][9], Value::BigInt(500 * denomination), "coin in");
+        assert_eq!(rows[0][10], Value::BigInt(0), "no coin out meter: nothing");
+        assert_eq!(rows[0][11], Value::BigInt(50), "games");
     }
 }

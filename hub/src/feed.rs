@@ -60,6 +60,9 @@ pub fn head(tree: &sled::Tree) -> Result<Option<Position>, sled::Error> {
         .and_then(|bytes| Position::from_bytes(&bytes)))
 }
 
+/// Entries per batch when a new feed lists what the tree holds.
+pub const LISTING_BATCH: usize = 10_000;
+
 /// Records the keys a projection writes.
 #[derive(Debug)]
 pub struct Writer {
@@ -68,7 +71,9 @@ pub struct Writer {
 
 impl Writer {
     /// Opens the feed of `tree`, starting a new epoch (named after `now_us`) that lists every key
-    /// `listed` accepts when the tree has no feed yet.
+    /// `listed` accepts when the tree has no feed yet. The listing is written in batches of
+    /// [`LISTING_BATCH`] and sealed last: a crash part-way leaves no head, so the next open lists
+    /// again (removing the partial listing first).
     pub fn open(
         tree: &sled::Tree,
         now_us: u64,
@@ -77,6 +82,7 @@ impl Writer {
         if let Some(head) = head(tree)? {
             return Ok(Self { head });
         }
+        remove(tree)?;
         let mut writer = Self {
             head: Position {
                 epoch: now_us.max(1),
@@ -84,10 +90,16 @@ impl Writer {
             },
         };
         let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
         for entry in tree.iter() {
             let (key, _) = entry?;
             if !is_feed_key(&key) && listed(&key) {
                 writer.record(&mut batch, &key);
+                in_batch += 1;
+                if in_batch == LISTING_BATCH {
+                    tree.apply_batch(std::mem::take(&mut batch))?;
+                    in_batch = 0;
+                }
             }
         }
         writer.seal(&mut batch);
@@ -275,6 +287,31 @@ mod tests {
         let _feed = Writer::open(&tree, 9, |_| true).unwrap();
         let read = read(&tree, Position { epoch: 7, seq: 1 }, 100).unwrap();
         assert_eq!(names(&read), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_large_store_is_listed_in_batches_each_key_once_and_a_partial_listing_is_redone() {
+        let (_dir, tree) = tree();
+        for i in 0..(2 * LISTING_BATCH + 7) {
+            tree.insert(format!("b{i:06}"), "v").unwrap();
+        }
+        // A listing a crash cut short: entries without a head.
+        tree.insert(entry_key(3, 1), b"b000000".as_slice()).unwrap();
+        let _feed = Writer::open(&tree, 7, |_| true).unwrap();
+        let read = read(&tree, Position::default(), usize::MAX).unwrap();
+        assert_eq!(read.keys.len(), 2 * LISTING_BATCH + 7);
+        assert_eq!(
+            read.next,
+            Position {
+                epoch: 7,
+                seq: (2 * LISTING_BATCH + 7) as u64
+            }
+        );
+        assert_eq!(
+            tree.scan_prefix([ENTRY_TAG]).count(),
+            2 * LISTING_BATCH + 7,
+            "the partial listing was removed"
+        );
     }
 
     #[test]

@@ -170,6 +170,10 @@ impl AccountingRows {
     ) -> Result<(), RowsError> {
         let site = self.floor.site_of(edge);
         let day = site.calendar.gaming_day(bucket.hour_us);
+        let day_key = vec![text(edge), text(device), text(day.to_string())];
+        if out[1].contains_key(&day_key) {
+            return Ok(()); // another hour of this day in the batch: summed once
+        }
         let (start, end) = site.calendar.day_bounds(day);
         let mut from = device_key(b'b', edge, device);
         from.push(0);

@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The tree holding these records (the MSSQL sink watches it).
+pub(crate) const TREE: &str = "counted_drop";
+
 /// One entry of a machine's count for a day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountEntry {
@@ -56,7 +59,7 @@ impl Counts {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
-            tree: db.open_tree("counted_drop")?,
+            tree: db.open_tree(TREE)?,
             lock: std::sync::Mutex::new(()),
         })
     }

@@ -15,6 +15,9 @@ use std::sync::Mutex;
 use outpost_domain::projection::{self, Handpay, decode};
 use serde::{Deserialize, Serialize};
 
+/// The tree holding these records (the MSSQL sink watches it).
+pub(crate) const TREE: &str = "handpay_actions";
+
 /// People's steps on one handpay.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Steps {
@@ -84,7 +87,7 @@ impl Handpays {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
-            steps: db.open_tree("handpay_actions")?,
+            steps: db.open_tree(TREE)?,
             lock: Mutex::new(()),
         })
     }

@@ -31,12 +31,15 @@ pub use target::{
 };
 /// A value tiberius binds as a parameter (for [`TdsTarget::execute`]).
 pub use tiberius::ToSql;
-pub use watched::{AlertRows, CommandRows, PlayerSessionRows, VisitRows, WatchedSink};
+pub use watched::{
+    AlertRows, CommandRows, CountedDropRows, HandpayStepRows, PlayerSessionRows, VisitRows,
+    WatchedSink,
+};
 
 use crate::eventlog::EventLog;
 
 /// The streams the sink writes (the `stream` label), one actor each.
-pub const STREAMS: [&str; 8] = [
+pub const STREAMS: [&str; 10] = [
     sink::STREAM,
     feeds::ACCOUNTING,
     feeds::HANDPAYS,
@@ -45,6 +48,8 @@ pub const STREAMS: [&str; 8] = [
     watched::COMMANDS,
     watched::VISITS,
     watched::PLAYER_SESSIONS,
+    watched::HANDPAY_STEPS,
+    watched::COUNTED_DROPS,
 ];
 
 /// The projections a stream follows through their change feed (kept only while the sink runs).
@@ -286,6 +291,15 @@ impl Actor for SinkActor {
             }
             watched::VISITS => {
                 let stream = WatchedSink::open(target, VisitRows::default(), &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            watched::HANDPAY_STEPS => {
+                let stream = WatchedSink::open(target, HandpayStepRows::default(), &db, rows)?;
+                running(&args, stream, policy, commits)
+            }
+            watched::COUNTED_DROPS => {
+                let counts = CountedDropRows::new(&args.floor);
+                let stream = WatchedSink::open(target, counts, &db, rows)?;
                 running(&args, stream, policy, commits)
             }
             watched::PLAYER_SESSIONS => {

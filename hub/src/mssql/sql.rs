@@ -326,6 +326,11 @@ pub fn migrations() -> Vec<Migration> {
             "0003_operations.sql",
             include_str!("../../../deploy/mssql/0003_operations.sql"),
         ),
+        (
+            4,
+            "0004_audit.sql",
+            include_str!("../../../deploy/mssql/0004_audit.sql"),
+        ),
     ]
     .into_iter()
     .map(|(version, name, text)| Migration {

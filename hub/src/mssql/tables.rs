@@ -278,6 +278,48 @@ pub fn player_sessions() -> Table {
     }
 }
 
+/// `outpost.handpay_steps`: who verified, approved and paid a handpay.
+pub fn handpay_steps() -> Table {
+    Table {
+        name: "outpost.handpay_steps".into(),
+        columns: vec![
+            ("edge", ID),
+            ("device", ID),
+            ("seq", BigInt),
+            ("verified_by", NullableNVarChar(Some(128))),
+            ("verified_at", NullableDateTime2),
+            ("approved_by", NullableNVarChar(Some(128))),
+            ("approved_at", NullableDateTime2),
+            ("paid_by", NullableNVarChar(Some(128))),
+            ("paid_at", NullableDateTime2),
+            ("reset_command", NullableNVarChar(Some(64))),
+            ("notes", NVarChar(None)),
+        ],
+        key_columns: 3,
+        keyed: latest("outpost.handpay_steps", false),
+    }
+}
+
+/// `outpost.counted_drops`: every count room entry, never changed.
+pub fn counted_drops() -> Table {
+    Table {
+        name: "outpost.counted_drops".into(),
+        columns: vec![
+            ("edge", ID),
+            ("device", ID),
+            ("gaming_day", Date),
+            ("entry", BigInt),
+            ("currency", VarChar(3)),
+            ("amount_minor", BigInt),
+            ("counted_by", NVarChar(Some(128))),
+            ("counted_at", DateTime2),
+            ("note", NVarChar(None)),
+        ],
+        key_columns: 4,
+        keyed: Keyed::Once,
+    }
+}
+
 /// Every table the sink writes.
 pub fn all() -> Vec<Table> {
     vec![
@@ -293,6 +335,8 @@ pub fn all() -> Vec<Table> {
         commands(),
         guest_visits(),
         player_sessions(),
+        handpay_steps(),
+        counted_drops(),
     ]
 }
 

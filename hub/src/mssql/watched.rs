@@ -35,6 +35,10 @@ pub const COMMANDS: &str = "commands";
 pub const VISITS: &str = "visits";
 /// The player sessions stream's name.
 pub const PLAYER_SESSIONS: &str = "player-sessions";
+/// The handpay workflow stream's name.
+pub const HANDPAY_STEPS: &str = "handpay-steps";
+/// The counted drop stream's name.
+pub const COUNTED_DROPS: &str = "counted-drops";
 
 /// The row a store's key stands for.
 pub trait StoreRows: Send + Sync + 'static {
@@ -407,6 +411,99 @@ impl StoreRows for PlayerSessionRows {
     }
 }
 
+/// The handpay workflow: `edge/device/seq` → the people's steps (JSON).
+pub struct HandpayStepRows(Table);
+
+impl Default for HandpayStepRows {
+    fn default() -> Self {
+        Self(tables::handpay_steps())
+    }
+}
+
+impl StoreRows for HandpayStepRows {
+    fn stream(&self) -> &'static str {
+        HANDPAY_STEPS
+    }
+
+    fn tree(&self, db: &sled::Db) -> Result<sled::Tree, sled::Error> {
+        db.open_tree(crate::handpays::TREE)
+    }
+
+    fn table(&self) -> &Table {
+        &self.0
+    }
+
+    fn row(&self, key: &[u8], value: &[u8]) -> Option<Row> {
+        let id = std::str::from_utf8(key).ok()?;
+        let mut parts = id.rsplitn(3, '/');
+        let seq: i64 = parts.next()?.parse().ok()?;
+        let device = parts.next()?;
+        let edge = parts.next()?;
+        let s: crate::handpays::Steps = serde_json::from_slice(value).ok()?;
+        let at = |us: Option<i64>| us.map_or(Value::Null, time_us);
+        Some(vec![
+            text(edge),
+            text(device),
+            Value::BigInt(seq),
+            optional_text(s.verified_by),
+            at(s.verified_us),
+            optional_text(s.approved_by),
+            at(s.approved_us),
+            optional_text(s.paid_by),
+            at(s.paid_us),
+            optional_text(s.reset_command),
+            text(serde_json::to_string(&s.notes).unwrap_or_default()),
+        ])
+    }
+}
+
+/// Counted drop: `edge ++ 0 ++ device ++ 0 ++ day ++ 0 ++ n (u32 BE)` → an entry (JSON).
+pub struct CountedDropRows {
+    table: Table,
+    currency: String,
+}
+
+impl CountedDropRows {
+    pub fn new(floor: &outpost_domain::site::Floor) -> Self {
+        Self {
+            table: tables::counted_drops(),
+            currency: floor.currency.code.clone(),
+        }
+    }
+}
+
+impl StoreRows for CountedDropRows {
+    fn stream(&self) -> &'static str {
+        COUNTED_DROPS
+    }
+
+    fn tree(&self, db: &sled::Db) -> Result<sled::Tree, sled::Error> {
+        db.open_tree(crate::counts::TREE)
+    }
+
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn row(&self, key: &[u8], value: &[u8]) -> Option<Row> {
+        let (head, n) = key.split_at_checked(key.len().checked_sub(4)?)?;
+        let mut parts = head.strip_suffix(&[0])?.split(|&b| b == 0);
+        let (edge, device, day) = (parts.next()?, parts.next()?, parts.next()?);
+        let entry: crate::counts::CountEntry = serde_json::from_slice(value).ok()?;
+        Some(vec![
+            text(String::from_utf8_lossy(edge)),
+            text(String::from_utf8_lossy(device)),
+            text(String::from_utf8_lossy(day)),
+            Value::BigInt(i64::from(u32::from_be_bytes(n.try_into().ok()?))),
+            text(self.currency.clone()),
+            Value::BigInt(i64::try_from(entry.amount).unwrap_or(i64::MAX)),
+            text(entry.by),
+            time_us(entry.at_us),
+            text(entry.note),
+        ])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -604,5 +701,82 @@ mod tests {
         assert_eq!(rows[0][9], Value::BigInt(500 * denomination), "coin in");
         assert_eq!(rows[0][10], Value::BigInt(0), "no coin out meter: nothing");
         assert_eq!(rows[0][11], Value::BigInt(50), "games");
+    }
+
+    #[tokio::test]
+    async fn drop_counts_and_their_corrections_reach_sql_server_each_once_with_who_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let counts = crate::counts::Counts::open(&db).unwrap();
+        let entry = |amount: i128, by: &str, note: &str| crate::counts::CountEntry {
+            amount,
+            by: by.into(),
+            at_us: 1_796_032_800_000_000,
+            note: note.into(),
+        };
+        counts
+            .enter(
+                "edge-1",
+                "egm-1",
+                "2026-11-30",
+                entry(52_000, "count-ann", ""),
+            )
+            .unwrap();
+        counts
+            .enter(
+                "edge-1",
+                "egm-1",
+                "2026-11-30",
+                entry(53_000, "count-bo", "a $10 bill stuck in the stacker"),
+            )
+            .unwrap();
+        let floor = outpost_domain::site::Floor::simple();
+        let target = MemoryTarget::default();
+        let mut sink =
+            WatchedSink::open(target.clone(), CountedDropRows::new(&floor), &db, 100).unwrap();
+        drain(&mut sink).await;
+        let rows = target.rows("outpost.counted_drops");
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0][2], Value::Text("2026-11-30".into()));
+        assert_eq!(rows[0][3], Value::BigInt(0));
+        assert_eq!(rows[1][5], Value::BigInt(53_000));
+        assert_eq!(rows[1][6], Value::Text("count-bo".into()));
+    }
+
+    #[tokio::test]
+    async fn a_handpays_steps_reach_sql_server_as_they_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(crate::handpays::TREE).unwrap();
+        let mut steps = crate::handpays::Steps {
+            verified_by: Some("attendant-cy".into()),
+            verified_us: Some(1_796_032_800_000_000),
+            ..Default::default()
+        };
+        tree.insert("edge-1/egm-1/42", serde_json::to_vec(&steps).unwrap())
+            .unwrap();
+        let target = MemoryTarget::default();
+        let mut sink =
+            WatchedSink::open(target.clone(), HandpayStepRows::default(), &db, 100).unwrap();
+        drain(&mut sink).await;
+        steps.approved_by = Some("supervisor-di".into());
+        steps.approved_us = Some(1_796_032_860_000_000);
+        tree.insert("edge-1/egm-1/42", serde_json::to_vec(&steps).unwrap())
+            .unwrap();
+        settle(&sink, 1).await;
+        drain(&mut sink).await;
+        let rows = target.rows("outpost.handpay_steps");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            &rows[0][..3],
+            &[
+                Value::Text("edge-1".into()),
+                Value::Text("egm-1".into()),
+                Value::BigInt(42)
+            ]
+        );
+        assert_eq!(rows[0][3], Value::Text("attendant-cy".into()));
+        assert_eq!(rows[0][5], Value::Text("supervisor-di".into()));
+        assert_eq!(rows[0][7], Value::Null, "not paid yet");
     }
 }

@@ -7,6 +7,9 @@
 //!   up to 2,000 parameters, one transaction per batch, inserted where the key is missing),
 //!   against one parameterised `INSERT` per row — the obvious way, and not idempotent — on the
 //!   same server in the same run.
+//! - `wire_across_a_wan`: the same, through a proxy that holds each chunk for half of
+//!   `--wan-rtt-ms` each way (a chain's central SQL Server across a WAN, as docs/scaling.md
+//!   has it): what one round trip per row costs when round trips are not free.
 //! - `lag_at_10k_per_second`: the events stream's delay from hub commit to written, per event,
 //!   while the event log commits 10,000 events/s durably and the sink writes into the in-memory
 //!   target (so this measures the hub's side: reading the log, building rows, batching).
@@ -38,6 +41,12 @@ pub struct MssqlBenchArgs {
     /// side slows as the table grows there, which SQL Server's key index does not).
     #[arg(long, default_value_t = 2_000)]
     pub rows: usize,
+    /// Rows each side writes across the WAN (one round trip per row is slow there).
+    #[arg(long, default_value_t = 600)]
+    pub wan_rows: usize,
+    /// Round trip time of the WAN case, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub wan_rtt_ms: u64,
     /// Rows per batch on the batching side (the sink's `batch_rows`).
     #[arg(long, default_value_t = 1_000)]
     pub batch_rows: usize,
@@ -69,23 +78,55 @@ fn self_cpu() -> f64 {
     cpu_seconds(Some(std::process::id()))
 }
 
-/// Rows/s and CPU seconds per row of this process for each way.
-async fn wire(args: &MssqlBenchArgs, rows: usize) -> anyhow::Result<serde_json::Value> {
-    let python = args
-        .python
-        .clone()
-        .or_else(|| std::env::var_os("OUTPOST_PEERS_PYTHON").map(Into::into))
-        .unwrap_or_else(|| "target/peers-venv/bin/python".into());
-    let dir = tempfile::tempdir()?;
-    let bridge = outpost_harness::sqlbridge::SqlBridge::start(
-        &python,
-        &dir.path().join("bridge"),
-        "outpost",
-        PASSWORD,
-    )?;
+/// Forwards TCP connections on a local port to `upstream`, holding each chunk for `delay` in
+/// each direction (a round trip of twice `delay`). Returns the port.
+async fn delaying_proxy(upstream: u16, delay: Duration) -> anyhow::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(pump(client_read, server_write, delay));
+            tokio::spawn(pump(server_read, client_write, delay));
+        }
+    });
+    Ok(port)
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                tokio::time::sleep(delay).await;
+                if to.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Rows/s and CPU seconds per row of this process for each way, against the server on `port`.
+async fn wire(
+    args: &MssqlBenchArgs,
+    bridge: &outpost_harness::sqlbridge::SqlBridge,
+    port: u16,
+    rows: usize,
+) -> anyhow::Result<serde_json::Value> {
     let connection = Connection {
         host: "127.0.0.1".into(),
-        port: bridge.port,
+        port,
         database: "master".into(),
         user: "outpost".into(),
         password: PASSWORD.into(),
@@ -298,10 +339,27 @@ async fn lag(seconds: u64, batch_rows: usize) -> anyhow::Result<serde_json::Valu
 
 pub async fn run(args: MssqlBenchArgs) -> anyhow::Result<()> {
     let rows = if args.quick { 600 } else { args.rows };
+    let wan_rows = if args.quick { 100 } else { args.wan_rows };
     let seconds = if args.quick { 3 } else { args.seconds };
+    let python = args
+        .python
+        .clone()
+        .or_else(|| std::env::var_os("OUTPOST_PEERS_PYTHON").map(Into::into))
+        .unwrap_or_else(|| "target/peers-venv/bin/python".into());
+    let dir = tempfile::tempdir()?;
+    let bridge = outpost_harness::sqlbridge::SqlBridge::start(
+        &python,
+        &dir.path().join("bridge"),
+        "outpost",
+        PASSWORD,
+    )?;
+    let wan = delaying_proxy(bridge.port, Duration::from_millis(args.wan_rtt_ms) / 2).await?;
+    let mut across = wire(&args, &bridge, wan, wan_rows).await?;
+    across["rtt_ms"] = json!(args.wan_rtt_ms);
     let report = json!({
         "bench": "mssql",
-        "wire": wire(&args, rows).await?,
+        "wire": wire(&args, &bridge, bridge.port, rows).await?,
+        "wire_across_a_wan": across,
         "lag_at_10k_per_second": lag(seconds, args.batch_rows).await?,
     });
     let text = serde_json::to_string_pretty(&report)?;

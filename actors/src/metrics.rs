@@ -1,5 +1,5 @@
 //! Process-wide metrics. Every Outpost metric is registered in one process registry,
-//! named `outpost_*`, with units in the name.
+//! named `outpost_*` with units in the name; the process's own are the standard `process_*`.
 
 use std::sync::LazyLock;
 
@@ -7,8 +7,8 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-/// The registry `/metrics` serves. Not prometheus's default registry: that one adds un-prefixed
-/// `process_*` metrics of its own; ours are `outpost_process_*`.
+/// The registry `/metrics` serves (not prometheus's default registry, which anything linked in
+/// could add to); `outpost_process::metrics` adds the standard `process_*` metrics to it.
 pub fn registry() -> &'static Registry {
     &REGISTRY
 }

@@ -328,6 +328,15 @@ fn run_writer(
                 );
                 metrics::GAPS.inc();
                 metrics::MISSING_EVENTS.inc_by(gap.missing());
+                metrics::EDGE_GAPS.with_label_values(&[&request.edge]).inc();
+                metrics::EDGE_MISSING_EVENTS
+                    .with_label_values(&[&request.edge])
+                    .inc_by(gap.missing());
+            }
+            if admission.duplicates > 0 {
+                metrics::EDGE_DUPLICATES
+                    .with_label_values(&[&request.edge])
+                    .inc_by(admission.duplicates as u64);
             }
             let high_now = admission.committed;
             let mut outcome = CommitOutcome {
@@ -343,7 +352,12 @@ fn run_writer(
                     EventBody::CommandResult(result) => {
                         outcome.command_results.push(result.clone())
                     }
-                    EventBody::Shed => metrics::SHED_EVENTS.inc(),
+                    EventBody::Shed => {
+                        metrics::SHED_EVENTS.inc();
+                        metrics::EDGE_SHED_EVENTS
+                            .with_label_values(&[&request.edge])
+                            .inc();
+                    }
                     EventBody::Synthetic { .. }
                     | EventBody::Sas(_)
                     | EventBody::Tv(_)

@@ -143,6 +143,20 @@ pub async fn run(
     let commands = commands::CommandLog::open(durable.clone())?;
     let edges = edges::EdgeDirectory::open(durable.db())?;
     let directory = Arc::new(cluster::Directory::from_config(&config.cluster));
+    // Every edge this hub serves (in the registry, not revoked, not another hub's) has its
+    // per-edge series from start-up, at 0; an edge that connects gets them then.
+    match pki::EdgeRegistry::load(&config.pki.dir) {
+        Ok(registry) => {
+            for (edge, record) in &registry.edges {
+                if record.revoked_at.is_none() && directory.owner(edge) == cluster::Owner::Here {
+                    metrics::edge_known(edge);
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, "edge registry unreadable: per-edge series start when edges connect")
+        }
+    }
     let sessions = Arc::new(Sessions::default());
     let visits = if config.hikcentral.enabled {
         Some(hikcentral::Visits::open(

@@ -82,6 +82,8 @@ impl Sessions {
             old.connection
                 .close(close::REPLACED.into(), b"replaced by a newer session");
         }
+        metrics::edge_known(edge);
+        metrics::EDGE_CONNECTED.with_label_values(&[edge]).set(1);
         metrics::EDGES_CONNECTED.set(self.lock().len() as i64);
     }
 
@@ -89,6 +91,7 @@ impl Sessions {
         let mut sessions = self.lock();
         if sessions.get(edge).is_some_and(|h| h.id == id) {
             sessions.remove(edge);
+            metrics::EDGE_CONNECTED.with_label_values(&[edge]).set(0);
         }
         metrics::EDGES_CONNECTED.set(sessions.len() as i64);
     }
@@ -123,6 +126,9 @@ impl Sessions {
     /// Notes that a frame from `edge` came now.
     fn saw(&self, edge: &str) {
         let now = outpost_process::clock::unix_ms();
+        metrics::EDGE_LAST_SEEN
+            .with_label_values(&[edge])
+            .set(now / 1000);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         match seen.get_mut(edge) {
             Some(at) => *at = now,

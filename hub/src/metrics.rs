@@ -237,6 +237,73 @@ pub static WEBHOOK_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+fn per_edge_counter(name: &str, help: &str) -> IntCounterVec {
+    register(
+        IntCounterVec::new(Opts::new(name, help), &["edge"])
+            .expect("static metric definition is valid"),
+    )
+}
+
+fn per_edge_gauge(name: &str, help: &str) -> IntGaugeVec {
+    register(
+        IntGaugeVec::new(Opts::new(name, help), &["edge"])
+            .expect("static metric definition is valid"),
+    )
+}
+
+pub static EDGE_CONNECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    per_edge_gauge(
+        "outpost_hub_edge_connected",
+        "1 while the edge has an open session with this hub, per edge (the hub's own view: no need to scrape the edge).",
+    )
+});
+pub static EDGE_LAST_SEEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    per_edge_gauge(
+        "outpost_hub_edge_last_seen_timestamp_seconds",
+        "When the last frame from the edge came (Unix seconds; 0: not since this hub started), per edge.",
+    )
+});
+pub static EDGE_GAPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    per_edge_counter(
+        "outpost_hub_edge_gaps_total",
+        "Times the edge's events skipped sequence numbers (data lost before the hub), per edge.",
+    )
+});
+pub static EDGE_MISSING_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    per_edge_counter(
+        "outpost_hub_edge_missing_events_total",
+        "Sequence numbers skipped by those gaps, per edge.",
+    )
+});
+pub static EDGE_DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    per_edge_counter(
+        "outpost_hub_edge_duplicates_total",
+        "Events the edge sent again after they were committed (dropped), per edge.",
+    )
+});
+pub static EDGE_SHED_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    per_edge_counter(
+        "outpost_hub_edge_shed_events_total",
+        "Telemetry events the edge shed under back-pressure (tombstones received), per edge.",
+    )
+});
+
+/// Exports every per-edge series of `edge` (at 0 when new), so alerts and panels see an edge
+/// from the moment the hub knows it.
+pub fn edge_known(edge: &str) {
+    EDGE_CONNECTED.with_label_values(&[edge]);
+    EDGE_LAST_SEEN.with_label_values(&[edge]);
+    for counter in [
+        &EDGE_GAPS,
+        &EDGE_MISSING_EVENTS,
+        &EDGE_DUPLICATES,
+        &EDGE_SHED_EVENTS,
+    ] {
+        counter.with_label_values(&[edge]).inc_by(0);
+    }
+    COMMITTED_SEQ.with_label_values(&[edge]);
+}
+
 pub static EDGE_OUTBOX_DEPTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(
         IntGaugeVec::new(

@@ -360,6 +360,22 @@ async fn hub_drops_duplicate_batch_after_reconnect() {
     assert_eq!(metric("outpost_hub_duplicates_total"), 3.0);
     assert_eq!(metric("outpost_hub_events_committed_total"), 8.0);
     assert_eq!(metric("outpost_hub_gaps_total"), 0.0);
+    // The same per edge, from the hub alone.
+    let edge = |name: &str| metric(&format!("{name}{{edge=\"edge-01\"}}"));
+    assert_eq!(edge("outpost_hub_edge_duplicates_total"), 3.0);
+    assert_eq!(edge("outpost_hub_edge_gaps_total"), 0.0);
+    assert_eq!(edge("outpost_hub_edge_connected"), 1.0);
+    let seen = edge("outpost_hub_edge_last_seen_timestamp_seconds");
+    let now = outpost_process::clock::unix_ms() as f64 / 1000.0;
+    assert!((now - seen).abs() < 60.0, "last seen {seen}, now {now}");
+    drop(second);
+    for _ in 0..100 {
+        if edge("outpost_hub_edge_connected") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(edge("outpost_hub_edge_connected"), 0.0, "its session ended");
     hub.stop().await;
 }
 
@@ -376,6 +392,11 @@ async fn hub_counts_the_gap_an_edge_declares_loudly_and_still_commits() {
     assert_eq!(session.send(6..=6).await, 6);
     assert_eq!(metric("outpost_hub_gaps_total"), 1.0);
     assert_eq!(metric("outpost_hub_missing_events_total"), 3.0);
+    assert_eq!(metric("outpost_hub_edge_gaps_total{edge=\"edge-01\"}"), 1.0);
+    assert_eq!(
+        metric("outpost_hub_edge_missing_events_total{edge=\"edge-01\"}"),
+        3.0
+    );
     assert_eq!(metric("outpost_hub_committed_seq{edge=\"edge-01\"}"), 6.0);
     hub.stop().await;
 }

@@ -70,6 +70,62 @@ pub static CONNECTIONS_OPEN: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|
         .expect("static metric definition is valid"),
     )
 });
+/// `outpost_http_requests_total{server,method,route,status}`: `route` is the route's template
+/// (`/api/v1/edges/{edge}/events`; `unmatched` for a path no route takes), `status` the class
+/// (`2xx` … `5xx`), so the series stay few whatever the paths asked.
+pub static HTTP_REQUESTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    outpost_actors::metrics::register(
+        prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "outpost_http_requests_total",
+                "HTTP requests answered, by server, method, route template and status class.",
+            ),
+            &["server", "method", "route", "status"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+/// `outpost_http_request_duration_seconds{server,route}`: from the request's head to its
+/// answer's head (a streamed body, the live stream's, is not waited for).
+pub static HTTP_DURATION: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    outpost_actors::metrics::register(
+        prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "outpost_http_request_duration_seconds",
+                "Time from an HTTP request to its answer, by server and route template.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["server", "route"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+
+/// Counts and times one request of server `name`.
+async fn request_metrics(
+    name: &'static str,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = format!("{}xx", response.status().as_u16() / 100);
+    HTTP_REQUESTS
+        .with_label_values(&[name, &method, &route, &status])
+        .inc();
+    HTTP_DURATION
+        .with_label_values(&[name, &route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
 /// `outpost_http_connections_refused_total{server}`.
 pub static CONNECTIONS_REFUSED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
     outpost_actors::metrics::register(
@@ -164,8 +220,12 @@ impl Actor for HttpServer {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("{} server cannot listen on {}: {e}", args.name, args.listen))?;
-        let app = args.router;
         let name = args.name;
+        let app = args
+            .router
+            .layer(axum::middleware::from_fn(move |request, next| {
+                request_metrics(name, request, next)
+            }));
         CONNECTIONS_OPEN.with_label_values(&[name]).set(0);
         CONNECTIONS_REFUSED.with_label_values(&[name]).inc_by(0);
         tracing::info!(listen = %args.listen, server = name, "HTTP server listening");

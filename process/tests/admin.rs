@@ -37,8 +37,22 @@ async fn admin_server_serves_metrics_health_and_readiness() {
         "{body}"
     );
     assert!(
-        body.contains("outpost_process_resident_memory_bytes"),
+        body.contains(&format!(
+            "outpost_build_info{{binary=\"admin-test\",commit=\"{}\"",
+            outpost_process::metrics::COMMIT
+        )),
         "{body}"
+    );
+    for standard in [
+        "\nprocess_resident_memory_bytes ",
+        "\nprocess_cpu_seconds_total ",
+        "\nprocess_open_fds ",
+    ] {
+        assert!(body.contains(standard), "{standard}: {body}");
+    }
+    assert!(
+        !body.contains("outpost_process_"),
+        "the standard names only"
     );
 
     // Nothing registered yet: not ready.
@@ -52,6 +66,35 @@ async fn admin_server_serves_metrics_health_and_readiness() {
     let (status, body) = get(listen, "/readyz").await;
     assert_eq!(status, 200);
     assert!(body.contains("\"ready\":true"), "{body}");
+
+    // Requests are counted by route template and status class, and timed.
+    let _ = get(listen, "/no/such/page").await;
+    let (_, body) = get(listen, "/metrics").await;
+    // (At least: other tests of this binary may run in the same process under `cargo test`.)
+    for (series, at_least) in [
+        (
+            "outpost_http_requests_total{method=\"GET\",route=\"/readyz\",server=\"admin\",status=\"5xx\"}",
+            2.0,
+        ),
+        (
+            "outpost_http_requests_total{method=\"GET\",route=\"/readyz\",server=\"admin\",status=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "outpost_http_requests_total{method=\"GET\",route=\"unmatched\",server=\"admin\",status=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "outpost_http_request_duration_seconds_count{route=\"/readyz\",server=\"admin\"}",
+            3.0,
+        ),
+    ] {
+        let value = body
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(value.is_some_and(|v| v >= at_least), "{series}: {body}");
+    }
 
     admin
         .stop_and_wait(None, Some(Duration::from_secs(2)))

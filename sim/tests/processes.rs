@@ -62,7 +62,7 @@ async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_si
             body.contains(&format!("outpost_build_info{{binary=\"{binary}\"")),
             "{body}"
         );
-        assert!(body.contains("outpost_process_resident_memory_bytes"));
+        assert!(body.contains("process_resident_memory_bytes"));
         let unprefixed: Vec<&str> = body
             .lines()
             .filter(|l| !l.starts_with('#') && !l.starts_with("outpost_"))

@@ -278,7 +278,7 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
     let outbox_dir = layout.edges[0].data_dir.join("outbox");
     let mut site = RunningSite::start(exe, layout).await?;
     site.kill9_hub().await?;
-    let rss_idle = scrape(edge_admin, "outpost_process_resident_memory_bytes")
+    let rss_idle = scrape(edge_admin, "process_resident_memory_bytes")
         .await
         .unwrap_or(0.0);
     let built = Instant::now();
@@ -318,14 +318,14 @@ async fn drain(exe: &Path, dir: &Path, backlog: u64) -> anyhow::Result<serde_jso
     )
     .await?;
     let drain_seconds = started.elapsed().as_secs_f64();
-    let rss_after = scrape(edge_admin, "outpost_process_resident_memory_bytes")
+    let rss_after = scrape(edge_admin, "process_resident_memory_bytes")
         .await
         .unwrap_or(0.0);
     let committed = committed(&site).await;
     // Give an empty, oversized outbox time to be compacted (a restart of the outbox actor).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let disk_after = outpost_storage::dir_bytes(&outbox_dir);
-    let rss_settled = scrape(edge_admin, "outpost_process_resident_memory_bytes")
+    let rss_settled = scrape(edge_admin, "process_resident_memory_bytes")
         .await
         .unwrap_or(0.0);
     let compactions = scrape(edge_admin, "outpost_outbox_compactions_total")

@@ -40,10 +40,13 @@ async fn credits_are_counted_at_the_denomination_the_machine_reports_unless_the_
     .await
     .unwrap();
 
-    wait_until("the machine's identity", Duration::from_secs(30), || async {
+    // Both machines answered (each reports on its own poll schedule).
+    wait_until("both machines' identities", Duration::from_secs(30), || async {
         get(&site, "/api/v1/devices/edge-01/nickel").await["egm"]["identity"]
             ["denomination_cents"]
             == 5
+            && !get(&site, "/api/v1/devices/edge-01/pinned").await["egm"]["denomination"]
+                .is_null()
     })
     .await
     .unwrap();

@@ -39,6 +39,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use writer::CommandMark;
 use writer::{Writer, WriterMsg};
 
+/// How often appends waiting for room are looked at again without an acknowledgement.
+const RETRY_PARKED: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why an outbox operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OutboxError {
@@ -187,6 +190,21 @@ impl Outbox {
         let (durable_tx, durable_seq) = watch::channel(recovered.last_seq);
         let acked_seq = Arc::new(AtomicU64::new(recovered.acked_seq));
         let (tx, rx) = mpsc::channel(limits.max_batch.max(1) * 4);
+        // Appends waiting for the disk are looked at again every RETRY_PARKED, so room made by
+        // someone else is used without an acknowledgement to wake them. The ticker holds only a
+        // weak sender: it ends with the outbox.
+        let ticker = tx.downgrade();
+        std::thread::Builder::new()
+            .name("outbox-retry".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(RETRY_PARKED);
+                    let Some(tx) = ticker.upgrade() else { return };
+                    // A full queue is a busy writer: it looks at the waiting appends anyway.
+                    let _ = tx.try_send(WriterMsg::Retry);
+                }
+            })
+            .map_err(|e| OutboxError::Storage(format!("cannot start the retry thread: {e}")))?;
         let acked = acked_seq.clone();
         let commits = Arc::new(AtomicU64::new(0));
         let commit_count = commits.clone();

@@ -65,6 +65,9 @@ pub(crate) enum WriterMsg {
         mark: CommandMark,
         reply: oneshot::Sender<Result<Option<CommandMark>, OutboxError>>,
     },
+    /// Look again at the waiting appends: the disk may have room again (another program freed
+    /// it) though nothing was acknowledged — and with nothing admitted, nothing will be.
+    Retry,
 }
 
 struct PendingAppend {
@@ -236,6 +239,11 @@ impl Writer {
                     WriterMsg::Trim { through } => {
                         if self.trim(through)? {
                             acked_shared.store(self.acked_seq, Ordering::Release);
+                            self.admit_parked(&mut appended)?;
+                        }
+                    }
+                    WriterMsg::Retry => {
+                        if !self.parked.is_empty() {
                             self.admit_parked(&mut appended)?;
                         }
                     }

@@ -62,14 +62,17 @@ async fn hub_and_edge_serve_metrics_health_and_readiness_then_stop_cleanly_on_si
             body.contains(&format!("outpost_build_info{{binary=\"{binary}\"")),
             "{body}"
         );
-        assert!(body.contains("process_resident_memory_bytes"));
+        assert!(body.contains("\nprocess_resident_memory_bytes "));
+        // Ours are outpost_*; the process's own the standard process_* (nothing else).
         let unprefixed: Vec<&str> = body
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.starts_with("outpost_"))
+            .filter(|l| {
+                !l.starts_with('#') && !l.starts_with("outpost_") && !l.starts_with("process_")
+            })
             .collect();
         assert!(
             unprefixed.is_empty(),
-            "metrics without the outpost_ prefix: {unprefixed:?}"
+            "metrics neither outpost_* nor process_*: {unprefixed:?}"
         );
     }
 

@@ -12,7 +12,8 @@
 //! - A child that stops cleanly is not restarted unless its spec says [`Restart::Permanent`].
 //! - A child that stops with a reason starting with [`PLANNED_RESTART`] is restarted at once (with
 //!   its younger siblings under rest-for-one) and counts neither against the intensity nor as a
-//!   failure: planned work, such as compacting a store, is not a fault.
+//!   failure: planned work, such as compacting a store, is not a fault. One that asks again within
+//!   [`PLANNED_RESTART_PACE`] of starting waits that long first, so it cannot spin.
 //! - Stopping the supervisor stops its children youngest first, each within `shutdown_timeout`
 //!   (then it is killed).
 //! - Every restart is one `warn` log line with the cause and is counted in
@@ -47,6 +48,10 @@ use crate::readiness::Readiness;
 /// say): it and, under rest-for-one, its younger siblings start again at once, and it counts
 /// neither against the restart intensity nor in `outpost_actor_restarts_total`.
 pub const PLANNED_RESTART: &str = "planned restart: ";
+
+/// A child that asks for a planned restart within this long of starting is restarted after this
+/// long (not at once): planned restarts stay out of the intensity, and must not spin.
+pub const PLANNED_RESTART_PACE: Duration = Duration::from_millis(250);
 
 /// Which children restart when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,8 +311,18 @@ impl Supervisor {
             .await;
         let slot = &mut state.slots[index];
         slot.generation += 1;
-        tracing::info!(actor = %slot.path, %reason, "planned restart");
         let generation = slot.generation;
+        // A child that asks again soon after it started (a device whose outbox is still
+        // reopening) is restarted after a pause, so a planned restart cannot become a busy loop.
+        if slot.started_at.elapsed() < PLANNED_RESTART_PACE {
+            tracing::debug!(actor = %slot.path, %reason, "planned restart, paced");
+            myself.send_after(PLANNED_RESTART_PACE, move || SupervisorMsg::Restart {
+                index,
+                generation,
+            });
+            return;
+        }
+        tracing::info!(actor = %slot.path, %reason, "planned restart");
         let _ = myself.send_message(SupervisorMsg::Restart { index, generation });
     }
 

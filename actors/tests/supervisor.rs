@@ -438,6 +438,27 @@ async fn nested_supervisor_restarts_its_own_children_without_bothering_the_paren
 }
 
 #[tokio::test]
+async fn a_child_asking_for_a_planned_restart_right_after_starting_is_paced_not_spun() {
+    let (spec, _fam) = family("t-paced", &["a"], Strategy::OneForOne, policy(1000, 2));
+    let (sup, _) = Actor::spawn(None, Supervisor, spec).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..4 {
+        let a = child(&sup, 0).await;
+        let before = a.get_id();
+        a.send_message(WorkerMsg::PlannedRestart).unwrap();
+        wait_for_new_child(&sup, 0, before).await;
+    }
+    let pace = outpost_actors::supervisor::PLANNED_RESTART_PACE;
+    assert!(
+        started.elapsed() >= pace * 3,
+        "four restarts asked at once took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(children(&sup).await[0].restarts, 0, "still not a failure");
+    sup.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
 async fn planned_restarts_are_immediate_and_never_escalate() {
     // Backoff 1 s and at most 2 restarts in 10 s: twenty failures would escalate and take seconds.
     let (spec, fam) = family(
@@ -447,17 +468,20 @@ async fn planned_restarts_are_immediate_and_never_escalate() {
         policy(1000, 2),
     );
     let (sup, _) = Actor::spawn(None, Supervisor, spec).await.unwrap();
-    let started = Instant::now();
+    let mut waited = Duration::ZERO;
     for _ in 0..20 {
         let a = child(&sup, 0).await;
         let b_before = child(&sup, 1).await.get_id();
+        // A child that ran a while: its planned restart is immediate (no pace, no backoff).
+        tokio::time::sleep(outpost_actors::supervisor::PLANNED_RESTART_PACE).await;
+        let asked = Instant::now();
         a.send_message(WorkerMsg::PlannedRestart).unwrap();
         wait_for_new_child(&sup, 1, b_before).await;
+        waited += asked.elapsed();
     }
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "no backoff: {:?}",
-        started.elapsed()
+        waited < Duration::from_secs(2),
+        "no backoff: {waited:?} for 20 restarts"
     );
     let now = children(&sup).await;
     assert_eq!(now[0].restarts, 0, "not counted as a failure");

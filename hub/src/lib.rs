@@ -219,6 +219,7 @@ pub async fn run(
                 batch_rows: config.mssql.batch_rows,
                 eventlog: eventlog.clone(),
                 floor: floor.clone(),
+                commands: commands.clone(),
             })
             .collect()
     } else {

@@ -39,10 +39,14 @@ pub fn register_process_metrics(binary: &str) {
 /// kernel's tick (the crate counts whole seconds).
 struct ProcessMetrics(prometheus::process_collector::ProcessCollector);
 
-/// User and system CPU seconds of this process, from `/proc/self/stat` (USER_HZ = 100 on every
-/// Linux ABI this runs on).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// User and system CPU seconds of process `pid` (`None`: this one), from `/proc/<pid>/stat`
+/// (USER_HZ = 100 on every Linux ABI this runs on). `None` if it cannot be read.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ") ".
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
@@ -56,7 +60,7 @@ impl prometheus::core::Collector for ProcessMetrics {
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
         let mut families = self.0.collect();
-        if let Some(seconds) = cpu_seconds() {
+        if let Some(seconds) = cpu_seconds(None) {
             for family in &mut families {
                 if family.name() == "process_cpu_seconds_total" {
                     for metric in family.mut_metric() {

@@ -208,6 +208,8 @@ pub struct SinkArgs {
     pub batch_rows: usize,
     pub eventlog: EventLog,
     pub floor: Floor,
+    /// The hub's command log (the commands stream reads records through it).
+    pub commands: crate::commands::CommandLog,
 }
 
 impl std::fmt::Debug for SinkArgs {
@@ -285,7 +287,7 @@ impl Actor for SinkActor {
                 running(&args, stream, policy, commits)
             }
             watched::COMMANDS => {
-                let log = crate::commands::CommandLog::open(args.eventlog.durable().clone())?;
+                let log = args.commands.clone();
                 let stream = WatchedSink::open(target, CommandRows::new(log), &db, rows)?;
                 running(&args, stream, policy, commits)
             }

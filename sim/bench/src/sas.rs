@@ -116,28 +116,10 @@ fn decoder_figures(seconds: f64) -> serde_json::Value {
     })
 }
 
-/// User + system CPU seconds of a process, from /proc (10 ms resolution; the exported process
-/// metric counts whole seconds).
+/// User + system CPU seconds of a process (NaN when it cannot be read).
 pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return f64::NAN };
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may contain spaces) start at ") ".
-    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    // USER_HZ: what /proc counts in; 100 on every Linux ABI this runs on.
-    let hz = 100.0;
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / hz
+    pid.and_then(|pid| outpost_process::metrics::cpu_seconds(Some(pid)))
+        .unwrap_or(f64::NAN)
 }
 
 /// Runs the SAS benchmark and prints its JSON.

@@ -71,6 +71,41 @@ const _: () = assert!(
     "a full leaf of the largest entries must stay in sled's log"
 );
 
+/// Removes the snapshot files sled began and never finished (`snap.<lsn>.generating`).
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to
+/// `snap.<lsn>`; but at open it reads the last of *all* `snap.*` files, the unfinished ones
+/// included, and refuses to open when that one is short ("Read corrupted data"). A snapshot write
+/// cut short (the disk filled up; the power went) leaves exactly that, and the database would
+/// never open again, though nothing in it is damaged: an unfinished snapshot was never used
+/// (the previous one is removed only after the rename), so removing it loses nothing, and sled
+/// rebuilds what it needs from the previous snapshot and its log.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), StorageError> {
+    let entries = std::fs::read_dir(path).map_err(|source| StorageError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let file = entry.path();
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&file).map_err(|source| StorageError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            tracing::warn!(file = %file.display(), bytes, "removed a snapshot sled began and never finished");
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(path)?;
+    }
+    Ok(())
+}
+
 /// What went wrong with durable storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -212,6 +247,7 @@ impl DurableDb {
             move |source| StorageError::Io { path: p, source }
         };
         std::fs::create_dir_all(path).map_err(io(path))?;
+        remove_unfinished_snapshots(path)?;
         let config = sled::Config::new()
             .path(path)
             .segment_size(SEGMENT_BYTES)

@@ -24,7 +24,7 @@ pub use error::{ConfigError, Location, Problem};
 pub use load::{load_file, load_str};
 pub use schema::{
     ALERT_RULES, AccountingConfig, AdminConfig, AlertRuleConfig, AlertsConfig, ApiConfig, ApiToken,
-    ClusterConfig, ClusterHubConfig, DeviceConfig, DeviceTagsConfig, EdgeConfig, EdgeId,
+    ApiUser, ClusterConfig, ClusterHubConfig, DeviceConfig, DeviceTagsConfig, EdgeConfig, EdgeId,
     EdgeOwnerConfig, EdgeSection, EgmConfig, EventClassConfig, HikCentralConfig, HubConfig,
     HubSection, LinkConfig, LogConfig, LogFormat, LogLevel, MAX_SYNTHETIC_PAYLOAD_BYTES,
     MSSQL_MAX_BATCH_ROWS, MachineConfig, MssqlConfig, OutboxConfig, PkiConfig, RecoveryConfig,

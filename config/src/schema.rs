@@ -1022,6 +1022,35 @@ pub struct ApiConfig {
     pub default_command_deadline_seconds: u64,
     #[serde(default)]
     pub tokens: Vec<ApiToken>,
+    /// People who log in (the web console), each with a password hash and a role.
+    #[serde(default)]
+    pub users: Vec<ApiUser>,
+    /// A console session not used for this long ends.
+    pub session_idle_minutes: u64,
+    /// This many wrong passwords in a row lock a user out ...
+    pub lockout_failures: u32,
+    /// ... for this long.
+    pub lockout_minutes: u64,
+}
+
+/// A person who logs in to the console.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUser {
+    pub name: String,
+    /// An argon2 PHC string (`outpost-hub console hash-password` prints one).
+    pub password_hash: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiUser {
+    // The hash is a secret too: it can be attacked offline.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bearer token and what it may do.
@@ -1476,6 +1505,35 @@ impl ConfigFile for HubConfig {
                     ),
                 );
             }
+        }
+        for (i, user) in self.api.users.iter().enumerate() {
+            let valid_name = !user.name.is_empty()
+                && user.name.len() <= 64
+                && user
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+            if !valid_name {
+                v.invalid(
+                    &format!("api.users.{i}.name"),
+                    "1 to 64 letters, digits, '.', '_', '-' or '@'",
+                );
+            }
+            if self.api.users[..i].iter().any(|u| u.name == user.name) {
+                v.invalid(&format!("api.users.{i}.name"), "a name of its own");
+            }
+            if !user.password_hash.starts_with("$argon2") {
+                v.invalid(
+                    &format!("api.users.{i}.password_hash"),
+                    "an argon2 hash ($argon2id$...), as `outpost-hub console hash-password` prints; never the password itself",
+                );
+            }
+        }
+        if self.api.session_idle_minutes == 0 {
+            v.invalid("api.session_idle_minutes", "at least 1");
+        }
+        if self.api.lockout_failures == 0 {
+            v.invalid("api.lockout_failures", "at least 1");
         }
         self.hikcentral.validate(v);
         self.mssql.validate(v);

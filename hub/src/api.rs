@@ -71,6 +71,10 @@ pub struct ApiContext {
     pub directory: Arc<crate::cluster::Directory>,
     /// The client requests for another hub's edges are handed on with.
     pub peers: reqwest::Client,
+    /// Console users and their sessions.
+    pub logins: Arc<crate::login::Logins>,
+    /// Who did what.
+    pub audit: crate::audit::AuditLog,
 }
 
 /// The longest deadline a command may have.
@@ -143,6 +147,12 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
         .routes(routes!(get_visit))
         .routes(routes!(cancel_visit))
         .routes(routes!(retry_visit))
+        .routes(routes!(
+            crate::console::login,
+            crate::console::whoami,
+            crate::console::logout
+        ))
+        .routes(routes!(crate::console::read_audit))
 }
 
 /// The OpenAPI document of this API, as `GET /api/v1/openapi.json` serves it.
@@ -249,6 +259,10 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
             context.clone(),
             authenticate_before_body,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            context.clone(),
+            crate::console::audit_changes,
+        ))
         // Outermost: a request for another hub's edge goes to that hub, body and all.
         .layer(axum::middleware::from_fn_with_state(
             context.clone(),
@@ -259,28 +273,77 @@ pub fn router(context: Arc<ApiContext>) -> axum::Router {
             BODY_READ_TIMEOUT,
         ))
         .with_state(context)
+        .merge(crate::console::assets())
 }
 
 /// The longest a request body may go without sending more.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A request that carries a body (POST, PUT, PATCH) must present a known token before its body is
-/// read: an unauthenticated 10 MB upload is refused with 401, not read and answered 413. (The
-/// role each endpoint needs is checked by the endpoint; GETs authenticate there too, since the
-/// live stream may pass its token as a query parameter.)
+/// A request that changes something (POST, PUT, PATCH, DELETE) must present a known token or
+/// session before its body is read: an unauthenticated 10 MB upload is refused with 401, not read
+/// and answered 413. One made with a console session must also carry that session's CSRF token
+/// (`X-CSRF-Token`), so another site cannot make a logged-in browser act. Logging in is the one
+/// exception. (The role each endpoint needs is checked by the endpoint; GETs authenticate there
+/// too, since the live stream may pass its token as a query parameter.)
 async fn authenticate_before_body(
     State(ctx): State<Arc<ApiContext>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let carries_body = matches!(
-        *request.method(),
-        axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
-    );
-    if carries_body && let Err(refused) = authorize(&ctx, request.headers(), Role::Viewer) {
-        return refused.into_response();
+    let changes = changes_something(request.method());
+    let logging_in = request.uri().path() == crate::console::SESSION_PATH;
+    if changes && !logging_in {
+        if let Err(refused) = authorize(&ctx, request.headers(), Role::Viewer) {
+            return refused.into_response();
+        }
+        if let Caller::Person(person) = caller(&ctx, request.headers()) {
+            let presented = request
+                .headers()
+                .get(crate::login::CSRF_HEADER)
+                .map(axum::http::HeaderValue::as_bytes)
+                .unwrap_or_default();
+            if !same(presented, person.csrf.as_bytes()) {
+                return ApiError(
+                    StatusCode::FORBIDDEN,
+                    "send the X-CSRF-Token your login answered (GET /api/v1/session tells it)"
+                        .into(),
+                )
+                .into_response();
+            }
+        }
     }
     next.run(request).await
+}
+
+/// Whether a request with this method changes something (and is audited).
+pub(crate) fn changes_something(method: &axum::http::Method) -> bool {
+    use axum::http::Method;
+    [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(method)
+}
+
+/// Who is calling: a machine by its token, a person by their session, or no one known.
+pub(crate) enum Caller<'a> {
+    Token(&'a ApiToken),
+    Person(crate::login::Person),
+    Unknown,
+}
+
+/// The caller a request names: its bearer token if it sends one, else its session cookie.
+pub(crate) fn caller<'a>(ctx: &'a ApiContext, headers: &HeaderMap) -> Caller<'a> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(presented) = bearer {
+        return ctx
+            .tokens
+            .iter()
+            .find(|t| same(t.token.as_bytes(), presented.as_bytes()))
+            .map_or(Caller::Unknown, Caller::Token);
+    }
+    crate::login::session_cookie(headers)
+        .and_then(|token| ctx.logins.person(token, crate::login::now_ms()))
+        .map_or(Caller::Unknown, Caller::Person)
 }
 
 /// Collections whose next path segment is an edge id (`/api/v1/<collection>/<edge>/…`).
@@ -419,31 +482,32 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     needed: Role,
 ) -> Result<String, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError(
+    let (what, name, role) = match caller(ctx, headers) {
+        Caller::Token(token) => ("token", token.name.clone(), token.role),
+        Caller::Person(person) => ("user", person.user, person.role),
+        Caller::Unknown if headers.contains_key(header::AUTHORIZATION) => {
+            return Err(ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()));
+        }
+        Caller::Unknown if crate::login::session_cookie(headers).is_some() => {
+            return Err(ApiError(
                 StatusCode::UNAUTHORIZED,
-                "send Authorization: Bearer <token>".into(),
-            )
-        })?;
-    let token = ctx
-        .tokens
-        .iter()
-        .find(|t| same(t.token.as_bytes(), presented.as_bytes()))
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))?;
-    if token.role < needed {
+                "your session has ended: log in again".into(),
+            ));
+        }
+        Caller::Unknown => {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <token>, or log in (POST /api/v1/session)".into(),
+            ));
+        }
+    };
+    if role < needed {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
-            format!(
-                "token {} has role {:?}; this needs {:?}",
-                token.name, token.role, needed
-            ),
+            format!("{what} {name} has role {role:?}; this needs {needed:?}"),
         ));
     }
-    Ok(token.name.clone())
+    Ok(name)
 }
 
 /// A command as operators write it (`POST /api/v1/commands`).

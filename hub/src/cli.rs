@@ -48,6 +48,16 @@ enum Command {
     /// Edges of a cluster of hubs (docs/scaling.md).
     #[command(subcommand)]
     Edges(EdgesCommand),
+    /// The web console's users.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsoleCommand {
+    /// Read a password from standard input (one line) and print its argon2 hash, for a
+    /// `[[api.users]]` entry's `password_hash`. The password is never echoed or stored.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +223,28 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Console(ConsoleCommand::HashPassword) => {
+            let mut password = String::new();
+            if let Err(err) = std::io::stdin().read_line(&mut password) {
+                eprintln!("error: cannot read the password from standard input: {err}");
+                return ExitCode::FAILURE;
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.len() < 8 {
+                eprintln!("error: a console password needs at least 8 characters");
+                return ExitCode::FAILURE;
+            }
+            match crate::login::hash_password(password) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Pki(cmd) => match run_pki(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -10,8 +10,10 @@ pub mod pki;
 
 mod alerts;
 mod api;
+mod audit;
 pub mod cluster;
 mod commands;
+mod console;
 mod counts;
 mod edges;
 mod eventlog;
@@ -21,6 +23,7 @@ mod floor_api;
 mod handpays;
 mod hikcentral;
 mod link;
+pub mod login;
 mod manual;
 mod manual_api;
 mod metrics;
@@ -278,6 +281,8 @@ pub async fn run(
                 .map(|t| ((t.edge.clone(), t.device.clone()), t.tags.clone()))
                 .collect(),
             directory,
+            logins: Arc::new(login::Logins::open(durable.db(), &config.api)?),
+            audit: audit::AuditLog::open(durable.db())?,
             peers: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

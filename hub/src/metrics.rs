@@ -71,6 +71,31 @@ pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("static metric definition is valid"),
     )
 });
+pub static CONSOLE_LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "outpost_console_logins_total",
+                "Console login attempts, by result (ok, wrong_password, locked_out, error).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+const LOGIN_RESULTS: [&str; 4] = ["ok", "wrong_password", "locked_out", "error"];
+
+/// Counts a login attempt answered with `status`.
+pub fn console_login(status: u16) {
+    let result = match status {
+        200 => LOGIN_RESULTS[0],
+        401 => LOGIN_RESULTS[1],
+        429 => LOGIN_RESULTS[2],
+        _ => LOGIN_RESULTS[3],
+    };
+    CONSOLE_LOGINS.with_label_values(&[result]).inc();
+}
+
 pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
@@ -426,6 +451,9 @@ pub fn register_all() {
     }
     for reason in crate::link::REFUSAL_REASONS {
         REFUSED.with_label_values(&[reason]).inc_by(0);
+    }
+    for result in LOGIN_RESULTS {
+        CONSOLE_LOGINS.with_label_values(&[result]).inc_by(0);
     }
     for status in crate::commands::CommandStatus::ALL {
         COMMANDS.with_label_values(&[status.as_str()]).inc_by(0);

@@ -242,6 +242,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     edge.wait_ready(Duration::from_secs(20)).await?;
 
     println!("Outpost demo site is up (site directory {})", dir.display());
+    let users_file = dir.join("console-users.txt");
+    let users: String = site
+        .console_users
+        .iter()
+        .map(|u| format!("{:<11} {:<11} {}\n", u.name, u.role, u.password))
+        .collect();
+    std::fs::write(
+        &users_file,
+        format!("user        role        password\n{users}"),
+    )?;
+    if let Some(admin) = site.console_user("admin") {
+        println!(
+            "  console  http://{}/   user: {}   password: {}   (a user per role: {})",
+            site.hub_api,
+            admin.name,
+            admin.password,
+            users_file.display()
+        );
+    }
     let edge_id = &edge_layout.id;
     println!(
         "  hub   metrics  http://{0}/metrics   ready: http://{0}/readyz",

@@ -128,6 +128,14 @@ fn demo_starts_a_site_reports_where_to_look_and_stops_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Outpost demo site is up"), "{stdout}");
+    // The console comes first, with a user and password to log in with.
+    let console = stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        console.starts_with("  console  http://")
+            && console.contains("user: admin")
+            && console.contains("password: "),
+        "{stdout}"
+    );
     assert!(stdout.contains("/metrics"), "{stdout}");
     assert!(stdout.contains("Demo stopped cleanly."), "{stdout}");
 }

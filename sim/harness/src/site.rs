@@ -28,7 +28,24 @@ pub struct SiteLayout {
     pub hub_data_dir: PathBuf,
     /// Bearer token of the site's operator (role operator).
     pub api_token: String,
+    /// Console users, one per role (viewer, operator, supervisor, admin), named after it.
+    pub console_users: Vec<ConsoleUser>,
     pub edges: Vec<EdgeLayout>,
+}
+
+/// A person who logs in to the site's console.
+#[derive(Debug, Clone)]
+pub struct ConsoleUser {
+    pub name: String,
+    pub role: String,
+    pub password: String,
+}
+
+impl SiteLayout {
+    /// The console user with `role`.
+    pub fn console_user(&self, role: &str) -> Option<&ConsoleUser> {
+        self.console_users.iter().find(|u| u.role == role)
+    }
 }
 
 /// What to put on a site.
@@ -69,6 +86,8 @@ pub enum SiteError {
     },
     #[error("PKI: {0}")]
     Pki(#[from] outpost_hub::pki::PkiError),
+    #[error("console users: {0}")]
+    Password(#[from] outpost_hub::login::HashError),
 }
 
 fn quoted(path: &Path) -> String {
@@ -96,6 +115,20 @@ impl SiteLayout {
         let hub_data_dir = dir.join("hub-data");
         let api_token = format!("{:032x}", rand::random::<u128>());
         let hub_config = dir.join("hub.toml");
+        let mut console_users = Vec::new();
+        let mut users_toml = String::new();
+        for role in ["viewer", "operator", "supervisor", "admin"] {
+            let password = format!("{:016x}", rand::random::<u64>());
+            let hash = outpost_hub::login::hash_password(&password)?;
+            users_toml.push_str(&format!(
+                "[[api.users]]\nname = \"{role}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\"\n\n"
+            ));
+            console_users.push(ConsoleUser {
+                name: role.to_owned(),
+                role: role.to_owned(),
+                password,
+            });
+        }
         let hub_toml = format!(
             "# Written by outpost-sim for this site.\n\
              [hub]\ndata_dir = {data}\n\n\
@@ -103,6 +136,7 @@ impl SiteLayout {
              [link]\nlisten = \"{hub_link}\"\n\n\
              [api]\nlisten = \"{hub_api}\"\n\n\
              [[api.tokens]]\nname = \"site-operator\"\ntoken = \"{api_token}\"\nrole = \"operator\"\n\n\
+             {users_toml}\
              [admin]\nlisten = \"{hub_admin}\"\n\n\
              [supervision]\nbackoff_max_ms = 2000\n\n{extra}\n",
             data = quoted(&hub_data_dir),
@@ -155,6 +189,7 @@ impl SiteLayout {
             hub_api,
             hub_data_dir,
             api_token,
+            console_users,
             edges,
         })
     }

@@ -1,0 +1,116 @@
+//! The web console in a real browser: a hub, an edge and two simulated slot machines, driven by
+//! Playwright in Debian's Chromium (`sim/browser/console.mjs`, which states each check).
+//!
+//! `.ci/run` installs Chromium and the npm package; without them this test fails saying so.
+//! Screenshots of every page land in `target/console-screenshots/`.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use outpost_harness::harness::start_sas_line_site;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// An hour-long opening time that does not include now (UTC, the default site's zone), so an
+/// opened door is out of hours.
+fn closed_now() -> String {
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+        + 6)
+        % 24;
+    format!("{hour:02}:00-{:02}:00", (hour + 1) % 24)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_chromium_logs_in_each_role_shows_the_floor_live_and_acts_through_the_api() {
+    let chromium = std::env::var("OUTPOST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "Chromium is not installed at {chromium}; `bash .ci/run` installs it (apt-get install chromium)"
+    );
+    assert!(
+        browser_dir().join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed; `bash .ci/run` installs it (npm ci in sim/browser)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (sim, site) = start_sas_line_site(
+        exe(),
+        tmp.path(),
+        &["egm-1", "egm-2"],
+        &["--play-rate", "0"],
+        "",
+        format!(
+            "[alerts]\nevaluate_every_ms = 200\n\n\
+             [[alerts.rules]]\nrule = \"door_open_out_of_hours\"\nopen_hours = \"{}\"\n",
+            closed_now()
+        ),
+    )
+    .await
+    .unwrap();
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let users: serde_json::Map<String, serde_json::Value> = site
+        .layout
+        .console_users
+        .iter()
+        .map(|u| {
+            (
+                u.role.clone(),
+                serde_json::json!({"name": u.name, "password": u.password}),
+            )
+        })
+        .collect();
+    let input = serde_json::json!({
+        "url": format!("http://{}/", site.layout.hub_api),
+        "users": users,
+        "egm_control": sim.control.to_string(),
+        "machines": ["egm-1", "egm-2"],
+        "screenshots": screenshots,
+    });
+    let run = tokio::process::Command::new("node")
+        .arg(browser_dir().join("console.mjs"))
+        .current_dir(browser_dir())
+        .env("OUTPOST_CONSOLE", input.to_string())
+        .env("OUTPOST_CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the browser test finishes within 4 minutes")
+        .expect("node runs (Node.js is on the machine)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}\nhub log: {}",
+        tmp.path().join("hub.log").display()
+    );
+    assert!(stdout.contains("all console checks passed"));
+    for page in [
+        "floor",
+        "machine",
+        "alerts",
+        "fleet",
+        "audit",
+        "floor-phone",
+    ] {
+        assert!(
+            screenshots.join(format!("{page}.png")).exists(),
+            "screenshot of {page}"
+        );
+    }
+    site.stop().await.unwrap();
+    sim.kill().await;
+}

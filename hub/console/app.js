@@ -7,11 +7,15 @@ import { api, get, setSession, whenLoggedOut, closeStreams, may } from './api.js
 import { Floor, Machine, Handpays, Reports } from './floor.js';
 import { Fleet } from './fleet.js';
 import { Alerts, Audit } from './alerts.js';
+import { TvWall, Tv } from './tvs.js';
+import { Visits } from './visits.js';
 
 const PAGES = [
   { path: 'floor', label: 'Floor', role: 'viewer' },
   { path: 'handpays', label: 'Handpays', role: 'viewer' },
   { path: 'reports', label: 'Reports', role: 'viewer' },
+  { path: 'tvs', label: 'TV wall', role: 'viewer' },
+  { path: 'visits', label: 'Visits', role: 'viewer' },
   { path: 'fleet', label: 'Fleet', role: 'viewer' },
   { path: 'alerts', label: 'Alerts', role: 'viewer' },
   { path: 'audit', label: 'Audit log', role: 'supervisor' },
@@ -67,6 +71,7 @@ function Shell({ session, onLogout }) {
   const page = (() => {
     const known = PAGES.find((p) => p.path === where.page);
     if (where.page === 'machine') return html`<${Machine} session=${session} edge=${where.args[0]} device=${where.args[1]} />`;
+    if (where.page === 'tv') return html`<${Tv} session=${session} edge=${where.args[0]} device=${where.args[1]} />`;
     if (!known) return html`<p class="error">There is no page ${where.page}.</p>`;
     if (!may(session, known.role)) return html`<p class="error">Your role (${session.role}) cannot see ${known.label}.</p>`;
     switch (where.page) {
@@ -74,6 +79,8 @@ function Shell({ session, onLogout }) {
       case 'handpays': return html`<${Handpays} session=${session} />`;
       case 'reports': return html`<${Reports} session=${session} />`;
       case 'fleet': return html`<${Fleet} session=${session} />`;
+      case 'tvs': return html`<${TvWall} session=${session} />`;
+      case 'visits': return html`<${Visits} session=${session} />`;
       case 'alerts': return html`<${Alerts} session=${session} />`;
       case 'audit': return html`<${Audit} session=${session} />`;
     }

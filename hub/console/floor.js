@@ -65,7 +65,7 @@ export function Floor() {
     <div class="toolbar">
       <label>Site <select value=${site} onChange=${(e) => setSite(e.target.value)}>
         <option value="">all</option>
-        ${sites.map((s) => html`<option>${s}</option>`)}
+        ${sites.map((s) => html`<option value=${s}>${s}</option>`)}
       </select></label>
       <span>${`${shown.length} machines: ${count('online')} online, ${count('comms_lost')} comms lost, ${count('door_open')} door open, ${count('handpay')} handpay`}</span>
       <span>${`today (${floor.day.day}): net win ${money(f.net_win, f.currency)}, coin in ${money(f.coin_in, f.currency)}, ${floor.day.discrepancies} discrepancies`}</span>

@@ -153,6 +153,10 @@ fn routes() -> OpenApiRouter<Arc<ApiContext>> {
             crate::console::logout
         ))
         .routes(routes!(crate::console::read_audit))
+        .routes(routes!(crate::batches::create_batch))
+        .routes(routes!(crate::batches::get_batch))
+        .routes(routes!(crate::cards::get_cards, crate::cards::put_cards))
+        .routes(routes!(crate::cards::list_cards))
 }
 
 /// The OpenAPI document of this API, as `GET /api/v1/openapi.json` serves it.

@@ -286,6 +286,11 @@ pub(crate) fn summarize(
     }
 }
 
+/// Every device the hub knows, with its state and tags (for bulk operations).
+pub(crate) fn device_summaries(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
+    all_devices(ctx)
+}
+
 /// Every device the hub knows (declared by its edge or seen in events), with its state.
 fn all_devices(ctx: &ApiContext) -> Result<Vec<DeviceSummary>, ApiError> {
     let states = ctx

@@ -11,6 +11,8 @@ pub mod pki;
 mod alerts;
 mod api;
 mod audit;
+mod batches;
+mod cards;
 pub mod cluster;
 mod commands;
 mod console;

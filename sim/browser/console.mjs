@@ -29,6 +29,29 @@ async function sim(path, body) {
   return response.json();
 }
 
+async function tvSim(path) {
+  const response = await fetch(`http://${site.tv_control}${path}`);
+  if (!response.ok) throw new Error(`TV simulator ${path}: ${response.status}`);
+  return response.json();
+}
+
+// An uncompressed 24-bit BMP of noise, far over the API's 200 KiB photo limit.
+function noisyBmp(width, height) {
+  const row = Math.ceil((width * 3) / 4) * 4;
+  const buffer = Buffer.alloc(54 + row * height);
+  buffer.write('BM', 0);
+  buffer.writeUInt32LE(buffer.length, 2);
+  buffer.writeUInt32LE(54, 10);
+  buffer.writeUInt32LE(40, 14);
+  buffer.writeInt32LE(width, 18);
+  buffer.writeInt32LE(height, 22);
+  buffer.writeUInt16LE(1, 26);
+  buffer.writeUInt16LE(24, 28);
+  buffer.writeUInt32LE(row * height, 34);
+  for (let i = 54; i < buffer.length; i++) buffer[i] = (i * 7919) % 251;
+  return buffer;
+}
+
 const machineState = async (address) => (await sim('/state')).egms.find((m) => m.address === address);
 
 // Collects the page's script errors in `page.errors`.
@@ -133,6 +156,99 @@ try {
   await shot(alerts, 'alerts');
   await sim('/exception', { address: 2, code: 0x12 });
 
+  // The remote pad sets a TV's volume; the simulator has it, and the new screenshot shows it.
+  const tv = alerts;
+  await tv.goto(`${site.url}#/tv/edge-01/tv-2`);
+  await tv.locator('[data-testid=tv-state]').waitFor();
+  await tv.getByLabel('Volume', { exact: true }).fill('12');
+  await tv.getByRole('button', { name: 'Set volume' }).click();
+  await tv.locator('[data-testid=pad-result][data-status=succeeded]').waitFor({ timeout: 15000 });
+  check((await tvSim('/state'))[1].volume === 12, "the remote pad set the TV simulator's volume to 12");
+  await tv.locator('[data-testid=tv-volume]', { hasText: '12' }).waitFor({ timeout: 10000 });
+  check(true, 'the TV page shows volume 12 from its telemetry');
+  const previous = await tv.locator('[data-testid=screenshot]').getAttribute('src').catch(() => null);
+  await tv.getByRole('button', { name: 'Take screenshot' }).click();
+  await tv.waitForFunction(
+    (old) => { const img = document.querySelector('[data-testid=screenshot]'); return img && img.complete && img.naturalWidth > 0 && img.getAttribute('src') !== old; },
+    previous,
+    { timeout: 15000 },
+  );
+  // The simulator draws the volume as a white bar from x = 10, 20 px per step, at y 10..21.
+  const bar = await tv.evaluate(() => {
+    const img = document.querySelector('[data-testid=screenshot]');
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const g = canvas.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const white = (x) => { const [r, gr, b] = g.getImageData(x, 15, 1, 1).data; return r > 200 && gr > 200 && b > 200; };
+    let end = 10;
+    while (end < canvas.width && white(end)) end++;
+    return end;
+  });
+  check(bar === 10 + 12 * 20, `the new screenshot shows volume 12 (bar ends at x = ${bar}, expected ${10 + 12 * 20})`);
+  await shot(tv, 'tv');
+
+  // A card made in the editor (dragged into place) survives a reload.
+  await tv.getByRole('button', { name: 'Add card' }).click();
+  await tv.getByRole('button', { name: 'Add card' }).click();
+  const titles = tv.getByLabel('Title');
+  await titles.nth(0).fill('Second');
+  await titles.nth(1).fill('Lobby check');
+  const editing = tv.locator('.card.editing').nth(1);
+  await editing.getByRole('button', { name: 'Add field' }).click();
+  await editing.getByRole('button', { name: 'Add button' }).click();
+  // Drag the second card's handle above the first card, as a hand would (in steps).
+  const from = await tv.locator('.card.editing .drag').nth(1).boundingBox();
+  const to = await tv.locator('.card.editing').nth(0).boundingBox();
+  await tv.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+  await tv.mouse.down();
+  for (let i = 1; i <= 20; i++) {
+    await tv.mouse.move(from.x + from.width / 2, from.y + (to.y + 5 - from.y) * (i / 20));
+    await tv.waitForTimeout(20);
+  }
+  await tv.mouse.up();
+  const order = await tv.getByLabel('Title').evaluateAll((inputs) => inputs.map((i) => i.value));
+  check(order[0] === 'Lobby check', `a card dragged to the top moves there (${order.join(', ')})`);
+  await tv.getByRole('button', { name: 'Save cards' }).click();
+  await tv.waitForTimeout(500);
+  await tv.reload();
+  const card = tv.locator('[data-testid=cards] [data-card="Lobby check"]');
+  await card.waitFor({ timeout: 10000 });
+  check((await card.textContent()).includes('12'), 'the saved card is there after a reload, its Volume field showing 12');
+  const shown = await tv.locator('[data-testid=cards] .card').evaluateAll((cards) => cards.map((c) => c.dataset.card));
+  check(shown[0] === 'Lobby check' && shown[1] === 'Second', `the cards keep their order (${shown.join(', ')})`);
+  await card.getByRole('button', { name: 'Quiet' }).click();
+  await tv.locator('[data-testid=tv-volume]', { hasText: /^3$/ }).waitFor({ timeout: 15000 });
+  check((await tvSim('/state'))[1].volume === 3, "the card's button set the volume to 3");
+
+  // A bulk operation on the lobby group: two TVs done, the unreachable one skipped.
+  await tv.goto(`${site.url}#/tvs`);
+  await tv.locator('[data-testid=tv-wall] .tile').first().waitFor();
+  const bulk = tv.getByRole('region', { name: 'Bulk operation' });
+  await bulk.getByLabel('Group').selectOption('lobby');
+  await bulk.getByLabel('Operation').selectOption('volume');
+  await bulk.getByLabel('Arguments').fill('{"level": 10}');
+  await bulk.getByRole('button', { name: 'Send to the group' }).click();
+  await tv.locator('[data-testid=batch-progress]', { hasText: '2 done' }).waitFor({ timeout: 20000 });
+  const progress = await tv.locator('[data-testid=batch-progress]').textContent();
+  check(progress.includes('tag=lobby') && progress.includes('1 skipped (offline)'), `the group's progress: ${progress}`);
+  const volumes = (await tvSim('/state')).map((t) => t.volume);
+  check(volumes.every((v) => v === 10), `both simulated TVs are at volume 10 (${volumes.join(', ')})`);
+  await tv.locator('[data-testid=tv-wall] .tile[data-device="tv-2"] img').waitFor({ timeout: 10000 });
+  await shot(tv, 'tv-wall');
+
+  // A visit created with a photo (too large, so scaled down in the browser) becomes active.
+  await tv.goto(`${site.url}#/visits`);
+  await tv.getByLabel('Guest name').fill('Browser Test Guest');
+  await tv.getByLabel('Photo').setInputFiles({ name: 'guest.bmp', mimeType: 'image/bmp', buffer: noisyBmp(1400, 1000) });
+  await tv.locator('[data-testid=photo-note]', { hasText: 'scaled down' }).waitFor({ timeout: 10000 });
+  check(true, `a 4 MB photo is scaled down before upload (${await tv.locator('[data-testid=photo-note]').textContent()})`);
+  await tv.getByRole('button', { name: 'Create visit' }).click();
+  await tv.locator('tr[data-guest="Browser Test Guest"][data-state="active"]').waitFor({ timeout: 30000 });
+  check(true, 'the visit becomes active in HikCentral');
+  await shot(tv, 'visits');
+
   for (const page of ['fleet', 'handpays', 'reports']) {
     await alerts.goto(`${site.url}#/${page}`);
     await alerts.locator('h1').waitFor();
@@ -194,6 +310,14 @@ try {
 } catch (e) {
   console.error(e.message);
   process.exitCode = 1;
+  // What every open page showed when it failed.
+  let n = 0;
+  for (const context of browser.contexts()) {
+    for (const page of context.pages()) {
+      await page.screenshot({ path: `${site.screenshots}/failed-${++n}.png`, fullPage: true }).catch(() => {});
+      console.error(`failed-${n}.png: ${page.url()} ${(page.errors || []).join('; ')}`);
+    }
+  }
 } finally {
   await browser.close();
 }

@@ -218,6 +218,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let mut spec = SiteSpec::single("edge-01", &devices);
     spec.hub_extra_toml = hikcentral_toml(&hik);
+    // The TVs form a group (a tag) the console's TV wall can act on at once.
+    for i in 1..=DEMO_TVS {
+        spec.hub_extra_toml += &format!(
+            "\n[[device_tags]]\nedge = \"edge-01\"\ndevice = \"tv-{i}\"\ntags = [\"lobby\"]\n"
+        );
+    }
     let site = SiteLayout::prepare(&dir, &spec)?;
     let edge_layout = &site.edges[0];
 
@@ -360,6 +366,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     }
     println!("  TVs after 3 s: {up} of {DEMO_TVS} answering with their player app in front");
+    // A first screenshot of every TV, for the console's TV wall: one bulk operation.
+    let (status, answer) = outpost_process::admin::request(
+        site.hub_api,
+        "POST",
+        "/api/v1/batches",
+        &[
+            ("Authorization", &format!("Bearer {}", site.api_token)),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"tag": "lobby", "kind": "tv", "op": "screenshot"}"#,
+    )
+    .await?;
+    let batch: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    match batch["id"].as_str() {
+        Some(id) if status == 201 => println!(
+            "  screenshots of the lobby TVs, asked for in one bulk operation: curl -s -H 'Authorization: Bearer {}' http://{}/api/v1/batches/{id}",
+            site.api_token, site.hub_api
+        ),
+        _ => println!("  screenshots of the lobby TVs were not asked for ({status}): {answer}"),
+    }
     print_floor(&site, edge_id).await?;
     let (_, answer) = outpost_process::admin::request(
         site.hub_api,

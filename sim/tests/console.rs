@@ -1,5 +1,6 @@
-//! The web console in a real browser: a hub, an edge and two simulated slot machines, driven by
-//! Playwright in Debian's Chromium (`sim/browser/console.mjs`, which states each check).
+//! The web console in a real browser: a hub, an edge, two simulated slot machines, three TVs (one
+//! unreachable, one powered through a relay) and a simulated HikCentral, driven by Playwright in
+//! Debian's Chromium (`sim/browser/console.mjs`, which states each check).
 //!
 //! `.ci/run` installs Chromium and the npm package; without them this test fails saying so.
 //! Screenshots of every page land in `target/console-screenshots/`.
@@ -9,11 +10,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use outpost_harness::harness::start_sas_line_site;
-
+use outpost_harness::harness::{EgmSimProcess, HikSimProcess, RunningSite, TvSimProcess};
+use outpost_harness::site::{SiteLayout, SiteSpec, http_relay_toml, sas_pty_line_toml, tv_toml};
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
 }
+
+const HIK_KEY: &str = "23456789";
+const HIK_SECRET: &str = "console-test-secret";
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -44,20 +48,88 @@ async fn the_console_in_chromium_logs_in_each_role_shows_the_floor_live_and_acts
         "playwright-core is not installed; `bash .ci/run` installs it (npm ci in sim/browser)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let (sim, site) = start_sas_line_site(
+    let egms =
+        EgmSimProcess::spawn_pty_line(exe(), 2, &["--play-rate", "0"], &tmp.path().join("egm.log"))
+            .await
+            .unwrap();
+    let tvs = TvSimProcess::spawn(
         exe(),
-        tmp.path(),
-        &["egm-1", "egm-2"],
-        &["--play-rate", "0"],
-        "",
-        format!(
-            "[alerts]\nevaluate_every_ms = 200\n\n\
-             [[alerts.rules]]\nrule = \"door_open_out_of_hours\"\nopen_hours = \"{}\"\n",
-            closed_now()
-        ),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--count",
+            "2",
+            "--boot-seconds",
+            "1",
+        ],
+        &tmp.path().join("tv.log"),
     )
     .await
     .unwrap();
+    let hik = HikSimProcess::spawn(
+        exe(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--app-key",
+            HIK_KEY,
+            "--app-secret",
+            HIK_SECRET,
+        ],
+        &tmp.path().join("hikcentral.log"),
+    )
+    .await
+    .unwrap();
+    // tv-3 answers nowhere: it is down from the start, so a bulk operation skips it.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let devices = format!(
+        "{}{}{}{}{}",
+        sas_pty_line_toml("line-1", &egms.line, &["egm-1".into(), "egm-2".into()], ""),
+        http_relay_toml(
+            "relay-1",
+            &format!("http://{}/tv/0/power", tvs.control),
+            1000
+        ),
+        tv_toml(
+            "tv-1",
+            tvs.tv(0),
+            Some("relay-1"),
+            "telemetry_interval_ms = 500",
+            "enabled = false"
+        ),
+        tv_toml(
+            "tv-2",
+            tvs.tv(1),
+            None,
+            "telemetry_interval_ms = 500",
+            "enabled = false"
+        ),
+        tv_toml(
+            "tv-3",
+            nowhere,
+            None,
+            "telemetry_interval_ms = 500\nop_timeout_ms = 500",
+            "enabled = false"
+        ),
+    );
+    let mut hikcentral =
+        outpost_harness::visits_driver::config_at(&hik.url, &hik.fingerprint, HIK_KEY, HIK_SECRET);
+    hikcentral.retry_initial_ms = 200;
+    let mut spec = SiteSpec::single("edge-01", &devices);
+    spec.hub_extra_toml = format!(
+        "{}\n[alerts]\nevaluate_every_ms = 200\n\n\
+         [[alerts.rules]]\nrule = \"door_open_out_of_hours\"\nopen_hours = \"{}\"\n\n\
+         [[device_tags]]\nedge = \"edge-01\"\ndevice = \"tv-1\"\ntags = [\"lobby\"]\n\n\
+         [[device_tags]]\nedge = \"edge-01\"\ndevice = \"tv-2\"\ntags = [\"lobby\"]\n\n\
+         [[device_tags]]\nedge = \"edge-01\"\ndevice = \"tv-3\"\ntags = [\"lobby\"]\n",
+        outpost_harness::visits_driver::config_toml(&hikcentral),
+        closed_now()
+    );
+    let layout = SiteLayout::prepare(&tmp.path().join("site"), &spec).unwrap();
+    let site = RunningSite::start(exe(), layout).await.unwrap();
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
     let users: serde_json::Map<String, serde_json::Value> = site
@@ -74,7 +146,8 @@ async fn the_console_in_chromium_logs_in_each_role_shows_the_floor_live_and_acts
     let input = serde_json::json!({
         "url": format!("http://{}/", site.layout.hub_api),
         "users": users,
-        "egm_control": sim.control.to_string(),
+        "egm_control": egms.control.to_string(),
+        "tv_control": tvs.control.to_string(),
         "machines": ["egm-1", "egm-2"],
         "screenshots": screenshots,
     });
@@ -94,8 +167,8 @@ async fn the_console_in_chromium_logs_in_each_role_shows_the_floor_live_and_acts
     println!("{stdout}");
     assert!(
         output.status.success(),
-        "the browser test failed:\n{stdout}\n{stderr}\nhub log: {}",
-        tmp.path().join("hub.log").display()
+        "the browser test failed:\n{stdout}\n{stderr}\nlogs: {}",
+        tmp.path().display()
     );
     assert!(stdout.contains("all console checks passed"));
     for page in [
@@ -112,5 +185,7 @@ async fn the_console_in_chromium_logs_in_each_role_shows_the_floor_live_and_acts
         );
     }
     site.stop().await.unwrap();
-    sim.kill().await;
+    egms.kill().await;
+    tvs.kill().await;
+    hik.kill().await;
 }

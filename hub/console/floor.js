@@ -182,6 +182,56 @@ function Figures({ f }) {
   </dl>`;
 }
 
+const DEFAULT_METERS = ['coin_in', 'coin_out', 'jackpot', 'handpaid_cancelled_credits', 'total_drop', 'games_played', 'games_won'];
+
+// Meters read at the machine by hand while its link is down, and the machine's trail of them.
+function ManualMeters({ session, base, online, names }) {
+  const [trail, error, reload] = useData(() => get(`${base}/meters/manual`), [base]);
+  const [problem, setProblem] = useState(null);
+  const [done, setDone] = useState(null);
+  const meters = names.length ? names : DEFAULT_METERS;
+  const submit = async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    const values = {};
+    for (const name of meters) {
+      const v = form.get(`meter-${name}`);
+      if (v !== '' && v !== null) values[name] = Number(v);
+    }
+    setProblem(null);
+    setDone(null);
+    try {
+      const entry = await post(`${base}/meters/manual`, {
+        read_at: new Date(form.get('read_at')).toISOString(),
+        meters: values,
+        reason: form.get('reason'),
+      });
+      setDone(`entry ${entry.id} stored${entry.applied ? ' and applied' : ''}`);
+      e.target.reset();
+      reload();
+    } catch (err) {
+      setProblem(err.message);
+    }
+  };
+  const entries = Array.isArray(trail) ? trail : [];
+  return html`<section aria-label="Manual meters">
+    <h2>Manual meter entry</h2>
+    ${online
+      ? html`<p class="note">The machine is online: its meters are read electronically (Refresh meters). Enter them by hand only while its link is down.</p>`
+      : may(session, 'operator') && html`<form class="form" onSubmit=${submit}>
+          <label>Read at <input name="read_at" type="datetime-local" required /></label>
+          ${meters.map((m) => html`<label>${m.replace(/_/g, ' ')} <input name=${'meter-' + m} type="number" min="0" step="1" /></label>`)}
+          <label>Reason <input name="reason" required maxlength="500" /></label>
+          <button type="submit">Store reading</button>
+        </form>`}
+    <${Problem} error=${problem || error} />
+    ${done && html`<p class="ok" role="status">${done}</p>`}
+    ${entries.length > 0 && html`<table class="compact"><thead><tr><th>entry</th><th>read at</th><th>meters</th><th>by</th><th>reason</th></tr></thead>
+      <tbody>${entries.map((m) => html`<tr><td>${m.id}${m.corrects ? ` (corrects ${m.corrects})` : ''}</td><td>${time(m.read_at)}</td>
+        <td>${Object.entries(m.meters).map(([k, v]) => `${k} ${v}`).join(', ')}</td><td>${m.by}</td><td>${m.reason}</td></tr>`)}</tbody></table>`}
+  </section>`;
+}
+
 export function Machine({ session, edge, device }) {
   const base = `/api/v1/machines/${encodeURIComponent(edge)}/${encodeURIComponent(device)}`;
   const [detail, error, reload, setDetail] = useData(() => get(`/api/v1/devices/${edge}/${device}`), [edge, device]);
@@ -258,6 +308,7 @@ export function Machine({ session, edge, device }) {
           <tbody>${(log ? log.events : []).map((ev) => html`<tr data-type=${ev.type}><td>${clock(ev.time)}</td><td>${ev.seq}</td><td>${describe(ev)}</td></tr>`)}</tbody>
         </table>
       </section>
+      <${ManualMeters} session=${session} base=${base} online=${e.online !== false} names=${reading ? Object.keys(reading.meters) : []} />
       <section aria-label="Meters">
         <h2>Meters <small>${reading ? `read ${time(reading.time)}` : ''}</small></h2>
         <table class="compact">

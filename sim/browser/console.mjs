@@ -156,6 +156,20 @@ try {
   await shot(alerts, 'alerts');
   await sim('/exception', { address: 2, code: 0x12 });
 
+  // A machine whose link is down takes meters entered by hand, from its page.
+  await sim('/power', { address: 2, off_ms: 20000 });
+  await floor.locator(`.tile[data-device="${second}"][data-status="comms_lost"]`).waitFor({ timeout: 20000 });
+  const manual = alerts;
+  await manual.goto(`${site.url}#/machine/edge-01/${second}`);
+  const form = manual.getByRole('region', { name: 'Manual meters' });
+  await form.getByLabel('Read at').fill(new Date(Date.now() - 60000 - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16));
+  await form.getByLabel('coin in').fill('1234');
+  await form.getByLabel('Reason').fill('link down, read at the machine by the browser test');
+  await form.getByRole('button', { name: 'Store reading' }).click();
+  await form.getByRole('status').waitFor({ timeout: 10000 });
+  check((await form.getByRole('status').textContent()).includes('stored'), `meters entered by hand on ${second} while its link is down are stored`);
+  check((await form.locator('table').textContent()).includes('coin_in 1234'), 'the entry is in the machine\'s trail');
+
   // The remote pad sets a TV's volume; the simulator has it, and the new screenshot shows it.
   const tv = alerts;
   await tv.goto(`${site.url}#/tv/edge-01/tv-2`);

@@ -67,6 +67,9 @@ enum BenchCommand {
     Hub(outpost_bench::hub::HubBenchArgs),
     /// The MSSQL sink: batched vs one-INSERT-per-row over TDS (pysqlbridge), lag at 10,000 events/s.
     Mssql(outpost_bench::mssql::MssqlBenchArgs),
+    /// The web console: server time of the floor page and the TV wall with 1,000 machines and
+    /// 1,000 TVs, and live-update latency from hub commit to Chromium.
+    Console(outpost_bench::console::ConsoleBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -122,6 +125,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Bench(BenchCommand::Hikcentral(args)) => run_tool(outpost_bench::hik::run(args)),
         Command::Bench(BenchCommand::Hub(args)) => run_tool(outpost_bench::hub::run(args)),
         Command::Bench(BenchCommand::Mssql(args)) => run_tool(outpost_bench::mssql::run(args)),
+        Command::Bench(BenchCommand::Console(args)) => run_tool(outpost_bench::console::run(args)),
     }
 }
 

@@ -129,7 +129,7 @@ fn tv_events(tvs: usize, first_seq: u64, at: i64) -> Vec<(String, Event)> {
 
 /// Writes a floor into the hub database at `db_dir`: `machines` machines on edges of 100, one
 /// gaming day each, and `devices - machines` TVs on one more edge. Returns events written.
-async fn write_floor(
+pub(crate) async fn write_floor(
     db_dir: &Path,
     machines: usize,
     devices: usize,
@@ -333,7 +333,11 @@ async fn lag(dir: &Path, rate: u64, seconds: u64) -> anyhow::Result<serde_json::
     Ok(serde_json::Value::Object(out))
 }
 
-async fn timed_get(site: &RunningSite, path: &str, times: usize) -> anyhow::Result<Vec<f64>> {
+pub(crate) async fn timed_get(
+    site: &RunningSite,
+    path: &str,
+    times: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut ms = Vec::with_capacity(times);
     for _ in 0..times {
         let started = Instant::now();
@@ -346,7 +350,7 @@ async fn timed_get(site: &RunningSite, path: &str, times: usize) -> anyhow::Resu
 }
 
 /// Delay from hub commit to each of `subscribers` SSE clients while events flow.
-async fn stream_delays(
+pub(crate) async fn stream_delays(
     site: &RunningSite,
     subscribers: usize,
     seconds: u64,

@@ -151,7 +151,9 @@ function argsEnum(ops, op, field) {
 function Pad({ d, relays, onShot }) {
   const [ops] = useData(() => get('/api/v1/operations?kind=tv'));
   const [volume, setVolume] = useState((d.tv && d.tv.volume) ?? 7);
-  const [relay, setRelay] = useState(relays[0] || '');
+  const [picked, setRelay] = useState('');
+  // The edge's relays arrive after the page: until one is picked, the first.
+  const relay = relays.includes(picked) ? picked : relays[0] || '';
   const [last, setLast] = useState(null);
   const send = async (op, args = {}, device = d.device) => {
     setLast({ op, status: 'sending' });

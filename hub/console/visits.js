@@ -82,7 +82,9 @@ function NewVisit({ onCreated }) {
         end: withOffset(form.get('end')),
         photo: photo.dataUrl,
       });
-      e.target.reset();
+      // Ready for the next guest: the times and access level stay.
+      e.target.elements.guest_name.value = '';
+      e.target.elements.photo.value = '';
       setPhoto(null);
       onCreated();
     } catch (err) {

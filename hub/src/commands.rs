@@ -275,7 +275,7 @@ impl CommandLog {
             this.durable
                 .commit()
                 .map_err(|e| CommandLogError::Storage(e.to_string()))?;
-            metrics::COMMANDS.with_label_values(&["pending"]).inc();
+            metrics::COMMANDS_ISSUED.inc();
             Ok(())
         })
         .await
@@ -422,9 +422,11 @@ impl CommandLog {
         if status != CommandStatus::Pending {
             self.pending.remove(pending_key(&record.edge, id))?;
         }
-        metrics::COMMANDS
-            .with_label_values(&[status.as_str()])
-            .inc();
+        if status.is_final() {
+            metrics::COMMANDS
+                .with_label_values(&[status.as_str()])
+                .inc();
+        }
         tracing::info!(command = %id, edge = %record.edge, device = %record.device, op = %record.op, status = status.as_str(), "command status");
         Ok(Some(record))
     }

@@ -128,6 +128,13 @@ pub async fn login(
     State(ctx): State<Arc<ApiContext>>,
     Json(credentials): Json<Credentials>,
 ) -> Result<Response, ApiError> {
+    // A password check costs tens of milliseconds of CPU by design: one at a time, so a flood of
+    // logins queues here instead of taking the cores from ingest.
+    static CHECKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _turn = CHECKING
+        .acquire()
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let logins = ctx.logins.clone();
     let user = credentials.user.clone();
     let outcome = tokio::task::spawn_blocking(move || {

@@ -83,6 +83,11 @@ struct Failures {
     locked_until_ms: u64,
 }
 
+/// Names with failures remembered at most; past it, only locked names are kept (a flood of
+/// made-up names must not grow memory without bound; it can only reset counts below the limit,
+/// and checks are one at a time, so locked names accrue slowly and expire).
+const MAX_REMEMBERED_NAMES: usize = 10_000;
+
 /// Users, their sessions and their failures.
 pub struct Logins {
     users: Vec<ApiUser>,
@@ -93,6 +98,8 @@ pub struct Logins {
     /// Sessions read or made since start, by token digest, with the last use written back.
     cache: Mutex<HashMap<[u8; 32], (StoredSession, u64)>>,
     failures: Mutex<HashMap<String, Failures>>,
+    /// [`MAX_REMEMBERED_NAMES`], smaller in tests.
+    max_names: usize,
     /// Checked when the name is unknown, so that costs what a wrong password costs.
     decoy: String,
 }
@@ -128,6 +135,7 @@ impl Logins {
             tree: db.open_tree(TREE)?,
             cache: Mutex::default(),
             failures: Mutex::default(),
+            max_names: MAX_REMEMBERED_NAMES,
             decoy: hash_password("decoy").unwrap_or_default(),
         })
     }
@@ -161,6 +169,9 @@ impl Logins {
         });
         let Some(known) = known.filter(|_| matches) else {
             let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if failures.len() >= self.max_names {
+                failures.retain(|_, f| f.locked_until_ms > now_ms);
+            }
             let f = failures.entry(user.to_owned()).or_default();
             f.in_a_row = f.in_a_row.saturating_add(1);
             if f.in_a_row >= self.lockout_failures {
@@ -353,6 +364,25 @@ mod tests {
             Err(LoginError::LockedOut { seconds: 59, .. })
         ));
         assert!(l.login("maria", "correct horse", 61_000).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_made_up_names_is_forgotten_but_a_locked_name_stays_locked() {
+        let (_dir, mut l) = logins(&[("maria", "correct horse", Role::Viewer)]);
+        l.max_names = 5;
+        l.lockout_ms = 10 * 60_000;
+        for _ in 0..3 {
+            let _ = l.login("maria", "guess", 0);
+        }
+        for n in 0..20 {
+            let _ = l.login(&format!("made-up-{n}"), "guess", 120_000 + n);
+        }
+        let remembered = l.failures.lock().unwrap_or_else(|e| e.into_inner()).len();
+        assert!(remembered <= 6, "{remembered} names remembered");
+        assert!(matches!(
+            l.login("maria", "correct horse", 120_100),
+            Err(LoginError::LockedOut { .. })
+        ));
     }
 
     #[test]

@@ -101,11 +101,17 @@ pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         IntCounterVec::new(
             Opts::new(
                 "outpost_commands_total",
-                "Commands by the status they reached (pending, delivered, succeeded, failed, expired, rejected, interrupted).",
+                "Commands by their final status (succeeded, failed, expired, rejected, interrupted), counted once each when they reach it.",
             ),
             &["status"],
         )
         .expect("static metric definition is valid"),
+    )
+});
+pub static COMMANDS_ISSUED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "outpost_commands_issued_total",
+        "Commands accepted by the API and stored (each ends counted once in outpost_commands_total).",
     )
 });
 pub static BULK_PAYLOADS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -455,7 +461,11 @@ pub fn register_all() {
     for result in LOGIN_RESULTS {
         CONSOLE_LOGINS.with_label_values(&[result]).inc_by(0);
     }
-    for status in crate::commands::CommandStatus::ALL {
+    LazyLock::force(&COMMANDS_ISSUED);
+    for status in crate::commands::CommandStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_final())
+    {
         COMMANDS.with_label_values(&[status.as_str()]).inc_by(0);
     }
     for name in outpost_domain::projection::NAMES {

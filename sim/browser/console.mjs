@@ -252,6 +252,14 @@ try {
   await tv.locator('[data-testid=tv-wall] .tile[data-device="tv-2"] img').waitFor({ timeout: 10000 });
   await shot(tv, 'tv-wall');
 
+  // The pad power-cycles tv-1 through the relay that powers it.
+  const boots = (await tvSim('/state'))[0].boots;
+  await tv.goto(`${site.url}#/tv/edge-01/tv-1`);
+  await tv.getByLabel('Relay').selectOption('relay-1');
+  await tv.getByRole('button', { name: 'Power cycle' }).click();
+  await tv.locator('[data-testid=pad-result][data-status=succeeded]').waitFor({ timeout: 20000 });
+  check((await tvSim('/state'))[0].boots > boots, 'the pad power-cycled tv-1 through relay-1 (the simulated TV booted again)');
+
   // A visit created with a photo (too large, so scaled down in the browser) becomes active.
   await tv.goto(`${site.url}#/visits`);
   await tv.getByLabel('Guest name').fill('Browser Test Guest');

@@ -79,6 +79,26 @@ async fn ping_runs_on_the_device_and_its_result_comes_back() {
     let done = wait_status(&site, record["id"].as_str().unwrap(), "succeeded").await;
     assert_eq!(done["detail"], "pong");
     assert_eq!(done["result"], serde_json::json!({"pong": {}}));
+    // Counted once issued and once by its final status, never by the steps in between.
+    let admin = site.layout.hub_admin;
+    let metric = |name: &'static str| outpost_harness::harness::scrape(admin, name);
+    assert_eq!(metric("outpost_commands_issued_total").await, Some(1.0));
+    assert_eq!(
+        metric("outpost_commands_total{status=\"succeeded\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("outpost_commands_total{status=\"failed\"}").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric("outpost_commands_total{status=\"pending\"}").await,
+        None
+    );
+    assert_eq!(
+        metric("outpost_commands_total{status=\"delivered\"}").await,
+        None
+    );
     assert!(site.stop().await.unwrap());
 }
 

@@ -171,8 +171,29 @@ pub fn register_all() {
     LazyLock::force(&TV_UP);
     LazyLock::force(&TV_OP_SECONDS);
     LazyLock::force(&RELAY_STATE);
+    LazyLock::force(&SAS_LAST_POLL);
+    LazyLock::force(&TV_LAST_SEEN);
+    LazyLock::force(&TV_RECOVERY_STEPS);
+}
+
+/// Exports a TV's series at 0 when its actor starts (before anything happened to it).
+pub fn tv_started(device: &str) {
+    TV_UP.with_label_values(&[device]).set(0);
+    TV_LAST_SEEN.with_label_values(&[device]);
     for step in crate::devices::tv::STEPS {
-        TV_RECOVERY_STEPS.with_label_values(&[step]).inc_by(0);
+        TV_RECOVERY_STEPS
+            .with_label_values(&[device, step])
+            .inc_by(0);
+    }
+}
+
+/// Exports a SAS line's and its EGMs' series at 0 when the line starts.
+pub fn sas_line_started<'a>(line: &str, devices: impl IntoIterator<Item = &'a str>) {
+    SAS_POLL_SECONDS.with_label_values(&[line]);
+    SAS_CHIRPS.with_label_values(&[line]).inc_by(0);
+    for device in devices {
+        SAS_LAST_POLL.with_label_values(&[device]);
+        SAS_LINK_UP.with_label_values(&[device]);
     }
 }
 
@@ -217,9 +238,9 @@ pub static TV_RECOVERY_STEPS: LazyLock<prometheus::IntCounterVec> = LazyLock::ne
         prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "outpost_tv_recovery_steps_total",
-                "Self-healing steps taken (reconnect, restart_app, reboot, power_cycle).",
+                "Self-healing steps taken, by TV and step (reconnect, restart_app, reboot, power_cycle).",
             ),
-            &["step"],
+            &["device", "step"],
         )
         .expect("static metric definition is valid"),
     )
@@ -237,16 +258,41 @@ pub static SAS_POLLS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
         .expect("static metric definition is valid"),
     )
 });
-pub static SAS_POLL_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+pub static SAS_POLL_SECONDS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
     register(
-        Histogram::with_opts(
+        prometheus::HistogramVec::new(
             HistogramOpts::new(
                 "outpost_sas_poll_seconds",
-                "Time from sending a SAS poll to the verdict on its reply (timeouts included).",
+                "Time from sending a SAS poll to the verdict on its reply (timeouts included), by line.",
             )
             .buckets(vec![
                 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.5,
             ]),
+            &["line"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static SAS_LAST_POLL: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            prometheus::Opts::new(
+                "outpost_sas_last_poll_timestamp_seconds",
+                "When the EGM last answered a poll well (unix seconds); 0 before its first answer.",
+            ),
+            &["device"],
+        )
+        .expect("static metric definition is valid"),
+    )
+});
+pub static TV_LAST_SEEN: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            prometheus::Opts::new(
+                "outpost_tv_last_seen_timestamp_seconds",
+                "When the TV last answered over ADB (unix seconds); 0 before its first answer.",
+            ),
+            &["device"],
         )
         .expect("static metric definition is valid"),
     )

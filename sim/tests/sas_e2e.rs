@@ -115,6 +115,25 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
     )
     .await
     .unwrap();
+    // Per machine, when it last answered a poll; per line, the poll times.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for line in 0..LINES {
+        for a in 1..=PER_LINE {
+            let series = format!(
+                "outpost_sas_last_poll_timestamp_seconds{{device=\"{}\"}}",
+                device(line, a)
+            );
+            let at = scrape(edge_admin, &series).await.unwrap();
+            assert!((now - at).abs() < 30.0, "{series} is {at}, now {now}");
+        }
+    }
+    let polls = outpost_harness::harness::scrape_sum(edge_admin, "outpost_sas_poll_seconds_count")
+        .await
+        .unwrap();
+    assert!(polls > 0.0, "polls timed per line");
     for sim in &sims {
         sim.post("/play", &serde_json::json!({"rate": 1.0}))
             .await

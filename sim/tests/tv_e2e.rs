@@ -251,7 +251,7 @@ async fn fault_until_power_cycled(
     wait_until("power-cycled and back", Duration::from_secs(40), || async {
         scrape(
             admin,
-            "outpost_tv_recovery_steps_total{step=\"power_cycle\"}",
+            "outpost_tv_recovery_steps_total{device=\"tv-1\",step=\"power_cycle\"}",
         )
         .await
             >= Some(cycles)
@@ -269,13 +269,36 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
     wait_until("tv-1 up", Duration::from_secs(20), || tv_up(&site, "tv-1"))
         .await
         .unwrap();
+    // Per TV: when it last answered, and its steps, exported at 0 before any was taken.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let seen = scrape(
+        admin,
+        "outpost_tv_last_seen_timestamp_seconds{device=\"tv-1\"}",
+    )
+    .await
+    .unwrap();
+    assert!(
+        (now - seen).abs() < 30.0,
+        "tv-1 last seen {seen}, now {now}"
+    );
+    assert_eq!(
+        scrape(
+            admin,
+            "outpost_tv_recovery_steps_total{device=\"tv-2\",step=\"power_cycle\"}"
+        )
+        .await,
+        Some(0.0)
+    );
 
     // The player app leaves the front (someone pressed HOME): reconnect, then restart the app.
     ok(&site, "tv-1", "key", json!({"key": "home"})).await;
     wait_until("app restarted", Duration::from_secs(20), || async {
         scrape(
             admin,
-            "outpost_tv_recovery_steps_total{step=\"restart_app\"}",
+            "outpost_tv_recovery_steps_total{device=\"tv-1\",step=\"restart_app\"}",
         )
         .await
             >= Some(1.0)
@@ -297,7 +320,11 @@ async fn the_ladder_restarts_the_app_then_power_cycles_a_tv_whose_network_died()
         Some(1.0)
     );
     assert_eq!(
-        scrape(admin, "outpost_tv_recovery_steps_total{step=\"reboot\"}").await,
+        scrape(
+            admin,
+            "outpost_tv_recovery_steps_total{device=\"tv-1\",step=\"reboot\"}"
+        )
+        .await,
         Some(0.0),
         "reboot needs ADB: skipped"
     );

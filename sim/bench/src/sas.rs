@@ -16,7 +16,7 @@ use outpost_sas::reply::Expectation;
 use outpost_sas::{Bcd, Reply, ReplyDecoder, Request};
 use serde_json::json;
 
-use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape};
+use outpost_harness::harness::{EgmSimProcess, RunningSite, scrape_sum};
 use outpost_harness::site::{SiteLayout, SiteSpec};
 
 /// Options of `bench sas`.
@@ -176,12 +176,12 @@ pub async fn run(args: SasBenchArgs) -> anyhow::Result<()> {
     }
     let pid = site.edges[0].as_ref().and_then(|e| e.pid());
     let cpu_before = cpu_seconds(pid);
-    let polls_before = scrape(admin, "outpost_sas_poll_seconds_count")
+    let polls_before = scrape_sum(admin, "outpost_sas_poll_seconds_count")
         .await
         .unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs_f64(window)).await;
     let cpu = (cpu_seconds(pid) - cpu_before) / window;
-    let polls = scrape(admin, "outpost_sas_poll_seconds_count")
+    let polls = scrape_sum(admin, "outpost_sas_poll_seconds_count")
         .await
         .unwrap_or(0.0)
         - polls_before;

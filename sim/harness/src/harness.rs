@@ -259,6 +259,27 @@ pub async fn scrape(admin: SocketAddr, series: &str) -> Option<f64> {
     })
 }
 
+/// The sum of every series named `name` (any labels), if there is one.
+pub async fn scrape_sum(admin: SocketAddr, name: &str) -> Option<f64> {
+    let (status, body) = outpost_process::admin::get(admin, "/metrics").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    let values: Vec<f64> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.rsplit_once('}')?.1,
+                None => rest,
+            };
+            value.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// A site's processes: the hub and its edges, each started, stopped and killed at will.
 #[derive(Debug)]
 pub struct RunningSite {

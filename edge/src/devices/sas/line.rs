@@ -198,9 +198,7 @@ impl LineDriver {
         };
         let mut line = Line::new(&addresses, host);
         // Exported at 0 from the line's start.
-        metrics::SAS_CHIRPS
-            .with_label_values(&[config.id.as_str()])
-            .inc_by(0);
+        metrics::sas_line_started(&config.id, config.egms.iter().map(|e| e.id.as_str()));
         let mut real_time_asked = HashMap::new();
         for egm in &config.egms {
             // Who the machine is, its denomination and its games, once it answers.
@@ -314,11 +312,19 @@ impl LineDriver {
         };
         let sent = Instant::now();
         let result = self.read_reply(expectation, sent).await?;
-        metrics::SAS_POLL_SECONDS.observe(sent.elapsed().as_secs_f64());
+        metrics::SAS_POLL_SECONDS
+            .with_label_values(&[self.config.id.as_str()])
+            .observe(sent.elapsed().as_secs_f64());
         if let Some(id) = self.ids.get(&expectation.address()) {
+            let label = result_label(&result);
             metrics::SAS_POLLS
-                .with_label_values(&[id.as_str(), result_label(&result)])
+                .with_label_values(&[id.as_str(), label])
                 .inc();
+            if label == "ok" {
+                metrics::SAS_LAST_POLL
+                    .with_label_values(&[id.as_str()])
+                    .set(outpost_process::clock::unix_ms() as f64 / 1000.0);
+            }
         }
         let events = self.line.handle_reply(result);
         for event in events {

@@ -180,6 +180,9 @@ impl TvState {
         let ethernet = ethernet(self.args.config.ethernet_interface.as_deref());
         let (healthy, event) = match reading {
             Ok((power, volume, input, activities)) => {
+                metrics::TV_LAST_SEEN
+                    .with_label_values(&[self.id()])
+                    .set(outpost_process::clock::unix_ms() as f64 / 1000.0);
                 let app = telemetry::foreground_app(&activities);
                 let healthy = app.as_deref() == Some(self.args.config.player_app.as_str());
                 let input = input.trim();
@@ -278,7 +281,9 @@ impl TvState {
         let (taken, detail, wait) = self.take_step(step).await;
         self.ladder.next = Some(index + 1);
         if taken {
-            metrics::TV_RECOVERY_STEPS.with_label_values(&[step]).inc();
+            metrics::TV_RECOVERY_STEPS
+                .with_label_values(&[self.id(), step])
+                .inc();
             tracing::warn!(device = %self.id(), step, %detail, "recovery step");
             self.record(
                 EventClass::Audit,
@@ -502,7 +507,7 @@ impl Actor for TvActor {
         let registration = args
             .shared
             .register_device(&args.config.id, "tv", myself.clone());
-        metrics::TV_UP.with_label_values(&[&args.config.id]).set(0);
+        metrics::tv_started(&args.config.id);
         myself.cast(DeviceMsg::Tick)?;
         Ok(TvState {
             args,

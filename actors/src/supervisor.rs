@@ -132,7 +132,8 @@ impl ChildSpec {
         }
     }
 
-    /// A nested supervisor as a child (its name is the spec's name).
+    /// A nested supervisor as a child (its name is the spec's name: give it its full path,
+    /// `edge/devices`, so its own children's paths are full too).
     pub fn supervisor(spec: SupervisorSpec) -> Self {
         let name = spec.name.clone();
         Self::new(name, move || (Supervisor, spec.clone())).restart(Restart::Permanent)
@@ -145,6 +146,19 @@ impl ChildSpec {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// The path of child `child` of supervisor `parent`, the label of its metrics: `parent/child`,
+/// or the child's own name when it is a path under the parent already (a nested supervisor
+/// named `edge/devices` under `edge` is `edge/devices`, not `edge/edge/devices`).
+pub fn child_path(parent: &str, child: &str) -> String {
+    match child
+        .strip_prefix(parent)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        Some(rest) if !rest.is_empty() => child.to_owned(),
+        _ => format!("{parent}/{child}"),
     }
 }
 
@@ -405,7 +419,7 @@ impl Actor for Supervisor {
             .children
             .into_iter()
             .map(|child| Slot {
-                path: format!("{}/{}", spec.name, child.name),
+                path: child_path(&spec.name, &child.name),
                 spec: child,
                 cell: None,
                 started_at: now,
@@ -550,5 +564,19 @@ impl Actor for Supervisor {
             state.forget(index);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_childs_path_is_under_its_parent_without_repeating_it() {
+        assert_eq!(super::child_path("edge", "uplink"), "edge/uplink");
+        assert_eq!(super::child_path("edge", "edge/devices"), "edge/devices");
+        assert_eq!(
+            super::child_path("edge/devices", "edge/devices/sas/line-1"),
+            "edge/devices/sas/line-1"
+        );
+        assert_eq!(super::child_path("edge", "edgeless"), "edge/edgeless");
     }
 }

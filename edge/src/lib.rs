@@ -2,7 +2,8 @@
 //!
 //! Supervision tree (root is rest-for-one, so everything started after a restarted child restarts
 //! with it and picks up its new handles):
-//! `edge → {admin, outbox, uplink, devices → {<device>…, sas/<line> → {<egm>…, <line>/port}}}`.
+//! `edge → {admin, outbox, uplink, devices → {<device>…, sas/<line> → {<egm>…, port}}}`; each
+//! actor's metrics label is its path (`edge/devices/sas/line-1/port`).
 
 pub mod cli;
 
@@ -37,6 +38,9 @@ use outpost_process::admin::{HttpArgs, HttpServer};
 use crate::outbox::actor::{OutboxActor, OutboxArgs};
 use crate::uplink::{Uplink, UplinkArgs};
 
+/// The devices' supervisor, under the root `edge`; its name is its path.
+pub const DEVICES_SUPERVISOR: &str = "edge/devices";
+
 /// The edge's supervision tree.
 pub fn root_spec(
     config: &EdgeConfig,
@@ -70,7 +74,7 @@ pub fn root_spec(
         shared: shared.clone(),
     };
     let devices = SupervisorSpec {
-        name: "edge/devices".into(),
+        name: DEVICES_SUPERVISOR.into(),
         strategy: Strategy::OneForOne,
         policy,
         children: config

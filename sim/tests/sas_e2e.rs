@@ -134,6 +134,27 @@ async fn sixteen_egms_on_four_lines_deliver_every_exception_once_and_meters_that
         .await
         .unwrap();
     assert!(polls > 0.0, "polls timed per line");
+    // Actor labels are paths in the tree, no segment repeated (`edge/devices/sas/line-1/…`).
+    let (_, text) = outpost_process::admin::get(edge_admin, "/metrics")
+        .await
+        .unwrap();
+    let actors: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("outpost_actor_up{actor=\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(actors.contains(&"edge/devices"), "{actors:?}");
+    assert!(
+        actors.iter().any(|a| a.starts_with("edge/devices/sas/")),
+        "{actors:?}"
+    );
+    for actor in &actors {
+        let segments: Vec<&str> = actor.split('/').collect();
+        assert!(
+            segments.windows(2).all(|w| w[0] != w[1]) && !actor.contains("edge/edge"),
+            "actor label {actor} repeats a segment"
+        );
+    }
     for sim in &sims {
         sim.post("/play", &serde_json::json!({"rate": 1.0}))
             .await

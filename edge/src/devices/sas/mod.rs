@@ -46,13 +46,10 @@ pub fn line_spec(
         handle,
     };
     children.push(
-        ChildSpec::new(format!("{}/port", config.id), move || {
-            (line::LineActor, args.clone())
-        })
-        .restart(Restart::Permanent),
+        ChildSpec::new("port", move || (line::LineActor, args.clone())).restart(Restart::Permanent),
     );
     SupervisorSpec {
-        name: format!("sas/{}", config.id),
+        name: format!("{}/sas/{}", crate::DEVICES_SUPERVISOR, config.id),
         strategy: Strategy::OneForOne,
         policy,
         children,

@@ -222,7 +222,7 @@ fn index(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
         "service": "outpost-hub",
         "version": env!("CARGO_PKG_VERSION"),
         "openapi": "/api/v1/openapi.json",
-        "authentication": "Authorization: Bearer <token>; each token and its role (viewer, operator, admin) is a [[api.tokens]] entry of the hub config",
+        "authentication": "Authorization: Bearer <token> (each token and its role, viewer, operator, supervisor or admin, is a [[api.tokens]] entry of the hub config), or a console session: POST /api/v1/session with a [[api.users]] name and password sets a cookie, and changes made with it send X-CSRF-Token",
         "endpoints": endpoints,
     })
 }

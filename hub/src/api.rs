@@ -297,16 +297,22 @@ async fn authenticate_before_body(
     let changes = changes_something(request.method());
     let logging_in = request.uri().path() == crate::console::SESSION_PATH;
     if changes && !logging_in {
-        if let Err(refused) = authorize(&ctx, request.headers(), Role::Viewer) {
+        // The caller is looked up once, for both checks.
+        let who = caller(&ctx, request.headers());
+        let csrf = match &who {
+            Caller::Person(person) => Some(person.csrf.clone()),
+            _ => None,
+        };
+        if let Err(refused) = permitted(who, request.headers(), Role::Viewer) {
             return refused.into_response();
         }
-        if let Caller::Person(person) = caller(&ctx, request.headers()) {
+        if let Some(csrf) = csrf {
             let presented = request
                 .headers()
                 .get(crate::login::CSRF_HEADER)
                 .map(axum::http::HeaderValue::as_bytes)
                 .unwrap_or_default();
-            if !same(presented, person.csrf.as_bytes()) {
+            if !same(presented, csrf.as_bytes()) {
                 return ApiError(
                     StatusCode::FORBIDDEN,
                     "send the X-CSRF-Token your login answered (GET /api/v1/session tells it)"
@@ -486,7 +492,12 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     needed: Role,
 ) -> Result<String, ApiError> {
-    let (what, name, role) = match caller(ctx, headers) {
+    permitted(caller(ctx, headers), headers, needed)
+}
+
+/// The name of `caller` (found in `headers`), if it has the `needed` role or a higher one.
+fn permitted(caller: Caller<'_>, headers: &HeaderMap, needed: Role) -> Result<String, ApiError> {
+    let (what, name, role) = match caller {
         Caller::Token(token) => ("token", token.name.clone(), token.role),
         Caller::Person(person) => ("user", person.user, person.role),
         Caller::Unknown if headers.contains_key(header::AUTHORIZATION) => {

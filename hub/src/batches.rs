@@ -56,10 +56,19 @@ pub struct NewBatch {
 struct Item {
     edge: String,
     device: String,
-    command: Option<String>,
-    /// Why no command was issued: `offline`, or the refusal's words.
-    skipped: Option<String>,
-    rejected: bool,
+    outcome: Outcome,
+}
+
+/// What the batch did for one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// Its command, by id (its progress is the command's).
+    Issued(String),
+    /// Offline when the batch was made: why.
+    SkippedOffline(String),
+    /// The hub refused its command: the refusal's words.
+    Rejected(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,10 +122,10 @@ fn store_error(e: impl std::fmt::Display) -> ApiError {
 fn view(ctx: &ApiContext, batch: &Batch) -> BatchView {
     let mut items = Vec::with_capacity(batch.items.len());
     for item in &batch.items {
-        let (state, detail) = match (&item.command, &item.skipped) {
-            (_, Some(why)) if item.rejected => ("rejected", Some(why.clone())),
-            (_, Some(why)) => ("skipped_offline", Some(why.clone())),
-            (Some(id), None) => match ctx.commands.get(id).ok().flatten() {
+        let (state, detail) = match &item.outcome {
+            Outcome::Rejected(why) => ("rejected", Some(why.clone())),
+            Outcome::SkippedOffline(why) => ("skipped_offline", Some(why.clone())),
+            Outcome::Issued(id) => match ctx.commands.get(id).ok().flatten() {
                 Some(record) => {
                     let state = match record.status {
                         CommandStatus::Pending | CommandStatus::Delivered => "sent",
@@ -131,13 +140,15 @@ fn view(ctx: &ApiContext, batch: &Batch) -> BatchView {
                 }
                 None => ("failed", Some(format!("command {id} is not in the log"))),
             },
-            (None, None) => ("rejected", None),
         };
         items.push(BatchItemView {
             edge: item.edge.clone(),
             device: item.device.clone(),
             state: state.to_owned(),
-            command: item.command.clone(),
+            command: match &item.outcome {
+                Outcome::Issued(id) => Some(id.clone()),
+                _ => None,
+            },
             detail,
         });
     }
@@ -225,9 +236,7 @@ pub async fn create_batch(
             items.push(Item {
                 edge: d.edge,
                 device: d.device,
-                command: None,
-                skipped: Some(why),
-                rejected: false,
+                outcome: Outcome::SkippedOffline(why),
             });
             continue;
         }
@@ -238,23 +247,15 @@ pub async fn create_batch(
             args: new.args.clone(),
             deadline_seconds: new.deadline_seconds,
         };
-        let item = match crate::api::issue(&ctx, by.clone(), command).await {
-            Ok(record) => Item {
-                edge: d.edge,
-                device: d.device,
-                command: Some(record.id),
-                skipped: None,
-                rejected: false,
-            },
-            Err(ApiError(_, why)) => Item {
-                edge: d.edge,
-                device: d.device,
-                command: None,
-                skipped: Some(why),
-                rejected: true,
-            },
+        let outcome = match crate::api::issue(&ctx, by.clone(), command).await {
+            Ok(record) => Outcome::Issued(record.id),
+            Err(ApiError(_, why)) => Outcome::Rejected(why),
         };
-        items.push(item);
+        items.push(Item {
+            edge: d.edge,
+            device: d.device,
+            outcome,
+        });
     }
     let batch = Batch {
         id: uuid::Uuid::new_v4().simple().to_string(),

@@ -65,7 +65,7 @@ fn asset(file: &str) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             (header::REFERRER_POLICY, "same-origin".to_owned()),
         ],
-        content.data.into_owned(),
+        content.data,
     )
         .into_response()
 }

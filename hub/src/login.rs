@@ -309,10 +309,9 @@ pub fn set_cookie(token: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    fn logins(users: &[(&str, &str, Role)]) -> (tempfile::TempDir, Logins) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = sled::open(dir.path()).expect("db");
-        let api = outpost_config::ApiConfig {
+    /// The `[api]` of these tests: 10 minutes idle, 3 failures lock for 1 minute.
+    fn api_config(users: &[(&str, &str, Role)]) -> outpost_config::ApiConfig {
+        outpost_config::ApiConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             default_command_deadline_seconds: 60,
             tokens: Vec::new(),
@@ -327,8 +326,13 @@ mod tests {
             session_idle_minutes: 10,
             lockout_failures: 3,
             lockout_minutes: 1,
-        };
-        let logins = Logins::open(&db, &api).expect("open");
+        }
+    }
+
+    fn logins(users: &[(&str, &str, Role)]) -> (tempfile::TempDir, Logins) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::open(dir.path()).expect("db");
+        let logins = Logins::open(&db, &api_config(users)).expect("open");
         (dir, logins)
     }
 
@@ -401,19 +405,7 @@ mod tests {
     #[test]
     fn sessions_survive_a_restart_and_only_the_token_digest_is_stored() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let api = outpost_config::ApiConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            default_command_deadline_seconds: 60,
-            tokens: Vec::new(),
-            users: vec![ApiUser {
-                name: "maria".into(),
-                password_hash: hash_password("pw").expect("hash"),
-                role: Role::Admin,
-            }],
-            session_idle_minutes: 10,
-            lockout_failures: 3,
-            lockout_minutes: 1,
-        };
+        let api = api_config(&[("maria", "pw", Role::Admin)]);
         let token = {
             let db = sled::open(dir.path()).expect("db");
             let l = Logins::open(&db, &api).expect("open");

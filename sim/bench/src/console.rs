@@ -13,12 +13,12 @@
 //!   arrival in the page (after the next frame) − the event's hub commit time. Goal: p99 ≤ 1 s.
 //!   Next to it, the same delay to a plain SSE client in this process.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::delivery::percentile;
-use crate::hub::{stream_delays, timed_get, write_floor};
+use crate::hub::{stream_delays, timed_get, timed_gets, write_floor};
 use outpost_harness::harness::{RunningSite, wait_until};
 use outpost_harness::site::{SiteLayout, SiteSpec};
 
@@ -46,21 +46,6 @@ pub struct ConsoleBenchArgs {
     /// Chromium.
     #[arg(long, default_value = "/usr/bin/chromium")]
     pub chromium: std::path::PathBuf,
-}
-
-/// Times loading a page: its `paths` one after the other, `loads` times; sorted ms.
-async fn page_loads(site: &RunningSite, paths: &[&str], loads: usize) -> anyhow::Result<Vec<f64>> {
-    let mut ms = Vec::with_capacity(loads);
-    for _ in 0..loads {
-        let started = Instant::now();
-        for path in paths {
-            let (status, _) = site.api("GET", path, "").await?;
-            anyhow::ensure!(status == 200, "GET {path}: {status}");
-        }
-        ms.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    ms.sort_by(f64::total_cmp);
-    Ok(ms)
 }
 
 fn figures(ms: &[f64], baseline: &[f64]) -> serde_json::Value {
@@ -166,7 +151,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
     }
     eprintln!("bench: {loads} loads of the floor page and of the TV wall");
     let baseline = timed_get(&site, "/", loads).await?;
-    let floor_ms = page_loads(
+    let floor_ms = timed_gets(
         &site,
         &[
             "/api/v1/devices?kind=egm&limit=10000",
@@ -175,7 +160,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
         loads,
     )
     .await?;
-    let wall_ms = page_loads(
+    let wall_ms = timed_gets(
         &site,
         &["/api/v1/devices?kind=tv&limit=10000", "/api/v1/cards"],
         loads,

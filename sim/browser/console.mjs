@@ -215,13 +215,22 @@ try {
   // Drag the second card's handle above the first card, as a hand would (in steps).
   const from = await tv.locator('.card.editing .drag').nth(1).boundingBox();
   const to = await tv.locator('.card.editing').nth(0).boundingBox();
+  // SortableJS checks the pointer's place on a timer (every 50 ms in its fallback mode): on a
+  // loaded machine, rest over the target a while before letting go.
   await tv.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
   await tv.mouse.down();
-  for (let i = 1; i <= 20; i++) {
-    await tv.mouse.move(from.x + from.width / 2, from.y + (to.y + 5 - from.y) * (i / 20));
-    await tv.waitForTimeout(20);
+  for (let i = 1; i <= 30; i++) {
+    await tv.mouse.move(from.x + from.width / 2, from.y + (to.y + 5 - from.y) * (i / 30));
+    await tv.waitForTimeout(30);
+  }
+  for (let i = 0; i < 6; i++) {
+    await tv.mouse.move(from.x + from.width / 2 + (i % 2 ? 2 : -2), to.y + 5);
+    await tv.waitForTimeout(100);
   }
   await tv.mouse.up();
+  await tv
+    .waitForFunction(() => document.querySelector('.card.editing input')?.value === 'Lobby check', null, { timeout: 3000 })
+    .catch(() => {});
   const order = await tv.getByLabel('Title').evaluateAll((inputs) => inputs.map((i) => i.value));
   check(order[0] === 'Lobby check', `a card dragged to the top moves there (${order.join(', ')})`);
   await tv.getByRole('button', { name: 'Save cards' }).click();

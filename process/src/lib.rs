@@ -8,6 +8,7 @@ pub mod admin;
 pub mod clock;
 pub mod metrics;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 
 mod run;

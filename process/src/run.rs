@@ -100,9 +100,14 @@ pub async fn run_root(
         name: name.clone(),
         reason: e.to_string(),
     })?;
+    crate::systemd::set_root(Some(root.clone()));
+    crate::systemd::ready(&format!("running ({name})"));
     tokio::pin!(handle);
-    tokio::select! {
+    let outcome = tokio::select! {
         () = &mut shutdown => {
+            // Stopping takes up to 30 s; the tree is busy then, not wedged.
+            crate::systemd::set_root(None);
+            crate::systemd::stopping();
             let timeout = Some(std::time::Duration::from_secs(30));
             if root.stop_and_wait(Some("shutdown".into()), timeout).await.is_err() {
                 tracing::warn!(supervisor = %name, "shutdown took over 30 s; killing");
@@ -112,7 +117,9 @@ pub async fn run_root(
             Ok(())
         }
         _ = &mut handle => Err(RootError::Ended { name }),
-    }
+    };
+    crate::systemd::set_root(None);
+    outcome
 }
 
 /// The `run` subcommand of every binary: load the config (problems → exit 2), initialise the
@@ -148,6 +155,7 @@ where
             return ExitCode::FAILURE;
         }
     };
+    runtime.spawn(crate::systemd::watchdog());
     match runtime.block_on(serve(config, Box::pin(shutdown_signal()))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

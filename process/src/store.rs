@@ -106,6 +106,7 @@ where
                     readiness.remove(&component);
                 }
                 if attempts > 1 {
+                    crate::systemd::status(&format!("store {store} opened"));
                     tracing::info!(store, path = %path.display(), attempts, "store opened");
                 }
                 return opened;
@@ -119,6 +120,13 @@ where
             Err(err) => log_failure(store, &path, &err, what_to_do, &mut last_reason),
         }
         OPEN_FAILED.with_label_values(&[store]).set(1);
+        if attempts == 1 {
+            // Up and saying why at /readyz is not a failed start: systemd must not restart us.
+            crate::systemd::ready(&format!(
+                "waiting for store {store} to open ({}); see /readyz",
+                path.display()
+            ));
+        }
         if let Some(readiness) = &readiness {
             readiness.set(&component, false);
         }

@@ -295,6 +295,21 @@ pub fn issue_edge(dir: &Path, id: &str, replace: bool) -> Result<IssuedEdge, Pki
     })
 }
 
+/// The files of edge `id` as [`issue_edge`] wrote them, if it was issued and they are there.
+pub fn issued_edge_files(dir: &Path, id: &str) -> Option<IssuedEdge> {
+    let registry = EdgeRegistry::load(dir).ok()?;
+    let record = registry.edges.get(id)?;
+    let cert = dir.join(EDGES_DIR).join(format!("{id}.pem"));
+    let key = dir.join(EDGES_DIR).join(format!("{id}.key"));
+    (cert.is_file() && key.is_file()).then(|| IssuedEdge {
+        id: id.into(),
+        serial: record.serial.clone(),
+        cert,
+        key,
+        ca: dir.join(CA_CERT),
+    })
+}
+
 /// Marks edge `id` revoked; the hub refuses it from then on. Revoking twice keeps the first time.
 pub fn revoke(dir: &Path, id: &str) -> Result<EdgeRecord, PkiError> {
     load_ca(dir)?;

@@ -97,6 +97,7 @@ where
 
 /// Parses `args` (program name first) and runs the command.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    outpost_harness::harness::die_with_parent_if_asked();
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Hub { args } => {

@@ -139,7 +139,9 @@ async fn book_visits(site: &SiteLayout) -> anyhow::Result<Vec<String>> {
 /// Options of the demo.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Keep the site in DIR (must not exist yet) instead of a temporary directory.
+    /// The site's directory: a new or empty one lays a site out there; one a demo used before is
+    /// started again with its data, PKI, users and logs. Without it, a new directory under the
+    /// system's temporary directory (kept after the demo, and printed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
@@ -150,20 +152,26 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let temp;
     let dir = match &args.dir {
         Some(dir) => {
+            let reused = dir.join("site.json").is_file();
+            let empty = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
             anyhow::ensure!(
-                !dir.exists(),
-                "{} already exists; the demo wants a fresh directory",
+                reused || empty,
+                "{} holds files but no demo site (no site.json): give a new or empty directory, \
+                 or one an earlier demo used",
                 dir.display()
             );
+            if reused {
+                println!("Starting the demo site in {} again", dir.display());
+            }
             dir.clone()
         }
-        None => {
-            temp = tempfile::Builder::new().prefix("outpost-demo-").tempdir()?;
-            temp.path().to_owned()
-        }
+        // Kept after the demo, so the logs it printed can still be read and the site continued.
+        None => tempfile::Builder::new()
+            .prefix("outpost-demo-")
+            .tempdir()?
+            .keep(),
     };
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -446,6 +454,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     hik.kill().await;
     tvs.kill().await;
     println!("Demo stopped cleanly.");
+    println!(
+        "The site is kept in {dir}: `outpost-sim demo --dir {dir}` starts it again with its data; \
+         `rm -rf {dir}` removes it.",
+        dir = dir.display()
+    );
     Ok(())
 }
 

@@ -115,18 +115,37 @@ async fn json_log_format_writes_one_json_object_per_line() {
     );
 }
 
-#[test]
-fn demo_starts_a_site_reports_where_to_look_and_stops_cleanly() {
+fn run_demo(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(exe())
-        .args(["demo", "--duration", "1"])
+        .arg("demo")
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
+    (
         out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The password on the console line the demo prints.
+fn console_password(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("  console  "))
+        .and_then(|l| l.split("password: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn demo_starts_a_site_reports_where_to_look_stops_cleanly_and_starts_the_same_site_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    let site_arg = site.to_str().unwrap();
+    let (ok, stdout, stderr) = run_demo(&["--duration", "1", "--dir", site_arg]);
+    assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("Outpost demo site is up"), "{stdout}");
     // The console comes first, with a user and password to log in with.
     let console = stdout.lines().nth(1).unwrap_or_default();
@@ -138,6 +157,110 @@ fn demo_starts_a_site_reports_where_to_look_and_stops_cleanly() {
     );
     assert!(stdout.contains("/metrics"), "{stdout}");
     assert!(stdout.contains("Demo stopped cleanly."), "{stdout}");
+    assert!(
+        stdout.contains(&format!("outpost-sim demo --dir {site_arg}")),
+        "it says how to start the site again: {stdout}"
+    );
+    // Every log path it printed is still there after it exited.
+    let logs: Vec<&str> = stdout
+        .split_whitespace()
+        .filter(|w| w.starts_with(site_arg) && w.ends_with(".log"))
+        .collect();
+    assert!(site.join("logs/hub.log").is_file() && site.join("logs/edge.log").is_file());
+    for log in logs {
+        assert!(Path::new(log).is_file(), "{log} printed and gone");
+    }
+
+    // Again in the same directory: the same site (users, data), its logs continued.
+    let (ok, again, stderr) = run_demo(&["--duration", "1", "--dir", site_arg]);
+    assert!(ok, "{again}\n{stderr}");
+    assert!(again.contains("again"), "{again}");
+    assert!(!console_password(&stdout).is_empty(), "{stdout}");
+    assert_eq!(
+        console_password(&again),
+        console_password(&stdout),
+        "same users"
+    );
+    let hub_log = std::fs::read_to_string(site.join("logs/hub.log")).unwrap();
+    assert_eq!(
+        hub_log.matches("hub starting").count(),
+        2,
+        "one hub log across both runs"
+    );
+
+    // A directory with something else in it is refused, and left alone.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let (ok, _, stderr) = run_demo(&["--duration", "1", "--dir", other.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("no demo site"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[tokio::test]
+async fn a_demo_killed_with_sigkill_leaves_no_process_behind() {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = tokio::process::Command::new(exe())
+        .args(["demo", "--dir", tmp.path().join("site").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = demo.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let children = children_of(pid);
+    // Hub, edge, two SAS lines, HikCentral and the TVs.
+    assert!(children.len() >= 6, "the demo's processes: {children:?}");
+    demo.start_kill().unwrap();
+    demo.wait().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<u32> = children.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 30 s after the demo was killed: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]

@@ -59,6 +59,30 @@ pub enum HarnessError {
     Layout(#[from] crate::site::SiteError),
 }
 
+/// The variable through which a process started by the harness learns its parent's pid: with it,
+/// the child asks the kernel for SIGTERM when that parent dies ([`die_with_parent_if_asked`]), so a
+/// `kill -9` of the demo or of a test leaves no orphans.
+pub const PARENT_PID_ENV: &str = "OUTPOST_PARENT_PID";
+
+/// Called first by `outpost-sim`: when started by the harness (`OUTPOST_PARENT_PID` set), the
+/// process gets SIGTERM when its parent dies, and exits at once if the parent is already gone
+/// (it died between the fork and this call). Without the variable it does nothing.
+pub fn die_with_parent_if_asked() {
+    let Some(parent) = std::env::var(PARENT_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    if let Err(err) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+        eprintln!("warning: cannot ask to die with the parent process: {err}");
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        eprintln!("the parent process (pid {parent}) is gone; exiting");
+        std::process::exit(1);
+    }
+}
+
 /// A running Outpost process with an admin address.
 #[derive(Debug)]
 pub struct SiteProcess {
@@ -89,6 +113,7 @@ impl SiteProcess {
         let err = out.try_clone().map_err(spawn_err)?;
         let child = tokio::process::Command::new(exe)
             .args(args)
+            .env(PARENT_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -580,6 +605,7 @@ async fn spawn_simulator(
     let mut child = tokio::process::Command::new(exe)
         .arg(subcommand)
         .args(args)
+        .env(PARENT_PID_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(err)

@@ -34,7 +34,7 @@ pub struct SiteLayout {
 }
 
 /// A person who logs in to the site's console.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConsoleUser {
     pub name: String,
     pub role: String,
@@ -88,6 +88,70 @@ pub enum SiteError {
     Pki(#[from] outpost_hub::pki::PkiError),
     #[error("console users: {0}")]
     Password(#[from] outpost_hub::login::HashError),
+    #[error("{path}: not a site this harness laid out ({reason}); use an empty or new directory")]
+    NotASite { path: PathBuf, reason: String },
+}
+
+/// What a site keeps between runs besides its PKI and data: the API token and the console users'
+/// passwords (`site.json`, mode 0600), so a site laid out again in the same directory is the same
+/// site to its users.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SiteSecrets {
+    api_token: String,
+    console_users: Vec<ConsoleUser>,
+}
+
+const SECRETS_FILE: &str = "site.json";
+
+impl SiteSecrets {
+    fn load(dir: &Path) -> Result<Option<Self>, SiteError> {
+        let path = dir.join(SECRETS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| SiteError::NotASite {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SiteError::Io { path, source }),
+        }
+    }
+
+    fn fresh() -> Self {
+        Self {
+            api_token: format!("{:032x}", rand::random::<u128>()),
+            console_users: ["viewer", "operator", "supervisor", "admin"]
+                .iter()
+                .map(|role| ConsoleUser {
+                    name: (*role).to_owned(),
+                    role: (*role).to_owned(),
+                    password: format!("{:016x}", rand::random::<u64>()),
+                })
+                .collect(),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), SiteError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(SECRETS_FILE);
+        let io = |source| SiteError::Io {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&text))
+            .map_err(io)
+    }
 }
 
 fn quoted(path: &Path) -> String {
@@ -96,6 +160,8 @@ fn quoted(path: &Path) -> String {
 
 impl SiteLayout {
     /// Creates PKI, configs and data directories for one hub and the edges of `spec` under `dir`.
+    /// A directory that already holds a site (its `site.json`) is reopened: its PKI, data, API
+    /// token and console passwords are kept; the configs are written again with fresh ports.
     pub fn prepare(dir: &Path, spec: &SiteSpec) -> Result<Self, SiteError> {
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -103,31 +169,34 @@ impl SiteLayout {
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let pki_dir = dir.join("pki");
-        let names: Vec<String> = outpost_hub::pki::DEFAULT_HUB_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        outpost_hub::pki::init(&pki_dir, &names)?;
+        let secrets = match SiteSecrets::load(dir)? {
+            Some(kept) => kept,
+            None => {
+                let names: Vec<String> = outpost_hub::pki::DEFAULT_HUB_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                outpost_hub::pki::init(&pki_dir, &names)?;
+                let fresh = SiteSecrets::fresh();
+                fresh.save(dir)?;
+                fresh
+            }
+        };
 
         let hub_admin = free_local_addr().map_err(io(dir))?;
         let hub_api = free_local_addr().map_err(io(dir))?;
         let hub_link = free_local_addr().map_err(io(dir))?;
         let hub_data_dir = dir.join("hub-data");
-        let api_token = format!("{:032x}", rand::random::<u128>());
+        let api_token = secrets.api_token;
         let hub_config = dir.join("hub.toml");
-        let mut console_users = Vec::new();
+        let console_users = secrets.console_users;
         let mut users_toml = String::new();
-        for role in ["viewer", "operator", "supervisor", "admin"] {
-            let password = format!("{:016x}", rand::random::<u64>());
-            let hash = outpost_hub::login::hash_password(&password)?;
+        for user in &console_users {
+            let hash = outpost_hub::login::hash_password(&user.password)?;
             users_toml.push_str(&format!(
-                "[[api.users]]\nname = \"{role}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\"\n\n"
+                "[[api.users]]\nname = \"{}\"\nrole = \"{}\"\npassword_hash = \"{hash}\"\n\n",
+                user.name, user.role
             ));
-            console_users.push(ConsoleUser {
-                name: role.to_owned(),
-                role: role.to_owned(),
-                password,
-            });
         }
         let hub_toml = format!(
             "# Written by outpost-sim for this site.\n\
@@ -147,7 +216,10 @@ impl SiteLayout {
 
         let mut edges = Vec::new();
         for (index, id) in spec.edge_ids.iter().enumerate() {
-            let issued = outpost_hub::pki::issue_edge(&pki_dir, id, false)?;
+            let issued = match outpost_hub::pki::issued_edge_files(&pki_dir, id) {
+                Some(kept) => kept,
+                None => outpost_hub::pki::issue_edge(&pki_dir, id, false)?,
+            };
             let admin = free_local_addr().map_err(io(dir))?;
             let data_dir = dir.join(format!("{id}-data"));
             let config = dir.join(format!("{id}.toml"));

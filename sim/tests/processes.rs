@@ -1,5 +1,7 @@
 //! Real processes: hub and edge started the way the demo starts them, probed over HTTP, stopped
-//! with SIGTERM; and the demo itself.
+//! with SIGTERM; the demo itself (its site kept and started again, no orphans after kill -9); and
+//! the metrics a running site exports: every name `deploy/` uses exists from start-up, and all of
+//! them follow the naming rules.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
@@ -334,7 +336,8 @@ fn names_used_in_deploy() -> std::collections::BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn every_metric_the_alert_rules_and_dashboards_use_is_exported_from_start_up() {
+async fn every_metric_the_alert_rules_and_dashboards_use_is_exported_from_start_up_and_all_follow_the_naming_rules()
+ {
     use tokio::io::AsyncBufReadExt;
     let mut demo = tokio::process::Command::new(exe())
         .args(["demo", "--duration", "5"])
@@ -389,6 +392,202 @@ async fn every_metric_the_alert_rules_and_dashboards_use_is_exported_from_start_
         missing.is_empty(),
         "used in deploy/ but not exported by a freshly started demo site: {missing:?}"
     );
+    let problems = naming_problems(&exported);
+    assert!(
+        problems.is_empty(),
+        "metrics that break the naming rules:\n{}",
+        problems.join("\n")
+    );
     while lines.next_line().await.unwrap().is_some() {}
     assert!(demo.wait().await.unwrap().success());
+}
+
+/// Label names an operator may group by: bounded sets (kinds, states, results, routes as
+/// templates) or one per configured thing (edge, device, line, actor, stream). Anything else,
+/// a visit, a command, a user, a path, an address, is unbounded and must not be a label.
+const BOUNDED_LABELS: &[&str] = &[
+    "actor",
+    "binary",
+    "class",
+    "code",
+    "commit",
+    "device",
+    "edge",
+    "endpoint",
+    "kind",
+    "le",
+    "line",
+    "method",
+    "op",
+    "projection",
+    "reason",
+    "result",
+    "route",
+    "server",
+    "state",
+    "status",
+    "step",
+    "store",
+    "stream",
+    "version",
+];
+
+/// Units Prometheus names in base units; these are not.
+const NOT_BASE_UNITS: &[&str] = &[
+    "_ms",
+    "_millis",
+    "_milliseconds",
+    "_us",
+    "_microseconds",
+    "_minutes",
+    "_hours",
+    "_days",
+    "_kb",
+    "_mb",
+    "_gb",
+    "_kilobytes",
+    "_megabytes",
+    "_percent",
+];
+
+/// What a Prometheus exposition breaks of the naming rules: prefix (`outpost_`, or the standard
+/// `process_`), `_total` on counters and only on counters, histograms in base units (`_seconds`,
+/// `_bytes`), no non-base units, gauges about time named `_seconds` (or counted in `_events`),
+/// only bounded label names, and no label value that looks like an id (a route must be a
+/// template, not a path with an id in it).
+fn naming_problems(exposition: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut types = std::collections::BTreeMap::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (words.next(), words.next()) {
+                types.insert(name.to_owned(), kind.to_owned());
+            }
+        }
+    }
+    for (name, kind) in &types {
+        if !(name.starts_with("outpost_") || name.starts_with("process_")) {
+            problems.push(format!(
+                "{name}: neither outpost_ nor the standard process_"
+            ));
+        }
+        match kind.as_str() {
+            "counter" if !name.ends_with("_total") => {
+                problems.push(format!("{name}: a counter without _total"))
+            }
+            "gauge" | "histogram" | "summary" if name.ends_with("_total") => {
+                problems.push(format!("{name}: a {kind} named _total"))
+            }
+            "histogram" | "summary"
+                if !(name.ends_with("_seconds") || name.ends_with("_bytes")) =>
+            {
+                problems.push(format!("{name}: a {kind} not in seconds or bytes"))
+            }
+            _ => {}
+        }
+        if let Some(unit) = NOT_BASE_UNITS
+            .iter()
+            .find(|u| name.ends_with(*u) || name.contains(&format!("{u}_")))
+        {
+            problems.push(format!("{name}: {unit} is not a base unit"));
+        }
+        let about_time = [
+            "timestamp",
+            "latency",
+            "duration",
+            "oldest",
+            "age",
+            "rtt",
+            "lag",
+            "elapsed",
+        ]
+        .iter()
+        .any(|w| name.split('_').any(|part| part == *w));
+        if kind == "gauge"
+            && about_time
+            && !(name.ends_with("_seconds") || name.ends_with("_events"))
+        {
+            problems.push(format!("{name}: a gauge about time not in _seconds"));
+        }
+    }
+    let looks_like_an_id = |value: &str| {
+        value.split(['/', ':', '-', '.']).any(|part| {
+            (part.len() >= 12 && part.chars().all(|c| c.is_ascii_hexdigit()))
+                || (part.len() >= 4 && part.chars().all(|c| c.is_ascii_digit()))
+        })
+    };
+    let mut series_per_metric: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        *series_per_metric.entry(name).or_default() += 1;
+        let Some(labels) = line
+            .split_once('{')
+            .and_then(|(_, r)| r.rsplit_once('}'))
+            .map(|(l, _)| l)
+        else {
+            continue;
+        };
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let Some((label, value)) = pair.split_once("=\"") else {
+                continue;
+            };
+            let value = value.trim_end_matches('"');
+            if !BOUNDED_LABELS.contains(&label) {
+                problems.push(format!("{name}: label {label} is not a bounded label"));
+            }
+            if !["version", "commit", "le", "code"].contains(&label) && looks_like_an_id(value) {
+                problems.push(format!("{name}: {label}=\"{value}\" looks like an id"));
+            }
+        }
+    }
+    for (name, count) in series_per_metric {
+        if count > 300 {
+            problems.push(format!("{name}: {count} series on one demo process"));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+#[test]
+fn the_naming_rules_catch_what_they_are_for() {
+    let bad = "\
+# TYPE outpost_events counter
+outpost_events 1
+# TYPE outpost_commit_ms histogram
+outpost_commit_ms_bucket{le=\"1\"} 1
+# TYPE outpost_queue_total gauge
+outpost_queue_total 1
+# TYPE outpost_link_last_seen_timestamp gauge
+outpost_link_last_seen_timestamp 1
+# TYPE outpost_http_requests_total counter
+outpost_http_requests_total{route=\"/api/v1/visits/4f1c2b9a7d3e\",visit=\"v1\"} 1
+# TYPE my_thing gauge
+my_thing 1
+";
+    let problems = naming_problems(bad);
+    for expected in [
+        "outpost_events: a counter without _total",
+        "outpost_commit_ms: a histogram not in seconds or bytes",
+        "outpost_commit_ms: _ms is not a base unit",
+        "outpost_queue_total: a gauge named _total",
+        "outpost_link_last_seen_timestamp: a gauge about time not in _seconds",
+        "outpost_http_requests_total: label visit is not a bounded label",
+        "outpost_http_requests_total: route=\"/api/v1/visits/4f1c2b9a7d3e\" looks like an id",
+        "my_thing: neither outpost_ nor the standard process_",
+    ] {
+        assert!(
+            problems.iter().any(|p| p == expected),
+            "missed `{expected}` in {problems:#?}"
+        );
+    }
+    assert!(
+        naming_problems("# TYPE outpost_ok_total counter\noutpost_ok_total{edge=\"edge-01\"} 1\n")
+            .is_empty()
+    );
 }

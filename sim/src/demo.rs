@@ -284,6 +284,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  hub   API      http://{}/api/v1/   token: {}",
         site.hub_api, site.api_token
     );
+    // The commands in docs/api.md are written against these variables (and a guest's photo).
+    let env_file = dir.join("demo.env");
+    std::fs::write(
+        dir.join("guest.jpg"),
+        outpost_harness::visits_driver::photo(0),
+    )?;
+    std::fs::write(
+        &env_file,
+        format!(
+            "export HUB=http://{} TOKEN={} DEMO={}\n",
+            site.hub_api,
+            site.api_token,
+            dir.display()
+        ),
+    )?;
+    println!(
+        "  shell    . {}   (sets HUB, TOKEN and DEMO for the commands in docs/api.md)",
+        env_file.display()
+    );
     println!(
         "  edge  metrics  http://{0}/metrics   ready: http://{0}/readyz   id: {edge_id}",
         edge_layout.admin

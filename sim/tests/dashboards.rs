@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::AsyncBufReadExt;
+use outpost_harness::harness::DemoProcess;
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-sim"))
@@ -131,30 +131,10 @@ async fn every_dashboard_query_and_alert_runs_in_prometheus_against_a_running_si
     let queries = dashboard_queries();
     assert!(queries.len() > 60, "dashboards for every area");
     let tmp = tempfile::tempdir().unwrap();
-    let mut demo = tokio::process::Command::new(exe())
-        .args(["demo", "--duration", "120", "--dir"])
-        .arg(tmp.path().join("site"))
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+    let mut demo = DemoProcess::start(exe(), &tmp.path().join("site"), &["--duration", "120"])
+        .await
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut targets = Vec::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if (line.contains("hub   metrics") || line.contains("edge  metrics"))
-            && let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://"))
-        {
-            targets.push(
-                url.trim_start_matches("http://")
-                    .trim_end_matches("/metrics")
-                    .to_owned(),
-            );
-        }
-        if line.starts_with("Stopping in") || line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let targets = demo.metrics_admins();
     assert_eq!(
         targets.len(),
         2,
@@ -261,5 +241,5 @@ async fn every_dashboard_query_and_alert_runs_in_prometheus_against_a_running_si
         queries.len(),
         alert_exprs().len()
     );
-    demo.start_kill().unwrap();
+    demo.child.start_kill().unwrap();
 }

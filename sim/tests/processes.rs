@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_harness::harness::SiteProcess;
+use outpost_harness::harness::{DemoProcess, SiteProcess};
 use outpost_harness::site::{SiteLayout, SiteSpec};
 
 fn exe() -> &'static Path {
@@ -231,26 +231,16 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn a_demo_killed_with_sigkill_leaves_no_process_behind() {
-    use tokio::io::AsyncBufReadExt;
     let tmp = tempfile::tempdir().unwrap();
-    let mut demo = tokio::process::Command::new(exe())
-        .args(["demo", "--dir", tmp.path().join("site").to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+    let mut demo = DemoProcess::start(exe(), &tmp.path().join("site"), &[])
+        .await
         .unwrap();
-    let pid = demo.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
+    let pid = demo.child.id().unwrap();
     let children = children_of(pid);
     // Hub, edge, two SAS lines, HikCentral and the TVs.
     assert!(children.len() >= 6, "the demo's processes: {children:?}");
-    demo.start_kill().unwrap();
-    demo.wait().await.unwrap();
+    demo.child.start_kill().unwrap();
+    demo.child.wait().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left: Vec<u32> = children.iter().copied().filter(|p| alive(*p)).collect();
@@ -338,29 +328,11 @@ fn names_used_in_deploy() -> std::collections::BTreeSet<String> {
 #[tokio::test]
 async fn every_metric_the_alert_rules_and_dashboards_use_is_exported_from_start_up_and_all_follow_the_naming_rules()
  {
-    use tokio::io::AsyncBufReadExt;
-    let mut demo = tokio::process::Command::new(exe())
-        .args(["demo", "--duration", "5"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = DemoProcess::start(exe(), &tmp.path().join("site"), &["--duration", "5"])
+        .await
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut metrics = Vec::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if (line.contains("hub   metrics") || line.contains("edge  metrics"))
-            && let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://"))
-        {
-            metrics.push(
-                url.trim_start_matches("http://")
-                    .trim_end_matches("/metrics")
-                    .to_owned(),
-            );
-        }
-        if line.starts_with("Stopping in") {
-            break;
-        }
-    }
+    let metrics = demo.metrics_admins();
     assert_eq!(
         metrics.len(),
         2,
@@ -398,8 +370,7 @@ async fn every_metric_the_alert_rules_and_dashboards_use_is_exported_from_start_
         "metrics that break the naming rules:\n{}",
         problems.join("\n")
     );
-    while lines.next_line().await.unwrap().is_some() {}
-    assert!(demo.wait().await.unwrap().success());
+    assert!(demo.child.wait().await.unwrap().success());
 }
 
 /// Label names an operator may group by: bounded sets (kinds, states, results, routes as

@@ -591,24 +591,38 @@ async fn spawn_simulator(
     log: &Path,
     lines: usize,
 ) -> Result<(tokio::process::Child, Vec<String>), HarnessError> {
-    use tokio::io::AsyncBufReadExt;
     let name = format!("outpost-sim {subcommand}");
-    let spawn_err = |source| HarnessError::Spawn {
-        name: name.clone(),
-        source,
-    };
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .map_err(spawn_err)?;
-    let mut child = tokio::process::Command::new(exe)
-        .arg(subcommand)
-        .args(args)
+        .map_err(|source| HarnessError::Spawn {
+            name: name.clone(),
+            source,
+        })?;
+    let mut command = tokio::process::Command::new(exe);
+    command.arg(subcommand).args(args).stderr(err);
+    spawn_reading(&name, command, Duration::from_secs(20), |_, n| n == lines).await
+}
+
+/// Spawns `command` (stdin closed, stdout read, killed on drop, dying with this process) and reads
+/// its stdout lines until `done(line, lines read)`; the rest is drained so it never blocks on a
+/// full pipe. Each line must come within `timeout`.
+async fn spawn_reading(
+    name: &str,
+    mut command: tokio::process::Command,
+    timeout: Duration,
+    mut done: impl FnMut(&str, usize) -> bool,
+) -> Result<(tokio::process::Child, Vec<String>), HarnessError> {
+    use tokio::io::AsyncBufReadExt;
+    let spawn_err = |source| HarnessError::Spawn {
+        name: name.to_owned(),
+        source,
+    };
+    let mut child = command
         .env(PARENT_PID_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(err)
         .kill_on_drop(true)
         .spawn()
         .map_err(spawn_err)?;
@@ -618,18 +632,76 @@ async fn spawn_simulator(
         .ok_or_else(|| spawn_err(std::io::Error::other("no stdout")))?;
     let mut reader = tokio::io::BufReader::new(stdout).lines();
     let mut printed = Vec::new();
-    for _ in 0..lines {
-        let line = tokio::time::timeout(Duration::from_secs(20), reader.next_line())
+    loop {
+        let line = tokio::time::timeout(timeout, reader.next_line())
             .await
-            .map_err(|_| spawn_err(std::io::Error::other("no output within 20 s")))?
+            .map_err(|_| {
+                spawn_err(std::io::Error::other(format!(
+                    "no output within {timeout:?}"
+                )))
+            })?
             .map_err(spawn_err)?
             .ok_or_else(|| {
-                spawn_err(std::io::Error::other("exited before printing its address"))
+                spawn_err(std::io::Error::other(format!(
+                    "exited before it was up; it printed: {printed:?}"
+                )))
             })?;
+        let finished = done(&line, printed.len() + 1);
         printed.push(line);
+        if finished {
+            break;
+        }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
     Ok((child, printed))
+}
+
+/// A running `outpost-sim demo`, and what it printed up to the line that says it now waits
+/// (`Stopping in …` or `Press Ctrl-C …`); the rest of its output is drained.
+#[derive(Debug)]
+pub struct DemoProcess {
+    pub child: tokio::process::Child,
+    pub printed: Vec<String>,
+}
+
+impl DemoProcess {
+    /// Starts `exe demo --dir dir args...` (its site in `dir`, so nothing is left elsewhere).
+    pub async fn start(exe: &Path, dir: &Path, args: &[&str]) -> Result<Self, HarnessError> {
+        let mut command = tokio::process::Command::new(exe);
+        command.arg("demo").arg("--dir").arg(dir).args(args);
+        let (child, printed) = spawn_reading(
+            "outpost-sim demo",
+            command,
+            Duration::from_secs(90),
+            |line, _| line.starts_with("Stopping in") || line.starts_with("Press Ctrl-C"),
+        )
+        .await?;
+        Ok(Self { child, printed })
+    }
+
+    /// The admin addresses (`host:port`) of the hub's and the edge's `/metrics`, as printed.
+    pub fn metrics_admins(&self) -> Vec<String> {
+        self.printed
+            .iter()
+            .filter(|l| l.contains("hub   metrics") || l.contains("edge  metrics"))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+            .map(|url| {
+                url.trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// The `demo.env` file it printed a `. FILE` line for.
+    pub fn env_file(&self) -> Option<PathBuf> {
+        self.printed.iter().find_map(|l| {
+            l.trim_start()
+                .strip_prefix("shell    . ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(PathBuf::from)
+        })
+    }
 }
 
 /// A running `outpost-sim hikcentral` process: its HTTPS URL and certificate fingerprint.

@@ -5,7 +5,7 @@
 //! Invariant: simulators depend only on protocol crates (`outpost-sas`, `outpost-sas-port`,
 //! `outpost-adb`, `outpost-artemis`), never on the edge or the hub they are used to test, so the
 //! runtime and its simulator cannot share one misunderstanding through shared runtime code; each
-//! is also checked against an independent peer (README, "Simulators").
+//! is also checked against an independent peer (`docs/testing.md`).
 
 pub mod egm;
 pub mod hikcentral;

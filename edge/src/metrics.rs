@@ -194,8 +194,15 @@ pub fn sas_line_started<'a>(line: &str, devices: impl IntoIterator<Item = &'a st
     for device in devices {
         SAS_LAST_POLL.with_label_values(&[device]);
         SAS_LINK_UP.with_label_values(&[device]);
+        for result in SAS_POLL_RESULTS {
+            SAS_POLLS.with_label_values(&[device, result]).inc_by(0);
+        }
     }
 }
+
+/// Every `result` of `outpost_sas_polls_total`, each exported at 0 from a line's start so
+/// `increase()` sees the first failed poll.
+pub const SAS_POLL_RESULTS: [&str; 6] = ["ok", "busy", "nack", "no_reply", "bad_crc", "error"];
 
 pub static TV_UP: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
     register(

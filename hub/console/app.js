@@ -59,6 +59,9 @@ function Shell({ session, onLogout }) {
   useEffect(() => {
     const changed = () => setWhere(route());
     addEventListener('hashchange', changed);
+    // The address may have changed between the first render and this effect (a link opened
+    // while the shell was mounting): catch up, or that change would be missed.
+    changed();
     return () => removeEventListener('hashchange', changed);
   }, []);
   const logout = async () => {

@@ -212,7 +212,12 @@ try {
   const editing = tv.locator('.card.editing').nth(1);
   await editing.getByRole('button', { name: 'Add field' }).click();
   await editing.getByRole('button', { name: 'Add button' }).click();
-  // Drag the second card's handle above the first card, as a hand would (in steps).
+  // Drag the second card's handle above the first card, as a hand would (in steps). Both cards
+  // are brought into the viewport first (the first centred, clear of the sticky header) and
+  // measured once laid out: the mouse works in viewport coordinates, and below the fold (where
+  // the editor often was) it dragged nothing.
+  await tv.locator('.card.editing').nth(0).evaluate((card) => card.scrollIntoView({ block: 'center' }));
+  await tv.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
   const from = await tv.locator('.card.editing .drag').nth(1).boundingBox();
   const to = await tv.locator('.card.editing').nth(0).boundingBox();
   // SortableJS checks the pointer's place on a timer (every 50 ms in its fallback mode): on a

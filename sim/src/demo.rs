@@ -293,7 +293,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(
         &env_file,
         format!(
-            "export HUB=http://{} TOKEN={} DEMO={}\n",
+            "export HUB=http://{} TOKEN={} DEMO='{}'\n",
             site.hub_api,
             site.api_token,
             dir.display()

@@ -8,7 +8,7 @@ use outpost_config::{ConfigCommand, EdgeConfig, LogFormat, ProcessEnvironment};
 
 /// The Outpost edge: supervises a site's devices and delivers their events to the hub.
 #[derive(Debug, Parser)]
-#[command(name = "outpost-edge", version)]
+#[command(name = "outpost-edge", version = outpost_process::metrics::VERSION)]
 struct Cli {
     /// Log format; overrides `[log] format` of the config file.
     #[arg(long, global = true, value_enum)]

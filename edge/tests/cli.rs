@@ -22,6 +22,22 @@ fn help_lists_run_and_config() {
 }
 
 #[test]
+fn version_names_the_version_and_the_commit_it_was_built_from() {
+    let out = edge(&["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!(
+            "outpost-edge {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            outpost_process::metrics::COMMIT
+        )
+    );
+    assert_ne!(outpost_process::metrics::COMMIT, "", "{text}");
+}
+
+#[test]
 fn config_default_prints_the_embedded_defaults() {
     let out = edge(&["config", "default"]);
     assert!(out.status.success());

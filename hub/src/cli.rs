@@ -10,7 +10,7 @@ use outpost_config::{ConfigCommand, HubConfig, LogFormat, ProcessEnvironment};
 /// The Outpost hub: ingests events from edges, commands devices, writes events to Microsoft SQL
 /// Server (when `[mssql]` is enabled) and provisions guest visits into HikCentral.
 #[derive(Debug, Parser)]
-#[command(name = "outpost-hub", version)]
+#[command(name = "outpost-hub", version = outpost_process::metrics::VERSION)]
 struct Cli {
     /// Log format; overrides `[log] format` of the config file.
     #[arg(long, global = true, value_enum)]

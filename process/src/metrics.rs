@@ -10,6 +10,15 @@ static PROCESS_METRICS: std::sync::Once = std::sync::Once::new();
 /// outside a git checkout).
 pub const COMMIT: &str = env!("OUTPOST_BUILD_COMMIT");
 
+/// What `--version` prints after the binary's name: the version and the commit it was built from,
+/// the same two `outpost_build_info` carries.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OUTPOST_BUILD_COMMIT"),
+    ")"
+);
+
 /// Registers `outpost_build_info{binary,version,commit}` and the standard process metrics
 /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, …: the
 /// prometheus crate's collector, with the CPU time to the tick instead of whole seconds).

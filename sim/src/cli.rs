@@ -9,7 +9,7 @@ use outpost_config::{ConfigCommand, LogFormat, ProcessEnvironment, SimConfig};
 
 /// Outpost simulators and the demo site.
 #[derive(Debug, Parser)]
-#[command(name = "outpost-sim", version)]
+#[command(name = "outpost-sim", version = outpost_process::metrics::VERSION)]
 struct Cli {
     /// Log format; overrides `[log] format` of the config file.
     #[arg(long, global = true, value_enum)]

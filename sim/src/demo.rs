@@ -474,8 +474,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tvs.kill().await;
     println!("Demo stopped cleanly.");
     println!(
-        "The site is kept in {dir}: `outpost-sim demo --dir {dir}` starts it again with its data; \
-         `rm -rf {dir}` removes it.",
+        "The site is kept in {dir}: `cargo run --release --bin outpost-sim -- demo --dir {dir}` \
+         starts it again with its data; `rm -rf {dir}` removes it.",
         dir = dir.display()
     );
     Ok(())

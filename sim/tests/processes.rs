@@ -160,7 +160,9 @@ fn demo_starts_a_site_reports_where_to_look_stops_cleanly_and_starts_the_same_si
     assert!(stdout.contains("/metrics"), "{stdout}");
     assert!(stdout.contains("Demo stopped cleanly."), "{stdout}");
     assert!(
-        stdout.contains(&format!("outpost-sim demo --dir {site_arg}")),
+        stdout.contains(&format!(
+            "cargo run --release --bin outpost-sim -- demo --dir {site_arg}`"
+        )),
         "it says how to start the site again: {stdout}"
     );
     // Every log path it printed is still there after it exited.

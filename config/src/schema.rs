@@ -959,6 +959,10 @@ impl ClusterConfig {
     }
 }
 
+/// How the example hub config (`deploy/examples/hub.toml`) marks the API token to replace;
+/// `config check` warns about a token that still starts with it.
+pub const EXAMPLE_TOKEN_PLACEHOLDER: &str = "replace-with-";
+
 /// The most rows one batch may hold.
 pub const MSSQL_MAX_BATCH_ROWS: usize = 10_000;
 
@@ -1454,6 +1458,15 @@ impl ConfigFile for HubConfig {
 
     fn warnings(&self) -> Vec<String> {
         let mut said = Vec::new();
+        for token in &self.api.tokens {
+            if token.token.starts_with(EXAMPLE_TOKEN_PLACEHOLDER) {
+                said.push(format!(
+                    "api token {} is still the example's placeholder: anyone who has read the \
+                     example can use it; give it a long random string (openssl rand -hex 32)",
+                    token.name
+                ));
+            }
+        }
         if self.mssql.enabled && !self.mssql.encrypt {
             said.push("mssql.encrypt is off: events cross the network to SQL Server in clear (the login alone is encrypted)".to_owned());
         } else if self.mssql.enabled && self.mssql.trust_server_certificate {

@@ -295,6 +295,13 @@ fn the_example_configs_in_deploy_are_valid() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Valid, but the hub's example token is a placeholder everyone has read: it says so.
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            said.contains("warning: api token night-shift is still the example's placeholder"),
+            kind == "hub",
+            "{said}"
+        );
     }
 }
 

@@ -74,7 +74,12 @@ export function subscribe(query, listener) {
     for (const kind of ['event', 'device', 'figures', 'alert', 'reset']) {
       stream.source.addEventListener(kind, deliver(kind));
     }
-    stream.source.onopen = () => document.body.classList.remove('offline');
+    // Every (re)connection is a reset: what happened before the stream was open, between a
+    // page's first fetch and now or while it was cut off, is not replayed, so pages reload.
+    stream.source.onopen = () => {
+      document.body.classList.remove('offline');
+      for (const l of stream.listeners) l('reset', null);
+    };
     stream.source.onerror = () => document.body.classList.add('offline');
     streams.set(query, stream);
   }

@@ -1,18 +1,26 @@
-//! `chaos-tests`: deterministic simulation of the delivery path, and (in `sim/tests/`) real-process
-//! fault scenarios.
+//! `chaos-tests`: faults for the delivery path, in two kinds.
 //!
-//! [`simulate`] runs the real edge outbox, the real uplink session, the real hub session and the
-//! real event log over quinn, with quinn's UDP replaced by turmoil's simulated network
-//! ([`TurmoilUdp`]). One seed fixes the fault schedule: random packet loss, random latency (so
-//! packets reorder), partitions, and `kill -9`-like restarts of the hub and the edge (turmoil drops
-//! the host's runtime and starts it again over the same data directory). The invariant checked
-//! after the faults end and the backlog drains: every event the edge accepted is committed at the
-//! hub exactly once, the hub's log is the sequence 1..=last without gaps or repeats, and last equals
-//! the edge's last sequence.
+//! - A deterministic simulation ([`simulate`]): the real edge outbox, the real uplink session, the
+//!   real hub session and the real event log over quinn, with quinn's UDP replaced by turmoil's
+//!   simulated network ([`TurmoilUdp`]). One seed fixes the fault schedule: random packet loss,
+//!   random latency (so packets reorder), partitions, and `kill -9`-like restarts of the hub and
+//!   the edge (turmoil drops the host's runtime and starts it again over the same data
+//!   directory). The invariant checked after the faults end and the backlog drains: every event
+//!   the edge accepted is committed at the hub exactly once, the hub's log is the sequence
+//!   1..=last without gaps or repeats, and last equals the edge's last sequence.
+//! - The tools of the real-process suite (`tests/chaos_*.rs`, run on the `outpost-chaos` binary,
+//!   which is `outpost-sim`): the one [`checker`] every scenario ends with, a disk that forgets
+//!   what was not synced when the power is cut ([`power_loss_fs`]), and the network faults a
+//!   kernel without netem allows ([`network`]).
 //!
-//! What is not simulated: the outbox writer and the event-log writer are real threads over a real
-//! disk (sled and fdatasync), so two runs of one seed schedule the same faults and traffic but may
-//! interleave commits differently. A failing seed still replays the same scenario.
+//! What the simulation does not make deterministic: the outbox writer and the event-log writer
+//! are real threads over a real disk (sled and fdatasync), so two runs of one seed schedule the
+//! same faults and traffic but may interleave commits differently. A failing seed still replays
+//! the same scenario.
+
+pub mod checker;
+pub mod floor;
+pub mod power_loss_fs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

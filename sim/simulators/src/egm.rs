@@ -166,6 +166,8 @@ struct Machine {
     model: EgmModel,
     off_until: Option<Instant>,
     handpay_since: Option<Instant>,
+    /// When (Unix ms) each exception in `model.delivered()` was acknowledged by the host.
+    delivered_at_ms: Vec<i64>,
 }
 
 impl Machine {
@@ -226,6 +228,9 @@ pub struct MachineView {
     pub lifetime: std::collections::BTreeMap<u8, u128>,
     /// Exceptions the host acknowledged, in order.
     pub delivered: Vec<u8>,
+    /// When (Unix ms) each of `delivered` was acknowledged, by whatever poll did it.
+    #[serde(default)]
+    pub delivered_at_ms: Vec<i64>,
     pub overflowed: Vec<u8>,
     pub pending: usize,
     pub play_enabled: bool,
@@ -249,6 +254,7 @@ impl EgmSim {
                 model: EgmModel::new(a).with_games(games, denom),
                 off_until: None,
                 handpay_since: None,
+                delivered_at_ms: Vec::new(),
             })
             .collect();
         Self {
@@ -290,6 +296,7 @@ impl EgmSim {
                     meters: codes.clone().map(|&c| (c, m.model.meter(c))).collect(),
                     lifetime: codes.map(|&c| (c, m.model.lifetime(c))).collect(),
                     delivered: m.model.delivered().to_vec(),
+                    delivered_at_ms: m.delivered_at_ms.clone(),
                     overflowed: m.model.overflowed().to_vec(),
                     pending: m.model.pending_exceptions(),
                     play_enabled: m.model.play_enabled(),
@@ -478,6 +485,13 @@ impl EgmSim {
             }
             if let Some(r) = m.model.handle(frame) {
                 reply = Some(r);
+            }
+            let acknowledged = m.model.delivered().len();
+            if acknowledged > m.delivered_at_ms.len() {
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                m.delivered_at_ms.resize(acknowledged, at);
             }
             if m.model.address() == target && m.model.handpay_pending().is_some() {
                 m.handpay_since.get_or_insert(now);

@@ -75,8 +75,7 @@ pub struct FloorSpec {
     /// `--faults` for the EGM simulators (noise on the serial line), empty for none.
     pub serial_faults: String,
     pub seed: u64,
-    /// Extra TOML for the edge's config (for example `[uplink]` changes are not possible here:
-    /// use `hub_link_override`).
+    /// Extra TOML appended to the edge's config (for example an `[outbox]` table).
     pub edge_extra_toml: String,
 }
 

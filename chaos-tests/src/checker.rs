@@ -162,27 +162,40 @@ fn longest_increasing(values: &[usize]) -> usize {
 /// value it stands for, or `None` (then it is extra: doubled or unexpected). Expected values no
 /// observed one stands for are missing. Unlike [`by_occurrence`], one missing value does not
 /// renumber the ones after it. O(n·m): for streams of thousands, not millions.
-pub fn align<T: PartialEq>(expected: &[T], observed: &[T]) -> Vec<Option<usize>> {
+///
+/// Where equal values make several alignments equally long, the one that leaves out the fewest
+/// `required` expected values wins: with `70 70` expected, the first indeterminate and the
+/// second acknowledged, and one `70` at the hub, the hub's `70` is the acknowledged one.
+pub fn align<T: PartialEq>(
+    expected: &[T],
+    observed: &[T],
+    required: impl Fn(usize) -> bool,
+) -> Vec<Option<usize>> {
     let (n, m) = (expected.len(), observed.len());
-    // lcs[i][j]: the longest common subsequence of expected[i..] and observed[j..].
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    // Every match is worth 2(n + 1), plus 1 for a required value: a longer alignment always
+    // wins (the bonuses add up to at most n), and of equally long ones, the one that keeps the
+    // most required values.
+    let weight = |i: usize| (n as u64 + 1) * 2 + u64::from(required(i));
+    // best[i][j]: the best score aligning expected[i..] with observed[j..].
+    let mut best = vec![vec![0u64; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if expected[i] == observed[j] {
-                lcs[i + 1][j + 1] + 1
+            let skip = best[i + 1][j].max(best[i][j + 1]);
+            best[i][j] = if expected[i] == observed[j] {
+                skip.max(weight(i) + best[i + 1][j + 1])
             } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
+                skip
             };
         }
     }
     let mut matched = vec![None; m];
     let (mut i, mut j) = (0, 0);
     while i < n && j < m {
-        if expected[i] == observed[j] {
+        if expected[i] == observed[j] && best[i][j] == weight(i) + best[i + 1][j + 1] {
             matched[j] = Some(i);
             i += 1;
             j += 1;
-        } else if lcs[i + 1][j] >= lcs[i][j + 1] {
+        } else if best[i][j] == best[i + 1][j] {
             i += 1;
         } else {
             j += 1;
@@ -265,15 +278,39 @@ mod tests {
         let machine = [0x7E, 0x7F, 0x7E, 0x7F, 0x7E];
         let hub = [0x7E, 0x7F, 0x7F, 0x7E];
         assert_eq!(
-            align(&machine, &hub),
+            align(&machine, &hub, |_| true),
             vec![Some(0), Some(1), Some(3), Some(4)]
         );
         let doubled = [0x7E, 0x7F, 0x7F, 0x7E, 0x7F, 0x7E];
-        let matched = align(&machine, &doubled);
+        let matched = align(&machine, &doubled, |_| true);
         assert_eq!(matched.iter().filter(|m| m.is_none()).count(), 1);
     }
 
+    #[test]
+    fn of_two_equal_values_the_hub_holds_the_required_one_if_it_can() {
+        // 70 70: the first indeterminate (acknowledged blindly), the second acknowledged.
+        let machine = [0x70, 0x70, 0x7F];
+        let hub = [0x70, 0x7F];
+        assert_eq!(align(&machine, &hub, |i| i != 0), vec![Some(1), Some(2)]);
+        assert_eq!(align(&machine, &hub, |i| i != 1), vec![Some(0), Some(2)]);
+    }
+
     proptest! {
+        /// A hub log that is the machine's log with some exceptions left out lines up whole:
+        /// every hub exception stands for one of the machine's, in order, none left extra.
+        #[test]
+        fn a_subsequence_lines_up_whole(
+            machine in proptest::collection::vec(0x70u8..0x73, 0..60),
+            keep in proptest::collection::vec(any::<bool>(), 60),
+        ) {
+            let hub: Vec<u8> = machine.iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| *c).collect();
+            let matched = align(&machine, &hub, |i| i % 2 == 0);
+            prop_assert!(matched.iter().all(Option::is_some));
+            let indices: Vec<usize> = matched.into_iter().flatten().collect();
+            prop_assert!(indices.windows(2).all(|w| w[0] < w[1]));
+            prop_assert!(indices.iter().zip(&hub).all(|(&i, &c)| machine[i] == c));
+        }
+
         /// Removing k acknowledged ids from a perfect log is k lost, and nothing else.
         #[test]
         fn dropping_ids_is_counted_as_lost(n in 1usize..200, drop in proptest::collection::btree_set(0usize..200, 0..20)) {

@@ -8,12 +8,11 @@
 //!
 //! - per machine: the exceptions the *machine* recorded as acknowledged by the host (the
 //!   simulator's own record, in another process, which no fault on the edge or the hub touches)
-//!   against the hub's committed exceptions for it. An exception the machine counts as
-//!   acknowledged between an edge's kill and 2 s after the new edge is ready is
-//!   *indeterminate*, not acknowledged: SAS has no explicit acknowledgement, the restarted
-//!   edge's first sync poll (`80`) acknowledges, blindly, the reply the killed process may have
-//!   received and not stored, and the suite found more lost in that window (`docs/testing.md`,
-//!   "What the chaos suite found");
+//!   against the hub's committed exceptions for it. After an edge's *power cut* (not after a
+//!   crash), the machine's first acknowledgement is *indeterminate*, not acknowledged: SAS has
+//!   no explicit acknowledgement, and an edge that lost its record of the last poll starts with
+//!   the sync poll (`80`), which acknowledges, blindly, the reply the dead process may have read
+//!   and not stored (`docs/testing.md`, "What the chaos suite found");
 //! - the edge's sequence numbers: the hub's log must be `1..=last` (a loss at the hub is a gap
 //!   here, since the edge forgets what the hub acknowledged);
 //! - the projections against the machines: each machine's coin in, as the hub's gaming days
@@ -111,12 +110,20 @@ pub struct Floor {
     machines: Vec<(usize, u8, String)>,
     synthetic_toml: String,
     pub hub_data: PathBuf,
-    /// (killed, ready again) of every edge restart, Unix ms.
-    edge_restarts: Vec<(i64, i64)>,
+    /// Every edge restart: when it was killed, when it was ready again (Unix ms), and whether
+    /// its disk lost power with it.
+    edge_restarts: Vec<EdgeRestart>,
 }
 
-/// After an edge is ready again, how long its first polls may still lose an exception (the
-/// suite saw losses up to 0.6 s after ready; the margin is for a loaded machine).
+#[derive(Debug, Clone, Copy)]
+struct EdgeRestart {
+    killed: i64,
+    ready: i64,
+    power_lost: bool,
+}
+
+/// After an edge is ready again, how long until its first poll of every machine (a margin for a
+/// loaded machine).
 const SYNC_AFTER_READY_MS: i64 = 2_000;
 
 /// What [`Floor::finish`] found.
@@ -156,6 +163,14 @@ impl std::fmt::Display for FloorReport {
         }
         write!(f, "  stopped cleanly: {}", self.stopped_cleanly)
     }
+}
+
+/// A scenario's knob from the environment (`OUTPOST_CHAOS_SEED`, …), or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 fn machine_id(line: usize, address: u8) -> String {
@@ -252,9 +267,13 @@ impl PreparedFloor {
 
 impl Floor {
     /// `kill -9` of the edge; [`Self::start_edge`] brings it back (the pair is recorded).
-    pub async fn kill9_edge(&mut self) -> Result<(), FloorError> {
-        self.edge_restarts
-            .push((outpost_process::clock::unix_ms(), i64::MAX));
+    /// `power_lost`: the scenario cuts the power of the edge's disk too, before the start.
+    pub async fn kill9_edge(&mut self, power_lost: bool) -> Result<(), FloorError> {
+        self.edge_restarts.push(EdgeRestart {
+            killed: outpost_process::clock::unix_ms(),
+            ready: i64::MAX,
+            power_lost,
+        });
         Ok(self.site.kill9_edge(0).await?)
     }
 
@@ -262,23 +281,29 @@ impl Floor {
     pub async fn start_edge(&mut self) -> Result<(), FloorError> {
         self.site.start_edge(0).await?;
         if let Some(last) = self.edge_restarts.last_mut() {
-            last.1 = outpost_process::clock::unix_ms();
+            last.ready = outpost_process::clock::unix_ms();
         }
         Ok(())
     }
 
-    /// Which of a machine's acknowledgements (their times, in order) may have been blind: those
-    /// from an edge's kill until [`SYNC_AFTER_READY_MS`] after the new edge was ready.
-    fn blind_acknowledgements(restarts: &[(i64, i64)], acknowledged_at: &[i64]) -> BTreeSet<usize> {
-        acknowledged_at
+    /// Which of a machine's acknowledgements (their times, in order) may have been blind: per
+    /// edge restart whose disk lost power, the machine's first acknowledgement after the kill, if
+    /// it came before the new edge had been ready for [`SYNC_AFTER_READY_MS`]. After a power cut
+    /// the edge has forgotten its last poll (`edge::devices::sas::last_poll` is not synced), so
+    /// it starts with the sync poll, which acknowledges the reply the dead process may have read
+    /// and not stored: one per machine at most. After a crash alone nothing is indeterminate.
+    fn blind_acknowledgements(
+        restarts: &[EdgeRestart],
+        acknowledged_at: &[i64],
+    ) -> BTreeSet<usize> {
+        restarts
             .iter()
-            .enumerate()
-            .filter(|&(_, &at)| {
-                restarts.iter().any(|&(killed, ready)| {
-                    at >= killed && at <= ready.saturating_add(SYNC_AFTER_READY_MS)
-                })
+            .filter(|r| r.power_lost)
+            .filter_map(|r| {
+                let first = acknowledged_at.partition_point(|&at| at < r.killed);
+                let at = *acknowledged_at.get(first)?;
+                (at <= r.ready.saturating_add(SYNC_AFTER_READY_MS)).then_some(first)
             })
-            .map(|(i, _)| i)
             .collect()
     }
 
@@ -295,13 +320,16 @@ impl Floor {
             self.site.start_hub().await?;
         }
         // The edge again without the synthetic device: nothing new arrives while it drains.
-        self.edge_restarts
-            .push((outpost_process::clock::unix_ms(), i64::MAX));
+        self.edge_restarts.push(EdgeRestart {
+            killed: outpost_process::clock::unix_ms(),
+            ready: i64::MAX,
+            power_lost: false,
+        });
         self.site
             .restart_edge_without(0, &self.synthetic_toml)
             .await?;
         if let Some(last) = self.edge_restarts.last_mut() {
-            last.1 = outpost_process::clock::unix_ms();
+            last.ready = outpost_process::clock::unix_ms();
         }
         let sims = &self.sims;
         wait_until(
@@ -406,7 +434,7 @@ impl Floor {
                 indeterminate,
             };
             let at_hub = hub.exceptions.get(id).cloned().unwrap_or_default();
-            let observed: Vec<usize> = align(&delivered, &at_hub)
+            let observed: Vec<usize> = align(&delivered, &at_hub, |i| !blind.contains(&i))
                 .into_iter()
                 .enumerate()
                 .map(|(j, matched)| matched.unwrap_or(delivered.len() + j))
@@ -421,12 +449,13 @@ impl Floor {
                 let at = acknowledged_at.get(diverges).copied().unwrap_or(0);
                 let near: Vec<String> = restarts
                     .iter()
-                    .filter(|(killed, _)| (killed - at).abs() < 10_000)
-                    .map(|(killed, ready)| {
+                    .filter(|r| (r.killed - at).abs() < 10_000)
+                    .map(|r| {
                         format!(
-                            "killed {:+} ms, ready {:+} ms",
-                            killed - at,
-                            ready.min(&i64::MAX).saturating_sub(at)
+                            "killed {:+} ms, ready {:+} ms{}",
+                            r.killed - at,
+                            r.ready.saturating_sub(at),
+                            if r.power_lost { ", power lost" } else { "" }
                         )
                     })
                     .collect();

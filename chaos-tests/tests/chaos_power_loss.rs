@@ -15,19 +15,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chaos_tests::floor::{FloorSpec, PreparedFloor};
+use chaos_tests::floor::{FloorSpec, PreparedFloor, env_or};
 use chaos_tests::power_loss_fs::PowerLossDisk;
 use rand::{Rng, SeedableRng};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_outpost-chaos"))
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +67,7 @@ async fn no_acknowledged_event_is_lost_doubled_or_reordered_over_power_cuts_of_e
             hub_disk.cut().unwrap();
         }
         if matches!(victim, Victim::Edge | Victim::Both) {
-            floor.kill9_edge().await.unwrap();
+            floor.kill9_edge(true).await.unwrap();
             edge_disk.cut().unwrap();
         }
         // The power comes back: each store must open on what the disk kept.

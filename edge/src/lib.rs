@@ -114,6 +114,7 @@ pub async fn run(
     metrics::register_all();
     let readiness = Readiness::new();
     let mut shared = EdgeShared::default();
+    shared.data_dir = Some(config.edge.data_dir.clone());
     if config
         .devices
         .iter()

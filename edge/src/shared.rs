@@ -51,6 +51,8 @@ pub struct EdgeShared {
     pub bulk: crate::bulk::BulkQueue,
     /// The edge's ADB key (loaded or made at start when TVs are configured).
     pub adb_key: Option<Arc<rsa::RsaPrivateKey>>,
+    /// The edge's data directory (`None` in tests that run devices without one).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for EdgeShared {

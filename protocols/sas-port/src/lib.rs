@@ -197,6 +197,18 @@ impl SasPort {
         if let Some(parity) = parity.as_mut() {
             parity.configure()?;
         }
+        // Bytes that arrived before this host opened the port answer polls it never sent (a
+        // previous host process's last poll, answered after it died; a pty or a UART keeps them):
+        // read as the answer to this host's first poll, they would be taken for a reply to it.
+        {
+            use tokio_serial::SerialPort;
+            stream
+                .clear(tokio_serial::ClearBuffer::Input)
+                .map_err(|e| PortError::Open {
+                    what: path.display().to_string(),
+                    source: std::io::Error::other(format!("discarding stale input: {e}")),
+                })?;
+        }
         let mut port = Self::new(Box::new(stream), encoding, path.display().to_string());
         port.parity = parity;
         Ok(port)
@@ -398,6 +410,32 @@ mod tests {
                 .unwrap(),
             None,
             "nothing more"
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_sent_before_the_host_opened_the_line_are_never_read_as_a_reply() {
+        let (mut egm, slave) = SasPort::pty(WakeupEncoding::Marked).unwrap();
+        // A reply to a poll of the host process that died: in the line's buffer, nobody reading.
+        egm.send(&[Symbol::plain(0x01), Symbol::plain(0x7E)])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut host = SasPort::open_serial(&slave.path, WakeupEncoding::Marked).unwrap();
+        assert_eq!(
+            host.recv(Instant::now() + Duration::from_millis(100))
+                .await
+                .unwrap(),
+            None,
+            "the stale reply was discarded when the line opened"
+        );
+        egm.send(&[Symbol::plain(0x00)]).await.unwrap();
+        assert_eq!(
+            host.recv(Instant::now() + Duration::from_secs(2))
+                .await
+                .unwrap(),
+            Some(Symbol::plain(0)),
+            "what comes after the opening is read"
         );
     }
 

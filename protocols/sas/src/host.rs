@@ -4,6 +4,9 @@
 //!
 //! Rules (reference §3.3, §3.4, §4.2):
 //! - A global sync poll (`80`) goes first, and again after a poll failed for good or a link loss.
+//!   A line that takes over from a host that died ([`Line::resume`]) instead repeats that host's
+//!   last general poll first: the EGM takes it as an implied NACK and sends its reply again, where
+//!   a sync poll would acknowledge, blindly, a reply the dead host may never have stored.
 //! - Each EGM is polled no more often than `min_interval` (200 ms), least recently polled first, so
 //!   every EGM is polled regularly; queued long polls go before general polls.
 //! - Never the same bytes twice in a row except as a deliberate retry: a poll identical to the last
@@ -166,6 +169,8 @@ pub struct Line {
     config: HostConfig,
     egms: Vec<Egm>,
     needs_sync: bool,
+    /// The EGM whose general poll goes first (see [`Line::resume`]).
+    resume: Option<usize>,
     last_sent: Option<Vec<u8>>,
     outstanding: Option<Outstanding>,
 }
@@ -192,8 +197,29 @@ impl Line {
                 })
                 .collect(),
             needs_sync: true,
+            resume: None,
             last_sent: None,
             outstanding: None,
+        }
+    }
+
+    /// Takes over from a host whose last frame on this line was a general poll to `address` and
+    /// which may have died before it stored the reply: the first frame is that general poll
+    /// again, with identical bytes. The EGM, still synchronised and still holding its reply
+    /// unacknowledged, takes it as an implied NACK and sends the same reply again; an EGM that
+    /// had moved on just answers a general poll. Unknown addresses are ignored (`false`), and
+    /// the line starts with its sync poll as usual.
+    ///
+    /// What the caller must know: the dead host's last frame, recorded before it was sent. If the
+    /// dead host had already stored the reply, it is reported again (at least once, never lost).
+    pub fn resume(&mut self, address: u8) -> bool {
+        match self.egms.iter().position(|e| e.address == address) {
+            Some(index) => {
+                self.resume = Some(index);
+                self.needs_sync = false;
+                true
+            }
+            None => false,
         }
     }
 
@@ -262,6 +288,19 @@ impl Line {
         if self.needs_sync {
             self.needs_sync = false;
             return self.send_sync(now);
+        }
+        if let Some(index) = self.resume.take() {
+            let egm = &mut self.egms[index];
+            egm.last_polled = Some(now);
+            let request = Request::general_poll(egm.address);
+            let real_time = egm.real_time;
+            self.outstanding = Some(Outstanding {
+                egm: index,
+                request: request.clone(),
+                attempt: 0,
+                quiet_since: None,
+            });
+            return self.send(request, real_time, now);
         }
         let index = self.next_egm(now)?;
         let quiet_wait_max = self.config.quiet_wait_max;

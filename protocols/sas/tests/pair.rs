@@ -497,3 +497,85 @@ fn a_machine_that_never_goes_quiet_is_read_anyway_after_the_longest_wait() {
         "{events:?}"
     );
 }
+
+/// The exceptions reported, without "no activity" (00).
+fn exception_codes(events: &[HostEvent]) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            HostEvent::Exception { code, .. } if *code != 0 => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Host 1 polls until the EGM has answered a general poll with an exception, then dies before
+/// storing it (its line is dropped). Returns the exception it received and never stored.
+fn host_dies_holding_a_reply(egm: &mut EgmModel) -> u8 {
+    let mut line = Line::new(&[1], HostConfig::default());
+    let mut now = Instant::now();
+    loop {
+        let t = line.poll_transmit(now).expect("a frame to send");
+        let reply = egm.handle(&t.frame.bytes);
+        if let (Some(expectation), Some(reply)) = (t.expectation, reply) {
+            let mut decoder = ReplyDecoder::new(expectation);
+            decoder.feed(&reply);
+            for event in line.handle_reply(decoder.finish()) {
+                if let HostEvent::Exception { code, .. } = event {
+                    return code; // and the host dies here
+                }
+            }
+        }
+        now += Duration::from_millis(250);
+    }
+}
+
+/// A machine with 11 and 12 to report; a host reads 11 and dies before storing it; a new host
+/// starts, resuming the dead host's general poll or not. Returns what the new host reported and
+/// what the machine counts as delivered.
+fn new_host_after_a_crash(resume: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut egm = EgmModel::new(1);
+    egm.raise(0x11);
+    egm.raise(0x12);
+    assert_eq!(host_dies_holding_a_reply(&mut egm), 0x11);
+    let mut line = Line::new(&[1], HostConfig::default());
+    if resume {
+        assert!(line.resume(1));
+    }
+    let events = run(
+        &mut line,
+        std::slice::from_mut(&mut egm),
+        Duration::from_secs(2),
+    );
+    (exception_codes(&events), egm.delivered().to_vec())
+}
+
+#[test]
+fn a_host_that_resumes_the_dead_hosts_last_general_poll_gets_the_reply_it_never_stored() {
+    let (reported, delivered) = new_host_after_a_crash(true);
+    assert_eq!(
+        reported,
+        [0x11, 0x12],
+        "the new host has every exception, once"
+    );
+    assert_eq!(delivered, [0x11, 0x12]);
+}
+
+#[test]
+fn a_host_that_starts_with_a_sync_poll_acknowledges_the_dead_hosts_reply_blindly() {
+    let (reported, delivered) = new_host_after_a_crash(false);
+    assert_eq!(
+        reported,
+        [0x12],
+        "0x11 was acknowledged by the sync poll and lost"
+    );
+    assert_eq!(delivered, [0x11, 0x12]);
+}
+
+#[test]
+fn resuming_an_address_the_line_does_not_poll_changes_nothing() {
+    let mut line = Line::new(&[1], HostConfig::default());
+    assert!(!line.resume(9));
+    let first = line.poll_transmit(Instant::now()).unwrap();
+    assert_eq!(first.frame.bytes, [0x80], "the sync poll, as usual");
+}

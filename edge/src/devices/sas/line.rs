@@ -170,6 +170,8 @@ pub struct LineDriver {
     games: HashMap<u8, u16>,
     /// When each game's meters are next read (when `game_meter_interval_ms` is not 0).
     next_game_meters: Instant,
+    /// Which EGM's general-poll reply is not yet handled, kept across a crash.
+    last_poll: Option<super::last_poll::LastPoll>,
 }
 
 /// The meters read per game.
@@ -220,6 +222,21 @@ impl LineDriver {
             .iter()
             .map(|e| (e.address, e.id.clone()))
             .collect();
+        let last_poll = shared.data_dir.as_ref().map(|dir| {
+            let name: String = config
+                .id
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                .collect();
+            let (record, held) =
+                super::last_poll::LastPoll::open(&dir.join("sas").join(format!("{name}.last-poll")), &config.id);
+            if let Some(address) = held
+                && line.resume(address)
+            {
+                tracing::info!(line = %config.id, address, "sas line resumes the previous run's last general poll (an implied NACK: its reply is sent again)");
+            }
+            record
+        });
         Self {
             config,
             shared,
@@ -232,6 +249,7 @@ impl LineDriver {
             next_meters: Instant::now(),
             games: HashMap::new(),
             next_game_meters: Instant::now() + game_meter_interval,
+            last_poll,
         }
     }
 
@@ -304,6 +322,11 @@ impl LineDriver {
         if stale > 0 {
             tracing::debug!(line = %self.config.id, bytes = stale, "stale bytes before a poll dropped");
         }
+        if let Some(record) = self.last_poll.as_mut() {
+            record.set(super::last_poll::general_poll_address(
+                &transmit.frame.bytes,
+            ));
+        }
         self.port
             .send_message(&transmit.frame.bytes, transmit.frame.wakeup_first)
             .await?;
@@ -329,6 +352,11 @@ impl LineDriver {
         let events = self.line.handle_reply(result);
         for event in events {
             self.deliver(event).await;
+        }
+        // Every event the reply carried is durable: nothing to repeat after a crash. (A retry
+        // of the same poll is recorded again before it is sent.)
+        if let Some(record) = self.last_poll.as_mut() {
+            record.set(None);
         }
         Ok(())
     }

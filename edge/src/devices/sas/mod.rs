@@ -10,6 +10,7 @@
 
 pub mod debug;
 pub mod egm;
+pub mod last_poll;
 pub mod line;
 pub mod record;
 

@@ -100,6 +100,7 @@ pub struct PreparedFloor {
     machines: Vec<(usize, u8, String)>,
     synthetic_toml: String,
     play_rate: f64,
+    edge_prefix: Vec<String>,
 }
 
 /// A running floor.
@@ -223,7 +224,36 @@ impl PreparedFloor {
             machines,
             synthetic_toml,
             play_rate: spec.play_rate,
+            edge_prefix: Vec::new(),
         })
+    }
+
+    /// Puts the edge on another network: it is started under `prefix` (for example
+    /// `ip netns exec NS`), its admin endpoint listens on `edge_ip` (same port), and it reaches
+    /// the hub's link at `hub` (a proxy, say) instead of the hub's loopback address.
+    pub fn edge_on_network(
+        &mut self,
+        prefix: Vec<String>,
+        edge_ip: std::net::IpAddr,
+        hub: std::net::SocketAddr,
+    ) -> Result<(), FloorError> {
+        let edge = &mut self.layout.edges[0];
+        let admin = std::net::SocketAddr::new(edge_ip, edge.admin.port());
+        let text =
+            std::fs::read_to_string(&edge.config).map_err(io("reading the edge's config"))?;
+        let text = text
+            .replace(
+                &format!("hub = \"{}\"", self.layout.hub_link),
+                &format!("hub = \"{hub}\""),
+            )
+            .replace(
+                &format!("listen = \"{}\"", edge.admin),
+                &format!("listen = \"{admin}\""),
+            );
+        std::fs::write(&edge.config, text).map_err(io("writing the edge's config"))?;
+        edge.admin = admin;
+        self.edge_prefix = prefix;
+        Ok(())
     }
 
     /// Starts hub and edge, waits until every machine's first meter reading (its baseline) is
@@ -231,7 +261,10 @@ impl PreparedFloor {
     pub async fn start(self, exe: &Path) -> Result<Floor, FloorError> {
         let hub_data = self.layout.hub_data_dir.clone();
         let edge_admin = self.layout.edges[0].admin;
-        let site = RunningSite::start(exe, self.layout).await?;
+        let mut site = RunningSite::stopped(exe, self.layout);
+        site.edge_prefix = self.edge_prefix.iter().map(Into::into).collect();
+        site.start_hub().await?;
+        site.start_edge(0).await?;
         let machines = self.machines.clone();
         wait_until(
             "a first meter reading of every machine",

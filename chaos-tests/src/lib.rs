@@ -20,6 +20,7 @@
 
 pub mod checker;
 pub mod floor;
+pub mod network;
 pub mod power_loss_fs;
 
 use std::net::SocketAddr;

@@ -98,6 +98,25 @@ async fn events_and_sequence_survive_reopening() {
 }
 
 #[tokio::test]
+async fn each_devices_last_sequence_survives_its_acknowledgement_and_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let (outbox, writer) = open(tmp.path(), 1 << 30);
+        assert_eq!(outbox.last_seq_of("egm-1").unwrap(), None);
+        append_each(&outbox, "egm-1", EventClass::Money, 2, 50).await;
+        append_each(&outbox, "egm-2", EventClass::Money, 1, 50).await;
+        assert_eq!(outbox.last_seq_of("egm-1").unwrap(), Some(2));
+        outbox.ack(3).await.unwrap();
+        drop(outbox);
+        writer.join().unwrap();
+    }
+    let (outbox, _writer) = open(tmp.path(), 1 << 30);
+    assert_eq!(outbox.last_seq_of("egm-1").unwrap(), Some(2));
+    assert_eq!(outbox.last_seq_of("egm-2").unwrap(), Some(3));
+    assert_eq!(outbox.last_seq_of("egm-3").unwrap(), None);
+}
+
+#[tokio::test]
 async fn ack_trims_and_never_goes_backwards_or_past_the_end() {
     let tmp = tempfile::tempdir().unwrap();
     let (outbox, _writer) = open(tmp.path(), 1 << 30);

@@ -317,6 +317,18 @@ impl Outbox {
         Ok(ids)
     }
 
+    /// The sequence number of `device`'s last stored event (kept even after the hub acknowledged
+    /// it), or `None` if it never stored one. Written in the same commit as the event: what a
+    /// recovered outbox answers here was durable with it.
+    pub fn last_seq_of(&self, device: &str) -> Result<Option<u64>, OutboxError> {
+        let key = [&[writer::DEVICE_LAST][..], device.as_bytes()].concat();
+        Ok(self
+            .db
+            .get(key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
     /// Highest sequence number that is durable.
     pub fn durable_seq(&self) -> u64 {
         *self.durable_seq.borrow()

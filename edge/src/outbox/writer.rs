@@ -16,6 +16,9 @@ use crate::metrics;
 
 pub(crate) const EVENT: u8 = b'e';
 pub(crate) const COMMAND: u8 = b'c';
+/// Per device, the sequence of its last stored event (key: this byte, then the device id),
+/// written in the same batch as the events: see [`super::Outbox::last_seq_of`].
+pub(crate) const DEVICE_LAST: u8 = b'd';
 const META_LAST: &[u8] = b"mlast";
 const META_ACKED: &[u8] = b"macked";
 
@@ -111,6 +114,8 @@ pub(crate) struct Writer {
     /// Events admitted since the last commit: full chunks, and the one being filled.
     sealed: Vec<(u64, Vec<u8>)>,
     chunk: ChunkBuilder,
+    /// The last sequence admitted per device since the last commit.
+    device_last: HashMap<String, u64>,
 }
 
 fn read_u64(db: &sled::Db, key: &[u8]) -> Result<u64, OutboxError> {
@@ -160,6 +165,7 @@ impl Writer {
             chunk_times,
             next_compaction_check: 0,
             chunk: ChunkBuilder::new(MAX_VALUE_BYTES),
+            device_last: HashMap::new(),
             durable,
             disk: Box::new(outpost_storage::Disk),
         };
@@ -324,6 +330,10 @@ impl Writer {
             for (first, value) in self.sealed.drain(..) {
                 batch.insert(seq_key(EVENT, first), value)?;
             }
+            for (device, seq) in self.device_last.drain() {
+                let key = [&[DEVICE_LAST][..], device.as_bytes()].concat();
+                batch.insert(key, seq.to_be_bytes())?;
+            }
             batch.insert(META_LAST, self.last_seq.to_be_bytes())?;
             let committed = self
                 .disk
@@ -456,6 +466,7 @@ impl Writer {
             self.chunk_times.push_back((seq, wall_us / 1000));
         }
         self.chunk.push_frame(seq, &bytes);
+        self.device_last.insert(pending.device, seq);
         appended.push((pending.reply, seq));
         Ok(())
     }

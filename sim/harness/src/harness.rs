@@ -312,6 +312,9 @@ pub struct RunningSite {
     exe: PathBuf,
     pub hub: Option<SiteProcess>,
     pub edges: Vec<Option<SiteProcess>>,
+    /// A command the edges are started under (for example `ip netns exec NS`), empty for none.
+    /// It must `exec` the edge, so the pid killed is the edge's.
+    pub edge_prefix: Vec<OsString>,
 }
 
 impl RunningSite {
@@ -333,6 +336,7 @@ impl RunningSite {
             exe: exe.to_owned(),
             hub: None,
             edges,
+            edge_prefix: Vec::new(),
         }
     }
 
@@ -361,14 +365,24 @@ impl RunningSite {
 
     pub async fn start_edge(&mut self, index: usize) -> Result<(), HarnessError> {
         let edge = &self.layout.edges[index];
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             "edge".into(),
             "run".into(),
             "--config".into(),
             edge.config.clone().into(),
         ];
+        let mut program = self.exe.clone();
+        if let Some((first, rest)) = self.edge_prefix.split_first() {
+            args = rest
+                .iter()
+                .cloned()
+                .chain([self.exe.clone().into_os_string()])
+                .chain(args)
+                .collect();
+            program = PathBuf::from(first);
+        }
         let mut process =
-            SiteProcess::spawn(&edge.id, &self.exe, &args, edge.admin, &self.log(&edge.id))?;
+            SiteProcess::spawn(&edge.id, &program, &args, edge.admin, &self.log(&edge.id))?;
         process.wait_ready(Duration::from_secs(30)).await?;
         self.edges[index] = Some(process);
         Ok(())

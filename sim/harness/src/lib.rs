@@ -1,6 +1,7 @@
 //! The process harness tests, chaos scenarios, benchmarks and the demo use: a site of real
 //! `outpost-hub` and `outpost-edge` processes with its PKI and configs ([`site`], [`harness`]),
-//! fault injection on disks ([`power_cut`]: power cuts through a FUSE file system, small disks)
+//! fault injection on disks ([`power_cut`]: power cuts of a loop-mounted ext4, small disks, and
+//! the commands they run)
 //! and a HikCentral visits driver against the simulator ([`visits_driver`]).
 
 pub mod harness;

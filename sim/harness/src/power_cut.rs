@@ -32,8 +32,8 @@ pub enum PowerCutError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{command}` failed: {output}")]
-    Command { command: String, output: String },
+    #[error(transparent)]
+    Command(#[from] CommandFailed),
     #[error("cannot take the power-cut lock {path}: {source}")]
     Lock { path: PathBuf, source: nix::Error },
 }
@@ -45,19 +45,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PowerCutError + '_ {
     }
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), PowerCutError> {
+/// A command that could not be run or did not succeed, with what it printed.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` failed: {output}")]
+pub struct CommandFailed {
+    pub command: String,
+    pub output: String,
+}
+
+/// Runs `program args...` to its end; anything but success is a [`CommandFailed`].
+pub fn run_command(program: &str, args: &[&str]) -> Result<(), CommandFailed> {
     let command = format!("{program} {}", args.join(" "));
     let output = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| PowerCutError::Command {
+        .map_err(|e| CommandFailed {
             command: command.clone(),
             output: e.to_string(),
         })?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(PowerCutError::Command {
+        Err(CommandFailed {
             command,
             output: format!(
                 "{}{}",
@@ -66,6 +75,10 @@ fn run(program: &str, args: &[&str]) -> Result<(), PowerCutError> {
             ),
         })
     }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), PowerCutError> {
+    Ok(run_command(program, args)?)
 }
 
 const WRITEBACK: &str = "/proc/sys/vm/dirty_writeback_centisecs";
@@ -194,7 +207,7 @@ impl CutDisk {
     pub fn cut(&mut self, pid: u32) -> Result<(), PowerCutError> {
         use nix::sys::signal::{Signal, kill};
         let pid = nix::unistd::Pid::from_raw(pid as i32);
-        kill(pid, Signal::SIGSTOP).map_err(|e| PowerCutError::Command {
+        kill(pid, Signal::SIGSTOP).map_err(|e| CommandFailed {
             command: format!("kill -STOP {pid}"),
             output: e.to_string(),
         })?;
@@ -226,10 +239,10 @@ impl CutDisk {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Err(last.unwrap_or(PowerCutError::Command {
+        Err(last.unwrap_or(PowerCutError::Command(CommandFailed {
             command: "umount".into(),
             output: "gave up".into(),
-        }))
+        })))
     }
 }
 

@@ -5,30 +5,51 @@
 //! reading a reply and storing it leaves the reply acknowledged by nobody — until the next
 //! process starts with the sync poll (`80`), which acknowledges it blindly, and it is lost. So
 //! before each frame the line writes here which EGM a general poll is going to (or that none is:
-//! any other frame, or the reply is handled), and a new process repeats that general poll first
-//! ([`outpost_sas::Line::resume`]): the EGM takes it as an implied NACK and sends the reply again.
+//! any other frame, or the reply is handled), with the outbox's durable sequence at that moment.
+//! A new process whose outbox holds no event of that EGM after that sequence repeats that general
+//! poll first ([`outpost_sas::Line::resume`]): the EGM takes it as an implied NACK and sends the
+//! reply again. If the outbox does hold one, the reply was stored before the crash: the new
+//! process starts with the sync poll, which acknowledges it, and nothing is stored twice.
 //!
 //! Invariants:
-//! - One byte at offset 0: the address of a general poll whose reply is not yet handled, or 0.
+//! - Nine bytes at offset 0: the address of a general poll whose reply is not yet handled (0 for
+//!   none), then the outbox's durable sequence when it was sent (big-endian; `u64::MAX` when the
+//!   outbox was not open: then the poll is repeated).
 //! - Written with `pwrite`, never synced: it survives a crash of the process (the page cache
 //!   holds it), not a power cut, after which the line starts with the sync poll as before. A
 //!   stale address is harmless: a general poll the EGM did not just receive is only a poll.
-//! - A crash after the reply was stored but before the 0 is written makes the reply stored
-//!   twice: at least once, never lost.
+//! - The EGM's events come only from its line, one poll at a time, each durable before the next
+//!   poll: so an event of that EGM after the recorded sequence can only be the reply's.
 //! - Failing to read or write it never stops the line (it is logged once).
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// A general poll sent: to whom, and the outbox's durable sequence just before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentPoll {
+    pub address: u8,
+    pub durable_seq: u64,
+}
+
 pub struct LastPoll {
     file: Option<std::fs::File>,
     path: PathBuf,
-    written: Option<u8>,
+    written: Option<[u8; 9]>,
+}
+
+fn encode(poll: Option<SentPoll>) -> [u8; 9] {
+    let mut bytes = [0u8; 9];
+    if let Some(poll) = poll {
+        bytes[0] = poll.address;
+        bytes[1..].copy_from_slice(&poll.durable_seq.to_be_bytes());
+    }
+    bytes
 }
 
 impl LastPoll {
-    /// Opens (creating) the record at `path`; returns it and the address it held, if any.
-    pub fn open(path: &Path, line: &str) -> (Self, Option<u8>) {
+    /// Opens (creating) the record at `path`; returns it and the poll it held, if any.
+    pub fn open(path: &Path, line: &str) -> (Self, Option<SentPoll>) {
         let opened = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -47,33 +68,38 @@ impl LastPoll {
                 None
             }
         };
-        let mut byte = [0u8];
-        let held = file
+        let mut bytes = [0u8; 9];
+        let read = file
             .as_ref()
-            .and_then(|f| f.read_at(&mut byte, 0).ok())
-            .filter(|&n| n == 1)
-            .map(|_| byte[0])
-            .filter(|&a| a != 0);
+            .and_then(|f| f.read_at(&mut bytes, 0).ok())
+            .filter(|&n| n == bytes.len());
+        let held = read.and_then(|_| {
+            let durable_seq = u64::from_be_bytes(bytes[1..].try_into().ok()?);
+            (bytes[0] != 0).then_some(SentPoll {
+                address: bytes[0],
+                durable_seq,
+            })
+        });
         let record = Self {
             file,
             path: path.to_owned(),
-            written: held,
+            written: read.map(|_| bytes),
         };
         (record, held)
     }
 
-    /// Records that a general poll to `address` is about to be sent (`Some`), or that no reply
-    /// is outstanding (`None`).
-    pub fn set(&mut self, address: Option<u8>) {
-        let byte = address.unwrap_or(0);
-        if self.written == Some(byte) {
+    /// Records that a general poll is about to be sent (`Some`), or that no reply is
+    /// outstanding (`None`).
+    pub fn set(&mut self, poll: Option<SentPoll>) {
+        let bytes = encode(poll);
+        if self.written == Some(bytes) {
             return;
         }
         let Some(file) = &self.file else {
             return;
         };
-        match file.write_at(&[byte], 0) {
-            Ok(_) => self.written = Some(byte),
+        match file.write_all_at(&bytes, 0) {
+            Ok(()) => self.written = Some(bytes),
             Err(err) => {
                 tracing::warn!(path = %self.path.display(), %err, "cannot record the sas line's last poll; a restart will sync blindly");
                 self.file = None;
@@ -96,16 +122,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_address_of_an_unhandled_general_poll_survives_a_reopen() {
+    fn an_unhandled_general_poll_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sas/line-1.last-poll");
         let (mut record, held) = LastPoll::open(&path, "line-1");
         assert_eq!(held, None);
-        record.set(Some(3));
+        let sent = SentPoll {
+            address: 3,
+            durable_seq: 41,
+        };
+        record.set(Some(sent));
         drop(record);
         let (mut record, held) = LastPoll::open(&path, "line-1");
-        assert_eq!(held, Some(3));
+        assert_eq!(held, Some(sent));
         record.set(None);
+        assert_eq!(LastPoll::open(&path, "line-1").1, None);
+    }
+
+    #[test]
+    fn a_short_or_empty_record_holds_no_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("line-1.last-poll");
+        std::fs::write(&path, [3u8]).unwrap();
         assert_eq!(LastPoll::open(&path, "line-1").1, None);
     }
 

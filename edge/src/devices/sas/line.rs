@@ -172,6 +172,8 @@ pub struct LineDriver {
     next_game_meters: Instant,
     /// Which EGM's general-poll reply is not yet handled, kept across a crash.
     last_poll: Option<super::last_poll::LastPoll>,
+    /// The previous run's last general poll, until [`Self::decide_resume`] has decided.
+    resume: Option<super::last_poll::SentPoll>,
 }
 
 /// The meters read per game.
@@ -222,19 +224,22 @@ impl LineDriver {
             .iter()
             .map(|e| (e.address, e.id.clone()))
             .collect();
+        let mut resume = None;
         let last_poll = shared.data_dir.as_ref().map(|dir| {
             let name: String = config
                 .id
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
-            let (record, held) =
-                super::last_poll::LastPoll::open(&dir.join("sas").join(format!("{name}.last-poll")), &config.id);
-            if let Some(address) = held
-                && line.resume(address)
-            {
-                tracing::info!(line = %config.id, address, "sas line resumes the previous run's last general poll (an implied NACK: its reply is sent again)");
-            }
+            let path = dir.join("sas").join(format!("{name}.last-poll"));
+            let (record, held) = super::last_poll::LastPoll::open(&path, &config.id);
+            resume = held;
             record
         });
         Self {
@@ -250,7 +255,33 @@ impl LineDriver {
             games: HashMap::new(),
             next_game_meters: Instant::now() + game_meter_interval,
             last_poll,
+            resume,
         }
+    }
+
+    /// Decides, once the outbox is open, whether the previous run's last general poll is
+    /// repeated (its reply was not stored) or not (it was: the sync poll may acknowledge it).
+    /// `false` while the outbox is not open yet.
+    fn decide_resume(&mut self, sent: super::last_poll::SentPoll) -> bool {
+        let Some(outbox) = self.shared.outbox() else {
+            return false;
+        };
+        let Some(id) = self.ids.get(&sent.address).cloned() else {
+            return true;
+        };
+        let stored_after = match outbox.last_seq_of(&id) {
+            Ok(last) => last.is_some_and(|seq| seq > sent.durable_seq),
+            Err(err) => {
+                tracing::warn!(line = %self.config.id, device = %id, %err, "cannot read the machine's last stored event; repeating its last poll");
+                false
+            }
+        };
+        if stored_after {
+            tracing::info!(line = %self.config.id, device = %id, "the previous run stored the reply to its last poll; starting with the sync poll");
+        } else if self.line.resume(sent.address) {
+            tracing::info!(line = %self.config.id, device = %id, "sas line repeats the previous run's last general poll (an implied NACK: its reply is sent again)");
+        }
+        true
     }
 
     /// Runs until the port fails; returns why.
@@ -288,6 +319,14 @@ impl LineDriver {
     }
 
     async fn step(&mut self) -> Result<(), PortError> {
+        if let Some(sent) = self.resume {
+            if !self.decide_resume(sent) {
+                // Nothing is sent before the decision: the outbox is opening.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return Ok(());
+            }
+            self.resume = None;
+        }
         let now = Instant::now();
         if now >= self.next_meters {
             self.queue_meters(now);
@@ -323,9 +362,15 @@ impl LineDriver {
             tracing::debug!(line = %self.config.id, bytes = stale, "stale bytes before a poll dropped");
         }
         if let Some(record) = self.last_poll.as_mut() {
-            record.set(super::last_poll::general_poll_address(
-                &transmit.frame.bytes,
-            ));
+            let durable_seq = self.shared.outbox().map_or(u64::MAX, |o| o.durable_seq());
+            record.set(
+                super::last_poll::general_poll_address(&transmit.frame.bytes).map(|address| {
+                    super::last_poll::SentPoll {
+                        address,
+                        durable_seq,
+                    }
+                }),
+            );
         }
         self.port
             .send_message(&transmit.frame.bytes, transmit.frame.wakeup_first)

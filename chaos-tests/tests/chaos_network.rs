@@ -1,0 +1,135 @@
+//! A bad network, real processes: the edge runs in a network namespace of its own and reaches the
+//! hub over a veth pair through a UDP fault proxy. While the floor plays (slot machines on pty
+//! lines and a 100 events/s money stream), the link goes through phases, in an order the seed
+//! picks: random loss (iptables `statistic`, 20 % each way), a full partition longer than the
+//! session's dead-peer timeout, then heal; a bandwidth cap (`tbf`, 96 kbit/s, below what the
+//! floor sends, so a backlog grows); and delay with
+//! reordering and duplication from the proxy (up to 40 ms, 5 % duplicated). Every phase but the
+//! partition is also combined with the proxy's faults. The checker must find nothing lost,
+//! doubled or out of order, nothing indeterminate (no process restarts), and the money equal.
+//!
+//! Needs root, `ip`, `iptables` and `tc` (`.ci/run` installs iptables); skipped with a message
+//! otherwise. `OUTPOST_CHAOS_SEED` replays a schedule.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use chaos_tests::floor::{FloorSpec, PreparedFloor, env_or};
+use chaos_tests::network::{EdgeNetwork, FaultProxy, ProxyFaults};
+use outpost_harness::harness::scrape;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-chaos"))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Loss,
+    Partition,
+    Cap,
+    Jitter,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_doubled_or_reordered_through_loss_partitions_a_cap_and_reordering() {
+    if !chaos_tests::network::available() {
+        println!("skipped: network faults need root, ip, iptables and tc");
+        return;
+    }
+    let seed: u64 = env_or("OUTPOST_CHAOS_SEED", rand::random());
+    println!("network seed {seed} (replay with OUTPOST_CHAOS_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut prepared = PreparedFloor::prepare(exe(), tmp.path(), &FloorSpec::new(seed))
+        .await
+        .unwrap();
+    let network = EdgeNetwork::create(std::process::id() as u16).unwrap();
+    let proxy = FaultProxy::start(
+        SocketAddr::from((network.host, 0)),
+        prepared.layout.hub_link,
+        seed,
+    )
+    .await
+    .unwrap();
+    prepared
+        .edge_on_network(network.prefix(), network.edge.into(), proxy.addr)
+        .unwrap();
+    let edge_admin = prepared.layout.edges[0].admin;
+    let floor = prepared.start(exe()).await.unwrap();
+
+    let mut phases = [Phase::Loss, Phase::Partition, Phase::Cap, Phase::Jitter];
+    phases.shuffle(&mut rng);
+    let jitter = ProxyFaults {
+        max_delay: Duration::from_millis(40),
+        duplicate: 0.05,
+    };
+    for phase in phases {
+        let length = Duration::from_millis(rng.random_range(5_000..8_000));
+        let with_jitter = !matches!(phase, Phase::Partition) && rng.random_bool(0.5);
+        println!(
+            "phase {phase:?} for {} ms{}",
+            length.as_millis(),
+            if with_jitter {
+                ", with the proxy's delay and duplicates"
+            } else {
+                ""
+            }
+        );
+        proxy.set(if with_jitter || matches!(phase, Phase::Jitter) {
+            jitter
+        } else {
+            ProxyFaults::default()
+        });
+        match phase {
+            Phase::Loss => network.loss(20).unwrap(),
+            Phase::Partition => network.partition().unwrap(),
+            Phase::Cap => network.cap(Some(96)).unwrap(),
+            Phase::Jitter => {}
+        }
+        tokio::time::sleep(length).await;
+        let backlog = scrape(edge_admin, "outpost_outbox_last_seq")
+            .await
+            .unwrap_or(0.0)
+            - scrape(edge_admin, "outpost_outbox_acked_seq")
+                .await
+                .unwrap_or(0.0);
+        println!("  the edge's backlog at the end: {backlog} events");
+        if matches!(phase, Phase::Cap) {
+            assert!(
+                backlog > 50.0,
+                "the cap held the edge back ({backlog} waiting)"
+            );
+        }
+        if matches!(phase, Phase::Partition) {
+            // The edge noticed: its session ended, it kept storing.
+            let connected = scrape(edge_admin, "outpost_uplink_connected").await;
+            println!("  edge connected at the end of the partition: {connected:?}");
+            assert_eq!(connected, Some(0.0), "the edge saw the partition");
+        }
+        network.heal().unwrap();
+        network.cap(None).unwrap();
+        proxy.set(ProxyFaults::default());
+    }
+
+    let report = floor.finish().await.unwrap();
+    let counters = proxy.counters();
+    println!(
+        "proxy: {} datagrams, {} delayed, {} duplicated; {} events from the edge:\n{report}",
+        counters.forwarded, counters.delayed, counters.duplicated, report.last_seq
+    );
+    assert_eq!(
+        report.total.indeterminate, 0,
+        "no restart, nothing indeterminate"
+    );
+    assert!(report.valid(), "seed {seed}:\n{report}");
+    assert!(
+        counters.duplicated > 0 && counters.delayed > 0,
+        "the proxy did its faults"
+    );
+}

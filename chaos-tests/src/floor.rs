@@ -14,7 +14,8 @@
 //!   the sync poll (`80`), which acknowledges, blindly, the reply the dead process may have read
 //!   and not stored (`docs/testing.md`, "What the chaos suite found");
 //! - the edge's sequence numbers: the hub's log must be `1..=last` (a loss at the hub is a gap
-//!   here, since the edge forgets what the hub acknowledged);
+//!   here, since the edge forgets what the hub acknowledged), `last` read once the edge drained;
+//!   what the edge stored after that (meter readings until it stops) is indeterminate;
 //! - the projections against the machines: each machine's coin in, as the hub's gaming days
 //!   report it through the API, equals what the simulator really added;
 //! - the processes: hub and edge stop cleanly with SIGTERM at the end.
@@ -34,6 +35,7 @@ use outpost_harness::site::{SiteLayout, SiteSpec, sas_pty_line_toml};
 use outpost_link::{EventBody, SasEvent};
 
 use crate::checker::{History, Verdict, align, check};
+use crate::power_loss_fs::PowerLossDisk;
 
 /// The synthetic money stream: 100 events/s of 200 bytes.
 pub const SYNTHETIC_ID: &str = "money-stream";
@@ -55,6 +57,8 @@ pub enum FloorError {
     Unexpected { what: String, detail: String },
     #[error("reading the hub's log: {0}")]
     Store(String),
+    #[error(transparent)]
+    Disk(#[from] crate::power_loss_fs::PowerLossFsError),
 }
 
 fn io(what: &str) -> impl FnOnce(std::io::Error) -> FloorError + '_ {
@@ -139,9 +143,21 @@ pub struct FloorReport {
     pub last_seq: u64,
     /// For each stream that differs: where, and the edge restarts near that moment.
     pub divergences: Vec<String>,
+    /// The earliest and the latest wall-clock time (Unix µs) the edge put on an event.
+    pub edge_wall_us: (i64, i64),
 }
 
 impl FloorReport {
+    /// Exceptions whose acknowledgement the machines could not know was real (only after an
+    /// edge's power cut; see the module docs).
+    pub fn machine_indeterminate(&self) -> usize {
+        self.verdicts
+            .iter()
+            .filter(|(stream, _)| stream.as_str() != "edge sequence")
+            .map(|(_, v)| v.indeterminate)
+            .sum()
+    }
+
     pub fn valid(&self) -> bool {
         self.total.valid() && self.money_mismatches.is_empty() && self.stopped_cleanly
     }
@@ -163,6 +179,21 @@ impl std::fmt::Display for FloorReport {
             writeln!(f, "  {divergence}")?;
         }
         write!(f, "  stopped cleanly: {}", self.stopped_cleanly)
+    }
+}
+
+/// Where a scenario lays out its site: `OUTPOST_CHAOS_DIR` if set (kept afterwards, to read the
+/// logs), else a temporary directory removed at the end (hold the guard).
+pub fn scenario_dir() -> (Option<tempfile::TempDir>, PathBuf) {
+    match std::env::var_os("OUTPOST_CHAOS_DIR") {
+        Some(dir) => (None, PathBuf::from(dir)),
+        None => match tempfile::tempdir() {
+            Ok(tmp) => {
+                let path = tmp.path().to_owned();
+                (Some(tmp), path)
+            }
+            Err(e) => panic!("cannot make a temporary directory: {e}"),
+        },
     }
 }
 
@@ -228,6 +259,29 @@ impl PreparedFloor {
         })
     }
 
+    /// Puts the hub's and the edge's data directories each on a disk of its own
+    /// ([`crate::power_loss_fs`]) of the given sizes; returns (hub's, edge's).
+    pub fn mount_disks(
+        &self,
+        hub_bytes: u64,
+        edge_bytes: u64,
+    ) -> Result<(PowerLossDisk, PowerLossDisk), FloorError> {
+        let hub_dir = &self.layout.hub_data_dir;
+        let edge_dir = &self.layout.edges[0].data_dir;
+        std::fs::create_dir_all(hub_dir).map_err(io("making the hub's data directory"))?;
+        std::fs::create_dir_all(edge_dir).map_err(io("making the edge's data directory"))?;
+        Ok((
+            PowerLossDisk::mount(hub_dir, hub_bytes)?,
+            PowerLossDisk::mount(edge_dir, edge_bytes)?,
+        ))
+    }
+
+    /// Starts the edge under `prefix` (a command that `exec`s it: `ip netns exec NS`, `env
+    /// VAR=…`).
+    pub fn edge_under(&mut self, prefix: Vec<String>) {
+        self.edge_prefix = prefix;
+    }
+
     /// Puts the edge on another network: it is started under `prefix` (for example
     /// `ip netns exec NS`), its admin endpoint listens on `edge_ip` (same port), and it reaches
     /// the hub's link at `hub` (a proxy, say) instead of the hub's loopback address.
@@ -252,7 +306,7 @@ impl PreparedFloor {
             );
         std::fs::write(&edge.config, text).map_err(io("writing the edge's config"))?;
         edge.admin = admin;
-        self.edge_prefix = prefix;
+        self.edge_under(prefix);
         Ok(())
     }
 
@@ -310,6 +364,37 @@ impl Floor {
         Ok(self.site.kill9_edge(0).await?)
     }
 
+    /// What systemd's `Restart=always` does: starts again the hub or the edge if its process
+    /// ended by itself (the hub stops when a commit fails, for one). Returns how many it started.
+    pub async fn restart_what_exited(&mut self) -> Result<u32, FloorError> {
+        let mut started = 0;
+        if self.site.hub.as_mut().is_some_and(|hub| hub.has_exited()) {
+            self.site.hub = None;
+            tracing::info!("the hub exited by itself; starting it again");
+            self.site.launch_hub()?;
+            started += 1;
+        }
+        if self.site.edges[0]
+            .as_mut()
+            .is_some_and(|edge| edge.has_exited())
+        {
+            self.site.edges[0] = None;
+            tracing::info!("the edge exited by itself; starting it again");
+            self.start_edge_after_exit().await?;
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    async fn start_edge_after_exit(&mut self) -> Result<(), FloorError> {
+        self.edge_restarts.push(EdgeRestart {
+            killed: outpost_process::clock::unix_ms(),
+            ready: i64::MAX,
+            power_lost: false,
+        });
+        self.start_edge().await
+    }
+
     /// Starts the edge again after [`Self::kill9_edge`].
     pub async fn start_edge(&mut self) -> Result<(), FloorError> {
         self.site.start_edge(0).await?;
@@ -349,6 +434,7 @@ impl Floor {
                 .await
                 .map_err(io("stopping the play"))?;
         }
+        self.restart_what_exited().await?;
         if self.site.hub.is_none() {
             self.site.start_hub().await?;
         }
@@ -507,7 +593,30 @@ impl Floor {
                 money_mismatches.push((id.clone(), at_hub, lifetime));
             }
         }
-        let edge = check(&History::acknowledged((1..=last_seq).collect()), &hub.seqs);
+        // The edge goes on reading meters between the drain and its stop: what it stored after
+        // `last_seq` was measured may or may not have reached the hub (outcome unknown).
+        let beyond = hub.seqs.iter().copied().max().unwrap_or(0).max(last_seq);
+        let edge = check(
+            &History {
+                acknowledged: (1..=last_seq).collect(),
+                indeterminate: (last_seq + 1..=beyond).collect(),
+            },
+            &hub.seqs,
+        );
+        if !edge.valid() {
+            // What the hub holds around where the edge's own sequence ends.
+            let around: Vec<String> = hub
+                .events
+                .iter()
+                .filter(|(seq, ..)| seq.abs_diff(last_seq) <= 6)
+                .map(|(seq, device, boot, wall_us)| {
+                    format!("{seq} {device} boot {boot:04x} at {wall_us}")
+                })
+                .collect();
+            divergences.push(format!(
+                "edge sequence: the edge's last is {last_seq}; the hub holds near it: {around:?}"
+            ));
+        }
         verdicts.insert("edge sequence".to_owned(), edge);
         let mut total = Verdict::default();
         for verdict in verdicts.values() {
@@ -520,13 +629,17 @@ impl Floor {
             stopped_cleanly,
             last_seq,
             divergences,
+            edge_wall_us: hub.wall_us,
         })
     }
 }
 
 struct HubLog {
     seqs: Vec<u64>,
+    /// (seq, device, low bits of the boot id, wall time) of every event, for diagnoses.
+    events: Vec<(u64, String, u16, i64)>,
     exceptions: BTreeMap<String, Vec<u8>>,
+    wall_us: (i64, i64),
 }
 
 fn read_hub_log(hub_data: &Path) -> Result<HubLog, FloorError> {
@@ -537,8 +650,20 @@ fn read_hub_log(hub_data: &Path) -> Result<HubLog, FloorError> {
     let events = log.read("edge-01", 0, usize::MAX).map_err(|e| store(&e))?;
     let mut seqs = Vec::with_capacity(events.len());
     let mut exceptions: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut wall_us = (i64::MAX, i64::MIN);
+    let mut listed = Vec::with_capacity(events.len());
     for stored in &events {
         seqs.push(stored.event.seq);
+        listed.push((
+            stored.event.seq,
+            stored.event.device.clone(),
+            stored.event.boot_id as u16,
+            stored.event.wall_us,
+        ));
+        wall_us = (
+            wall_us.0.min(stored.event.wall_us),
+            wall_us.1.max(stored.event.wall_us),
+        );
         if let EventBody::Sas(SasEvent::Exception { code }) = &stored.event.body {
             exceptions
                 .entry(stored.event.device.clone())
@@ -546,5 +671,10 @@ fn read_hub_log(hub_data: &Path) -> Result<HubLog, FloorError> {
                 .push(*code);
         }
     }
-    Ok(HubLog { seqs, exceptions })
+    Ok(HubLog {
+        seqs,
+        events: listed,
+        exceptions,
+        wall_us,
+    })
 }

@@ -731,6 +731,8 @@ impl std::fmt::Debug for PowerLossDisk {
 impl PowerLossDisk {
     /// Mounts an empty disk of `capacity` bytes on `mount` (which must exist and be empty).
     pub fn mount(mount: &Path, capacity: u64) -> Result<Self, PowerLossFsError> {
+        // A disk left mounted here by a run that died (its FUSE connection gone) goes first.
+        let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
         let mut disk = Self {
             disk: Arc::new(Mutex::new(Disk::new(capacity))),
             mount: mount.to_owned(),
@@ -784,6 +786,23 @@ impl PowerLossDisk {
         self.attach()
     }
 
+    /// Bytes the files take now (what `statfs` counts as used).
+    pub fn used(&self) -> u64 {
+        self.disk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .used()
+    }
+
+    /// Changes the disk's size while it is in use: below what is used, every write that grows a
+    /// file fails with `ENOSPC` until files shrink or the size grows again.
+    pub fn set_capacity(&self, capacity: u64) {
+        self.disk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .capacity = capacity;
+    }
+
     pub fn counters(&self) -> DiskCounters {
         self.disk
             .lock()
@@ -797,6 +816,9 @@ impl Drop for PowerLossDisk {
         if let Err(e) = self.detach() {
             tracing::warn!(error = %e, "power-loss disk not unmounted");
         }
+        // Whatever happened above, leave no mount behind (a lazy unmount of nothing fails
+        // harmlessly).
+        let _ = nix::mount::umount2(&self.mount, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

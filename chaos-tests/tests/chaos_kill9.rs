@@ -27,8 +27,8 @@ async fn every_exception_a_machine_counts_as_delivered_is_at_the_hub_once_throug
     println!("kill -9 seed {seed} (replay with OUTPOST_CHAOS_SEED={seed}), {kills} kills");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let tmp = tempfile::tempdir().unwrap();
-    let prepared = PreparedFloor::prepare(exe(), tmp.path(), &FloorSpec::new(seed))
+    let (_guard, dir) = chaos_tests::floor::scenario_dir();
+    let prepared = PreparedFloor::prepare(exe(), dir.as_path(), &FloorSpec::new(seed))
         .await
         .unwrap();
     let mut floor = prepared.start(exe()).await.unwrap();
@@ -59,7 +59,8 @@ async fn every_exception_a_machine_counts_as_delivered_is_at_the_hub_once_throug
         report.last_seq
     );
     assert_eq!(
-        report.total.indeterminate, 0,
+        report.machine_indeterminate(),
+        0,
         "a crash leaves nothing indeterminate"
     );
     assert!(report.valid(), "seed {seed}:\n{report}");

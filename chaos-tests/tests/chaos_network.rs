@@ -45,8 +45,8 @@ async fn nothing_is_lost_doubled_or_reordered_through_loss_partitions_a_cap_and_
     println!("network seed {seed} (replay with OUTPOST_CHAOS_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let tmp = tempfile::tempdir().unwrap();
-    let mut prepared = PreparedFloor::prepare(exe(), tmp.path(), &FloorSpec::new(seed))
+    let (_guard, dir) = chaos_tests::floor::scenario_dir();
+    let mut prepared = PreparedFloor::prepare(exe(), dir.as_path(), &FloorSpec::new(seed))
         .await
         .unwrap();
     let network = EdgeNetwork::create(std::process::id() as u16).unwrap();
@@ -124,7 +124,8 @@ async fn nothing_is_lost_doubled_or_reordered_through_loss_partitions_a_cap_and_
         counters.forwarded, counters.delayed, counters.duplicated, report.last_seq
     );
     assert_eq!(
-        report.total.indeterminate, 0,
+        report.machine_indeterminate(),
+        0,
         "no restart, nothing indeterminate"
     );
     assert!(report.valid(), "seed {seed}:\n{report}");

@@ -16,7 +16,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaos_tests::floor::{FloorSpec, PreparedFloor, env_or};
-use chaos_tests::power_loss_fs::PowerLossDisk;
 use rand::{Rng, SeedableRng};
 
 fn exe() -> &'static Path {
@@ -41,16 +40,11 @@ async fn no_acknowledged_event_is_lost_doubled_or_reordered_over_power_cuts_of_e
     println!("power-loss seed {seed} (replay with OUTPOST_CHAOS_SEED={seed}), {cuts} cuts");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let tmp = tempfile::tempdir().unwrap();
-    let prepared = PreparedFloor::prepare(exe(), tmp.path(), &FloorSpec::new(seed))
+    let (_guard, dir) = chaos_tests::floor::scenario_dir();
+    let prepared = PreparedFloor::prepare(exe(), dir.as_path(), &FloorSpec::new(seed))
         .await
         .unwrap();
-    let hub_dir = prepared.layout.hub_data_dir.clone();
-    let edge_dir = prepared.layout.edges[0].data_dir.clone();
-    std::fs::create_dir_all(&hub_dir).unwrap();
-    std::fs::create_dir_all(&edge_dir).unwrap();
-    let mut hub_disk = PowerLossDisk::mount(&hub_dir, 2 << 30).unwrap();
-    let mut edge_disk = PowerLossDisk::mount(&edge_dir, 1 << 30).unwrap();
+    let (mut hub_disk, mut edge_disk) = prepared.mount_disks(2 << 30, 1 << 30).unwrap();
     let mut floor = prepared.start(exe()).await.unwrap();
 
     for cut in 1..=cuts {

@@ -132,6 +132,11 @@ impl SiteProcess {
         self.child.id()
     }
 
+    /// Whether the process has ended (without waiting for it).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The last 25 lines of the process's log.
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -345,20 +350,29 @@ impl RunningSite {
     }
 
     pub async fn start_hub(&mut self) -> Result<(), HarnessError> {
+        self.launch_hub()?;
+        if let Some(hub) = self.hub.as_mut() {
+            hub.wait_ready(Duration::from_secs(30)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the hub without waiting for it to be ready (as a service manager does: a hub
+    /// waiting for its store is running, not failed).
+    pub fn launch_hub(&mut self) -> Result<(), HarnessError> {
         let args: Vec<OsString> = vec![
             "hub".into(),
             "run".into(),
             "--config".into(),
             self.layout.hub_config.clone().into(),
         ];
-        let mut hub = SiteProcess::spawn(
+        let hub = SiteProcess::spawn(
             "outpost-hub",
             &self.exe,
             &args,
             self.layout.hub_admin,
             &self.log("hub"),
         )?;
-        hub.wait_ready(Duration::from_secs(30)).await?;
         self.hub = Some(hub);
         Ok(())
     }

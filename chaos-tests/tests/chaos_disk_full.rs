@@ -1,0 +1,110 @@
+//! Full disks, real processes: the hub's and the edge's data directories are each on a disk whose
+//! size the test changes while they run (`chaos_tests::power_loss_fs`, no power cut here). While
+//! the floor plays, first the hub's disk, then the edge's, shrinks to what is already used plus
+//! 256 KiB for 8 s, so writes that grow a file fail with `ENOSPC`, then grows back. A full disk
+//! must be back-pressure, not loss: the checker must find nothing lost, doubled or out of order,
+//! nothing indeterminate, and the money equal. The hub's disk must have been really full; the
+//! edge never fills its disk (it stops storing at a reserve of free space and its devices wait),
+//! so its disk must have been below that reserve. The hub
+//! stops when a commit fails (its store cannot be trusted after a write error) and is started
+//! again as systemd's `Restart=always` would: the test counts those restarts.
+//!
+//! Needs root and `/dev/fuse`; skipped with a message otherwise. `OUTPOST_CHAOS_SEED` replays the
+//! floor.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chaos_tests::floor::{Floor, FloorSpec, PreparedFloor, env_or};
+use chaos_tests::power_loss_fs::PowerLossDisk;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_outpost-chaos"))
+}
+
+const ROOM: u64 = 256 << 10;
+
+/// Shrinks `disk` to what it uses plus [`ROOM`] for `hold`, then gives it `capacity` again,
+/// restarting what exits meanwhile (as systemd would, every 2 s at most); returns the free bytes
+/// `statfs` showed at the fullest moment seen.
+async fn fill_for(floor: &mut Floor, disk: &PowerLossDisk, capacity: u64, hold: Duration) -> u64 {
+    disk.set_capacity(disk.used() + ROOM);
+    let mut least_free = u64::MAX;
+    let until = tokio::time::Instant::now() + hold;
+    while tokio::time::Instant::now() < until {
+        let stat = nix::sys::statvfs::statvfs(disk.mount_point()).unwrap();
+        least_free = least_free.min(stat.blocks_available() * stat.fragment_size());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        restart(floor).await;
+    }
+    disk.set_capacity(capacity);
+    least_free
+}
+
+/// Restarts what exited, after systemd's `RestartSec=2`.
+async fn restart(floor: &mut Floor) {
+    let exited = floor.site.hub.as_mut().is_some_and(|p| p.has_exited())
+        || floor.site.edges[0].as_mut().is_some_and(|p| p.has_exited());
+    if exited {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = floor.restart_what_exited().await.unwrap();
+        println!("  {started} process(es) exited by themselves and were started again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_hub_or_the_edge_holds_events_back_and_loses_none() {
+    if !nix::unistd::Uid::effective().is_root() || !Path::new("/dev/fuse").exists() {
+        println!("skipped: the sized disks need root and /dev/fuse");
+        return;
+    }
+    let seed: u64 = env_or("OUTPOST_CHAOS_SEED", rand::random());
+    println!("disk-full seed {seed} (replay with OUTPOST_CHAOS_SEED={seed})");
+    let (_guard, dir) = chaos_tests::floor::scenario_dir();
+    let prepared = PreparedFloor::prepare(exe(), dir.as_path(), &FloorSpec::new(seed))
+        .await
+        .unwrap();
+    let (hub_size, edge_size) = (2u64 << 30, 1u64 << 30);
+    let (hub_disk, edge_disk) = prepared.mount_disks(hub_size, edge_size).unwrap();
+    let mut floor = prepared.start(exe()).await.unwrap();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("the hub's disk full for 8 s");
+    let hub_free = fill_for(&mut floor, &hub_disk, hub_size, Duration::from_secs(8)).await;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        restart(&mut floor).await;
+    }
+    println!("the edge's disk full for 8 s");
+    let edge_free = fill_for(&mut floor, &edge_disk, edge_size, Duration::from_secs(8)).await;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        restart(&mut floor).await;
+    }
+
+    let report = floor.finish().await.unwrap();
+    println!(
+        "least free while full: hub {} KiB, edge {} KiB; {} events from the edge:\n{report}",
+        hub_free >> 10,
+        edge_free >> 10,
+        report.last_seq
+    );
+    // The hub writes until the disk is full; the edge stops storing at its own reserve (1 MiB of
+    // free space), before the disk is full, and its devices wait.
+    assert_eq!(
+        hub_free, 0,
+        "the hub's disk was full (else the test tested nothing)"
+    );
+    assert!(
+        edge_free < ROOM,
+        "the edge wrote into the little room it had"
+    );
+    assert_eq!(
+        report.machine_indeterminate(),
+        0,
+        "no restart, nothing indeterminate"
+    );
+    assert!(report.valid(), "seed {seed}:\n{report}");
+}

@@ -93,9 +93,10 @@ async fn a_full_disk_at_the_hub_or_the_edge_holds_events_back_and_loses_none() {
     );
     // The hub writes until the disk is full; the edge stops storing at its own reserve (1 MiB of
     // free space), before the disk is full, and its devices wait.
-    assert_eq!(
-        hub_free, 0,
-        "the hub's disk was full (else the test tested nothing)"
+    // Sampled every 200 ms: a page or two may show free when the hub's write failed.
+    assert!(
+        hub_free < 64 << 10,
+        "the hub's disk was full (else the test tested nothing): {hub_free} bytes free"
     );
     assert!(
         edge_free < ROOM,

@@ -21,8 +21,7 @@
 //! themselves (a machine raises exception 0x7E many times) is lined up with the hub's stream by
 //! [`align`] (a longest common subsequence): each hub event takes the id of the source event it
 //! stands for, or a new id (extra). A loss is then one `lost` id, a duplicate one `unexpected`,
-//! and a swap one of each. ([`by_occurrence`] numbers repeats instead; it is simpler but one
-//! missing event renumbers all after it, so it only suits streams where nothing may be missing.)
+//! and a swap one of each.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -160,8 +159,8 @@ fn longest_increasing(values: &[usize]) -> usize {
 /// Matches a stream whose values repeat (a machine's exception codes) against what the hub holds,
 /// by a longest common subsequence: returns, for each observed value, the index of the expected
 /// value it stands for, or `None` (then it is extra: doubled or unexpected). Expected values no
-/// observed one stands for are missing. Unlike [`by_occurrence`], one missing value does not
-/// renumber the ones after it. O(n·m): for streams of thousands, not millions.
+/// observed one stands for are missing. One missing value does not shift the ones after it (as
+/// numbering repeats by occurrence would). O(n·m): for streams of thousands, not millions.
 ///
 /// Where equal values make several alignments equally long, the one that leaves out the fewest
 /// `required` expected values wins: with `70 70` expected, the first indeterminate and the
@@ -202,19 +201,6 @@ pub fn align<T: PartialEq>(
         }
     }
     matched
-}
-
-/// Numbers repeated values by occurrence: `[a, b, a]` → `[(a, 1), (b, 1), (a, 2)]`.
-pub fn by_occurrence<T: Ord + Clone>(values: &[T]) -> Vec<(T, usize)> {
-    let mut counts: BTreeMap<T, usize> = BTreeMap::new();
-    values
-        .iter()
-        .map(|v| {
-            let n = counts.entry(v.clone()).or_default();
-            *n += 1;
-            (v.clone(), *n)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -260,17 +246,6 @@ mod tests {
         };
         assert!(check(&history, &[1, 3]).valid());
         assert!(check(&history, &[1]).valid());
-    }
-
-    #[test]
-    fn repeated_exception_codes_become_unique_by_occurrence() {
-        let machine = by_occurrence(&[0x7E, 0x7F, 0x7E]);
-        assert_eq!(machine, vec![(0x7E, 1), (0x7F, 1), (0x7E, 2)]);
-        let hub_doubled = by_occurrence(&[0x7E, 0x7F, 0x7F, 0x7E]);
-        let verdict = check(&History::acknowledged(machine.clone()), &hub_doubled);
-        assert_eq!((verdict.unexpected, verdict.valid()), (1, false));
-        let hub_lost = by_occurrence(&[0x7E, 0x7F]);
-        assert_eq!(check(&History::acknowledged(machine), &hub_lost).lost, 1);
     }
 
     #[test]

@@ -356,11 +356,7 @@ impl Floor {
     /// `kill -9` of the edge; [`Self::start_edge`] brings it back (the pair is recorded).
     /// `power_lost`: the scenario cuts the power of the edge's disk too, before the start.
     pub async fn kill9_edge(&mut self, power_lost: bool) -> Result<(), FloorError> {
-        self.edge_restarts.push(EdgeRestart {
-            killed: outpost_process::clock::unix_ms(),
-            ready: i64::MAX,
-            power_lost,
-        });
+        self.edge_going_down(power_lost);
         Ok(self.site.kill9_edge(0).await?)
     }
 
@@ -387,21 +383,31 @@ impl Floor {
     }
 
     async fn start_edge_after_exit(&mut self) -> Result<(), FloorError> {
-        self.edge_restarts.push(EdgeRestart {
-            killed: outpost_process::clock::unix_ms(),
-            ready: i64::MAX,
-            power_lost: false,
-        });
+        self.edge_going_down(false);
         self.start_edge().await
     }
 
     /// Starts the edge again after [`Self::kill9_edge`].
     pub async fn start_edge(&mut self) -> Result<(), FloorError> {
         self.site.start_edge(0).await?;
+        self.edge_ready_again();
+        Ok(())
+    }
+
+    /// Records that the edge is going down now (the checker's restart windows).
+    fn edge_going_down(&mut self, power_lost: bool) {
+        self.edge_restarts.push(EdgeRestart {
+            killed: outpost_process::clock::unix_ms(),
+            ready: i64::MAX,
+            power_lost,
+        });
+    }
+
+    /// Records that the edge that last went down is ready again.
+    fn edge_ready_again(&mut self) {
         if let Some(last) = self.edge_restarts.last_mut() {
             last.ready = outpost_process::clock::unix_ms();
         }
-        Ok(())
     }
 
     /// Which of a machine's acknowledgements (their times, in order) may have been blind: per
@@ -439,17 +445,11 @@ impl Floor {
             self.site.start_hub().await?;
         }
         // The edge again without the synthetic device: nothing new arrives while it drains.
-        self.edge_restarts.push(EdgeRestart {
-            killed: outpost_process::clock::unix_ms(),
-            ready: i64::MAX,
-            power_lost: false,
-        });
+        self.edge_going_down(false);
         self.site
             .restart_edge_without(0, &self.synthetic_toml)
             .await?;
-        if let Some(last) = self.edge_restarts.last_mut() {
-            last.ready = outpost_process::clock::unix_ms();
-        }
+        self.edge_ready_again();
         let sims = &self.sims;
         wait_until(
             "every exception to be acknowledged by the host",

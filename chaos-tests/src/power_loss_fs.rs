@@ -390,6 +390,13 @@ fn empty(result: Result<(), Errno>, reply: ReplyEmpty) {
     }
 }
 
+fn attr_reply(disk: &Disk, ino: u64, reply: ReplyAttr) {
+    match disk.attr(ino) {
+        Some(attr) => reply.attr(&TTL, &attr),
+        None => reply.error(Errno::ENOENT),
+    }
+}
+
 fn perm(mode: u32, umask: u32) -> u16 {
     (mode & !umask & 0o7777) as u16
 }
@@ -404,10 +411,7 @@ impl fuser::Filesystem for Fs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.disk().attr(ino.0) {
-            Some(attr) => reply.attr(&TTL, &attr),
-            None => reply.error(Errno::ENOENT),
-        }
+        attr_reply(&self.disk(), ino.0, reply);
     }
 
     fn setattr(
@@ -461,10 +465,7 @@ impl fuser::Filesystem for Fs {
             None => {}
         }
         inode.ctime = SystemTime::now();
-        match disk.attr(ino.0) {
-            Some(attr) => reply.attr(&TTL, &attr),
-            None => reply.error(Errno::ENOENT),
-        }
+        attr_reply(&disk, ino.0, reply);
     }
 
     fn mkdir(

@@ -20,6 +20,7 @@ mod uplink;
 pub use bulk::BulkQueue;
 pub use commands::CommandRouter;
 pub use devices::relay::{GpioRelay, HttpRelay, RelayActor, RelayArgs, RelayBank, RelayError};
+pub use devices::synthetic::Pacer;
 pub use devices::tv::adb::{AdbConnection, AdbError, AdbStream};
 pub use metrics::{OUTBOX_OLDEST_UNACKED, refresh_oldest_unacked};
 pub use outbox::room::reserve_bytes as disk_reserve_bytes;

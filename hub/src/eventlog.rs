@@ -310,6 +310,7 @@ fn run_writer(
             CommitOutcome,
         )> = Vec::with_capacity(requests.len());
         let mut touched: Vec<String> = Vec::new();
+        let mut called_us: Vec<i64> = Vec::new();
         let received = outpost_process::clock::unix_us();
         for request in requests {
             let high = match hwm.get(&request.edge) {
@@ -364,6 +365,7 @@ fn run_writer(
                     | EventBody::Relay(_) => {}
                 }
                 let seq = event.seq;
+                called_us.push(event.wall_us);
                 let stored = StoredEvent {
                     event,
                     hub_received_us: received,
@@ -402,6 +404,10 @@ fn run_writer(
         match result {
             Ok(took) => {
                 metrics::COMMIT_SECONDS.observe(took.as_secs_f64());
+                let durable_at = outpost_process::clock::unix_us();
+                for called in called_us {
+                    metrics::DELIVERY_SECONDS.observe((durable_at - called).max(0) as f64 / 1e6);
+                }
                 {
                     let mut durable_marks = lock_committed(committed);
                     for edge in &touched {

@@ -46,6 +46,7 @@ pub use hikcentral::jobs::ManagerMsg;
 pub use hikcentral::visits::{Visit, VisitState, VisitStore};
 pub use hikcentral::{NewVisit, VisitError, Visits, validate as validate_visit};
 pub use link::{LinkContext, serve_endpoint};
+pub use metrics::DELIVERY_BUCKETS;
 pub use projections::{
     Rebuilt, Runner as ProjectionRunner, Source as ProjectionSource, digest as projection_digest,
     rebuild as rebuild_projection,

@@ -140,6 +140,27 @@ pub static COMMIT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         .expect("static metric definition is valid"),
     )
 });
+/// The bucket bounds (seconds) of `outpost_hub_event_delivery_seconds`: 0.1 ms steps to 1 ms, so a
+/// benchmark can read sub-millisecond quantiles from it, then coarser up to an hour of backlog.
+pub const DELIVERY_BUCKETS: [f64; 36] = [
+    0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0007, 0.0008, 0.0009, 0.001, 0.0012, 0.0014,
+    0.0016, 0.0018, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+    0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+pub static DELIVERY_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "outpost_hub_event_delivery_seconds",
+                "Per event, from the device's append call at the edge to its durable commit at \
+                 the hub, by the two wall clocks (between machines it includes their difference, \
+                 which NTP keeps to milliseconds); a backlog being delivered shows as its age.",
+            )
+            .buckets(DELIVERY_BUCKETS.to_vec()),
+        )
+        .expect("static metric definition is valid"),
+    )
+});
 
 /// Registers every hub metric now, so each is exported (at 0) from start-up rather than from its
 /// first event: an alert on `outpost_hub_gaps_total` must see the series before the first gap.
@@ -443,6 +464,7 @@ pub fn register_all() {
     LazyLock::force(&REFUSED);
     LazyLock::force(&COMMANDS);
     LazyLock::force(&COMMIT_SECONDS);
+    LazyLock::force(&DELIVERY_SECONDS);
     LazyLock::force(&BULK_PAYLOADS);
     LazyLock::force(&BULK_BYTES);
     LazyLock::force(&HIK_REQUESTS);

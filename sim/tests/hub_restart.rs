@@ -31,6 +31,32 @@ async fn streaming_site(dir: &Path) -> RunningSite {
     site
 }
 
+/// The hub's committed sequence for edge-01 once the edge is gone: its session closed and the
+/// mark unchanged across two scrapes 300 ms apart (a batch the hub received before the edge left
+/// can still be committing when the edge's process has exited; CI once read 205 then saw 206).
+async fn settled_committed_seq(site: &RunningSite) -> f64 {
+    let admin = site.layout.hub_admin;
+    wait_until_every(
+        "the hub to see edge-01 gone",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            scrape(admin, "outpost_hub_edge_connected{edge=\"edge-01\"}").await == Some(0.0)
+        },
+    )
+    .await
+    .unwrap();
+    let mut last = scrape(admin, SERIES).await.unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = scrape(admin, SERIES).await.unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_resumes_within_seconds_after_the_hub_is_killed_and_restarted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -60,7 +86,7 @@ async fn a_restarted_hub_exports_each_edges_committed_sequence_before_the_edge_i
     let series = SERIES;
     let mut site = streaming_site(tmp.path()).await;
     site.stop_edge(0).await.unwrap();
-    let committed = scrape(site.layout.hub_admin, series).await.unwrap();
+    let committed = settled_committed_seq(&site).await;
     assert!(committed > 0.0);
     site.kill9_hub().await.unwrap();
     site.start_hub().await.unwrap();

@@ -14,11 +14,64 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::shared::{DeviceError, DeviceMsg, DeviceRegistration, EdgeShared};
 
-const TICK: Duration = Duration::from_millis(10);
-/// Most appends one tick has in flight. A device that falls behind its rate (because the outbox
-/// is full or slow) catches up in steps of this size instead of holding its whole backlog in
-/// memory at once.
-const MAX_IN_FLIGHT: u64 = 4096;
+/// The synthetic device's schedule, also the generator of `outpost-sim bench peers`, so every
+/// system it compares is offered events the same way: every [`Pacer::TICK`], the events due by
+/// the rate since the start (at most `count` in all, if `count` > 0), at most
+/// [`Pacer::MAX_IN_FLIGHT`] of them, and the next batch only once the caller says this one is
+/// acknowledged ([`Pacer::emitted`]): a closed loop, as a device that waits for its
+/// acknowledgements.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    started: Instant,
+    rate_per_second: f64,
+    count: u64,
+    emitted: u64,
+}
+
+impl Pacer {
+    pub const TICK: Duration = Duration::from_millis(10);
+    /// Most events one tick has in flight. A generator that falls behind its rate (because the
+    /// outbox is full or slow) catches up in steps of this size instead of holding its whole
+    /// backlog in memory at once.
+    pub const MAX_IN_FLIGHT: u64 = 4096;
+
+    /// A schedule starting now; `count` 0 is without end.
+    pub fn new(rate_per_second: f64, count: u64) -> Self {
+        Self {
+            started: Instant::now(),
+            rate_per_second,
+            count,
+            emitted: 0,
+        }
+    }
+
+    /// The ticks to call [`Self::due`] on (a late tick delays the next rather than bunching).
+    pub fn ticks() -> tokio::time::Interval {
+        let mut every = tokio::time::interval(Self::TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    }
+
+    /// The numbers of the events to emit now (empty if none is due); `None` once `count` are out.
+    pub fn due(&self) -> Option<std::ops::Range<u64>> {
+        if self.count > 0 && self.emitted >= self.count {
+            return None;
+        }
+        let mut target = (self.started.elapsed().as_secs_f64() * self.rate_per_second) as u64;
+        if self.count > 0 {
+            target = target.min(self.count);
+        }
+        let target = target
+            .max(self.emitted)
+            .min(self.emitted + Self::MAX_IN_FLIGHT);
+        Some(self.emitted..target)
+    }
+
+    /// Every event before `through` was acknowledged.
+    pub fn emitted(&mut self, through: u64) {
+        self.emitted = self.emitted.max(through);
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyntheticDevice;
@@ -66,26 +119,16 @@ impl Actor for SyntheticDevice {
             .shared
             .register_device(&id, "synthetic", myself.clone());
         let generator = outpost_actors::OwnedTask::spawn(async move {
-            let started = Instant::now();
-            let mut emitted: u64 = 0;
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut pacer = Pacer::new(config.rate_per_second, config.count);
+            let mut every = Pacer::ticks();
             loop {
                 every.tick().await;
-                let due = (started.elapsed().as_secs_f64() * config.rate_per_second) as u64;
-                let mut target = due;
-                if config.count > 0 {
-                    target = target.min(config.count);
-                }
-                if target <= emitted {
-                    if config.count > 0 && emitted >= config.count {
-                        tracing::info!(device = %config.id, emitted, "synthetic device emitted its count; idle");
-                        return;
-                    }
-                    continue;
-                }
-                let target = target.min(emitted + MAX_IN_FLIGHT);
-                let appends = (emitted..target).map(|n| {
+                let Some(due) = pacer.due() else {
+                    tracing::info!(device = %config.id, emitted = config.count, "synthetic device emitted its count; idle");
+                    return;
+                };
+                let end = due.end;
+                let appends = due.map(|n| {
                     let payload = payload(n, config.payload_bytes);
                     outbox.append(&config.id, class, EventBody::Synthetic { payload })
                 });
@@ -101,7 +144,7 @@ impl Actor for SyntheticDevice {
                         return;
                     }
                 }
-                emitted = target;
+                pacer.emitted(end);
             }
         });
         Ok(SyntheticState {
@@ -147,4 +190,31 @@ impl Actor for SyntheticDevice {
 fn payload(n: u64, len: usize) -> Vec<u8> {
     let seed = n.to_le_bytes();
     (0..len).map(|i| seed[i % 8] ^ (i as u8)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pacer;
+
+    #[test]
+    fn a_pacer_offers_nothing_before_its_first_event_is_due() {
+        let pacer = Pacer::new(1.0, 0);
+        assert_eq!(pacer.due(), Some(0..0));
+    }
+
+    #[test]
+    fn a_pacer_caps_what_is_in_flight_and_stops_at_its_count() {
+        let mut pacer = Pacer::new(1e12, Pacer::MAX_IN_FLIGHT + 10);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(pacer.due(), Some(0..Pacer::MAX_IN_FLIGHT));
+        // Nothing new until the caller says the batch was acknowledged.
+        assert_eq!(pacer.due(), Some(0..Pacer::MAX_IN_FLIGHT));
+        pacer.emitted(Pacer::MAX_IN_FLIGHT);
+        assert_eq!(
+            pacer.due(),
+            Some(Pacer::MAX_IN_FLIGHT..Pacer::MAX_IN_FLIGHT + 10)
+        );
+        pacer.emitted(Pacer::MAX_IN_FLIGHT + 10);
+        assert_eq!(pacer.due(), None);
+    }
 }

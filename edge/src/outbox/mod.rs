@@ -254,6 +254,7 @@ impl Outbox {
                 device: device.to_owned(),
                 class,
                 body,
+                called_us: outpost_process::clock::unix_us(),
                 reply,
             })
             .await

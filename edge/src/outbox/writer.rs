@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use outpost_link::{Event, EventBody, EventClass, MAX_EVENT_BYTES};
-use outpost_process::clock::{unix_ms, unix_us};
+use outpost_process::clock::unix_ms;
 use outpost_storage::chunk::{self, ChunkBuilder};
 use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, key_seq, recv_batch, seq_key};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,6 +54,8 @@ pub(crate) enum WriterMsg {
         device: String,
         class: EventClass,
         body: EventBody,
+        /// When the device called `append` (µs since the Unix epoch).
+        called_us: i64,
         reply: oneshot::Sender<Result<u64, OutboxError>>,
     },
     Trim {
@@ -77,6 +79,8 @@ struct PendingAppend {
     device: String,
     class: EventClass,
     body: EventBody,
+    /// When the device called `append`: the event's wall time.
+    called_us: i64,
     reply: oneshot::Sender<Result<u64, OutboxError>>,
 }
 
@@ -257,12 +261,14 @@ impl Writer {
                         device,
                         class,
                         body,
+                        called_us,
                         reply,
                     } => {
                         let pending = PendingAppend {
                             device,
                             class,
                             body,
+                            called_us,
                             reply,
                         };
                         if !self.parked.is_empty() && pending.class != EventClass::Telemetry {
@@ -408,7 +414,7 @@ impl Writer {
         appended: &mut Vec<AppendReply>,
     ) -> Result<(), OutboxError> {
         let seq = self.last_seq + 1;
-        let wall_us = unix_us();
+        let wall_us = pending.called_us;
         let mut bytes = self.frame(
             seq,
             wall_us,

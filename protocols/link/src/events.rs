@@ -104,8 +104,9 @@ pub struct Event {
     pub seq: u64,
     pub device: String,
     pub class: EventClass,
-    /// Edge wall clock when the outbox accepted it, Unix µs (may be wrong on boards without an
-    /// RTC; the hub stores its own receive time and the edge's offset beside it).
+    /// Edge wall clock when the device handed it to the outbox (its `append` call), Unix µs (may
+    /// be wrong on boards without an RTC; the hub stores its own receive time and the edge's
+    /// offset beside it). Not ordered by `seq`: concurrent devices call at the same time.
     pub wall_us: i64,
     /// Edge monotonic clock since its boot, µs.
     pub mono_us: u64,

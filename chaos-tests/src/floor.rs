@@ -485,11 +485,28 @@ impl Floor {
         )
         .await?;
 
+        // Gaming days from two days before to two days after today (UTC): an edge whose clock
+        // ran hours ahead files play under tomorrow's gaming day, which the API's default range
+        // (up to today) leaves out. (A CI run at 00:50 UTC, with the edge six hours ahead, read
+        // coin in 0 for every machine that way.)
+        let today = jiff::Timestamp::now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date();
+        let around = |days: i64| {
+            today
+                .checked_add(jiff::Span::new().days(days))
+                .unwrap_or(today)
+        };
+        let range = format!("from={}&to={}", around(-2), around(2));
         let mut coin_in_at_hub = BTreeMap::new();
         for (_, _, id) in &self.machines {
             let (status, text) = self
                 .site
-                .api("GET", &format!("/api/v1/machines/edge-01/{id}/days"), "")
+                .api(
+                    "GET",
+                    &format!("/api/v1/machines/edge-01/{id}/days?{range}"),
+                    "",
+                )
                 .await
                 .map_err(io("reading gaming days"))?;
             let days: serde_json::Value =

@@ -70,6 +70,9 @@ enum BenchCommand {
     /// The web console: server time of the floor page and the TV wall with 1,000 machines and
     /// 1,000 TVs, and live-update latency from hub commit to Chromium.
     Console(outpost_bench::console::ConsoleBenchArgs),
+    /// Outpost next to NATS (leaf → hub, JetStream) and a Mosquitto bridge: throughput, latency,
+    /// disk, memory, drain after a partition, kill -9 (a Markdown table; needs root).
+    Peers(outpost_bench::peers::PeersArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -127,6 +130,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Bench(BenchCommand::Hub(args)) => run_tool(outpost_bench::hub::run(args)),
         Command::Bench(BenchCommand::Mssql(args)) => run_tool(outpost_bench::mssql::run(args)),
         Command::Bench(BenchCommand::Console(args)) => run_tool(outpost_bench::console::run(args)),
+        Command::Bench(BenchCommand::Peers(args)) => run_tool(outpost_bench::peers::run(args)),
     }
 }
 

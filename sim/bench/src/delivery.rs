@@ -44,15 +44,7 @@ const EVENT_BYTES: usize = 200;
 /// Runs the delivery benchmark and prints its JSON.
 pub async fn delivery(args: BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let base = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            tempfile::tempdir_in(dir)?
-        }
-        None => tempfile::Builder::new()
-            .prefix("outpost-bench-")
-            .tempdir()?,
-    };
+    let base = crate::bench_dir(args.dir.as_deref(), "outpost-bench-")?;
     let (seconds, backlog) = if args.quick {
         (1.0, 20_000u64)
     } else {
@@ -159,7 +151,11 @@ async fn outbox_appends(
 }
 
 /// The disk's limit: 200-byte records appended to a file, `fdatasync` after every `batch`.
-fn raw_fdatasync(dir: &Path, seconds: f64, batch: usize) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn raw_fdatasync(
+    dir: &Path,
+    seconds: f64,
+    batch: usize,
+) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(dir)?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -178,6 +174,7 @@ fn raw_fdatasync(dir: &Path, seconds: f64, batch: usize) -> anyhow::Result<serde
     let elapsed = started.elapsed().as_secs_f64();
     Ok(json!({
         "method": format!("write {batch} records of {EVENT_BYTES} bytes, then fdatasync; repeat"),
+        "batch": batch,
         "records_per_second": records as f64 / elapsed,
         "fdatasyncs_per_second": syncs as f64 / elapsed,
     }))

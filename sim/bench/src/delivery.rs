@@ -5,7 +5,8 @@
 //! - `outbox_appends`: durable outbox appends/s of 200-byte events from many concurrent producers,
 //!   against `raw_fdatasync`: 200-byte records written to a plain file, `fdatasync` per batch.
 //! - `end_to_end`: events/s committed at the hub with both sides durable (real processes).
-//! - `latency_*`: hub commit time minus outbox acceptance time, per event, at a fixed rate.
+//! - `latency_*`: the hub's receive time (stamped on its batch before the commit) minus the
+//!   device's append call at the edge, per event, at a fixed rate.
 //! - `drain`: time for a reconnecting edge to deliver a backlog.
 //! - `edge_rss_bytes`: the edge process's resident memory, idle and after the drain.
 
@@ -231,7 +232,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Per-event latency (outbox acceptance at the edge → durable commit at the hub) at `rate`.
+/// Per-event latency (the device's append call at the edge → the hub's receive stamp) at `rate`.
 async fn latency(
     exe: &Path,
     dir: &Path,
@@ -257,7 +258,7 @@ async fn latency(
         .collect();
     millis.sort_by(f64::total_cmp);
     Ok(json!({
-        "method": "synthetic device at a fixed rate (10 ms ticks); latency = hub commit time − edge outbox acceptance time, same clock; first second skipped",
+        "method": "synthetic device at a fixed rate (10 ms ticks); latency = the hub's receive stamp (before its commit) − the device's append call at the edge, same clock; first second skipped",
         "rate_per_second": rate,
         "events": millis.len(),
         "p50_ms": percentile(&millis, 0.50),

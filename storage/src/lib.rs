@@ -441,13 +441,24 @@ pub fn write_file_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), St
 
 /// Bytes of all files under `dir` (0 for what cannot be read).
 pub fn dir_bytes(dir: &Path) -> u64 {
+    dir_sum(dir, std::fs::Metadata::len)
+}
+
+/// Bytes the files under `dir` take on disk (allocated blocks: sparse and preallocated files count
+/// as what they use, not their length).
+pub fn dir_allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    dir_sum(dir, |m| m.blocks() * 512)
+}
+
+fn dir_sum(dir: &Path, size: fn(&std::fs::Metadata) -> u64) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .flatten()
                 .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
+                    Ok(m) if m.is_dir() => dir_sum(&e.path(), size),
+                    Ok(m) => size(&m),
                     Err(_) => 0,
                 })
                 .sum()

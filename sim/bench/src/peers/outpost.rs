@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::latency::Buckets;
 use super::peer::EVENT_BYTES;
-use super::{Partition, Protocol, disk_bytes, proc_memory};
+use super::{Partition, Protocol, proc_memory};
 
 fn synthetic(rate: f64, count: u64) -> String {
     format!(
@@ -71,8 +71,8 @@ pub async fn throughput(exe: &Path, dir: &Path, seconds: f64) -> anyhow::Result<
         t0.elapsed().as_secs_f64(),
     );
     let memory = edge_pid(&site).map(proc_memory).unwrap_or_default();
-    let edge_disk = disk_bytes(&site.layout.edges[0].data_dir);
-    let center_disk = disk_bytes(&site.layout.hub_data_dir);
+    let edge_disk = outpost_storage::dir_allocated_bytes(&site.layout.edges[0].data_dir);
+    let center_disk = outpost_storage::dir_allocated_bytes(&site.layout.hub_data_dir);
     site.stop().await?;
     Ok(json!({
         "accepted_per_second": (a1 - a0) / elapsed,

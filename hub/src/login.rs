@@ -406,18 +406,21 @@ mod tests {
     fn sessions_survive_a_restart_and_only_the_token_digest_is_stored() {
         let dir = tempfile::tempdir().expect("temp dir");
         let api = api_config(&[("maria", "pw", Role::Admin)]);
+        // DurableDb, not sled::open: it waits for the first handle's file lock, which sled
+        // releases from its own threads a moment after the drop (CI once failed on WouldBlock).
         let token = {
-            let db = sled::open(dir.path()).expect("db");
-            let l = Logins::open(&db, &api).expect("open");
+            let durable = outpost_storage::DurableDb::open(dir.path()).expect("db");
+            let l = Logins::open(durable.db(), &api).expect("open");
             l.login("maria", "pw", 0).expect("login").0
         };
-        let db = sled::open(dir.path()).expect("db");
+        let durable = outpost_storage::DurableDb::open(dir.path()).expect("db");
+        let db = durable.db();
         let tree = db.open_tree(TREE).expect("tree");
         for (key, value) in tree.iter().flatten() {
             assert!(!String::from_utf8_lossy(&key).contains(&token));
             assert!(!String::from_utf8_lossy(&value).contains(&token));
         }
-        let l = Logins::open(&db, &api).expect("open");
+        let l = Logins::open(db, &api).expect("open");
         assert_eq!(l.person(&token, 1).map(|p| p.role), Some(Role::Admin));
     }
 

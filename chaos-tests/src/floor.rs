@@ -80,6 +80,10 @@ pub struct FloorSpec {
     pub seed: u64,
     /// Extra TOML appended to the edge's config (for example an `[outbox]` table).
     pub edge_extra_toml: String,
+    /// More `[[devices]]` tables for the edge (TVs, say), beside the machines and the stream.
+    pub extra_devices_toml: String,
+    /// Extra TOML appended to the hub's config (for example a `[hikcentral]` table).
+    pub hub_extra_toml: String,
 }
 
 impl FloorSpec {
@@ -91,6 +95,8 @@ impl FloorSpec {
             serial_faults: String::new(),
             seed,
             edge_extra_toml: String::new(),
+            extra_devices_toml: String::new(),
+            hub_extra_toml: String::new(),
         }
     }
 }
@@ -246,8 +252,12 @@ impl PreparedFloor {
             "\n[[devices]]\nkind = \"synthetic\"\nid = \"{SYNTHETIC_ID}\"\nrate_per_second = 100.0\n\
              payload_bytes = 200\nclass = \"money\"\n"
         );
-        let mut site = SiteSpec::single("edge-01", &format!("{devices}{synthetic_toml}"));
+        let mut site = SiteSpec::single(
+            "edge-01",
+            &format!("{devices}{}{synthetic_toml}", spec.extra_devices_toml),
+        );
         site.edge_extra_toml = spec.edge_extra_toml.clone();
+        site.hub_extra_toml = spec.hub_extra_toml.clone();
         let layout = SiteLayout::prepare(dir, &site)?;
         Ok(Self {
             layout,

@@ -5,6 +5,7 @@
 //! Supervision itself is `outpost-actors`.
 
 pub mod admin;
+pub mod allocator;
 pub mod clock;
 pub mod metrics;
 pub mod store;

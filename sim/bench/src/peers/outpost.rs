@@ -44,6 +44,10 @@ async fn committed(site: &RunningSite) -> f64 {
     .await
 }
 
+/// How long after the drain the edge's memory is read again (what it kept, not what it was
+/// still using).
+pub const SETTLE: Duration = Duration::from_secs(5);
+
 /// Edge RSS with no device: connected and idle.
 pub async fn idle_rss(exe: &Path, dir: &Path) -> anyhow::Result<u64> {
     let site = start(exe, dir, "").await?;
@@ -71,6 +75,12 @@ pub async fn throughput(exe: &Path, dir: &Path, seconds: f64) -> anyhow::Result<
         t0.elapsed().as_secs_f64(),
     );
     let memory = edge_pid(&site).map(proc_memory).unwrap_or_default();
+    let hub_memory = site
+        .hub
+        .as_ref()
+        .and_then(|hub| hub.pid())
+        .map(proc_memory)
+        .unwrap_or_default();
     let edge_disk = outpost_storage::dir_allocated_bytes(&site.layout.edges[0].data_dir);
     let center_disk = outpost_storage::dir_allocated_bytes(&site.layout.hub_data_dir);
     site.stop().await?;
@@ -79,6 +89,7 @@ pub async fn throughput(exe: &Path, dir: &Path, seconds: f64) -> anyhow::Result<
         "delivered_per_second": (c1 - c0) / elapsed,
         "seconds": elapsed,
         "edge_rss_peak_bytes": memory.peak,
+        "center_rss_peak_bytes": hub_memory.peak,
         "delivered": c1,
         "edge_disk_bytes_per_event": edge_disk as f64 / c1.max(1.0),
         "center_disk_bytes_per_event": center_disk as f64 / c1.max(1.0),
@@ -156,6 +167,8 @@ pub async fn drain(
     .await?;
     let drain_seconds = healed.elapsed().as_secs_f64();
     let memory = edge_pid(&site).map(proc_memory).unwrap_or_default();
+    tokio::time::sleep(SETTLE).await;
+    let settled = edge_pid(&site).map(proc_memory).unwrap_or_default();
     site.stop().await?;
     Ok(json!({
         "backlog": backlog,
@@ -166,7 +179,8 @@ pub async fn drain(
         "drain_per_second": (backlog as f64 - before) / drain_seconds,
         "edge_rss_bytes_with_backlog": memory_behind.rss,
         "edge_rss_bytes_after_drain": memory.rss,
-        "edge_rss_peak_bytes": memory.peak,
+        "edge_rss_bytes_settled": settled.rss,
+        "edge_rss_peak_bytes": settled.peak,
     }))
 }
 

@@ -252,6 +252,10 @@ impl PeerSite {
         self.edge.as_ref().and_then(SiteProcess::pid)
     }
 
+    pub fn center_pid(&self) -> Option<u32> {
+        self.center.as_ref().and_then(SiteProcess::pid)
+    }
+
     /// Stream EDGE on the leaf's JetStream, CENTER on the hub's sourcing it across the leaf
     /// connection (the leaf's JetStream domain), both on files.
     async fn create_streams(&self) -> anyhow::Result<()> {

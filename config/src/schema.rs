@@ -1004,6 +1004,8 @@ impl MssqlConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HubSection {
     pub data_dir: PathBuf,
+    /// sled's page cache for the hub's database, MiB.
+    pub cache_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1476,6 +1478,9 @@ impl ConfigFile for HubConfig {
     }
 
     fn validate(&self, v: &mut Validation) {
+        if !(4..=65_536).contains(&self.hub.cache_mib) {
+            v.invalid("hub.cache_mib", "4 to 65536");
+        }
         if self.hub.data_dir.as_os_str().is_empty() {
             v.invalid("hub.data_dir", "a directory path");
         }

@@ -124,7 +124,7 @@ pub async fn run(
     metrics::register_all();
     tokio::pin!(shutdown);
     let db_dir = data_dir.join("db");
-    let durable = match DurableDb::open_with_cache(&db_dir, DB_CACHE_BYTES) {
+    let durable = match DurableDb::open_with_cache(&db_dir, cache_bytes(&config)) {
         Ok(db) => Arc::new(db),
         // The wait logs why, once per distinct reason.
         Err(_) => match wait_for_database(&config, &db_dir, &mut shutdown).await? {
@@ -318,8 +318,10 @@ pub async fn run(
 /// Projection changes kept for slow live subscribers before they miss some.
 const CHANGES_BUFFERED: usize = 4096;
 
-/// sled's page cache for the hub database.
-const DB_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// sled's page cache for the hub's database (`hub.cache_mib`).
+fn cache_bytes(config: &HubConfig) -> u64 {
+    config.hub.cache_mib.saturating_mul(1024 * 1024)
+}
 
 /// A hub whose database does not open stays up (see `outpost_process::store`): only the admin
 /// server runs, `/readyz` names `storage/hub`, and the open is retried until it succeeds
@@ -345,6 +347,7 @@ async fn wait_for_database(
         db_dir.display()
     );
     let path = db_dir.to_owned();
+    let cache = cache_bytes(config);
     let opened = tokio::select! {
         db = outpost_process::store::open_until_it_opens(
             "hub",
@@ -352,7 +355,7 @@ async fn wait_for_database(
             Some(readiness),
             &what_to_do,
             outpost_storage::StorageError::is_disk_full,
-            move || DurableDb::open_with_cache(&path, DB_CACHE_BYTES),
+            move || DurableDb::open_with_cache(&path, cache),
         ) => Some(db),
         () = shutdown.as_mut() => None,
     };

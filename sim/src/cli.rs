@@ -73,6 +73,9 @@ enum BenchCommand {
     /// Outpost next to NATS (leaf → hub, JetStream) and a Mosquitto bridge: throughput, latency,
     /// disk, memory, drain after a partition, kill -9 (a Markdown table; needs root).
     Peers(outpost_bench::peers::PeersArgs),
+    /// Instructions per delivered event on the edge and on the hub, counted by valgrind's
+    /// callgrind (repeatable on a busy machine).
+    Cpu(outpost_bench::cpu::CpuBenchArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -131,6 +134,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Bench(BenchCommand::Mssql(args)) => run_tool(outpost_bench::mssql::run(args)),
         Command::Bench(BenchCommand::Console(args)) => run_tool(outpost_bench::console::run(args)),
         Command::Bench(BenchCommand::Peers(args)) => run_tool(outpost_bench::peers::run(args)),
+        Command::Bench(BenchCommand::Cpu(args)) => run_tool(outpost_bench::cpu::run(args)),
     }
 }
 

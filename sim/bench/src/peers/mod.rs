@@ -528,7 +528,7 @@ pub fn proc_memory(pid: u32) -> Memory {
 }
 
 /// `program` on the `PATH`, or Debian's `package` installed with apt to provide it.
-fn apt_program(program: &str, package: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn apt_program(program: &str, package: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = find_program(program) {
         return Ok(path);
     }

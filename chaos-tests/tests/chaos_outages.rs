@@ -18,13 +18,13 @@
 //! TDS server we can run (pysqlbridge) takes `#temp` tables only; the outage and `kill -9` of the
 //! sink are tested in-process (`hub/tests/mssql_kill9.rs`).
 //!
-//! Found and open: with `OUTPOST_CHAOS_KILL_HUB=1` the hub is also killed in two rounds, and a
-//! key command issued just before a kill can stay `delivered` for good, past its deadline. The
-//! edge ran it and stored its result; the hub committed the result event to its event log and was
-//! killed before it applied the result to the command log (`hub/src/link.rs`: the two are written
-//! one after the other, not together), and nothing applies it again after a restart. Seen in CI
-//! under load and reproduced with another test running beside it (seed 18134728452272820901).
-//! Until the result is written with the events, the kills are off here.
+//! The hub is also killed (`kill -9`) in two of the four rounds, while commands are in flight
+//! (`OUTPOST_CHAOS_KILL_HUB=0` leaves it running). Found here and fixed: a command whose result the
+//! hub had committed to its event log just before the kill stayed `delivered` for good — the
+//! command log was written after the event log, and nothing applied the result again after the
+//! restart (seed 18134728452272820901 under load). The event log now marks each committed result
+//! in the same batch as its event, and the hub applies what is still marked when it starts
+//! (`hub/tests/command_results.rs`).
 //!
 //! `OUTPOST_CHAOS_SEED` replays a schedule.
 
@@ -168,8 +168,7 @@ async fn visits(site: &RunningSite) -> Option<Vec<Visit>> {
 async fn machines_tvs_and_hikcentral_each_see_every_request_once_through_their_own_faults() {
     outpost_process::install_crypto_provider();
     let seed: u64 = env_or("OUTPOST_CHAOS_SEED", rand::random());
-    // Off by default: it finds an open bug (module docs).
-    let kill_hub_too = env_or("OUTPOST_CHAOS_KILL_HUB", 0u8) == 1;
+    let kill_hub_too = env_or("OUTPOST_CHAOS_KILL_HUB", 1u8) == 1;
     println!("outages seed {seed} (replay with OUTPOST_CHAOS_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (_guard, dir) = chaos_tests::floor::scenario_dir();

@@ -13,11 +13,12 @@
 use std::sync::Arc;
 
 use outpost_command::{CommandError, CommandReply, DeviceCommand, DeviceKind};
-use outpost_link::{CommandOutcome, CommandRequest, CommandResult};
+use outpost_link::{CommandOutcome, CommandRequest};
 use outpost_process::clock::unix_ms;
 use outpost_storage::DurableDb;
 use serde::{Deserialize, Serialize};
 
+use crate::eventlog::{CommittedResult, EventLog};
 use crate::metrics;
 
 /// Where a command is in its life.
@@ -431,16 +432,46 @@ impl CommandLog {
         Ok(Some(record))
     }
 
-    /// Applies results that arrived as committed events.
-    pub fn apply_results(&self, results: &[CommandResult]) -> Result<(), CommandLogError> {
-        for result in results {
-            self.transition(
-                &result.id,
-                result.outcome.into(),
-                Some(result.detail.clone()),
-                result.reply.clone(),
-            )?;
+    /// Records results the event log committed, durably, then lets the log forget that they were
+    /// pending. A hub that stops in between finds them again with [`Self::recover_results`].
+    pub async fn apply_committed(
+        &self,
+        eventlog: &EventLog,
+        results: Vec<CommittedResult>,
+    ) -> Result<(), CommandLogError> {
+        let (this, eventlog) = (self.clone(), eventlog.clone());
+        tokio::task::spawn_blocking(move || {
+            for CommittedResult { result, .. } in &results {
+                this.transition(
+                    &result.id,
+                    result.outcome.into(),
+                    Some(result.detail.clone()),
+                    result.reply.clone(),
+                )?;
+            }
+            this.durable.commit()?;
+            eventlog
+                .results_applied(&results)
+                .map_err(|e| CommandLogError::Storage(e.to_string()))
+        })
+        .await
+        .map_err(|e| CommandLogError::Storage(e.to_string()))?
+    }
+
+    /// Applies the results the event log committed and this log did not record before the hub
+    /// stopped (it died between the two). Returns how many there were. Run before the link serves.
+    pub async fn recover_results(&self, eventlog: &EventLog) -> Result<usize, CommandLogError> {
+        let results = eventlog
+            .unapplied_results()
+            .map_err(|e| CommandLogError::Storage(e.to_string()))?;
+        let count = results.len();
+        if count > 0 {
+            tracing::warn!(
+                results = count,
+                "applying command results committed before the hub stopped"
+            );
+            self.apply_committed(eventlog, results).await?;
         }
-        Ok(())
+        Ok(count)
     }
 }

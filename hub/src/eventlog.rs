@@ -23,7 +23,11 @@
 //!
 //! On disk: `b'e' ++ edge ++ 0x00 ++ first seq (u64 BE)` → a chunk of the [`StoredEvent`]s one
 //! commit accepted from that edge (`outpost_storage::chunk`, sequences increasing);
-//! `b'h' ++ edge` → committed seq (u64 BE).
+//! `b'h' ++ edge` → committed seq (u64 BE);
+//! `b'r' ++ edge ++ 0x00 ++ seq (u64 BE)` → (): a command result committed in that event and not
+//! yet recorded by the command log. Written in the same batch as the event, removed once the
+//! command log has the result durably, so a hub that dies between the two applies it at its next
+//! start ([`crate::CommandLog::recover_results`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,7 +55,15 @@ pub struct CommitOutcome {
     /// Sequence numbers skipped (data lost before the hub).
     pub missing: u64,
     /// Command results among the accepted events.
-    pub command_results: Vec<CommandResult>,
+    pub command_results: Vec<CommittedResult>,
+}
+
+/// A command result committed in the event log, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedResult {
+    pub edge: String,
+    pub seq: u64,
+    pub result: CommandResult,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -104,6 +116,21 @@ fn chunk_prefix(edge: &str) -> Vec<u8> {
     prefix.extend_from_slice(edge.as_bytes());
     prefix.push(0);
     prefix
+}
+
+fn result_key(edge: &str, seq: u64) -> Vec<u8> {
+    [&b"r"[..], edge.as_bytes(), &[0], &seq.to_be_bytes()].concat()
+}
+
+/// The edge and sequence a result marker names, if it is one.
+fn parse_result_key(key: &[u8]) -> Option<(String, u64)> {
+    let rest = key.strip_prefix(b"r")?;
+    let (edge, seq) = rest.split_at_checked(rest.len().checked_sub(9)?)?;
+    let seq = seq.strip_prefix(&[0])?;
+    Some((
+        String::from_utf8(edge.to_vec()).ok()?,
+        u64::from_be_bytes(seq.try_into().ok()?),
+    ))
 }
 
 fn hwm_key(edge: &str) -> Vec<u8> {
@@ -238,6 +265,46 @@ impl EventLog {
         self.commits.subscribe()
     }
 
+    /// Command results committed in the log whose application to the command log is not known to
+    /// be durable, oldest first per edge.
+    pub fn unapplied_results(&self) -> Result<Vec<CommittedResult>, EventLogError> {
+        let db = self.durable.db();
+        let mut out = Vec::new();
+        for entry in db.scan_prefix(b"r") {
+            let (key, _) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
+            let Some((edge, seq)) = parse_result_key(&key) else {
+                return Err(EventLogError::Corrupt(format!(
+                    "command result marker {key:?} names no edge and sequence"
+                )));
+            };
+            let stored = read_events(db, &edge, seq, 1)?;
+            match stored.into_iter().next().map(|s| s.event) {
+                Some(Event {
+                    seq: found,
+                    body: EventBody::CommandResult(result),
+                    ..
+                }) if found == seq => out.push(CommittedResult { edge, seq, result }),
+                _ => {
+                    return Err(EventLogError::Corrupt(format!(
+                        "command result marker for event {seq} of edge {edge}: no such result in the log"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the markers of `results`: the command log has them durably.
+    pub fn results_applied(&self, results: &[CommittedResult]) -> Result<(), EventLogError> {
+        for result in results {
+            self.durable
+                .db()
+                .remove(result_key(&result.edge, result.seq))
+                .map_err(|e| EventLogError::Storage(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Committed events of `edge` from `from_seq` on, at most `max`.
     pub fn read(
         &self,
@@ -351,7 +418,14 @@ fn run_writer(
             for event in admission.accepted {
                 match &event.body {
                     EventBody::CommandResult(result) => {
-                        outcome.command_results.push(result.clone())
+                        batch
+                            .insert(result_key(&request.edge, event.seq), [])
+                            .map_err(|e| EventLogError::Storage(e.to_string()))?;
+                        outcome.command_results.push(CommittedResult {
+                            edge: request.edge.clone(),
+                            seq: event.seq,
+                            result: result.clone(),
+                        })
                     }
                     EventBody::Shed => {
                         metrics::SHED_EVENTS.inc();

@@ -40,7 +40,7 @@ pub use alerts::signature as alert_signature;
 pub use api::{BodyError, MAX_DEADLINE_SECONDS, NewCommand};
 pub use commands::{CommandLog, CommandRecord, CommandStatus};
 pub use edges::EdgeDirectory;
-pub use eventlog::{EventLog, read_events};
+pub use eventlog::{CommittedResult, EventLog, read_events};
 pub use hikcentral::client::{ArtemisClient, ArtemisError};
 pub use hikcentral::jobs::ManagerMsg;
 pub use hikcentral::visits::{Visit, VisitState, VisitStore};
@@ -147,6 +147,7 @@ pub async fn run(
     })?;
     eventlog.publish_committed()?;
     let commands = commands::CommandLog::open(durable.clone())?;
+    commands.recover_results(&eventlog).await?;
     let edges = edges::EdgeDirectory::open(durable.db())?;
     let directory = Arc::new(cluster::Directory::from_config(&config.cluster));
     // Every edge this hub serves (in the registry, not revoked, not another hub's) has its

@@ -644,9 +644,9 @@ async fn drive(
                 outcome = next_commit(&mut commits), if !commits.is_empty() => {
                     let outcome = outcome.map_err(|e| log_err(e.to_string()))?;
                     if !outcome.command_results.is_empty()
-                        && let Err(err) = ctx.commands.apply_results(&outcome.command_results)
+                        && let Err(err) = ctx.commands.apply_committed(&ctx.eventlog, outcome.command_results).await
                     {
-                        tracing::error!(edge = %edge, %err, "cannot record command results");
+                        tracing::error!(edge = %edge, %err, "cannot record command results (applied again at the next start)");
                     }
                     session.handle_committed(outcome.committed_seq);
                 }

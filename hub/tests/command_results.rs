@@ -1,0 +1,187 @@
+//! A command's result reaches the command log even when the hub dies between committing the
+//! result's event and recording it there: the event log marks each committed result in the same
+//! batch as its event, and the next start applies what is still marked.
+
+#![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use outpost_hub::{CommandLog, CommandRecord, CommandStatus, EventLog};
+use outpost_link::{CommandOutcome, CommandResult, Event, EventBody, EventClass};
+use outpost_storage::DurableDb;
+
+const EDGE: &str = "edge-01";
+
+struct Hub {
+    eventlog: EventLog,
+    commands: CommandLog,
+}
+
+fn open(dir: &Path) -> Hub {
+    let durable = Arc::new(DurableDb::open(&dir.join("db")).unwrap());
+    let eventlog =
+        EventLog::start(durable.clone(), 64, |err| panic!("event log failed: {err}")).unwrap();
+    let commands = CommandLog::open(durable).unwrap();
+    Hub { eventlog, commands }
+}
+
+fn command(id: &str) -> CommandRecord {
+    CommandRecord {
+        id: id.into(),
+        issuer: "test".into(),
+        edge: EDGE.into(),
+        device: "tv-1".into(),
+        kind: outpost_command::DeviceKind::Tv,
+        op: "key".into(),
+        args: serde_json::json!({ "code": 29 }),
+        created_ms: 1,
+        deadline_ms: i64::MAX,
+        status: CommandStatus::Pending,
+        detail: None,
+        result: None,
+        updated_ms: 1,
+    }
+}
+
+fn event(seq: u64, body: EventBody) -> Event {
+    Event {
+        seq,
+        device: "tv-1".into(),
+        class: EventClass::Audit,
+        wall_us: 1,
+        mono_us: 1,
+        boot_id: 7,
+        body,
+    }
+}
+
+fn result_event(seq: u64, id: &str) -> Event {
+    event(
+        seq,
+        EventBody::CommandResult(CommandResult::new(
+            id,
+            CommandOutcome::Failed,
+            "adb: device offline",
+        )),
+    )
+}
+
+/// A hub with one delivered command whose failure the event log committed (event 2, after a
+/// telemetry-free event 1) and nobody applied: the state a `kill -9` between the two leaves.
+async fn hub_that_died_after_committing(dir: &Path) -> String {
+    let hub = open(dir);
+    let id = "cmd-0001".to_string();
+    hub.commands.create(command(&id)).await.unwrap();
+    hub.commands
+        .update(&id, CommandStatus::Delivered, None)
+        .unwrap();
+    let outcome = hub
+        .eventlog
+        .commit(
+            EDGE,
+            vec![
+                event(
+                    1,
+                    EventBody::Synthetic {
+                        payload: vec![0; 8],
+                    },
+                ),
+                result_event(2, &id),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.committed_seq, 2);
+    assert_eq!(outcome.command_results.len(), 1);
+    assert_eq!(outcome.command_results[0].seq, 2);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_committed_just_before_the_hub_died_is_recorded_at_its_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = hub_that_died_after_committing(dir.path()).await;
+
+    let hub = open(dir.path());
+    let before = hub.commands.get(&id).unwrap().unwrap();
+    assert_eq!(
+        before.status,
+        CommandStatus::Delivered,
+        "without recovery the command would stay delivered"
+    );
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        1
+    );
+    let after = hub.commands.get(&id).unwrap().unwrap();
+    assert_eq!(after.status, CommandStatus::Failed);
+    assert_eq!(after.detail.as_deref(), Some("adb: device offline"));
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        0,
+        "a recovered result is not applied again"
+    );
+    drop(hub);
+
+    let hub = open(dir.path());
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        0,
+        "nor after another restart"
+    );
+    assert_eq!(
+        hub.commands.get(&id).unwrap().unwrap().status,
+        CommandStatus::Failed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_recorded_while_the_hub_ran_is_not_pending_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path());
+    let id = "cmd-0002";
+    hub.commands.create(command(id)).await.unwrap();
+    let outcome = hub
+        .eventlog
+        .commit(EDGE, vec![result_event(1, id)], 0)
+        .await
+        .unwrap();
+    hub.commands
+        .apply_committed(&hub.eventlog, outcome.command_results)
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.commands.get(id).unwrap().unwrap().status,
+        CommandStatus::Failed
+    );
+    assert!(hub.eventlog.unapplied_results().unwrap().is_empty());
+    drop(hub);
+
+    let hub = open(dir.path());
+    assert!(hub.eventlog.unapplied_results().unwrap().is_empty());
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_for_a_command_the_hub_does_not_know_is_dropped_once_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path());
+    hub.eventlog
+        .commit(EDGE, vec![result_event(1, "cmd-unknown")], 0)
+        .await
+        .unwrap();
+    drop(hub);
+
+    let hub = open(dir.path());
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        1
+    );
+    assert!(hub.eventlog.unapplied_results().unwrap().is_empty());
+    assert!(hub.commands.get("cmd-unknown").unwrap().is_none());
+}

@@ -466,7 +466,7 @@ async fn run_hub(
         eventlog,
         commands: outpost_hub::CommandLog::open(durable.clone())?,
         edges: outpost_hub::EdgeDirectory::open(durable.db())?,
-        sessions: Arc::default(),
+        sessions: Arc::new(outpost_hub::Sessions::with_receive_budget(256 << 20)),
         pki_dir: pki.to_owned(),
         bulk_dir: dir.join("bulk"),
         dead_after: Duration::from_secs(2),
@@ -479,6 +479,7 @@ async fn run_hub(
         &pki.join("hub.key"),
         Duration::from_millis(500),
         Duration::from_millis(3000),
+        outpost_hub::MIN_RECEIVE_WINDOW,
     )?;
     let mut config = endpoint_config(seed);
     config

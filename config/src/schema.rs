@@ -1020,6 +1020,9 @@ pub struct LinkConfig {
     pub keepalive_ms: u64,
     pub idle_timeout_ms: u64,
     pub dead_after_ms: u64,
+    /// Event bytes the hub lets all connected edges together have in flight before it reads
+    /// them, MiB: each connection's QUIC receive window is this shared among the edges.
+    pub receive_budget_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1489,6 +1492,9 @@ impl ConfigFile for HubConfig {
         }
         if !(1..=65536).contains(&self.link.max_batch) {
             v.invalid("link.max_batch", "1 to 65536");
+        }
+        if !(16..=65_536).contains(&self.link.receive_budget_mib) {
+            v.invalid("link.receive_budget_mib", "16 to 65536");
         }
         if self.link.keepalive_ms == 0 || self.link.idle_timeout_ms <= self.link.keepalive_ms {
             v.invalid(

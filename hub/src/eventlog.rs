@@ -16,6 +16,11 @@
 //!   arrive during a commit share the next one.
 //! - A failed commit fails every request of the batch and stops the writer; the hub then exits
 //!   (systemd restarts it) rather than acknowledge anything it could not store.
+//! - At most [`EventLog::in_flight_limit`] events (4 × `max_batch`) are submitted and not yet
+//!   committed, from all edges together: [`EventLog::submit`] waits for room (first come, first
+//!   served), so the hub's memory for events on their way to disk does not grow with the number
+//!   of edges, and an edge that waits stops reading its stream (QUIC flow control then holds the
+//!   edge back). A commit covers at most about `max_batch` events.
 //!
 //! Events reach the writer no larger than [`outpost_link::MAX_EVENT_BYTES`] (the link refuses
 //! larger ones), so each fits a chunk of [`outpost_storage::MAX_VALUE_BYTES`] with the hub's
@@ -35,7 +40,7 @@ use std::sync::Arc;
 use outpost_link::session::Ledger;
 use outpost_link::{CommandResult, Event, EventBody};
 use outpost_storage::chunk::{self, ChunkBuilder};
-use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, recv_batch};
+use outpost_storage::{Batch, DurableDb, MAX_VALUE_BYTES, recv_batch_weighted};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics;
@@ -81,6 +86,8 @@ struct CommitRequest {
     events: Vec<Event>,
     clock_offset_ms: i64,
     reply: oneshot::Sender<Result<CommitOutcome, EventLogError>>,
+    /// The request's room in the in-flight limit, given back once it is committed.
+    room: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Handle to the event log; clones share one writer thread.
@@ -94,6 +101,9 @@ pub struct EventLog {
     committed: Arc<std::sync::Mutex<HashMap<String, u64>>>,
     /// Bumped after every successful commit: projections and the live stream wait on it.
     commits: tokio::sync::watch::Sender<u64>,
+    /// Room for events submitted and not yet committed.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    in_flight_limit: usize,
 }
 
 fn lock_committed(
@@ -171,7 +181,9 @@ impl EventLog {
         max_batch: usize,
         on_fatal: impl FnOnce(EventLogError) + Send + 'static,
     ) -> Result<Self, EventLogError> {
-        let (tx, rx) = mpsc::channel(max_batch.max(1));
+        let max_batch = max_batch.max(1);
+        let in_flight_limit = max_batch.saturating_mul(4);
+        let (tx, rx) = mpsc::channel(in_flight_limit);
         let writer_db = durable.clone();
         // What the store holds at start is durable (nothing was applied yet by this process).
         let committed = Arc::new(std::sync::Mutex::new(stored_marks(durable.db())?));
@@ -198,7 +210,14 @@ impl EventLog {
             durable,
             committed,
             commits,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight_limit)),
+            in_flight_limit,
         })
+    }
+
+    /// Events submitted and not yet committed, from all edges together, at most.
+    pub fn in_flight_limit(&self) -> usize {
+        self.in_flight_limit
     }
 
     /// Queues `events` of `edge` for the next commit; the receiver answers after it.
@@ -209,12 +228,21 @@ impl EventLog {
         clock_offset_ms: i64,
     ) -> Result<oneshot::Receiver<Result<CommitOutcome, EventLogError>>, EventLogError> {
         let (reply, answer) = oneshot::channel();
+        // A batch larger than the whole limit waits for all of it.
+        let weight = events.len().clamp(1, self.in_flight_limit) as u32;
+        let room = self
+            .in_flight
+            .clone()
+            .acquire_many_owned(weight)
+            .await
+            .map_err(|_| EventLogError::Closed)?;
         self.tx
             .send(CommitRequest {
                 edge: edge.to_owned(),
                 events,
                 clock_offset_ms,
                 reply,
+                room,
             })
             .await
             .map_err(|_| EventLogError::Closed)?;
@@ -370,7 +398,7 @@ fn run_writer(
 ) -> Result<(), EventLogError> {
     let db = durable.db();
     let mut hwm: HashMap<String, u64> = HashMap::new();
-    while let Some(requests) = recv_batch(&mut rx, max_batch) {
+    while let Some(requests) = recv_batch_weighted(&mut rx, max_batch, |r| r.events.len()) {
         let mut batch = Batch::default();
         let mut outcomes: Vec<(
             oneshot::Sender<Result<CommitOutcome, EventLogError>>,
@@ -378,12 +406,15 @@ fn run_writer(
         )> = Vec::with_capacity(requests.len());
         let mut touched: Vec<String> = Vec::new();
         let mut called_us: Vec<i64> = Vec::new();
+        // Given back once the batch is committed (or failed).
+        let mut rooms = Vec::with_capacity(requests.len());
         let received = outpost_process::clock::unix_us();
         for request in requests {
             let high = match hwm.get(&request.edge) {
                 Some(h) => *h,
                 None => read_hwm(db, &request.edge)?,
             };
+            rooms.push(request.room);
             let mut ledger = Ledger::new(high);
             let admission = ledger.admit(request.events);
             for gap in &admission.gaps {

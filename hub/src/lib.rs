@@ -45,7 +45,7 @@ pub use hikcentral::client::{ArtemisClient, ArtemisError};
 pub use hikcentral::jobs::ManagerMsg;
 pub use hikcentral::visits::{Visit, VisitState, VisitStore};
 pub use hikcentral::{NewVisit, VisitError, Visits, validate as validate_visit};
-pub use link::{LinkContext, serve_endpoint};
+pub use link::{LinkContext, MIN_RECEIVE_WINDOW, Sessions, receive_window, serve_endpoint};
 pub use metrics::DELIVERY_BUCKETS;
 pub use projections::{
     Rebuilt, Runner as ProjectionRunner, Source as ProjectionSource, digest as projection_digest,
@@ -60,7 +60,7 @@ use outpost_config::HubConfig;
 use outpost_process::admin::{HttpArgs, HttpServer};
 use outpost_storage::DurableDb;
 
-use crate::link::{LinkServer, LinkServerArgs, Sessions};
+use crate::link::{LinkServer, LinkServerArgs};
 
 /// Everything the hub's actors share, opened before the tree starts.
 pub struct HubParts {
@@ -164,7 +164,9 @@ pub async fn run(
             tracing::warn!(%err, "edge registry unreadable: per-edge series start when edges connect")
         }
     }
-    let sessions = Arc::new(Sessions::default());
+    let sessions = Arc::new(Sessions::with_receive_budget(
+        config.link.receive_budget_mib.saturating_mul(1024 * 1024),
+    ));
     let visits = if config.hikcentral.enabled {
         Some(hikcentral::Visits::open(
             &config.hikcentral,
@@ -239,6 +241,7 @@ pub async fn run(
         &pki.join("hub.key"),
         Duration::from_millis(config.link.keepalive_ms),
         Duration::from_millis(config.link.idle_timeout_ms),
+        link::MIN_RECEIVE_WINDOW,
     )
     .map_err(|e| {
         anyhow::anyhow!(

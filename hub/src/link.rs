@@ -55,9 +55,15 @@ pub struct LinkContext {
 }
 
 /// The open session of each connected edge.
+///
+/// Invariant: the QUIC receive windows of the connected edges add up to at most the receive
+/// budget (`link.receive_budget_mib`) unless each is at [`MIN_RECEIVE_WINDOW`]: what edges sent
+/// and the hub has not read yet is bounded whatever the number of edges.
 #[derive(Debug, Default)]
 pub struct Sessions {
     inner: Mutex<HashMap<String, SessionHandle>>,
+    /// Bytes.
+    receive_budget: u64,
     next_id: AtomicU64,
     /// Each edge's last outbox report and when it came (Unix ms).
     statuses: Mutex<HashMap<String, (outpost_link::EdgeStatus, i64)>>,
@@ -72,25 +78,57 @@ struct SessionHandle {
     connection: quinn::Connection,
 }
 
+/// The smallest receive window an edge's connection gets however many share the budget.
+pub const MIN_RECEIVE_WINDOW: u64 = 64 * 1024;
+/// The largest (one edge alone): what the transport allows a connection anyway.
+pub const MAX_RECEIVE_WINDOW: u64 = 32 * 1024 * 1024;
+
+/// Each connection's receive window when `connected` edges share `budget` bytes.
+pub fn receive_window(budget: u64, connected: usize) -> u64 {
+    (budget / connected.max(1) as u64).clamp(MIN_RECEIVE_WINDOW, MAX_RECEIVE_WINDOW)
+}
+
 impl Sessions {
+    /// Sessions whose connections share `receive_budget` bytes of receive window.
+    pub fn with_receive_budget(receive_budget: u64) -> Self {
+        metrics::RECEIVE_WINDOW.set(receive_window(receive_budget, 1) as i64);
+        Self {
+            receive_budget,
+            ..Self::default()
+        }
+    }
+
+    /// Gives every connection its share of the receive budget.
+    fn share_receive_budget(&self, sessions: &HashMap<String, SessionHandle>) {
+        let window = receive_window(self.receive_budget, sessions.len());
+        metrics::RECEIVE_WINDOW.set(window as i64);
+        let window = quinn::VarInt::from_u64(window).unwrap_or(quinn::VarInt::MAX);
+        for handle in sessions.values() {
+            handle.connection.set_receive_window(window);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionHandle>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn register(&self, edge: &str, handle: SessionHandle) {
-        if let Some(old) = self.lock().insert(edge.to_owned(), handle) {
+        let mut sessions = self.lock();
+        if let Some(old) = sessions.insert(edge.to_owned(), handle) {
             old.connection
                 .close(close::REPLACED.into(), b"replaced by a newer session");
         }
+        self.share_receive_budget(&sessions);
         metrics::edge_known(edge);
         metrics::EDGE_CONNECTED.with_label_values(&[edge]).set(1);
-        metrics::EDGES_CONNECTED.set(self.lock().len() as i64);
+        metrics::EDGES_CONNECTED.set(sessions.len() as i64);
     }
 
     fn unregister(&self, edge: &str, id: u64) {
         let mut sessions = self.lock();
         if sessions.get(edge).is_some_and(|h| h.id == id) {
             sessions.remove(edge);
+            self.share_receive_budget(&sessions);
             metrics::EDGE_CONNECTED.with_label_values(&[edge]).set(0);
         }
         metrics::EDGES_CONNECTED.set(sessions.len() as i64);
@@ -222,6 +260,35 @@ impl Drop for LinkServerState {
     }
 }
 
+/// Datagrams the kernel keeps for the hub to read, bytes. Many edges sending at once overflow the
+/// default (about 208 KiB) within milliseconds: the kernel drops what does not fit, QUIC resends it
+/// and slows down, and a hub busy catching a fleet up then hears nothing from edges that are
+/// talking to it, ends their sessions as dead, and has them all reconnect and resend.
+pub const SOCKET_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Asks for [`SOCKET_BUFFER_BYTES`] each way (past `net.core.rmem_max` when the hub may, else up
+/// to it) and says what the kernel granted.
+fn widen_socket_buffers(socket: &std::net::UdpSocket) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER_BYTES).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER_BYTES);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER_BYTES).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER_BYTES);
+    }
+    // Linux reports twice what it keeps for data (the rest is its bookkeeping).
+    let granted = getsockopt(socket, sockopt::RcvBuf).unwrap_or(0) / 2;
+    if granted < SOCKET_BUFFER_BYTES {
+        tracing::warn!(
+            granted_bytes = granted,
+            wanted_bytes = SOCKET_BUFFER_BYTES,
+            "the link's UDP receive buffer is smaller than asked: with many edges the kernel may drop datagrams (raise net.core.rmem_max, or run with CAP_NET_ADMIN)"
+        );
+    } else {
+        tracing::info!(receive_buffer_bytes = granted, "link UDP buffers set");
+    }
+}
+
 impl Actor for LinkServer {
     type Msg = LinkServerMsg;
     type State = LinkServerState;
@@ -234,6 +301,7 @@ impl Actor for LinkServer {
     ) -> Result<Self::State, ActorProcessingErr> {
         let socket = std::net::UdpSocket::bind(args.listen)
             .map_err(|e| format!("cannot listen for edges on {}: {e}", args.listen))?;
+        widen_socket_buffers(&socket);
         let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &args.reset_key[..]);
         let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset));
         // Connection ids carry a keyed check; with the key kept, a restarted hub still recognises

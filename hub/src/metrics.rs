@@ -59,6 +59,15 @@ pub static EDGES_CONNECTED: LazyLock<IntGauge> = LazyLock::new(|| {
             .expect("static metric definition is valid"),
     )
 });
+pub static RECEIVE_WINDOW: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "outpost_hub_link_receive_window_bytes",
+            "Each connected edge's QUIC receive window now: link.receive_budget_mib shared among the connected edges.",
+        )
+        .expect("static metric definition is valid"),
+    )
+});
 pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
@@ -461,6 +470,7 @@ pub fn register_all() {
     LazyLock::force(&MISSING_EVENTS);
     LazyLock::force(&SHED_EVENTS);
     LazyLock::force(&EDGES_CONNECTED);
+    LazyLock::force(&RECEIVE_WINDOW);
     LazyLock::force(&REFUSED);
     LazyLock::force(&COMMANDS);
     LazyLock::force(&COMMIT_SECONDS);

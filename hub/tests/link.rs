@@ -23,6 +23,11 @@ struct RunningHub {
 
 impl RunningHub {
     async fn start() -> Self {
+        Self::start_with_link("").await
+    }
+
+    /// A hub with `link` added to its `[link]` table.
+    async fn start_with_link(link_extra: &str) -> Self {
         outpost_process::install_crypto_provider();
         outpost_process::telemetry::init_logging(
             "warn",
@@ -44,7 +49,7 @@ impl RunningHub {
             .local_addr()
             .unwrap();
         let text = format!(
-            "[hub]\ndata_dir = {:?}\n[pki]\ndir = {:?}\n[link]\nlisten = \"{link}\"\n[api]\nlisten = \"{api}\"\n[admin]\nlisten = \"{admin}\"\n",
+            "[hub]\ndata_dir = {:?}\n[pki]\ndir = {:?}\n[link]\nlisten = \"{link}\"\n{link_extra}\n[api]\nlisten = \"{api}\"\n[admin]\nlisten = \"{admin}\"\n",
             dir.path().join("data").display().to_string(),
             pki_dir.display().to_string(),
         );
@@ -481,4 +486,59 @@ async fn bulk_payload_with_a_wrong_checksum_or_id_is_refused() {
     }
     assert!(!hub.data.join("bulk/edge-01/shot-2").exists());
     hub.stop().await;
+}
+
+/// Waits until the gauge `name` reads `value`.
+async fn wait_metric(name: &str, value: f64) {
+    for _ in 0..250 {
+        if metric(name) == value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name} is {}, not {value}", metric(name));
+}
+
+#[tokio::test]
+async fn connected_edges_share_the_receive_budget_and_get_it_back_when_one_leaves() {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let hub = RunningHub::start_with_link("receive_budget_mib = 16").await;
+    for id in ["edge-01", "edge-02"] {
+        pki::issue_edge(&hub.pki, id, false).unwrap();
+    }
+    let window = "outpost_hub_link_receive_window_bytes";
+    wait_metric(window, 16.0 * MIB).await;
+    let mut one = TestSession::open(&hub, "edge-01").await;
+    let two = TestSession::open(&hub, "edge-02").await;
+    wait_metric(window, 8.0 * MIB).await;
+    assert_eq!(
+        one.send(1..=1000).await,
+        1000,
+        "a session on its share still delivers"
+    );
+    two.connection.close(0u32.into(), b"leaving");
+    drop(two);
+    wait_metric(window, 16.0 * MIB).await;
+    assert_eq!(one.send(1001..=1003).await, 1003);
+    hub.stop().await;
+}
+
+#[test]
+fn each_edge_gets_the_budget_divided_between_a_floor_and_a_ceiling() {
+    use outpost_hub::{MIN_RECEIVE_WINDOW, receive_window};
+    const MIB: u64 = 1024 * 1024;
+    assert_eq!(
+        receive_window(64 * MIB, 1),
+        32 * MIB,
+        "one edge: the transport's ceiling"
+    );
+    assert_eq!(receive_window(64 * MIB, 0), 32 * MIB);
+    assert_eq!(receive_window(64 * MIB, 16), 4 * MIB);
+    assert_eq!(
+        receive_window(64 * MIB, 1_000),
+        67_108,
+        "a thousand edges: 64 MiB / 1,000"
+    );
+    assert_eq!(receive_window(64 * MIB, 2_000), MIN_RECEIVE_WINDOW);
+    assert_eq!(receive_window(64 * MIB, 100_000), MIN_RECEIVE_WINDOW);
 }

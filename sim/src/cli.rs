@@ -76,6 +76,9 @@ enum BenchCommand {
     /// Instructions per delivered event on the edge and on the hub, counted by valgrind's
     /// callgrind (repeatable on a busy machine).
     Cpu(outpost_bench::cpu::CpuBenchArgs),
+    /// One hub, many edges in this process (each its own certificate and QUIC connection):
+    /// connection, full speed against one edge alone, and a reconnect storm after `kill -9`.
+    Fleet(outpost_bench::fleet::FleetArgs),
 }
 
 /// Runs `work` on a fresh multi-threaded runtime for a command that is not a long-running service.
@@ -135,6 +138,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Bench(BenchCommand::Console(args)) => run_tool(outpost_bench::console::run(args)),
         Command::Bench(BenchCommand::Peers(args)) => run_tool(outpost_bench::peers::run(args)),
         Command::Bench(BenchCommand::Cpu(args)) => run_tool(outpost_bench::cpu::run(args)),
+        Command::Bench(BenchCommand::Fleet(args)) => run_tool(outpost_bench::fleet::run(args)),
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::process::Command;
 
+use outpost_harness::harness::bench_json;
+
 #[test]
 fn the_cpu_benchmark_counts_instructions_per_event_on_both_sides() {
     let valgrind = Command::new("valgrind").arg("--version").output();
@@ -15,18 +17,18 @@ fn the_cpu_benchmark_counts_instructions_per_event_on_both_sides() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("cpu.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_outpost-sim"))
-        .args(["bench", "cpu", "--quick", "--out"])
-        .arg(&json)
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_outpost-sim"));
+    let dir_arg = dir.path().as_os_str();
+    let report = bench_json(
+        exe,
+        [
+            "cpu".as_ref(),
+            "--quick".as_ref(),
+            "--dir".as_ref(),
+            dir_arg,
+        ],
+    )
+    .unwrap();
     for side in ["edge", "hub"] {
         let per_event = report[format!("{side}_instructions_per_event")]
             .as_f64()

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
-use std::process::Command;
+use outpost_harness::harness::bench_json;
 
 #[test]
 fn the_mssql_benchmark_measures_both_ways_and_the_lag_and_prints_them_as_json() {
@@ -13,18 +13,17 @@ fn the_mssql_benchmark_measures_both_ways_and_the_lag_and_prints_them_as_json() 
         );
         return;
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_outpost-sim"))
-        .args(["bench", "mssql", "--quick", "--python"])
-        .arg(python)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&said).unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_outpost-sim"));
+    let report = bench_json(
+        exe,
+        [
+            "mssql".as_ref(),
+            "--quick".as_ref(),
+            "--python".as_ref(),
+            python.as_os_str(),
+        ],
+    )
+    .unwrap();
     for figure in [
         "batched_rows_per_second",
         "baseline_insert_per_row_rows_per_second",
@@ -32,7 +31,7 @@ fn the_mssql_benchmark_measures_both_ways_and_the_lag_and_prints_them_as_json() 
     ] {
         assert!(
             report["wire"][figure].as_f64().unwrap() > 0.0,
-            "{figure}: {said}"
+            "{figure}: {report}"
         );
     }
     assert_eq!(report["lag_at_10k_per_second"]["events"], 30_000);

@@ -478,12 +478,26 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 /// Blocks for the next message, then takes whatever else is already queued, up to `max` in all:
 /// the batch one commit will cover. `None` when every sender is gone.
 pub fn recv_batch<M>(rx: &mut tokio::sync::mpsc::Receiver<M>, max: usize) -> Option<Vec<M>> {
+    recv_batch_weighted(rx, max, |_| 1)
+}
+
+/// [`recv_batch`] where each message weighs `weight(message)`: takes queued messages until they
+/// weigh `max` or more together (the last one may carry the batch past `max`).
+pub fn recv_batch_weighted<M>(
+    rx: &mut tokio::sync::mpsc::Receiver<M>,
+    max: usize,
+    weight: impl Fn(&M) -> usize,
+) -> Option<Vec<M>> {
     let first = rx.blocking_recv()?;
+    let mut weighed = weight(&first);
     let mut batch = Vec::with_capacity(max.min(1024));
     batch.push(first);
-    while batch.len() < max {
+    while weighed < max {
         match rx.try_recv() {
-            Ok(message) => batch.push(message),
+            Ok(message) => {
+                weighed += weight(&message);
+                batch.push(message);
+            }
             Err(_) => break,
         }
     }

@@ -172,24 +172,31 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport(keepalive: Duration, idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+fn transport(
+    keepalive: Duration,
+    idle_timeout: Duration,
+    receive_window: u64,
+) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(keepalive));
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
     // Room for a deep pipeline of event batches on one stream.
     transport.stream_receive_window(quinn::VarInt::from_u32(16 * 1024 * 1024));
-    transport.receive_window(quinn::VarInt::from_u32(32 * 1024 * 1024));
+    transport.receive_window(quinn::VarInt::from_u64(receive_window).unwrap_or(quinn::VarInt::MAX));
     transport.send_window(32 * 1024 * 1024);
     Arc::new(transport)
 }
 
 /// The hub's QUIC server configuration: its certificate, and client certificates required.
+/// Each connection starts with `initial_receive_window` bytes of flow-control credit (what an edge
+/// may send before the hub admits it; the hub widens it then, `Connection::set_receive_window`).
 pub fn server_config(
     ca: &Path,
     cert: &Path,
     key_path: &Path,
     keepalive: Duration,
     idle_timeout: Duration,
+    initial_receive_window: u64,
 ) -> Result<quinn::ServerConfig, LinkIoError> {
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
@@ -201,7 +208,7 @@ pub fn server_config(
     tls.alpn_protocols = vec![crate::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport(keepalive, idle_timeout));
+    config.transport_config(transport(keepalive, idle_timeout, initial_receive_window));
     Ok(config)
 }
 
@@ -220,7 +227,7 @@ pub fn client_config(
     tls.alpn_protocols = vec![crate::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport(keepalive, idle_timeout));
+    config.transport_config(transport(keepalive, idle_timeout, 32 * 1024 * 1024));
     Ok(config)
 }
 

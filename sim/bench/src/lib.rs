@@ -1,9 +1,10 @@
 //! `outpost-sim bench …`: benchmarks that measure ours against a baseline in one run, as ratios
-//! (delivery [`delivery`], SAS polling [`sas`], TV operations [`tv`], HikCentral visits [`hik`], the hub's domain [`hub`], the MSSQL sink [`mssql`], the web console [`console`], instructions per event [`cpu`], Outpost next to NATS and Mosquitto [`peers`]).
+//! (delivery [`delivery`], SAS polling [`sas`], TV operations [`tv`], HikCentral visits [`hik`], the hub's domain [`hub`], the MSSQL sink [`mssql`], the web console [`console`], instructions per event [`cpu`], Outpost next to NATS and Mosquitto [`peers`], one hub and many edges [`fleet`]).
 
 pub mod console;
 pub mod cpu;
 pub mod delivery;
+pub mod fleet;
 pub mod hik;
 pub mod hub;
 pub mod mssql;

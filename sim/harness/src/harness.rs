@@ -952,3 +952,22 @@ pub fn peers_python() -> PathBuf {
     );
     path
 }
+
+/// Runs `exe bench <args>` (`outpost-sim`) and returns the JSON document it prints on stdout, or
+/// everything it said when it failed or printed something else (for the benchmarks' smoke tests).
+pub fn bench_json<S: AsRef<std::ffi::OsStr>>(
+    exe: &Path,
+    args: impl IntoIterator<Item = S>,
+) -> Result<serde_json::Value, String> {
+    let out = std::process::Command::new(exe)
+        .arg("bench")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{}: {said}\n{log}", out.status));
+    }
+    serde_json::from_str(&said).map_err(|e| format!("not JSON ({e}): {said}\n{log}"))
+}

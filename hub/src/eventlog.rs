@@ -21,6 +21,9 @@
 //!   served), so the hub's memory for events on their way to disk does not grow with the number
 //!   of edges, and an edge that waits stops reading its stream (QUIC flow control then holds the
 //!   edge back). A commit covers at most about `max_batch` events.
+//! - At most [`READING_SLOTS`] sessions at once hold a batch they read and have not submitted yet
+//!   ([`EventLog::reading_slot`]): a thousand edges waiting for room do not each hold a decoded
+//!   batch.
 //!
 //! Events reach the writer no larger than [`outpost_link::MAX_EVENT_BYTES`] (the link refuses
 //! larger ones), so each fits a chunk of [`outpost_storage::MAX_VALUE_BYTES`] with the hub's
@@ -49,6 +52,9 @@ use crate::metrics;
 const _: () = assert!(outpost_link::MAX_EVENT_BYTES + 32 + 8 <= MAX_VALUE_BYTES);
 
 pub use outpost_domain::StoredEvent;
+
+/// Sessions that may hold a read batch waiting for room in the log at once.
+pub const READING_SLOTS: usize = 64;
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +109,8 @@ pub struct EventLog {
     commits: tokio::sync::watch::Sender<u64>,
     /// Room for events submitted and not yet committed.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Room for batches read and not yet submitted.
+    reading: Arc<tokio::sync::Semaphore>,
     in_flight_limit: usize,
 }
 
@@ -212,7 +220,18 @@ impl EventLog {
             commits,
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight_limit)),
             in_flight_limit,
+            reading: Arc::new(tokio::sync::Semaphore::new(READING_SLOTS)),
         })
+    }
+
+    /// Waits for one of the [`READING_SLOTS`]: hold it from reading a batch off the network until
+    /// that batch is submitted.
+    pub async fn reading_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EventLogError> {
+        self.reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EventLogError::Closed)
     }
 
     /// Events submitted and not yet committed, from all edges together, at most.

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use outpost_link::io::{
-    Duplex, FramedRecv, LinkIoError, close, next_on, peer_certificate, sleep_until, write_frame,
+    Duplex, FramedRecv, LinkIoError, close, peer_certificate, sleep_until, write_frame,
 };
 use outpost_link::session::{HubConfig, HubOutput, HubSession, SessionError as LinkSessionError};
 use outpost_link::{
@@ -594,6 +594,8 @@ async fn drive(
     let mut clock_offset_ms = 0;
     let mut events: Option<Duplex> = None;
     let mut commits: VecDeque<CommitAnswer> = VecDeque::new();
+    // Held from reading a batch until it is submitted (`EventLog::reading_slot`).
+    let mut reading_slot: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let bulk = async {
         loop {
             let recv = connection
@@ -686,6 +688,8 @@ async fn drive(
                     }
                 }
             }
+            // The batch read last is submitted by now (or was not one): its slot is free again.
+            reading_slot = None;
             let timeout = session.poll_timeout();
             let reading_events = events.is_some() && session.wants_events();
             tokio::select! {
@@ -702,12 +706,15 @@ async fn drive(
                     let (send, recv) = stream.map_err(|e| link_err(e.into()))?;
                     events = Some((send, FramedRecv::new(recv)));
                 }
-                frame = next_on::<EventFrame>(&mut events), if reading_events => match frame.map_err(link_err)? {
-                    Some(frame) => {
+                read = read_batch(&mut events, &ctx.eventlog), if reading_events => match read {
+                    Ok(Some((slot, frame))) => {
+                        reading_slot = Some(slot);
                         ctx.sessions.saw(edge);
                         session.handle_events(frame)
                     }
-                    None => return Ok(()),
+                    Ok(None) => return Ok(()),
+                    Err(ReadBatchError::Link(err)) => return Err(link_err(err)),
+                    Err(ReadBatchError::Log(err)) => return Err(log_err(err.to_string())),
                 },
                 outcome = next_commit(&mut commits), if !commits.is_empty() => {
                     let outcome = outcome.map_err(|e| log_err(e.to_string()))?;
@@ -736,6 +743,36 @@ async fn drive(
     tokio::select! {
         result = session_loop => result,
         result = bulk => result,
+    }
+}
+
+#[derive(Debug)]
+enum ReadBatchError {
+    Link(LinkIoError),
+    Log(EventLogError),
+}
+
+/// The next frame of the events stream with one of the event log's reading slots, taken once its
+/// first bytes are here (an edge with nothing to send holds none); `None` at the end of the
+/// stream. Cancel-safe.
+async fn read_batch(
+    events: &mut Option<Duplex>,
+    eventlog: &EventLog,
+) -> Result<Option<(tokio::sync::OwnedSemaphorePermit, EventFrame)>, ReadBatchError> {
+    let Some((_, recv)) = events else {
+        return std::future::pending().await;
+    };
+    if !recv.wait_for_bytes().await.map_err(ReadBatchError::Link)? {
+        return Ok(None);
+    }
+    let slot = eventlog.reading_slot().await.map_err(ReadBatchError::Log)?;
+    match recv
+        .next::<EventFrame>()
+        .await
+        .map_err(ReadBatchError::Link)?
+    {
+        Some(frame) => Ok(Some((slot, frame))),
+        None => Ok(None),
     }
 }
 

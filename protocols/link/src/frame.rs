@@ -68,6 +68,9 @@ pub fn decode_one<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(message)
 }
 
+/// Buffer a decoder keeps between frames, at most.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
 /// Streaming decoder: push bytes as they arrive, take whole frames out.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -99,6 +102,11 @@ impl FrameDecoder {
         self.buf.len()
     }
 
+    /// Bytes of memory the decoder holds (buffered or reserved).
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The next whole frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let Some(len_bytes) = self.buf.first_chunk::<4>() else {
@@ -116,6 +124,11 @@ impl FrameDecoder {
         }
         let result = decode_one(&self.buf[4..4 + len]);
         self.buf.drain(..4 + len);
+        // A large frame's room goes back once nothing is left in it (a thousand idle sessions
+        // would otherwise each keep their largest batch's worth).
+        if self.buf.is_empty() && self.buf.capacity() > KEPT_CAPACITY {
+            self.buf = Vec::new();
+        }
         result.map(Some)
     }
 

@@ -113,6 +113,29 @@ impl FramedRecv {
         }
     }
 
+    /// Waits until bytes of a next frame are here (already buffered, or one chunk read now);
+    /// `Ok(false)` when the stream ended instead. Cancel-safe.
+    pub async fn wait_for_bytes(&mut self) -> Result<bool, LinkIoError> {
+        if self.decoder.buffered() > 0 {
+            return Ok(true);
+        }
+        let chunk = self
+            .stream
+            .read_chunk(64 * 1024, true)
+            .await
+            .map_err(|e| match e {
+                quinn::ReadError::ConnectionLost(lost) => LinkIoError::Connection(lost),
+                other => LinkIoError::Read(other),
+            })?;
+        match chunk {
+            Some(chunk) => {
+                self.decoder.push(&chunk.bytes);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// The stream, and the bytes already read past the last frame.
     pub fn into_parts(mut self) -> (quinn::RecvStream, Vec<u8>) {
         let rest = self.decoder.take_buffered();

@@ -146,3 +146,26 @@ proptest! {
         let _ = decode_one::<EventFrame>(&bytes);
     }
 }
+
+#[test]
+fn a_decoder_gives_back_a_large_frames_room_once_it_is_read() {
+    let batch = EventFrame::Batch(EventBatch {
+        events: (1..=1024).map(|seq| event(seq, vec![7; 200])).collect(),
+    });
+    let mut bytes = Vec::new();
+    encode(&batch, &mut bytes).unwrap();
+    assert!(bytes.len() > 200_000);
+    let mut decoder = FrameDecoder::default();
+    for chunk in bytes.chunks(64 * 1024) {
+        decoder.push(chunk);
+    }
+    assert!(decoder.held_bytes() >= bytes.len());
+    let decoded: EventFrame = decoder.next_frame().unwrap().unwrap();
+    assert_eq!(decoded, batch);
+    assert_eq!(decoder.buffered(), 0);
+    assert_eq!(
+        decoder.held_bytes(),
+        0,
+        "an idle session keeps no batch's worth of memory"
+    );
+}

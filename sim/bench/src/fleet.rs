@@ -435,6 +435,13 @@ impl Fleet {
             .sum()
     }
 
+    fn failed_sessions(&self) -> u64 {
+        self.counters
+            .iter()
+            .map(|c| c.failed_sessions.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn produced(&self) -> u64 {
         self.counters
             .iter()
@@ -696,7 +703,9 @@ async fn phases(
     solo.stop();
 
     eprintln!("bench fleet: {n} edges at full speed for {seconds} s");
+    let failed_before = fleet.failed_sessions();
     let speed = full_speed(&fleet, admin, pid, seconds).await?;
+    let failed_at_max = fleet.failed_sessions() - failed_before;
     let drain_after_max = fleet.drained(Duration::from_secs(300)).await?;
     fleet.check_hub(admin).await?;
     let peak_after_max = proc_memory(pid).peak;
@@ -730,11 +739,7 @@ async fn phases(
     let duplicates = scrape_sum(admin, "outpost_hub_duplicates_total")
         .await
         .unwrap_or(0.0);
-    let failed_sessions: u64 = fleet
-        .counters
-        .iter()
-        .map(|c| c.failed_sessions.load(Ordering::Relaxed))
-        .sum();
+    let failed_sessions = fleet.failed_sessions() - failed_before - failed_at_max;
     let storm_peak = proc_memory(pid).peak;
     fleet.stop();
 
@@ -758,6 +763,7 @@ async fn phases(
             "hub_cpu_us_per_event": (speed.hub_cpu_us_per_event * 100.0).round() / 100.0,
             "hub_rss_mib_peak": mib(peak_after_max),
             "drain_seconds_after_stop": drain_after_max,
+            "sessions_ended": failed_at_max,
         },
         "storm": {
             "events_per_second_per_edge": args.outage_rate,
@@ -768,7 +774,7 @@ async fn phases(
             "seconds_until_all_back": hub_ready_seconds + reconnected,
             "seconds_until_drained": hub_ready_seconds + reconnected + storm_drained,
             "duplicates_dropped_by_hub": duplicates,
-            "failed_sessions": failed_sessions,
+            "sessions_ended_or_failed": failed_sessions,
             "hub_rss_mib_peak": mib(storm_peak),
         },
         "events_produced": produced,

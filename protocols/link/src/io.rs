@@ -94,21 +94,9 @@ impl FramedRecv {
             if let Some(frame) = self.decoder.next_frame()? {
                 return Ok(Some(frame));
             }
-            let chunk = self
-                .stream
-                .read_chunk(64 * 1024, true)
-                .await
-                .map_err(|e| match e {
-                    // Say why the connection went (the hub's refusal reason, a TLS alert, a timeout).
-                    quinn::ReadError::ConnectionLost(lost) => LinkIoError::Connection(lost),
-                    other => LinkIoError::Read(other),
-                })?;
-            match chunk {
-                Some(chunk) => self.decoder.push(&chunk.bytes),
-                None => {
-                    self.decoder.finish()?;
-                    return Ok(None);
-                }
+            if !self.read_chunk().await? {
+                self.decoder.finish()?;
+                return Ok(None);
             }
         }
     }
@@ -119,11 +107,17 @@ impl FramedRecv {
         if self.decoder.buffered() > 0 {
             return Ok(true);
         }
+        self.read_chunk().await
+    }
+
+    /// Reads one chunk into the decoder; `Ok(false)` at the end of the stream. Cancel-safe.
+    async fn read_chunk(&mut self) -> Result<bool, LinkIoError> {
         let chunk = self
             .stream
             .read_chunk(64 * 1024, true)
             .await
             .map_err(|e| match e {
+                // Say why the connection went (the hub's refusal reason, a TLS alert, a timeout).
                 quinn::ReadError::ConnectionLost(lost) => LinkIoError::Connection(lost),
                 other => LinkIoError::Read(other),
             })?;

@@ -313,28 +313,34 @@ impl EventLog {
     }
 
     /// Command results committed in the log whose application to the command log is not known to
-    /// be durable, oldest first per edge.
+    /// be durable, oldest first per edge. A marker that names no result in the log (only damage
+    /// could make one) is logged and dropped, not allowed to keep the hub from starting.
     pub fn unapplied_results(&self) -> Result<Vec<CommittedResult>, EventLogError> {
         let db = self.durable.db();
         let mut out = Vec::new();
         for entry in db.scan_prefix(b"r") {
             let (key, _) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
-            let Some((edge, seq)) = parse_result_key(&key) else {
-                return Err(EventLogError::Corrupt(format!(
-                    "command result marker {key:?} names no edge and sequence"
-                )));
-            };
-            let stored = read_events(db, &edge, seq, 1)?;
-            match stored.into_iter().next().map(|s| s.event) {
-                Some(Event {
-                    seq: found,
-                    body: EventBody::CommandResult(result),
-                    ..
-                }) if found == seq => out.push(CommittedResult { edge, seq, result }),
-                _ => {
-                    return Err(EventLogError::Corrupt(format!(
-                        "command result marker for event {seq} of edge {edge}: no such result in the log"
-                    )));
+            let found =
+                match parse_result_key(&key) {
+                    Some((edge, seq)) => read_events(db, &edge, seq, 1)?
+                        .into_iter()
+                        .next()
+                        .and_then(|stored| match stored.event {
+                            Event {
+                                seq: found,
+                                body: EventBody::CommandResult(result),
+                                ..
+                            } if found == seq => Some(CommittedResult { edge, seq, result }),
+                            _ => None,
+                        }),
+                    None => None,
+                };
+            match found {
+                Some(result) => out.push(result),
+                None => {
+                    tracing::error!(marker = ?key, "a command result marker names no result in the event log; dropped");
+                    db.remove(&key)
+                        .map_err(|e| EventLogError::Storage(e.to_string()))?;
                 }
             }
         }

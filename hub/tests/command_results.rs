@@ -185,3 +185,35 @@ async fn a_result_for_a_command_the_hub_does_not_know_is_dropped_once_with_a_war
     assert!(hub.eventlog.unapplied_results().unwrap().is_empty());
     assert!(hub.commands.get("cmd-unknown").unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_naming_no_result_is_dropped_and_the_hub_still_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = hub_that_died_after_committing(dir.path()).await;
+    {
+        // Damage: the marker of event 2 now names event 1, which is no command result, and a
+        // marker names no sequence at all.
+        let durable = DurableDb::open(&dir.path().join("db")).unwrap();
+        let db = durable.db();
+        let mut marker = b"r".to_vec();
+        marker.extend_from_slice(EDGE.as_bytes());
+        marker.push(0);
+        db.remove([&marker[..], &2u64.to_be_bytes()].concat())
+            .unwrap();
+        db.insert([&marker[..], &1u64.to_be_bytes()].concat(), &[])
+            .unwrap();
+        db.insert(b"rx", &[]).unwrap();
+        db.flush().unwrap();
+    }
+    let hub = open(dir.path());
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        0
+    );
+    assert!(hub.eventlog.unapplied_results().unwrap().is_empty());
+    assert_eq!(
+        hub.commands.get(&id).unwrap().unwrap().status,
+        CommandStatus::Delivered,
+        "its real marker is gone, so nothing applies it"
+    );
+}

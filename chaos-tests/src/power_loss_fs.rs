@@ -779,12 +779,32 @@ impl PowerLossDisk {
     /// Cuts the power: everything not synced is forgotten, and the disk comes back on the same
     /// mount point. Kill the programs using it first.
     pub fn cut(&mut self) -> Result<(), PowerLossFsError> {
+        // A store dropped in this process may still be closing its files on its own threads
+        // (sled's flusher): the unmount would find the disk busy. What those threads write
+        // before they let go is written before the cut, as it would be on a real machine.
+        self.wait_until_this_process_lets_go(std::time::Duration::from_secs(5));
         self.detach()?;
         self.disk
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .cut();
         self.attach()
+    }
+
+    /// Waits (at most `patience`) until no file under the mount point is open in this process.
+    fn wait_until_this_process_lets_go(&self, patience: std::time::Duration) {
+        let started = std::time::Instant::now();
+        let holds_files = || {
+            std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| target.starts_with(&self.mount))
+                })
+            })
+        };
+        while holds_files() && started.elapsed() < patience {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Bytes the files take now (what `statfs` counts as used).

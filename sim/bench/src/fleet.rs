@@ -183,7 +183,6 @@ struct Counters {
     produced: AtomicU64,
     acked: AtomicU64,
     connected: AtomicBool,
-    sessions: AtomicU64,
     failed_sessions: AtomicU64,
 }
 
@@ -289,7 +288,6 @@ impl SimEdge {
                     EdgeOutput::Read { from, max } => reading = Some((from, max)),
                     EdgeOutput::Established { .. } => {
                         self.counters.connected.store(true, Ordering::SeqCst);
-                        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
                         let (send, recv) = connection.open_bi().await?;
                         events = Some((send, FramedRecv::new(recv)));
                     }

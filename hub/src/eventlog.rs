@@ -32,10 +32,17 @@
 //! On disk: `b'e' ++ edge ++ 0x00 ++ first seq (u64 BE)` → a chunk of the [`StoredEvent`]s one
 //! commit accepted from that edge (`outpost_storage::chunk`, sequences increasing);
 //! `b'h' ++ edge` → committed seq (u64 BE);
-//! `b'r' ++ edge ++ 0x00 ++ seq (u64 BE)` → (): a command result committed in that event and not
-//! yet recorded by the command log. Written in the same batch as the event, removed once the
-//! command log has the result durably, so a hub that dies between the two applies it at its next
-//! start ([`crate::CommandLog::recover_results`]).
+//! `b'p' ++ edge` → the sequences (u64 BE each, increasing) of the edge's command results
+//! committed here and not known to be recorded by the command log. Rewritten in the same batch as
+//! an event that adds a result, so a hub that dies before the command log has the result applies
+//! it at its next start ([`crate::CommandLog::recover_results`]); results the command log has
+//! durably leave the list ([`EventLog::results_applied`]; should that write be lost, a restart
+//! applies them again, which changes nothing). Every list is encoded under one lock from the one
+//! in-memory set, so a list written never lacks a result that is committed and not applied.
+//!
+//! The default tree is only ever appended to and overwritten, never removed from: a key per result
+//! inserted and removed again made sled split and merge the tree's last leaves all the time, and a
+//! power cut during that left a tree sled could not read ("merging_child" assertion, 2026-12-07).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +62,13 @@ pub use outpost_domain::StoredEvent;
 
 /// Sessions that may hold a read batch waiting for room in the log at once.
 pub const READING_SLOTS: usize = 64;
+
+/// Most command results of one edge waiting for the command log (their list stays one value
+/// under the store's limit). Only a command log that cannot write for a long time reaches it;
+/// the oldest is then forgotten, loudly (its command ends at its deadline instead).
+pub const MAX_PENDING_RESULTS: usize = 640;
+
+const _: () = assert!(MAX_PENDING_RESULTS * 8 <= MAX_VALUE_BYTES);
 
 /// What a commit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,6 +126,23 @@ pub struct EventLog {
     /// Room for batches read and not yet submitted.
     reading: Arc<tokio::sync::Semaphore>,
     in_flight_limit: usize,
+    pending: Arc<std::sync::Mutex<PendingResults>>,
+}
+
+/// Command results committed and not known to be in the command log, per edge. A list is
+/// encoded while this is locked, and written to the store (or into the batch that commits its new
+/// result) before it is unlocked.
+#[derive(Debug, Default)]
+struct PendingResults {
+    by_edge: HashMap<String, std::collections::BTreeSet<u64>>,
+}
+
+fn lock_pending(
+    pending: &std::sync::Mutex<PendingResults>,
+) -> std::sync::MutexGuard<'_, PendingResults> {
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn lock_committed(
@@ -136,12 +167,55 @@ fn chunk_prefix(edge: &str) -> Vec<u8> {
     prefix
 }
 
-fn result_key(edge: &str, seq: u64) -> Vec<u8> {
-    [&b"r"[..], edge.as_bytes(), &[0], &seq.to_be_bytes()].concat()
+fn pending_key(edge: &str) -> Vec<u8> {
+    [&b"p"[..], edge.as_bytes()].concat()
 }
 
-/// The edge and sequence a result marker names, if it is one.
-fn parse_result_key(key: &[u8]) -> Option<(String, u64)> {
+fn encode_pending(seqs: &std::collections::BTreeSet<u64>) -> Vec<u8> {
+    seqs.iter().flat_map(|s| s.to_be_bytes()).collect()
+}
+
+fn storage(e: impl std::fmt::Display) -> EventLogError {
+    EventLogError::Storage(e.to_string())
+}
+
+/// Reads every edge's stored list of pending results, and folds in the one-key-per-result markers
+/// of the hub before 2026-12-07 (`b'r' ++ edge ++ 0x00 ++ seq`), removing them. A list whose
+/// length is no whole number of sequences (damage) is logged and read as far as it goes.
+fn stored_pending(db: &sled::Db) -> Result<PendingResults, EventLogError> {
+    let mut pending = PendingResults::default();
+    for entry in db.scan_prefix(b"p") {
+        let (key, value) = entry.map_err(storage)?;
+        let edge = String::from_utf8_lossy(&key[1..]).into_owned();
+        if value.len() % 8 != 0 {
+            tracing::error!(edge = %edge, bytes = value.len(), "the list of pending command results is damaged; read as far as it goes");
+        }
+        let seqs = value
+            .chunks_exact(8)
+            .filter_map(|b| b.try_into().ok().map(u64::from_be_bytes))
+            .collect();
+        pending.by_edge.insert(edge, seqs);
+    }
+    let mut legacy = std::collections::HashSet::new();
+    for entry in db.scan_prefix(b"r") {
+        let (key, _) = entry.map_err(storage)?;
+        if let Some((edge, seq)) = parse_legacy_marker(&key) {
+            pending.by_edge.entry(edge.clone()).or_default().insert(seq);
+            legacy.insert(edge);
+        }
+    }
+    for edge in legacy {
+        pending.write(db, &edge)?;
+    }
+    for entry in db.scan_prefix(b"r") {
+        let (key, _) = entry.map_err(storage)?;
+        db.remove(&key).map_err(storage)?;
+    }
+    Ok(pending)
+}
+
+/// The edge and sequence a marker of the hub before 2026-12-07 names, if it is one.
+fn parse_legacy_marker(key: &[u8]) -> Option<(String, u64)> {
     let rest = key.strip_prefix(b"r")?;
     let (edge, seq) = rest.split_at_checked(rest.len().checked_sub(9)?)?;
     let seq = seq.strip_prefix(&[0])?;
@@ -196,6 +270,8 @@ impl EventLog {
         // What the store holds at start is durable (nothing was applied yet by this process).
         let committed = Arc::new(std::sync::Mutex::new(stored_marks(durable.db())?));
         let writer_committed = committed.clone();
+        let pending = Arc::new(std::sync::Mutex::new(stored_pending(durable.db())?));
+        let writer_pending = pending.clone();
         let (commits, _) = tokio::sync::watch::channel(0u64);
         let writer_commits = commits.clone();
         std::thread::Builder::new()
@@ -207,6 +283,7 @@ impl EventLog {
                     max_batch,
                     &writer_committed,
                     &writer_commits,
+                    &writer_pending,
                 ) {
                     tracing::error!(%err, "event log writer stopped");
                     on_fatal(err);
@@ -221,6 +298,7 @@ impl EventLog {
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight_limit)),
             in_flight_limit,
             reading: Arc::new(tokio::sync::Semaphore::new(READING_SLOTS)),
+            pending,
         })
     }
 
@@ -313,47 +391,68 @@ impl EventLog {
     }
 
     /// Command results committed in the log whose application to the command log is not known to
-    /// be durable, oldest first per edge. A marker that names no result in the log (only damage
-    /// could make one) is logged and dropped, not allowed to keep the hub from starting.
+    /// be durable, oldest first per edge. A sequence that names no result in the log (only damage
+    /// could make one) is logged and forgotten, not allowed to keep the hub from starting.
     pub fn unapplied_results(&self) -> Result<Vec<CommittedResult>, EventLogError> {
         let db = self.durable.db();
+        let listed: Vec<(String, Vec<u64>)> = lock_pending(&self.pending)
+            .by_edge
+            .iter()
+            .map(|(edge, seqs)| (edge.clone(), seqs.iter().copied().collect()))
+            .collect();
         let mut out = Vec::new();
-        for entry in db.scan_prefix(b"r") {
-            let (key, _) = entry.map_err(|e| EventLogError::Storage(e.to_string()))?;
-            let found =
-                match parse_result_key(&key) {
-                    Some((edge, seq)) => read_events(db, &edge, seq, 1)?
-                        .into_iter()
-                        .next()
-                        .and_then(|stored| match stored.event {
-                            Event {
-                                seq: found,
-                                body: EventBody::CommandResult(result),
-                                ..
-                            } if found == seq => Some(CommittedResult { edge, seq, result }),
-                            _ => None,
-                        }),
-                    None => None,
-                };
-            match found {
-                Some(result) => out.push(result),
-                None => {
-                    tracing::error!(marker = ?key, "a command result marker names no result in the event log; dropped");
-                    db.remove(&key)
-                        .map_err(|e| EventLogError::Storage(e.to_string()))?;
+        let mut unknown = Vec::new();
+        for (edge, seqs) in listed {
+            for seq in seqs {
+                let found = read_events(db, &edge, seq, 1)?
+                    .into_iter()
+                    .next()
+                    .and_then(|stored| match stored.event {
+                        Event {
+                            seq: found,
+                            body: EventBody::CommandResult(result),
+                            ..
+                        } if found == seq => Some(result),
+                        _ => None,
+                    });
+                match found {
+                    Some(result) => out.push(CommittedResult {
+                        edge: edge.clone(),
+                        seq,
+                        result,
+                    }),
+                    None => {
+                        tracing::error!(edge = %edge, seq, "a pending command result names no result in the event log; forgotten");
+                        unknown.push((edge.clone(), seq));
+                    }
                 }
             }
         }
+        self.forget(unknown.iter().map(|(edge, seq)| (edge.as_str(), *seq)))?;
         Ok(out)
     }
 
-    /// Forgets the markers of `results`: the command log has them durably.
+    /// Forgets `results`: the command log has them durably (written now, durable with the next
+    /// commit).
     pub fn results_applied(&self, results: &[CommittedResult]) -> Result<(), EventLogError> {
-        for result in results {
-            self.durable
-                .db()
-                .remove(result_key(&result.edge, result.seq))
-                .map_err(|e| EventLogError::Storage(e.to_string()))?;
+        self.forget(results.iter().map(|r| (r.edge.as_str(), r.seq)))
+    }
+
+    fn forget<'a>(
+        &self,
+        results: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Result<(), EventLogError> {
+        let mut pending = lock_pending(&self.pending);
+        let mut changed = std::collections::BTreeSet::new();
+        for (edge, seq) in results {
+            if let Some(seqs) = pending.by_edge.get_mut(edge)
+                && seqs.remove(&seq)
+            {
+                changed.insert(edge);
+            }
+        }
+        for edge in changed {
+            pending.write(self.durable.db(), edge)?;
         }
         Ok(())
     }
@@ -414,12 +513,45 @@ pub fn marks(db: &sled::Db) -> Result<HashMap<String, u64>, EventLogError> {
     stored_marks(db)
 }
 
+impl PendingResults {
+    fn encoded(&self, edge: &str) -> Vec<u8> {
+        self.by_edge
+            .get(edge)
+            .map(encode_pending)
+            .unwrap_or_default()
+    }
+
+    /// Writes `edge`'s list to the store as it is now.
+    fn write(&self, db: &sled::Db, edge: &str) -> Result<(), EventLogError> {
+        let value = self.encoded(edge);
+        outpost_storage::check_entry(&pending_key(edge), &value).map_err(storage)?;
+        db.insert(pending_key(edge), value).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Adds a result committed by `batch` and puts the edge's new list in it; past
+    /// [`MAX_PENDING_RESULTS`] the oldest goes.
+    fn add(&mut self, edge: &str, seq: u64, batch: &mut Batch) -> Result<(), EventLogError> {
+        let seqs = self.by_edge.entry(edge.to_owned()).or_default();
+        seqs.insert(seq);
+        while seqs.len() > MAX_PENDING_RESULTS {
+            if let Some(oldest) = seqs.pop_first() {
+                tracing::error!(edge = %edge, seq = oldest, "too many command results wait for the command log; the oldest is forgotten (its command ends at its deadline)");
+            }
+        }
+        batch
+            .insert(pending_key(edge), self.encoded(edge))
+            .map_err(storage)
+    }
+}
+
 fn run_writer(
     durable: &DurableDb,
     mut rx: mpsc::Receiver<CommitRequest>,
     max_batch: usize,
     committed: &std::sync::Mutex<HashMap<String, u64>>,
     commits: &tokio::sync::watch::Sender<u64>,
+    pending: &std::sync::Mutex<PendingResults>,
 ) -> Result<(), EventLogError> {
     let db = durable.db();
     let mut hwm: HashMap<String, u64> = HashMap::new();
@@ -474,9 +606,7 @@ fn run_writer(
             for event in admission.accepted {
                 match &event.body {
                     EventBody::CommandResult(result) => {
-                        batch
-                            .insert(result_key(&request.edge, event.seq), [])
-                            .map_err(|e| EventLogError::Storage(e.to_string()))?;
+                        lock_pending(pending).add(&request.edge, event.seq, &mut batch)?;
                         outcome.command_results.push(CommittedResult {
                             edge: request.edge.clone(),
                             seq: event.seq,

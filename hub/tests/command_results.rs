@@ -1,6 +1,7 @@
 //! A command's result reaches the command log even when the hub dies between committing the
-//! result's event and recording it there: the event log marks each committed result in the same
-//! batch as its event, and the next start applies what is still marked.
+//! result's event and recording it there: the event log lists each edge's committed results in
+//! the same batch as their events, and the next start applies what is still listed. The list is
+//! one value per edge, overwritten, never removed (see `outpost_hub::EventLog`).
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failed test with its message.
 
@@ -186,24 +187,22 @@ async fn a_result_for_a_command_the_hub_does_not_know_is_dropped_once_with_a_war
     assert!(hub.commands.get("cmd-unknown").unwrap().is_none());
 }
 
+fn pending_key() -> Vec<u8> {
+    [&b"p"[..], EDGE.as_bytes()].concat()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_marker_naming_no_result_is_dropped_and_the_hub_still_starts() {
+async fn a_pending_result_naming_no_result_is_forgotten_and_the_hub_still_starts() {
     let dir = tempfile::tempdir().unwrap();
     let id = hub_that_died_after_committing(dir.path()).await;
     {
-        // Damage: the marker of event 2 now names event 1, which is no command result, and a
-        // marker names no sequence at all.
+        // Damage: the list names event 1, which is no command result, and event 9, which is not
+        // in the log, instead of event 2; and half a sequence follows.
         let durable = DurableDb::open(&dir.path().join("db")).unwrap();
-        let db = durable.db();
-        let mut marker = b"r".to_vec();
-        marker.extend_from_slice(EDGE.as_bytes());
-        marker.push(0);
-        db.remove([&marker[..], &2u64.to_be_bytes()].concat())
-            .unwrap();
-        db.insert([&marker[..], &1u64.to_be_bytes()].concat(), &[])
-            .unwrap();
-        db.insert(b"rx", &[]).unwrap();
-        db.flush().unwrap();
+        let mut list = [1u64.to_be_bytes(), 9u64.to_be_bytes()].concat();
+        list.extend_from_slice(&[0, 0, 0]);
+        durable.db().insert(pending_key(), list).unwrap();
+        durable.db().flush().unwrap();
     }
     let hub = open(dir.path());
     assert_eq!(
@@ -214,6 +213,69 @@ async fn a_marker_naming_no_result_is_dropped_and_the_hub_still_starts() {
     assert_eq!(
         hub.commands.get(&id).unwrap().unwrap().status,
         CommandStatus::Delivered,
-        "its real marker is gone, so nothing applies it"
+        "its real entry is gone, so nothing applies it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_of_the_earlier_one_key_per_result_format_is_applied_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = hub_that_died_after_committing(dir.path()).await;
+    {
+        // The store as the hub of 2026-12-07 (afternoon) left it: a key per pending result.
+        let durable = DurableDb::open(&dir.path().join("db")).unwrap();
+        let db = durable.db();
+        db.remove(pending_key()).unwrap();
+        let marker = [&b"r"[..], EDGE.as_bytes(), &[0], &2u64.to_be_bytes()].concat();
+        db.insert(marker, &[]).unwrap();
+        db.insert(b"rx", &[]).unwrap();
+        db.flush().unwrap();
+    }
+    let hub = open(dir.path());
+    assert_eq!(
+        hub.commands.recover_results(&hub.eventlog).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        hub.commands.get(&id).unwrap().unwrap().status,
+        CommandStatus::Failed
+    );
+    assert_eq!(hub.eventlog.durable().db().scan_prefix(b"r").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_results_applied_leave_one_empty_list_per_edge_and_remove_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open(dir.path());
+    let db = hub.eventlog.durable().db().clone();
+    for seq in 1..=200u64 {
+        let id = format!("cmd-{seq:04}");
+        hub.commands.create(command(&id)).await.unwrap();
+        let outcome = hub
+            .eventlog
+            .commit(EDGE, vec![result_event(seq, &id)], 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.get(pending_key()).unwrap().unwrap().as_ref(),
+            &seq.to_be_bytes(),
+            "result {seq} is listed as soon as it is committed"
+        );
+        hub.commands
+            .apply_committed(&hub.eventlog, outcome.command_results)
+            .await
+            .unwrap();
+        assert_eq!(db.get(pending_key()).unwrap().unwrap().len(), 0);
+    }
+    let keys: Vec<_> = db
+        .iter()
+        .keys()
+        .map(|k| k.unwrap()[0])
+        .filter(|first| *first != b'e')
+        .collect();
+    assert_eq!(keys, vec![b'h', b'p'], "one mark and one list, no markers");
+    assert_eq!(
+        hub.commands.get("cmd-0200").unwrap().unwrap().status,
+        CommandStatus::Failed
     );
 }

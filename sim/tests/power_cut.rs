@@ -59,6 +59,24 @@ fn blob_files(db: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Copies a data directory that did not open to `/tmp/outpost-power-cut-<side>-cut<n>-<pid>`,
+/// which outlives the test's temporary directory, and returns where.
+fn keep_for_post_mortem(data_dir: &Path, side: &str, cut: u32) -> std::path::PathBuf {
+    let to = std::env::temp_dir().join(format!(
+        "outpost-power-cut-{side}-cut{cut}-{}",
+        std::process::id()
+    ));
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(data_dir)
+        .arg(&to)
+        .status();
+    if !matches!(copied, Ok(s) if s.success()) {
+        eprintln!("could not keep {} in {}", data_dir.display(), to.display());
+    }
+    to
+}
+
 /// What the hub's API confirmed (201) while the power was being cut.
 #[derive(Debug, Default)]
 struct Confirmed {
@@ -260,12 +278,15 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
         if let Err(e) = site.start_hub().await {
             panic!(
                 "cut {cut}: the hub does not start on the crash image (edge acknowledged through \
-                 {acked:?}; blob files {}): {e}",
-                blob_files(&db)
+                 {acked:?}; blob files {}; kept in {}): {e}",
+                blob_files(&db),
+                keep_for_post_mortem(&site.layout.hub_data_dir, "hub", cut).display()
             );
         }
     }
     let cut_count = disk.cuts();
+    let retaken = disk.copies_retaken();
+    let awaited = disk.stops_awaited();
     let elapsed = started.elapsed();
     stop_operator.store(true, std::sync::atomic::Ordering::Relaxed);
     let confirmed = operator.await.unwrap();
@@ -282,7 +303,8 @@ async fn power_cut_hub_keeps_every_acknowledged_event_at_3000_per_second() {
     println!(
         "hub: {cut_count} power cuts in {elapsed:.0?}, {last} events, 0 lost, 0 doubled; {} \
          commands and {} visits (150 KiB photos) confirmed, all stored; most blob files seen \
-         {most_blobs}",
+         {most_blobs}; crash images copied again because the disk changed during the copy \
+         {retaken}; cuts that waited for a thread to stop {awaited}",
         confirmed.commands.len(),
         confirmed.visits.len()
     );
@@ -342,8 +364,9 @@ async fn power_cut_edge_keeps_every_large_event_it_acknowledged_while_the_hub_is
         if let Err(e) = site.start_edge(0).await {
             panic!(
                 "cut {cut}: the edge does not start on the crash image ({acknowledged} events \
-                 acknowledged to the device; blob files {}): {e}",
-                blob_files(&outbox)
+                 acknowledged to the device; blob files {}; kept in {}): {e}",
+                blob_files(&outbox),
+                keep_for_post_mortem(&site.layout.edges[0].data_dir, "edge", cut).display()
             );
         }
         let recovered = recovered_last_seq(&edge_log).unwrap();
@@ -354,12 +377,14 @@ async fn power_cut_edge_keeps_every_large_event_it_acknowledged_while_the_hub_is
         );
     }
     let cut_count = disk.cuts();
+    let retaken = disk.copies_retaken();
+    let awaited = disk.stops_awaited();
     let elapsed = started.elapsed();
     let last = drain_and_check(site, &devices).await;
     drop(disk);
     println!(
         "edge: {cut_count} power cuts in {elapsed:.0?}, {last} events of 1,500 bytes, 0 lost, 0 \
-         doubled; most blob files seen {most_blobs}"
+         doubled; most blob files seen {most_blobs}; crash images copied again {retaken}; cuts that waited for a thread to stop {awaited}"
     );
     assert_eq!(most_blobs, 0, "sled never wrote a page outside its log");
     assert!(last > 10_000, "the stream ran: {last} events");

@@ -36,6 +36,48 @@ pub enum PowerCutError {
     Command(#[from] CommandFailed),
     #[error("cannot take the power-cut lock {path}: {source}")]
     Lock { path: PathBuf, source: nix::Error },
+    #[error("process {pid} did not stop within 10 s of SIGSTOP (a thread still in the kernel)")]
+    DidNotStop { pid: u32 },
+    #[error("{image} kept changing while it was copied ({attempts} attempts)")]
+    NeverQuiet { image: PathBuf, attempts: u32 },
+}
+
+/// How long the disk's backing file must be unchanged before a copy starts.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(30);
+
+/// Copies tried before a cut gives up on a disk that keeps changing.
+const COPY_ATTEMPTS: u32 = 20;
+
+/// Waits until every thread of `pid` is stopped (state `T` or `t` in `/proc/<pid>/task/*/stat`)
+/// or gone.
+/// Returns whether a thread was still running at the first look.
+fn wait_until_stopped(pid: u32) -> Result<bool, PowerCutError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut waited = false;
+    loop {
+        let tasks = Path::new("/proc").join(pid.to_string()).join("task");
+        let Ok(entries) = std::fs::read_dir(&tasks) else {
+            return Ok(waited); // gone
+        };
+        let running = entries.flatten().any(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The state follows the command name, which is in parentheses.
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().next().map(str::to_owned)
+                })
+                .is_some_and(|state| state != "T" && state != "t" && state != "Z" && state != "X")
+        });
+        if !running {
+            return Ok(waited);
+        }
+        waited = true;
+        if std::time::Instant::now() > deadline {
+            return Err(PowerCutError::DidNotStop { pid });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PowerCutError + '_ {
@@ -131,6 +173,8 @@ pub struct CutDisk {
     image: PathBuf,
     mounted: bool,
     cuts: u32,
+    retaken: u32,
+    stops_awaited: u32,
     _writeback: WritebackOff,
 }
 
@@ -170,6 +214,8 @@ impl CutDisk {
             image: image.to_owned(),
             mounted: false,
             cuts: 0,
+            retaken: 0,
+            stops_awaited: 0,
             _writeback: writeback,
         };
         disk.mount()?;
@@ -202,20 +248,76 @@ impl CutDisk {
         self.cuts
     }
 
+    /// Cuts whose process still had a thread running (in the kernel) right after `SIGSTOP`: the
+    /// copy waited for it.
+    pub fn stops_awaited(&self) -> u32 {
+        self.stops_awaited
+    }
+
+    /// Copies taken again because the disk changed while it was being copied.
+    pub fn copies_retaken(&self) -> u32 {
+        self.retaken
+    }
+
     /// Cuts the power of process `pid`, which uses this disk: stops it (`SIGSTOP`) and copies
     /// what the disk holds now. The process stays stopped: kill it, then [`Self::power_on`].
+    ///
+    /// The copy is one moment of the disk, never a mix of two: `SIGSTOP` only asks, and a thread
+    /// inside `fdatasync` finishes its I/O before it stops, so the copy starts once every thread
+    /// is stopped; and since the kernel may still write (a journal commit), a copy during which
+    /// the backing file changed is taken again. A torn copy would be a state no real disk can be
+    /// in (a write that a finished `fdatasync` ordered after another, without the other), and a
+    /// store would be blamed for it.
     pub fn cut(&mut self, pid: u32) -> Result<(), PowerCutError> {
         use nix::sys::signal::{Signal, kill};
+        let raw = pid;
         let pid = nix::unistd::Pid::from_raw(pid as i32);
         kill(pid, Signal::SIGSTOP).map_err(|e| CommandFailed {
             command: format!("kill -STOP {pid}"),
             output: e.to_string(),
         })?;
+        if wait_until_stopped(raw)? {
+            self.stops_awaited += 1;
+        }
         let from = self.image.to_string_lossy().into_owned();
         let to = self.crash_image().to_string_lossy().into_owned();
-        run("cp", &["--sparse=always", &from, &to])?;
-        self.cuts += 1;
-        Ok(())
+        for _ in 0..COPY_ATTEMPTS {
+            let before = self.wait_until_quiet()?;
+            run("cp", &["--sparse=always", &from, &to])?;
+            if self.last_change()? == before {
+                self.cuts += 1;
+                return Ok(());
+            }
+            self.retaken += 1;
+        }
+        Err(PowerCutError::NeverQuiet {
+            image: self.image.clone(),
+            attempts: COPY_ATTEMPTS,
+        })
+    }
+
+    /// When the backing file last changed (its modification and change times).
+    fn last_change(&self) -> Result<(std::time::SystemTime, i64, i64), PowerCutError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.image).map_err(io(&self.image))?;
+        let modified = meta.modified().map_err(io(&self.image))?;
+        Ok((modified, meta.ctime(), meta.ctime_nsec()))
+    }
+
+    /// Waits until the backing file has not changed for [`QUIET`], so that a write during the
+    /// copy gets a newer time stamp than the one read here (the kernel's clock for file times
+    /// moves in ticks of a few milliseconds). Returns that time stamp.
+    fn wait_until_quiet(&self) -> Result<(std::time::SystemTime, i64, i64), PowerCutError> {
+        loop {
+            let stamp = self.last_change()?;
+            let age = std::time::SystemTime::now()
+                .duration_since(stamp.0)
+                .unwrap_or_default();
+            if age >= QUIET {
+                return Ok(stamp);
+            }
+            std::thread::sleep(QUIET - age);
+        }
     }
 
     fn crash_image(&self) -> PathBuf {

@@ -34,6 +34,14 @@
 //! swallowed; a database that does not open is an error naming its path ([`StorageError::Open`],
 //! [`StorageError::OpenPanicked`]),
 //! never a panic.
+//!
+//! **A database is read whole after an unclean stop.** sled can open a database that a crash
+//! damaged and fail (or panic) only when the damaged page is read, which for a hub is reading its
+//! event log at start: a crash loop. So a [`DurableDb`] dropped after a successful commit leaves
+//! a file `outpost-clean-stop` (written durably), the next open removes it (durably), and an open
+//! that finds none (a crash, `kill -9`, a power cut, a failed commit) reads every entry of every
+//! tree first; an error or a panic there is [`StorageError::Damaged`], which the processes treat
+//! like a database that does not open (unready, `store set-aside`).
 
 pub mod chunk;
 
@@ -129,6 +137,16 @@ pub enum StorageError {
         #[source]
         source: sled::Error,
     },
+    #[error(
+        "database {path} is damaged: reading it whole after an unclean stop failed at entry \
+         {entries_read} of tree {tree:?}: {detail}"
+    )]
+    Damaged {
+        path: PathBuf,
+        tree: String,
+        entries_read: u64,
+        detail: DamageDetail,
+    },
     #[error("database {path} is open in a running process; stop it first")]
     InUse { path: PathBuf },
     #[error(
@@ -155,6 +173,56 @@ impl StorageError {
         };
         is_disk_full(io)
     }
+}
+
+/// What reading a damaged database reported: sled's error, or its panic's message (sled asserts
+/// on some damage instead of answering an error).
+#[derive(Debug, thiserror::Error)]
+pub enum DamageDetail {
+    #[error("{0}")]
+    Error(sled::Error),
+    #[error("sled panicked: {0}")]
+    Panicked(String),
+}
+
+/// The file a clean stop leaves in a database's directory: its absence at open means the last
+/// stop was not clean.
+pub const CLEAN_STOP_FILE: &str = "outpost-clean-stop";
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Reads every entry of every tree of `db`; returns how many there were.
+fn read_whole(db: &sled::Db, path: &Path) -> Result<u64, StorageError> {
+    let mut tree_name = String::new();
+    let mut entries_read = 0u64;
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for name in db.tree_names() {
+            tree_name = String::from_utf8_lossy(&name).into_owned();
+            let tree = db.open_tree(&name)?;
+            for entry in tree.iter() {
+                entry?;
+                entries_read += 1;
+            }
+        }
+        Ok::<(), sled::Error>(())
+    }));
+    let detail = match read {
+        Ok(Ok(())) => return Ok(entries_read),
+        Ok(Err(error)) => DamageDetail::Error(error),
+        Err(panic) => DamageDetail::Panicked(panic_message(panic.as_ref())),
+    };
+    Err(StorageError::Damaged {
+        path: path.to_owned(),
+        tree: tree_name,
+        entries_read,
+        detail,
+    })
 }
 
 /// Whether `error` is ENOSPC (sled sometimes wraps the OS error in a custom one).
@@ -274,14 +342,9 @@ impl DurableDb {
                     });
                 }
                 Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
                     return Err(StorageError::OpenPanicked {
                         path: path.to_owned(),
-                        message,
+                        message: panic_message(panic.as_ref()),
                     });
                 }
             }
@@ -297,6 +360,16 @@ impl DurableDb {
         sync_dir(path)?;
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
+        }
+        let clean_stop = path.join(CLEAN_STOP_FILE);
+        if clean_stop.exists() {
+            // Gone for good before anything is written: a crash from here on is an unclean stop.
+            std::fs::remove_file(&clean_stop).map_err(io(&clean_stop))?;
+            sync_dir(path)?;
+        } else {
+            let started = Instant::now();
+            let entries = read_whole(&db, path)?;
+            tracing::info!(path = %path.display(), entries, took_ms = started.elapsed().as_millis() as u64, "database read whole after an unclean stop: undamaged");
         }
         Ok(Self {
             db,
@@ -366,6 +439,23 @@ impl DurableDb {
     /// anything else is a page a power cut could leave empty: alert on it.
     pub fn blob_files(&self) -> usize {
         blob_files(&self.path)
+    }
+}
+
+impl Drop for DurableDb {
+    /// A clean stop: everything committed, then [`CLEAN_STOP_FILE`] left behind. A commit that
+    /// fails leaves no file, so the next open reads the database whole.
+    fn drop(&mut self) {
+        match self.commit() {
+            Ok(_) => {
+                if let Err(err) = write_file_durably(&self.path, CLEAN_STOP_FILE, b"") {
+                    tracing::warn!(%err, "cannot mark the database's stop as clean: the next open reads it whole");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the database's last commit failed: the next open reads it whole")
+            }
+        }
     }
 }
 

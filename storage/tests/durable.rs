@@ -70,3 +70,94 @@ fn a_snapshot_sled_began_and_never_finished_does_not_stop_the_database_opening()
     }
     assert!(!path.join("snap.7FFFFFFFFFFFFFFF.generating").exists());
 }
+
+#[test]
+fn a_clean_stop_leaves_a_mark_that_the_next_open_takes_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    let mark = path.join(outpost_storage::CLEAN_STOP_FILE);
+    let db = DurableDb::open(&path).unwrap();
+    assert!(!mark.exists(), "a running database has no mark");
+    drop(db);
+    assert!(mark.exists(), "a clean stop leaves one");
+    let _db = DurableDb::open(&path).unwrap();
+    assert!(!mark.exists(), "the open takes it away");
+}
+
+/// A database of 3,000 entries of 1 KiB, stopped cleanly twice (so sled's snapshot covers its
+/// whole log and an open reads none of it), with 128 KiB in the middle of its log overwritten.
+fn damaged_database(path: &std::path::Path) {
+    for _ in 0..2 {
+        let db = DurableDb::open(path).unwrap();
+        for seq in 1..=3000u64 {
+            db.db().insert(seq_key(b'e', seq), vec![7u8; 1000]).unwrap();
+        }
+        db.commit().unwrap();
+    }
+    let file = path.join("db");
+    let len = std::fs::metadata(&file).unwrap().len();
+    let segment = outpost_storage::SEGMENT_BYTES as u64;
+    let middle = (len / 2 / segment) * segment + 4096;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.write_all_at(&vec![0x5a; 128 * 1024], middle).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn read_all(db: &DurableDb) -> Result<u64, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut n = 0;
+        for entry in db.db().iter() {
+            entry.map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        Ok(n)
+    }))
+    .unwrap_or_else(|_| Err("sled panicked".into()))
+}
+
+#[test]
+fn a_database_damaged_where_the_open_does_not_look_is_refused_after_an_unclean_stop() {
+    // The control: after a clean stop the open does not read the log, succeeds, and the damage
+    // shows only when the entries are read. (About one database in 25 puts a page sled reads at
+    // open in the overwritten range, and sled refuses it at open: another one is made.)
+    let (_tmp, path) = (0..5)
+        .find_map(|_| {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("db");
+            damaged_database(&path);
+            let db = DurableDb::open(&path).ok()?;
+            assert!(read_all(&db).is_err(), "the test's damage is real");
+            Some((tmp, path))
+        })
+        .unwrap();
+    // The same after an unclean stop (as after kill -9 or a power cut: no mark).
+    std::fs::remove_file(path.join(outpost_storage::CLEAN_STOP_FILE)).unwrap();
+    match DurableDb::open(&path) {
+        Err(outpost_storage::StorageError::Damaged {
+            path: named,
+            entries_read,
+            ..
+        }) => {
+            assert_eq!(named, path);
+            assert!(entries_read < 3000, "read {entries_read} entries");
+        }
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("a damaged database opened after an unclean stop"),
+    }
+}
+
+#[test]
+fn an_undamaged_database_opens_after_an_unclean_stop_with_everything_in_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    let db = DurableDb::open(&path).unwrap();
+    for seq in 1..=3000u64 {
+        db.db().insert(seq_key(b'e', seq), vec![7u8; 1000]).unwrap();
+    }
+    drop(db);
+    // As after kill -9: no mark.
+    std::fs::remove_file(path.join(outpost_storage::CLEAN_STOP_FILE)).unwrap();
+    let db = DurableDb::open(&path).unwrap();
+    assert_eq!(read_all(&db), Ok(3000));
+}

@@ -316,6 +316,11 @@ pub async fn run(
         result = root => result?,
         Ok(err) = fatal_rx => anyhow::bail!("event log failed, stopping the hub: {err}"),
     }
+    // Every actor has stopped: a clean stop, so the next start need not read the database whole
+    // (the event log's writer thread may outlive this function and its handle with it).
+    if let Err(err) = durable.mark_clean_stop() {
+        tracing::warn!(%err, "cannot mark the database's stop as clean: the next start reads it whole");
+    }
     Ok(())
 }
 

@@ -37,8 +37,9 @@
 //!
 //! **A database is read whole after an unclean stop.** sled can open a database that a crash
 //! damaged and fail (or panic) only when the damaged page is read, which for a hub is reading its
-//! event log at start: a crash loop. So a [`DurableDb`] dropped after a successful commit leaves
-//! a file `outpost-clean-stop` (written durably), the next open removes it (durably), and an open
+//! event log at start: a crash loop. So a clean stop ([`DurableDb::mark_clean_stop`], which the
+//! hub calls once its actors have stopped, and the drop of the last handle) leaves a file
+//! `outpost-clean-stop` after a successful commit, the next open removes it (durably), and an open
 //! that finds none (a crash, `kill -9`, a power cut, a failed commit) reads every entry of every
 //! tree first; an error or a panic there is [`StorageError::Damaged`], which the processes treat
 //! like a database that does not open (unready, `store set-aside`).
@@ -143,7 +144,9 @@ pub enum StorageError {
     )]
     Damaged {
         path: PathBuf,
+        /// The tree being read when it failed.
         tree: String,
+        /// Entries of that tree read before it failed.
         entries_read: u64,
         detail: DamageDetail,
     },
@@ -200,20 +203,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Reads every entry of every tree of `db`; returns how many there were.
 fn read_whole(db: &sled::Db, path: &Path) -> Result<u64, StorageError> {
     let mut tree_name = String::new();
+    // Of the tree being read, and of those read before it.
     let mut entries_read = 0u64;
+    let mut entries_before = 0u64;
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for name in db.tree_names() {
             tree_name = String::from_utf8_lossy(&name).into_owned();
+            entries_read = 0;
             let tree = db.open_tree(&name)?;
             for entry in tree.iter() {
                 entry?;
                 entries_read += 1;
             }
+            entries_before += entries_read;
         }
         Ok::<(), sled::Error>(())
     }));
     let detail = match read {
-        Ok(Ok(())) => return Ok(entries_read),
+        Ok(Ok(())) => return Ok(entries_before),
         Ok(Err(error)) => DamageDetail::Error(error),
         Err(panic) => DamageDetail::Panicked(panic_message(panic.as_ref())),
     };
@@ -442,19 +449,20 @@ impl DurableDb {
     }
 }
 
+impl DurableDb {
+    /// A clean stop: commits everything, then leaves [`CLEAN_STOP_FILE`] (durably), so the next
+    /// open need not read the database whole. Call when nothing writes any more; dropping the last
+    /// handle does the same. A commit that fails leaves no file.
+    pub fn mark_clean_stop(&self) -> Result<(), StorageError> {
+        self.commit()?;
+        write_file_durably(&self.path, CLEAN_STOP_FILE, b"")
+    }
+}
+
 impl Drop for DurableDb {
-    /// A clean stop: everything committed, then [`CLEAN_STOP_FILE`] left behind. A commit that
-    /// fails leaves no file, so the next open reads the database whole.
     fn drop(&mut self) {
-        match self.commit() {
-            Ok(_) => {
-                if let Err(err) = write_file_durably(&self.path, CLEAN_STOP_FILE, b"") {
-                    tracing::warn!(%err, "cannot mark the database's stop as clean: the next open reads it whole");
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "the database's last commit failed: the next open reads it whole")
-            }
+        if let Err(err) = self.mark_clean_stop() {
+            tracing::warn!(%err, "cannot mark the database's stop as clean: the next open reads it whole");
         }
     }
 }

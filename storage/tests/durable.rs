@@ -119,18 +119,18 @@ fn read_all(db: &DurableDb) -> Result<u64, String> {
 #[test]
 fn a_database_damaged_where_the_open_does_not_look_is_refused_after_an_unclean_stop() {
     // The control: after a clean stop the open does not read the log, succeeds, and the damage
-    // shows only when the entries are read. (About one database in 25 puts a page sled reads at
-    // open in the overwritten range, and sled refuses it at open: another one is made.)
-    let (_tmp, path) = (0..5)
+    // shows only when the entries are read. (Now and then sled's open reads a page in the
+    // overwritten range and refuses it, or the range holds no page in use and there is nothing
+    // to find: another database is made.)
+    let (_tmp, path) = (0..10)
         .find_map(|_| {
             let tmp = tempfile::tempdir().unwrap();
             let path = tmp.path().join("db");
             damaged_database(&path);
             let db = DurableDb::open(&path).ok()?;
-            assert!(read_all(&db).is_err(), "the test's damage is real");
-            Some((tmp, path))
+            read_all(&db).is_err().then_some((tmp, path))
         })
-        .unwrap();
+        .expect("ten damaged databases were noticed by sled's open or not at all");
     // The same after an unclean stop (as after kill -9 or a power cut: no mark).
     std::fs::remove_file(path.join(outpost_storage::CLEAN_STOP_FILE)).unwrap();
     match DurableDb::open(&path) {

@@ -322,6 +322,8 @@ impl DurableDb {
             move |source| StorageError::Io { path: p, source }
         };
         std::fs::create_dir_all(path).map_err(io(path))?;
+        // A database sled creates now has nothing to read and no stop behind it, clean or not.
+        let created = !path.join("db").exists();
         remove_unfinished_snapshots(path)?;
         let config = sled::Config::new()
             .path(path)
@@ -373,7 +375,7 @@ impl DurableDb {
             // Gone for good before anything is written: a crash from here on is an unclean stop.
             std::fs::remove_file(&clean_stop).map_err(io(&clean_stop))?;
             sync_dir(path)?;
-        } else {
+        } else if !created {
             let started = Instant::now();
             let entries = read_whole(&db, path)?;
             tracing::info!(path = %path.display(), entries, took_ms = started.elapsed().as_millis() as u64, "database read whole after an unclean stop: undamaged");

@@ -49,8 +49,7 @@ const QUIET: std::time::Duration = std::time::Duration::from_millis(30);
 const COPY_ATTEMPTS: u32 = 20;
 
 /// Waits until every thread of `pid` is stopped (state `T` or `t` in `/proc/<pid>/task/*/stat`)
-/// or gone.
-/// Returns whether a thread was still running at the first look.
+/// or gone; returns whether a thread was still running at the first look.
 fn wait_until_stopped(pid: u32) -> Result<bool, PowerCutError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut waited = false;
@@ -270,13 +269,13 @@ impl CutDisk {
     /// store would be blamed for it.
     pub fn cut(&mut self, pid: u32) -> Result<(), PowerCutError> {
         use nix::sys::signal::{Signal, kill};
-        let raw = pid;
-        let pid = nix::unistd::Pid::from_raw(pid as i32);
-        kill(pid, Signal::SIGSTOP).map_err(|e| CommandFailed {
-            command: format!("kill -STOP {pid}"),
-            output: e.to_string(),
+        kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGSTOP).map_err(|e| {
+            CommandFailed {
+                command: format!("kill -STOP {pid}"),
+                output: e.to_string(),
+            }
         })?;
-        if wait_until_stopped(raw)? {
+        if wait_until_stopped(pid)? {
             self.stops_awaited += 1;
         }
         let from = self.image.to_string_lossy().into_owned();

@@ -1,7 +1,7 @@
 // The TV wall, a TV's page with its remote pad, the cards shown on both, the card editor, and
 // bulk operations on a group of TVs.
 
-import { html, useState, useEffect, useRef } from './vendor/htm-preact-standalone.module.js';
+import { html, Component, useState, useEffect } from './vendor/htm-preact-standalone.module.js';
 import { api, get, post, subscribe, LIVE_STATE, may } from './api.js';
 import { useData, throttle, time, ago, Problem } from './util.js';
 
@@ -211,33 +211,53 @@ function Pad({ d, relays, onShot }) {
 let nextKey = 0;
 const editable = (cards) => cards.map((c) => ({ ...c, key: ++nextKey }));
 
+// A list the hand reorders: SortableJS moves the held element in the page while it is dragged,
+// and reports the move when it is dropped. Preact puts children back where its last render had
+// them, so a render in the middle of a drag (the TV page renders again on every live update)
+// would undo the move unseen: none happens until the drop. `onMove(from, to)` gets the indexes.
+class Reorderable extends Component {
+  componentDidMount() {
+    if (!window.Sortable) return;
+    this.sortable = window.Sortable.create(this.base, {
+      handle: '.drag',
+      forceFallback: true,
+      onStart: () => {
+        this.dragging = true;
+      },
+      onEnd: (e) => {
+        this.dragging = false;
+        if (e.oldIndex === e.newIndex) return this.forceUpdate();
+        // Put the element back where it was and let the page move it, so the DOM and the
+        // list's order cannot disagree.
+        e.from.removeChild(e.item);
+        e.from.insertBefore(e.item, e.from.children[e.oldIndex] || null);
+        this.props.onMove(e.oldIndex, e.newIndex);
+      },
+    });
+  }
+  componentWillUnmount() {
+    if (this.sortable) this.sortable.destroy();
+  }
+  shouldComponentUpdate() {
+    return !this.dragging;
+  }
+  render({ children }) {
+    return html`<div class="card-list">${children}</div>`;
+  }
+}
+
 function CardEditor({ session, d, layouts, onSaved }) {
   const [scope, setScope] = useState(`tv:${d.edge}:${d.device}`);
   const [cards, setCards] = useState(editable(layouts[scope] || []));
   const [problem, setProblem] = useState(null);
-  const list = useRef(null);
   useEffect(() => setCards(editable(layouts[scope] || [])), [scope]);
-  useEffect(() => {
-    if (!list.current || !window.Sortable) return;
-    const sortable = window.Sortable.create(list.current, {
-      handle: '.drag',
-      forceFallback: true,
-      onEnd: (e) => {
-        if (e.oldIndex === e.newIndex) return;
-        // Put the element back where it was and let the page move it, so the DOM and the
-        // cards' order cannot disagree.
-        e.from.removeChild(e.item);
-        e.from.insertBefore(e.item, e.from.children[e.oldIndex] || null);
-        setCards((cs) => {
-          const next = [...cs];
-          const [moved] = next.splice(e.oldIndex, 1);
-          next.splice(e.newIndex, 0, moved);
-          return next;
-        });
-      },
+  const move = (from, to) =>
+    setCards((cs) => {
+      const next = [...cs];
+      const [moved] = next.splice(from, 1);
+      next.splice(to, 0, moved);
+      return next;
     });
-    return () => sortable.destroy();
-  }, [list.current]);
   const change = (i, f) => setCards((cs) => cs.map((c, j) => (j === i ? f({ ...c }) : c)));
   const save = async () => {
     setProblem(null);
@@ -261,7 +281,7 @@ function CardEditor({ session, d, layouts, onSaved }) {
       <button onClick=${save}>Save cards</button>
     </div>
     <${Problem} error=${problem} />
-    <div class="card-list" ref=${list}>
+    <${Reorderable} onMove=${move}>
       ${cards.map((c, i) => html`<div class="card editing" key=${c.key}>
         <span class="drag" title="Drag to move" aria-label="Drag card ${c.title}">⠿</span>
         <label>Title <input value=${c.title} onInput=${(e) => change(i, (x) => ({ ...x, title: e.target.value }))} /></label>
@@ -282,7 +302,7 @@ function CardEditor({ session, d, layouts, onSaved }) {
           <button onClick=${() => setCards(cards.filter((_, j) => j !== i))}>Remove card</button>
         </div>
       </div>`)}
-    </div>
+    <//>
   </section>`;
 }
 

@@ -52,6 +52,21 @@ function noisyBmp(width, height) {
   return buffer;
 }
 
+// Sets a TV's volume through the API, as the page's session, and waits until the page shows it.
+async function setVolume(page, device, level) {
+  const status = await page.evaluate(async ({ device, level }) => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/commands', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify({ edge: 'edge-01', device, op: 'volume', args: { level } }),
+    });
+    return response.status;
+  }, { device, level });
+  if (status >= 300) throw new Error(`setting ${device}'s volume to ${level}: HTTP ${status}`);
+  await page.locator('[data-testid=tv-volume]', { hasText: new RegExp(`^${level}$`) }).waitFor({ timeout: 15000 });
+}
+
 const machineState = async (address) => (await sim('/state')).egms.find((m) => m.address === address);
 
 // Collects the page's script errors in `page.errors`.
@@ -228,16 +243,38 @@ try {
     await tv.mouse.move(from.x + from.width / 2, from.y + (to.y + 5 - from.y) * (i / 30));
     await tv.waitForTimeout(30);
   }
-  for (let i = 0; i < 6; i++) {
+  // Held over the first card until the editor shows the dragged card's place there, as a hand
+  // waits to see it before letting go (a loaded machine can take a while to get there).
+  const placed = () => tv.evaluate(() => !!document.querySelector('.card-list > .card.editing:first-child.sortable-chosen'));
+  for (let i = 0; i < 100 && !(await placed()); i++) {
     await tv.mouse.move(from.x + from.width / 2 + (i % 2 ? 2 : -2), to.y + 5);
     await tv.waitForTimeout(100);
   }
+  check(await placed(), 'the held card takes the first place while it is dragged');
+  // The TV's state changes while the card is held (its telemetry renders the page again): the
+  // card stays where the hand put it. Watched in the page, as SortableJS would put it back at
+  // the next pointer move and hide the fault.
+  await tv.evaluate(() => {
+    const list = document.querySelector('.card-list');
+    window.heldCardLeftItsPlace = 0;
+    window.heldCardWatch = new MutationObserver(() => {
+      if (list.querySelector('.sortable-chosen') !== list.firstElementChild) window.heldCardLeftItsPlace++;
+    });
+    window.heldCardWatch.observe(list, { childList: true });
+  });
+  await setVolume(tv, 'tv-2', 11);
+  const left = await tv.evaluate(() => {
+    window.heldCardWatch.disconnect();
+    return window.heldCardLeftItsPlace;
+  });
+  check(left === 0, `the held card keeps its place while the page updates live (left it ${left} times)`);
   await tv.mouse.up();
   await tv
-    .waitForFunction(() => document.querySelector('.card.editing input')?.value === 'Lobby check', null, { timeout: 3000 })
+    .waitForFunction(() => document.querySelector('.card.editing input')?.value === 'Lobby check', null, { timeout: 10000 })
     .catch(() => {});
   const order = await tv.getByLabel('Title').evaluateAll((inputs) => inputs.map((i) => i.value));
   check(order[0] === 'Lobby check', `a card dragged to the top moves there (${order.join(', ')})`);
+  await setVolume(tv, 'tv-2', 12);
   await tv.getByRole('button', { name: 'Save cards' }).click();
   await tv.waitForTimeout(500);
   await tv.reload();

@@ -314,7 +314,7 @@ pub async fn scrape_sum(admin: SocketAddr, name: &str) -> Option<f64> {
 #[derive(Debug)]
 pub struct RunningSite {
     pub layout: crate::site::SiteLayout,
-    exe: PathBuf,
+    binaries: Binaries,
     pub hub: Option<SiteProcess>,
     pub edges: Vec<Option<SiteProcess>>,
     /// A command the edges are started under (for example `ip netns exec NS`), empty for none.
@@ -326,25 +326,72 @@ pub struct RunningSite {
     pub ready_timeout: Duration,
 }
 
+/// What a site runs its hub and edges with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binaries {
+    /// `outpost-sim hub run` and `outpost-sim edge run`: the one binary `cargo run` and the tests
+    /// build. The same code as the product's, with the simulators and benchmarks linked in.
+    Sim(PathBuf),
+    /// The product's own `outpost-hub` and `outpost-edge`, as a user installs them: what a
+    /// measure of their memory is about (the binary's pages are most of an idle edge's RSS).
+    Product { hub: PathBuf, edge: PathBuf },
+}
+
+impl Binaries {
+    /// The program and arguments that run `role` ("hub" or "edge") with `config`.
+    fn command(&self, role: &str, config: &Path) -> (PathBuf, Vec<OsString>) {
+        let tail = [
+            "run".into(),
+            "--config".into(),
+            config.as_os_str().to_owned(),
+        ];
+        match self {
+            Self::Sim(exe) => (exe.clone(), [role.into()].into_iter().chain(tail).collect()),
+            Self::Product { hub, edge } => {
+                let program = if role == "hub" { hub } else { edge };
+                (program.clone(), tail.to_vec())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Binaries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sim(exe) => write!(f, "{} hub run / edge run", exe.display()),
+            Self::Product { hub, edge } => write!(f, "{} and {}", hub.display(), edge.display()),
+        }
+    }
+}
+
 /// `prefix… exe args…` as a program and its arguments.
-fn under(prefix: &[OsString], exe: &Path, args: Vec<OsString>) -> (PathBuf, Vec<OsString>) {
+fn under(prefix: &[OsString], command: (PathBuf, Vec<OsString>)) -> (PathBuf, Vec<OsString>) {
+    let (exe, args) = command;
     match prefix.split_first() {
         Some((first, rest)) => (
             PathBuf::from(first),
             rest.iter()
                 .cloned()
-                .chain([exe.as_os_str().to_owned()])
+                .chain([exe.into_os_string()])
                 .chain(args)
                 .collect(),
         ),
-        None => (exe.to_owned(), args),
+        None => (exe, args),
     }
 }
 
 impl RunningSite {
     /// Starts the hub and every edge of `layout` and waits until all are ready.
     pub async fn start(exe: &Path, layout: crate::site::SiteLayout) -> Result<Self, HarnessError> {
-        let mut site = Self::stopped(exe, layout);
+        Self::start_with(Binaries::Sim(exe.to_owned()), layout).await
+    }
+
+    /// [`RunningSite::start`] with `binaries`.
+    pub async fn start_with(
+        binaries: Binaries,
+        layout: crate::site::SiteLayout,
+    ) -> Result<Self, HarnessError> {
+        let mut site = Self::stopped_with(binaries, layout);
         site.start_hub().await?;
         for i in 0..site.edges.len() {
             site.start_edge(i).await?;
@@ -354,10 +401,15 @@ impl RunningSite {
 
     /// The site of `layout` with nothing started yet.
     pub fn stopped(exe: &Path, layout: crate::site::SiteLayout) -> Self {
+        Self::stopped_with(Binaries::Sim(exe.to_owned()), layout)
+    }
+
+    /// [`RunningSite::stopped`] with `binaries`.
+    pub fn stopped_with(binaries: Binaries, layout: crate::site::SiteLayout) -> Self {
         let edges = layout.edges.iter().map(|_| None).collect();
         Self {
             layout,
-            exe: exe.to_owned(),
+            binaries,
             hub: None,
             edges,
             edge_prefix: Vec::new(),
@@ -382,13 +434,8 @@ impl RunningSite {
     /// Starts the hub without waiting for it to be ready (as a service manager does: a hub
     /// waiting for its store is running, not failed).
     pub fn launch_hub(&mut self) -> Result<(), HarnessError> {
-        let args: Vec<OsString> = vec![
-            "hub".into(),
-            "run".into(),
-            "--config".into(),
-            self.layout.hub_config.clone().into(),
-        ];
-        let (program, args) = under(&self.hub_prefix, &self.exe, args);
+        let command = self.binaries.command("hub", &self.layout.hub_config);
+        let (program, args) = under(&self.hub_prefix, command);
         let hub = SiteProcess::spawn(
             "outpost-hub",
             &program,
@@ -402,13 +449,8 @@ impl RunningSite {
 
     pub async fn start_edge(&mut self, index: usize) -> Result<(), HarnessError> {
         let edge = &self.layout.edges[index];
-        let args: Vec<OsString> = vec![
-            "edge".into(),
-            "run".into(),
-            "--config".into(),
-            edge.config.clone().into(),
-        ];
-        let (program, args) = under(&self.edge_prefix, &self.exe, args);
+        let command = self.binaries.command("edge", &edge.config);
+        let (program, args) = under(&self.edge_prefix, command);
         let mut process =
             SiteProcess::spawn(&edge.id, &program, &args, edge.admin, &self.log(&edge.id))?;
         process.wait_ready(self.ready_timeout).await?;

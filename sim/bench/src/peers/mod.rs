@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_edge::Pacer;
+use outpost_harness::harness::Binaries;
 use serde_json::{Value, json};
 
 use peer::{PeerKind, PeerSite, PeerTools, Publisher, Receipts, SharedReceipts, lock, unix_micros};
@@ -65,6 +66,76 @@ pub struct PeersArgs {
     /// Only these systems (repeat the flag; default all four).
     #[arg(long, value_enum)]
     pub only: Vec<SystemName>,
+    /// What Outpost runs as. `auto`: the product's `outpost-hub` and `outpost-edge`, built first
+    /// (same profile) when this runs through `cargo run`, else `sim`. `product`: the ones beside
+    /// this binary, as they are. `sim`: `outpost-sim hub run` / `edge run` (the same code, with
+    /// the simulators' pages in its memory).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub binaries: BinariesChoice,
+}
+
+/// `--binaries` of `bench peers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BinariesChoice {
+    Auto,
+    Product,
+    Sim,
+}
+
+/// The binaries Outpost runs as, by `choice` (see [`PeersArgs::binaries`]).
+fn outpost_binaries(choice: BinariesChoice, exe: &Path) -> anyhow::Result<Binaries> {
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let product = || Binaries::Product {
+        hub: dir.join("outpost-hub"),
+        edge: dir.join("outpost-edge"),
+    };
+    match choice {
+        BinariesChoice::Sim => Ok(Binaries::Sim(exe.to_owned())),
+        BinariesChoice::Product => {
+            let binaries = product();
+            if let Binaries::Product { hub, edge } = &binaries {
+                anyhow::ensure!(
+                    hub.exists() && edge.exists(),
+                    "--binaries product: {} or {} is missing (`cargo build --release` builds them)",
+                    hub.display(),
+                    edge.display()
+                );
+            }
+            Ok(binaries)
+        }
+        BinariesChoice::Auto => {
+            // `cargo run` names itself in CARGO: build the product binaries of this very source
+            // tree, in the profile this binary was built in (its directory's name).
+            let Some(cargo) = std::env::var_os("CARGO") else {
+                eprintln!(
+                    "bench: not run through cargo: Outpost runs as outpost-sim hub run / edge run (--binaries product for the ones beside it)"
+                );
+                return Ok(Binaries::Sim(exe.to_owned()));
+            };
+            let profile = dir
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("debug");
+            let profile = if profile == "debug" { "dev" } else { profile };
+            eprintln!("bench: building outpost-hub and outpost-edge (profile {profile})");
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--profile",
+                    profile,
+                    "--bin",
+                    "outpost-hub",
+                    "--bin",
+                    "outpost-edge",
+                ])
+                .status()?;
+            anyhow::ensure!(
+                status.success(),
+                "building outpost-hub and outpost-edge failed: {status}"
+            );
+            Ok(product())
+        }
+    }
 }
 
 /// The systems compared.
@@ -84,6 +155,8 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     );
     let tools = ensure_tools(&args.tools_dir)?;
     let exe = std::env::current_exe()?;
+    // An idle edge's memory is mostly its binary's pages: measure the product's binaries.
+    let binaries = outpost_binaries(args.binaries, &exe)?;
     let base = crate::bench_dir(args.dir.as_deref(), "outpost-peers-")?;
     let plan = Plan {
         seconds: if args.quick { 2.0 } else { 10.0 },
@@ -113,7 +186,8 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     let mut systems = Vec::new();
     if wanted(SystemName::Outpost) {
         eprintln!("bench: Outpost");
-        systems.push(outpost_system(&exe, &base.path().join("outpost"), &plan).await?);
+        eprintln!("bench: Outpost ({binaries})");
+        systems.push(outpost_system(&binaries, &base.path().join("outpost"), &plan).await?);
     }
     for (name, kind) in [
         (SystemName::NatsAlways, PeerKind::NatsAlways),
@@ -160,7 +234,7 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-async fn outpost_system(exe: &Path, dir: &Path, plan: &Plan) -> anyhow::Result<Value> {
+async fn outpost_system(exe: &Binaries, dir: &Path, plan: &Plan) -> anyhow::Result<Value> {
     let idle = outpost::idle_rss(exe, &dir.join("idle")).await?;
     settle().await;
     let throughput = outpost::throughput(exe, &dir.join("throughput"), plan.seconds).await?;
@@ -175,6 +249,10 @@ async fn outpost_system(exe: &Path, dir: &Path, plan: &Plan) -> anyhow::Result<V
     settle().await;
     Ok(json!({
         "system": "Outpost (both sides durable)",
+        "binaries": match exe {
+            Binaries::Product { .. } => "outpost-hub, outpost-edge",
+            Binaries::Sim(_) => "outpost-sim hub run, outpost-sim edge run",
+        },
         "edge_rss_idle_bytes": idle,
         "throughput": throughput,
         "latency_1k": lat_1k,
@@ -758,6 +836,11 @@ pub fn markdown(report: &Value) -> String {
             raw["batch"],
             raw["records_per_second"].as_f64().unwrap_or(0.0)
         ));
+    }
+    for system in report["systems"].as_array().into_iter().flatten() {
+        if let Some(binaries) = system["binaries"].as_str() {
+            out.push_str(&format!(" Outpost ran as {binaries}."));
+        }
     }
     out.push('\n');
     out

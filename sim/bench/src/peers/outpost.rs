@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_harness::harness::{RunningSite, scrape, wait_edge_drained, wait_until_every};
+use outpost_harness::harness::{
+    Binaries, RunningSite, scrape, wait_edge_drained, wait_until_every,
+};
 use outpost_harness::site::{SiteLayout, SiteSpec};
 use serde_json::json;
 
@@ -23,9 +25,9 @@ fn synthetic(rate: f64, count: u64) -> String {
     )
 }
 
-async fn start(exe: &Path, dir: &Path, devices: &str) -> anyhow::Result<RunningSite> {
+async fn start(exe: &Binaries, dir: &Path, devices: &str) -> anyhow::Result<RunningSite> {
     let spec = SiteSpec::single("bench-edge", devices);
-    Ok(RunningSite::start(exe, SiteLayout::prepare(dir, &spec)?).await?)
+    Ok(RunningSite::start_with(exe.clone(), SiteLayout::prepare(dir, &spec)?).await?)
 }
 
 fn edge_pid(site: &RunningSite) -> Option<u32> {
@@ -49,7 +51,7 @@ async fn committed(site: &RunningSite) -> f64 {
 pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// Edge RSS with no device: connected and idle.
-pub async fn idle_rss(exe: &Path, dir: &Path) -> anyhow::Result<u64> {
+pub async fn idle_rss(exe: &Binaries, dir: &Path) -> anyhow::Result<u64> {
     let site = start(exe, dir, "").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = edge_pid(&site).map_or(0, |pid| proc_memory(pid).rss);
@@ -59,7 +61,11 @@ pub async fn idle_rss(exe: &Path, dir: &Path) -> anyhow::Result<u64> {
 
 /// Accepted (outbox) and delivered (hub commit) events/s with the generator as fast as the outbox
 /// takes it; the edge's peak RSS; disk bytes per delivered event on each side.
-pub async fn throughput(exe: &Path, dir: &Path, seconds: f64) -> anyhow::Result<serde_json::Value> {
+pub async fn throughput(
+    exe: &Binaries,
+    dir: &Path,
+    seconds: f64,
+) -> anyhow::Result<serde_json::Value> {
     let site = start(exe, dir, &synthetic(1_000_000.0, 0)).await?;
     let edge_admin = site.layout.edges[0].admin;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -119,7 +125,7 @@ async fn delivery_histogram(hub_admin: SocketAddr) -> Buckets {
 
 /// Latency at a fixed `rate` over `seconds`, the first second skipped.
 pub async fn latency(
-    exe: &Path,
+    exe: &Binaries,
     dir: &Path,
     rate: f64,
     seconds: f64,
@@ -136,7 +142,7 @@ pub async fn latency(
 /// A `backlog`-event backlog built behind a partition of the link (at least `partition` long),
 /// then delivered once it heals.
 pub async fn drain(
-    exe: &Path,
+    exe: &Binaries,
     dir: &Path,
     backlog: u64,
     partition: Duration,
@@ -189,7 +195,7 @@ pub async fn drain(
 /// `kill -9` of the edge half-way through `seconds` of full load, then a restart on the same
 /// store; afterwards the generator stops (a graceful restart without it) and the edge drains.
 /// Every sequence number the edge stored (acknowledged to the device) must be at the hub once.
-pub async fn kill(exe: &Path, dir: &Path, seconds: f64) -> anyhow::Result<serde_json::Value> {
+pub async fn kill(exe: &Binaries, dir: &Path, seconds: f64) -> anyhow::Result<serde_json::Value> {
     let devices = synthetic(1_000_000.0, 0);
     let mut site = start(exe, dir, &devices).await?;
     tokio::time::sleep(Duration::from_secs_f64(seconds / 2.0)).await;

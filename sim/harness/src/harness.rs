@@ -337,20 +337,32 @@ pub enum Binaries {
     Product { hub: PathBuf, edge: PathBuf },
 }
 
+/// A process of a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Hub,
+    Edge,
+}
+
 impl Binaries {
-    /// The program and arguments that run `role` ("hub" or "edge") with `config`.
-    fn command(&self, role: &str, config: &Path) -> (PathBuf, Vec<OsString>) {
+    /// The program and arguments that run `role` with `config`.
+    fn command(&self, role: Role, config: &Path) -> (PathBuf, Vec<OsString>) {
         let tail = [
             "run".into(),
             "--config".into(),
             config.as_os_str().to_owned(),
         ];
-        match self {
-            Self::Sim(exe) => (exe.clone(), [role.into()].into_iter().chain(tail).collect()),
-            Self::Product { hub, edge } => {
-                let program = if role == "hub" { hub } else { edge };
-                (program.clone(), tail.to_vec())
+        match (self, role) {
+            (Self::Sim(exe), _) => {
+                let subcommand = match role {
+                    Role::Hub => "hub",
+                    Role::Edge => "edge",
+                };
+                let args = [subcommand.into()].into_iter().chain(tail).collect();
+                (exe.clone(), args)
             }
+            (Self::Product { hub, .. }, Role::Hub) => (hub.clone(), tail.to_vec()),
+            (Self::Product { edge, .. }, Role::Edge) => (edge.clone(), tail.to_vec()),
         }
     }
 }
@@ -434,7 +446,7 @@ impl RunningSite {
     /// Starts the hub without waiting for it to be ready (as a service manager does: a hub
     /// waiting for its store is running, not failed).
     pub fn launch_hub(&mut self) -> Result<(), HarnessError> {
-        let command = self.binaries.command("hub", &self.layout.hub_config);
+        let command = self.binaries.command(Role::Hub, &self.layout.hub_config);
         let (program, args) = under(&self.hub_prefix, command);
         let hub = SiteProcess::spawn(
             "outpost-hub",
@@ -449,7 +461,7 @@ impl RunningSite {
 
     pub async fn start_edge(&mut self, index: usize) -> Result<(), HarnessError> {
         let edge = &self.layout.edges[index];
-        let command = self.binaries.command("edge", &edge.config);
+        let command = self.binaries.command(Role::Edge, &edge.config);
         let (program, args) = under(&self.edge_prefix, command);
         let mut process =
             SiteProcess::spawn(&edge.id, &program, &args, edge.admin, &self.log(&edge.id))?;
@@ -1012,4 +1024,51 @@ pub fn bench_json<S: AsRef<std::ffi::OsStr>>(
         return Err(format!("{}: {said}\n{log}", out.status));
     }
     serde_json::from_str(&said).map_err(|e| format!("not JSON ({e}): {said}\n{log}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+
+    use super::{Binaries, Role};
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn outpost_sim_runs_each_role_through_its_subcommand() {
+        let sim = Binaries::Sim(PathBuf::from("/t/outpost-sim"));
+        assert_eq!(
+            sim.command(Role::Edge, Path::new("e.toml")),
+            (
+                PathBuf::from("/t/outpost-sim"),
+                args(&["edge", "run", "--config", "e.toml"])
+            )
+        );
+        assert_eq!(
+            sim.command(Role::Hub, Path::new("h.toml")).1,
+            args(&["hub", "run", "--config", "h.toml"])
+        );
+    }
+
+    #[test]
+    fn the_product_runs_each_role_as_its_own_binary() {
+        let product = Binaries::Product {
+            hub: PathBuf::from("/t/outpost-hub"),
+            edge: PathBuf::from("/t/outpost-edge"),
+        };
+        assert_eq!(
+            product.command(Role::Hub, Path::new("h.toml")),
+            (
+                PathBuf::from("/t/outpost-hub"),
+                args(&["run", "--config", "h.toml"])
+            )
+        );
+        assert_eq!(
+            product.command(Role::Edge, Path::new("e.toml")).0,
+            PathBuf::from("/t/outpost-edge")
+        );
+    }
 }

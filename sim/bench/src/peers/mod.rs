@@ -85,57 +85,45 @@ pub enum BinariesChoice {
 /// The binaries Outpost runs as, by `choice` (see [`PeersArgs::binaries`]).
 fn outpost_binaries(choice: BinariesChoice, exe: &Path) -> anyhow::Result<Binaries> {
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let product = || Binaries::Product {
-        hub: dir.join("outpost-hub"),
-        edge: dir.join("outpost-edge"),
-    };
+    let (hub, edge) = (dir.join("outpost-hub"), dir.join("outpost-edge"));
     match choice {
-        BinariesChoice::Sim => Ok(Binaries::Sim(exe.to_owned())),
-        BinariesChoice::Product => {
-            let binaries = product();
-            if let Binaries::Product { hub, edge } = &binaries {
-                anyhow::ensure!(
-                    hub.exists() && edge.exists(),
-                    "--binaries product: {} or {} is missing (`cargo build --release` builds them)",
-                    hub.display(),
-                    edge.display()
-                );
-            }
-            Ok(binaries)
-        }
+        BinariesChoice::Sim => return Ok(Binaries::Sim(exe.to_owned())),
+        BinariesChoice::Product => {}
         BinariesChoice::Auto => {
-            // `cargo run` names itself in CARGO: build the product binaries of this very source
-            // tree, in the profile this binary was built in (its directory's name).
+            // `cargo run` names itself in CARGO and the package in CARGO_MANIFEST_DIR: build the
+            // product binaries of this very source tree, in the profile this binary was built in
+            // (its directory's name).
             let Some(cargo) = std::env::var_os("CARGO") else {
                 eprintln!(
                     "bench: not run through cargo: Outpost runs as outpost-sim hub run / edge run (--binaries product for the ones beside it)"
                 );
                 return Ok(Binaries::Sim(exe.to_owned()));
             };
-            let profile = dir
-                .file_name()
-                .and_then(|name| name.to_str())
-                .unwrap_or("debug");
-            let profile = if profile == "debug" { "dev" } else { profile };
+            let profile = match dir.file_name().and_then(|name| name.to_str()) {
+                Some("debug") | None => "dev",
+                Some(profile) => profile,
+            };
             eprintln!("bench: building outpost-hub and outpost-edge (profile {profile})");
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--profile",
-                    profile,
-                    "--bin",
-                    "outpost-hub",
-                    "--bin",
-                    "outpost-edge",
-                ])
-                .status()?;
+            let mut build = Command::new(cargo);
+            build.args(["build", "--workspace", "--profile", profile]);
+            build.args(["--bin", "outpost-hub", "--bin", "outpost-edge"]);
+            if let Some(package) = std::env::var_os("CARGO_MANIFEST_DIR") {
+                build.current_dir(package);
+            }
+            let status = build.status()?;
             anyhow::ensure!(
                 status.success(),
                 "building outpost-hub and outpost-edge failed: {status}"
             );
-            Ok(product())
         }
     }
+    anyhow::ensure!(
+        hub.exists() && edge.exists(),
+        "{} or {} is missing (`cargo build --release` builds them)",
+        hub.display(),
+        edge.display()
+    );
+    Ok(Binaries::Product { hub, edge })
 }
 
 /// The systems compared.
@@ -185,7 +173,6 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     let wanted = |name: SystemName| args.only.is_empty() || args.only.contains(&name);
     let mut systems = Vec::new();
     if wanted(SystemName::Outpost) {
-        eprintln!("bench: Outpost");
         eprintln!("bench: Outpost ({binaries})");
         systems.push(outpost_system(&binaries, &base.path().join("outpost"), &plan).await?);
     }

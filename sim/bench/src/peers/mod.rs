@@ -143,8 +143,6 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     );
     let tools = ensure_tools(&args.tools_dir)?;
     let exe = std::env::current_exe()?;
-    // An idle edge's memory is mostly its binary's pages: measure the product's binaries.
-    let binaries = outpost_binaries(args.binaries, &exe)?;
     let base = crate::bench_dir(args.dir.as_deref(), "outpost-peers-")?;
     let plan = Plan {
         seconds: if args.quick { 2.0 } else { 10.0 },
@@ -173,6 +171,9 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     let wanted = |name: SystemName| args.only.is_empty() || args.only.contains(&name);
     let mut systems = Vec::new();
     if wanted(SystemName::Outpost) {
+        // An idle edge's memory is mostly its binary's pages: measure the product's binaries
+        // (built only when Outpost is measured).
+        let binaries = outpost_binaries(args.binaries, &exe)?;
         eprintln!("bench: Outpost ({binaries})");
         systems.push(outpost_system(&binaries, &base.path().join("outpost"), &plan).await?);
     }
@@ -221,22 +222,22 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-async fn outpost_system(exe: &Binaries, dir: &Path, plan: &Plan) -> anyhow::Result<Value> {
-    let idle = outpost::idle_rss(exe, &dir.join("idle")).await?;
+async fn outpost_system(binaries: &Binaries, dir: &Path, plan: &Plan) -> anyhow::Result<Value> {
+    let idle = outpost::idle_rss(binaries, &dir.join("idle")).await?;
     settle().await;
-    let throughput = outpost::throughput(exe, &dir.join("throughput"), plan.seconds).await?;
+    let throughput = outpost::throughput(binaries, &dir.join("throughput"), plan.seconds).await?;
     settle().await;
-    let lat_1k = outpost::latency(exe, &dir.join("lat1k"), 1_000.0, plan.seconds).await?;
+    let lat_1k = outpost::latency(binaries, &dir.join("lat1k"), 1_000.0, plan.seconds).await?;
     settle().await;
-    let lat_10k = outpost::latency(exe, &dir.join("lat10k"), 10_000.0, plan.seconds).await?;
+    let lat_10k = outpost::latency(binaries, &dir.join("lat10k"), 10_000.0, plan.seconds).await?;
     settle().await;
-    let drain = outpost::drain(exe, &dir.join("drain"), plan.backlog, plan.partition).await?;
+    let drain = outpost::drain(binaries, &dir.join("drain"), plan.backlog, plan.partition).await?;
     settle().await;
-    let kill = outpost::kill(exe, &dir.join("kill"), plan.seconds).await?;
+    let kill = outpost::kill(binaries, &dir.join("kill"), plan.seconds).await?;
     settle().await;
     Ok(json!({
         "system": "Outpost (both sides durable)",
-        "binaries": match exe {
+        "binaries": match binaries {
             Binaries::Product { .. } => "outpost-hub, outpost-edge",
             Binaries::Sim(_) => "outpost-sim hub run, outpost-sim edge run",
         },
